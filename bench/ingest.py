@@ -1,0 +1,244 @@
+"""End-to-end ingest benchmark: logtided against rsyslog on the same input, in the same run.
+
+    python bench/ingest.py [--lines 1000000] [--connections 4] [--runs 3]
+
+Generates realistic mixed lines (RFC 5424, RFC 3164, combined access log with latency, app lines,
+JSON), sends them over K TCP connections, and times until STATS shows every line received and
+accounted for (parsed + rejected). rsyslog (Debian package; imtcp with octet-counted framing off,
+omfile) gets the same bytes; its time is until its output file holds every line. Prints lines/s,
+peak RSS (logtided's main process + workers) and the ratio logtide/rsyslog; medians over runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate(n: int, seed: int = 1) -> bytes:
+    rng = random.Random(seed)
+    services = ["api", "auth", "billing", "search", "web"]
+    paths = ["/", "/login", "/api/v1/items", "/api/v1/users/42", "/static/app.js", "/health"]
+    agents = ["curl/8.0", "Mozilla/5.0 (X11; Linux x86_64)", "Go-http-client/1.1", "python-requests/2.31"]
+    out = []
+    for i in range(n):
+        kind = i % 5
+        sec = i // 1000
+        hh, mm, ss = 12 + (sec // 3600) % 12, (sec // 60) % 60, sec % 60
+        svc = rng.choice(services)
+        if kind == 0:
+            out.append(
+                f"<{rng.choice((134, 131, 132))}>1 2025-01-30T{hh:02d}:{mm:02d}:{ss:02d}.{i % 1000:03d}Z "
+                f"host{i % 7} {svc} {1000 + i % 50} ID{i % 9} [meta seq=\"{i}\"] request {i} handled"
+            )
+        elif kind == 1:
+            out.append(f"<{rng.choice((30, 27))}>Jan 30 {hh:02d}:{mm:02d}:{ss:02d} host{i % 7} {svc}[{200 + i % 30}]: "
+                       f"session {i} opened for user u{i % 100}")
+        elif kind == 2:
+            ip = f"10.{i % 4}.{(i // 7) % 256}.{i % 251}"
+            status = rng.choice((200, 200, 200, 201, 304, 404, 500))
+            out.append(
+                f'{ip} - - [30/Jan/2025:{hh:02d}:{mm:02d}:{ss:02d} +0000] "GET {rng.choice(paths)} HTTP/1.1" '
+                f'{status} {rng.randint(100, 9000)} "-" "{rng.choice(agents)}" {rng.random() / 10:.3f}'
+            )
+        elif kind == 3:
+            level = rng.choice(("INFO", "INFO", "WARN", "ERROR", "DEBUG"))
+            out.append(f"2025-01-30 {hh:02d}:{mm:02d}:{ss:02d},{i % 1000:03d} {level} [{svc}] "
+                       f"Database connection failed for user {i % 97}")
+        else:
+            out.append(json.dumps({
+                "ts": f"2025-01-30T{hh:02d}:{mm:02d}:{ss:02d}Z", "level": rng.choice(("info", "error")),
+                "service": svc, "msg": f"job {i} finished", "duration_ms": rng.randint(1, 500),
+            }))
+    return ("\n".join(out) + "\n").encode()
+
+
+def split_connections(data: bytes, k: int) -> list[bytes]:
+    lines = data.splitlines(keepends=True)
+    return [b"".join(lines[i::k]) for i in range(k)]
+
+
+def send_parallel(address: tuple[str, int], parts: list[bytes]) -> None:
+    def one(part: bytes) -> None:
+        with socket.create_connection(address) as sock:
+            view = memoryview(part)
+            for i in range(0, len(view), 1 << 18):
+                sock.sendall(view[i : i + (1 << 18)])
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def rss_tree_kb(pid: int) -> int:
+    """Peak RSS (VmHWM) of a process and its children, in KiB."""
+    total = 0
+    pids = [pid]
+    try:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(c) for c in children]
+        for c in list(children):  # forkserver: workers are grandchildren
+            pids += [int(g) for g in subprocess.run(["pgrep", "-P", c], capture_output=True, text=True).stdout.split()]
+    except FileNotFoundError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def control(address: tuple[str, int], command: str) -> dict:
+    with socket.create_connection(address) as sock:
+        sock.sendall(command.encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            buf += sock.recv(1 << 16)
+    return json.loads(buf)
+
+
+def run_logtide(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict]:
+    config = workdir / "config.toml"
+    config.write_text(f'[rejects]\npath = "{workdir / "rejects.log"}"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
+         "--control", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    addresses = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "listening":
+            addresses = entry
+            break
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    tcp = tuple(addresses["tcp"].rsplit(":", 1))
+    ctl = tuple(addresses["control"].rsplit(":", 1))
+    tcp_addr, ctl_addr = (tcp[0], int(tcp[1])), (ctl[0], int(ctl[1]))
+    parts = split_connections(data, k)
+    started = time.perf_counter()
+    send_parallel(tcp_addr, parts)
+    while True:
+        report = control(ctl_addr, "STATS")
+        if report["received"] >= n:
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    rss = rss_tree_kb(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    return elapsed, rss, report
+
+
+RSYSLOG_CONF = """\
+global(workDirectory="{work}")
+module(load="imtcp" MaxSessions="200")
+input(type="imtcp" port="{port}" address="127.0.0.1" SupportOctetCountedFraming="off" ruleset="out")
+template(name="raw" type="string" string="%rawmsg%\\n")
+ruleset(name="out") {{ action(type="omfile" file="{out}" template="raw" asyncWriting="on" ioBufferSize="1m" flushOnTXEnd="off") }}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_rsyslog(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int] | None:
+    rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    if not Path(rsyslogd).exists():
+        subprocess.run(["apt-get", "install", "-y", "-qq", "rsyslog"], capture_output=True)
+        if not Path(rsyslogd).exists():
+            return None
+    port = free_port()
+    out = workdir / "rsyslog.out"
+    conf = workdir / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONF.format(work=workdir, port=port, out=out))
+    proc = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(workdir / "rsyslog.pid")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    parts = split_connections(data, k)
+    started = time.perf_counter()
+    send_parallel(("127.0.0.1", port), parts)
+    lines = 0
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            with out.open("rb") as f:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        except OSError:
+            lines = 0
+        if lines >= n:
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    rss = rss_tree_kb(proc.pid)
+    proc.terminate()
+    proc.wait(30)
+    if lines < n:
+        print(f"rsyslog wrote {lines}/{n} lines", file=sys.stderr)
+    return elapsed, rss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    data = generate(args.lines)
+    print(f"input: {args.lines} lines, {len(data) / 1e6:.1f} MB, {args.connections} connections, {args.runs} runs")
+    ours, theirs = [], []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            elapsed, rss, report = run_logtide(data, args.lines, args.connections, Path(tmp))
+            ours.append((args.lines / elapsed, rss))
+            print(f"run {run + 1}: logtide {args.lines / elapsed:,.0f} lines/s, peak RSS {rss / 1024:.0f} MiB, "
+                  f"parsed {report['parsed']}, rejected {sum(report['rejected'].values())}, by_format {report['by_format']}")
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_rsyslog(data, args.lines, args.connections, Path(tmp))
+            if result is not None:
+                theirs.append((args.lines / result[0], result[1]))
+                print(f"run {run + 1}: rsyslog {args.lines / result[0]:,.0f} lines/s, peak RSS {result[1] / 1024:.0f} MiB")
+    med_ours = statistics.median(r for r, _ in ours)
+    print(f"\nlogtide median: {med_ours:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in ours) / 1024:.0f} MiB")
+    if theirs:
+        med_theirs = statistics.median(r for r, _ in theirs)
+        ratios = [o[0] / t[0] for o, t in zip(ours, theirs)]
+        print(f"rsyslog median: {med_theirs:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in theirs) / 1024:.0f} MiB")
+        print(f"ratio logtide/rsyslog: median {statistics.median(ratios):.2f} (per run: {', '.join(f'{r:.2f}' for r in ratios)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""logtide: the command-line client (send, stats, top, watch, events, tail, prime)."""

@@ -1,0 +1,88 @@
+"""`logtided`: run the daemon, or look at logs the way it would (parse, analyze, validate)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import msgspec
+import structlog
+
+from server.config import Config, ConfigError, load_config, split_address
+
+log = structlog.get_logger()
+
+USAGE = """\
+logtided [--config FILE] [--tcp HOST:PORT] [--udp HOST:PORT] [--control HOST:PORT]   run the daemon
+logtided parse [--format F]          read lines on stdin, print how each one is parsed (JSON)
+logtided analyze PATH... [--json] [--workers N] [--events]   statistics for files, .gz and directories
+logtided validate PATH...            per file: lines per format, first rejected lines with reasons
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "parse":
+        from server.parsing.cli import run_parse
+
+        return run_parse(argv[1:], sys.stdin, sys.stdout)
+    if argv and argv[0] == "analyze":
+        from server.analyze import run_analyze
+
+        return run_analyze(argv[1:])
+    if argv and argv[0] == "validate":
+        from server.analyze import run_validate
+
+        return run_validate(argv[1:])
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    return run_daemon(argv)
+
+
+def run_daemon(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="logtided", usage=USAGE)
+    parser.add_argument("--config", help="config.toml (default: built-in defaults)")
+    parser.add_argument("--tcp", help="ingest TCP HOST:PORT (port 0 = ephemeral, '' = off)")
+    parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
+    parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral)")
+    args = parser.parse_args(argv)
+    try:
+        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control)
+    except ConfigError as exc:
+        print(f"logtided: {exc}", file=sys.stderr)
+        return 2
+    from server.logsetup import configure_logging
+
+    configure_logging(config.log)
+    import uvloop
+
+    from server.app import serve
+
+    try:
+        return uvloop.run(serve(config, args.config))
+    except OSError as exc:  # e.g. the port is taken
+        log.error("start_failed", error=str(exc))
+        return 1
+
+
+def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None) -> Config:
+    """Command-line listen addresses win over the file."""
+    for value in (tcp, udp, control):
+        if value:
+            try:
+                split_address(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    ingest = config.ingest
+    if tcp is not None:
+        ingest = msgspec.structs.replace(ingest, tcp=tcp)
+    if udp is not None:
+        ingest = msgspec.structs.replace(ingest, udp=udp)
+    config = msgspec.structs.replace(config, ingest=ingest)
+    if control is not None:
+        config = msgspec.structs.replace(config, control=msgspec.structs.replace(config.control, listen=control))
+    return config
+
+
+if __name__ == "__main__":
+    sys.exit(main())

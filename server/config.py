@@ -1,0 +1,138 @@
+"""The daemon's configuration: `config.toml` decoded by msgspec into typed Structs.
+
+A wrong type or an unknown key fails at start (and on SIGHUP) with a message that names the key,
+e.g. `config.toml: Expected `int`, got `str` - at `$.ingest.max_message_bytes``.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from server.logsetup import LogConfig
+from server.parsing import ParseOptions
+from server.windows import StatsConfig
+
+
+class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class TlsConfig(Strict):
+    listen: str = ""  # HOST:PORT; RFC 5425 names 6514
+    cert: str = ""
+    key: str = ""
+
+
+class IngestConfig(Strict):
+    tcp: str = "0.0.0.0:5140"  # "" disables
+    udp: str = "0.0.0.0:5140"  # "" disables
+    max_message_bytes: int = 65536
+    max_connections: int = 1000
+    idle_timeout_s: float = 300.0
+    udp_receive_buffer: int = 4 * 1024 * 1024
+    tls: TlsConfig = TlsConfig()
+
+
+class PipelineConfig(Strict):
+    workers: int = 0  # 0 = one per CPU
+    batch_lines: int = 2000
+    batch_bytes: int = 1 << 20
+    batch_delay_ms: float = 50.0
+    max_in_flight: int = 4  # batches handed to the pool and not yet merged
+    max_buffered_bytes: int = 32 << 20  # past this every ingest transport pauses reading
+    shutdown_grace_s: float = 10.0  # on SIGTERM, how long open senders may finish
+
+
+class ControlConfig(Strict):
+    listen: str = "127.0.0.1:5141"
+    max_connections: int = 200
+    subscriber_queue: int = 1000  # messages; when full the oldest are dropped ("lagged")
+    stalled_subscriber_s: float = 30.0  # a subscriber that reads nothing this long is disconnected
+    default_interval_s: float = 1.0  # STATS snapshot interval for `SUBSCRIBE stats`
+
+
+class RejectsConfig(Strict):
+    path: str = "rejects.log"  # "" disables the file (counts stay in STATS)
+    max_bytes: int = 64 << 20  # then rotated once to PATH.1
+
+
+class Config(Strict):
+    ingest: IngestConfig = IngestConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    control: ControlConfig = ControlConfig()
+    rejects: RejectsConfig = RejectsConfig()
+    parse: ParseOptions = ParseOptions()
+    stats: StatsConfig = StatsConfig()
+    log: LogConfig = LogConfig()
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and check a config file; no path means the built-in defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return decode_config(raw, str(path))
+
+
+def decode_config(raw: dict, source: str = "config") -> Config:
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    problem = check_config(config)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return config
+
+
+def check_config(config: Config) -> str | None:
+    """Limits that a type alone cannot express; the message names the key."""
+    positive = {
+        "ingest.max_message_bytes": config.ingest.max_message_bytes,
+        "ingest.max_connections": config.ingest.max_connections,
+        "pipeline.batch_lines": config.pipeline.batch_lines,
+        "pipeline.batch_bytes": config.pipeline.batch_bytes,
+        "pipeline.max_in_flight": config.pipeline.max_in_flight,
+        "pipeline.max_buffered_bytes": config.pipeline.max_buffered_bytes,
+        "control.subscriber_queue": config.control.subscriber_queue,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            return f"{key} must be > 0 (got {value})"
+    if config.pipeline.workers < 0:
+        return f"pipeline.workers must be >= 0 (got {config.pipeline.workers})"
+    tls = config.ingest.tls
+    if tls.listen and not (tls.cert and tls.key):
+        return "ingest.tls.listen needs ingest.tls.cert and ingest.tls.key"
+    for key, value in (
+        ("ingest.tcp", config.ingest.tcp),
+        ("ingest.udp", config.ingest.udp),
+        ("ingest.tls.listen", tls.listen),
+        ("control.listen", config.control.listen),
+    ):
+        if value:
+            try:
+                split_address(value)
+            except ValueError as exc:
+                return f"{key}: {exc}"
+    return None
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[v6]:PORT` -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,194 @@
+"""Batching, the worker pool hand-off, backpressure and merging: the middle of the flow.
+
+Listeners hand frames to `Pipeline.submit`; frames are cut into batches by size and by a short
+deadline, parsed in the pool (`server.worker.process_batch`) and the partial aggregates merged
+into `Stats`. Past `max_in_flight` batches or `max_buffered_bytes`, every ingest transport is
+paused until the pool catches up: overload slows TCP senders down, it does not drop lines.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from typing import Callable
+
+import structlog
+
+from server.aggregate import Partial
+from server.config import PipelineConfig
+from server.framing import FrameError
+from server.rejects import RejectsFile
+from server.scheduler import INGEST, PoolScheduler
+from server.windows import Stats
+from server.worker import WorkerOptions, decode_result, process_batch
+
+log = structlog.get_logger()
+
+
+class Batch:
+    __slots__ = ("frames", "peers", "nbytes", "arrival")
+
+    def __init__(self, arrival: float) -> None:
+        self.frames: list[bytes] = []
+        self.peers: list[tuple[str, int]] = []  # run-length: (peer, number of frames)
+        self.nbytes = 0
+        self.arrival = arrival
+
+    def add(self, frames: list[bytes], peer: str) -> None:
+        self.frames.extend(frames)
+        self.nbytes += sum(map(len, frames))
+        if self.peers and self.peers[-1][0] == peer:
+            self.peers[-1] = (peer, self.peers[-1][1] + len(frames))
+        else:
+            self.peers.append((peer, len(frames)))
+
+    def peer_of(self, index: int) -> str:
+        for peer, count in self.peers:
+            if index < count:
+                return peer
+            index -= count
+        return "?"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        options: WorkerOptions,
+        scheduler: PoolScheduler,
+        stats: Stats,
+        rejects: RejectsFile | None,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.scheduler = scheduler
+        self.stats = stats
+        self.rejects = rejects
+        self._pause = pause
+        self._resume = resume
+        self.clock = clock
+        self.current: Batch | None = None
+        self.ready: collections.deque[Batch] = collections.deque()
+        self.in_flight = 0
+        self.buffered_bytes = 0
+        self.paused = False
+        self.pauses = 0
+        self.batches = 0
+        self.batch_seconds_sum = 0.0
+        self.batch_errors = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._listeners: list[Callable[[Partial, float], None]] = []
+
+    def on_merge(self, listener: Callable[[Partial, float], None]) -> None:
+        """Call `listener(partial, now)` after every merge (detectors, subscribers)."""
+        self._listeners.append(listener)
+
+    # -- input -------------------------------------------------------------------------------
+
+    def submit(self, frames: list[bytes], peer: str) -> None:
+        if not frames:
+            return
+        batch = self.current
+        if batch is None:
+            batch = self.current = Batch(self.clock())
+            self._timer = asyncio.get_running_loop().call_later(
+                self.config.batch_delay_ms / 1000, self._cut
+            )
+        before = batch.nbytes
+        batch.add(frames, peer)
+        self.buffered_bytes += batch.nbytes - before
+        self._idle.clear()
+        if len(batch.frames) >= self.config.batch_lines or batch.nbytes >= self.config.batch_bytes:
+            self._cut()
+        self._check_pressure()
+
+    def reject_frames(self, errors: list[FrameError], peer: str) -> None:
+        """Frames the framer refused (oversize, truncated): counted here, they never reach a worker."""
+        partial = Partial()
+        now = self.clock()
+        for error in errors:
+            partial.reject(error.reason, error.size)
+            if self.rejects is not None:
+                self.rejects.write(now, error.reason, peer, error.sample)
+        self._merge(partial, now)
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _cut(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self.current = self.current, None
+        if batch is not None and batch.frames:
+            self.ready.append(batch)
+            self._pump()
+
+    def _pump(self) -> None:
+        while self.ready and self.in_flight < self.config.max_in_flight:
+            batch = self.ready.popleft()
+            self.in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: Batch) -> None:
+        started = time.monotonic()
+        try:
+            data = await self.scheduler.run(INGEST, process_batch, batch.frames, batch.arrival, self.options)
+            result = decode_result(data)
+            partial = Partial.from_bytes(result.partial)
+        except Exception as exc:  # a worker crash must not lose the batch's count
+            self.batch_errors += 1
+            log.error("batch_failed", error=repr(exc), lines=len(batch.frames))
+            partial = Partial()
+            for frame in batch.frames:
+                partial.reject("internal_error", len(frame))
+            result = None
+        self.batches += 1
+        self.batch_seconds_sum += time.monotonic() - started
+        now = self.clock()
+        self._merge(partial, now)
+        if result is not None and self.rejects is not None:
+            for index, reason in result.rejected:
+                self.rejects.write(now, reason, batch.peer_of(index), batch.frames[index])
+        self.in_flight -= 1
+        self.buffered_bytes -= batch.nbytes
+        self._pump()
+        self._check_pressure()
+        if self.in_flight == 0 and not self.ready and self.current is None:
+            self._idle.set()
+
+    def _merge(self, partial: Partial, now: float) -> None:
+        self.stats.merge(partial, now)
+        for listener in self._listeners:
+            listener(partial, now)
+
+    # -- backpressure ------------------------------------------------------------------------
+
+    def _check_pressure(self) -> None:
+        limit = self.config.max_buffered_bytes
+        over = self.buffered_bytes >= limit or len(self.ready) >= self.config.max_in_flight
+        if over and not self.paused:
+            self.paused = True
+            self.pauses += 1
+            self._pause()
+        elif self.paused and self.buffered_bytes < limit // 2 and not self.ready:
+            self.paused = False
+            self._resume()
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Send the open batch and wait until every batch has been merged."""
+        self._cut()
+        await self._idle.wait()
+
+    @property
+    def queued_batches(self) -> int:
+        return len(self.ready) + (1 if self.current is not None else 0)

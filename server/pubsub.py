@@ -1,0 +1,121 @@
+"""Publish/subscribe for control connections: bounded per-subscriber queues that never block ingest.
+
+A subscriber's queue holds at most `queue_size` encoded messages; when it is full the oldest are
+dropped and, once the client reads again, it first receives `{"type":"lagged","dropped":N}`.
+A subscriber whose socket stays unwritable for `stalled_s` is disconnected.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, Callable
+
+import msgspec
+
+_json = msgspec.json.Encoder()
+
+TOPICS = ("stats", "anomalies", "tail", "jobs")
+
+
+class Subscriber:
+    def __init__(self, transport: asyncio.WriteTransport, queue_size: int, clock: Callable[[], float]) -> None:
+        self.transport = transport
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.queue_size = queue_size
+        self.clock = clock
+        self.topics: set[str] = set()
+        self.interval_s = 1.0
+        self.next_stats_at = 0.0
+        self.tail_filter: Callable[[dict[str, Any]], bool] | None = None
+        self.dropped = 0  # since the last `lagged` notice
+        self.dropped_total = 0
+        self.sent = 0
+        self.writable = True
+        self.blocked_since: float | None = None
+
+    def offer(self, line: bytes) -> None:
+        if len(self.queue) >= self.queue_size:
+            self.queue.popleft()
+            self.dropped += 1
+            self.dropped_total += 1
+        self.queue.append(line)
+        self.flush()
+
+    def flush(self) -> None:
+        transport = self.transport
+        while self.writable and (self.queue or self.dropped):
+            if transport.is_closing():
+                self.queue.clear()
+                return
+            if self.dropped:
+                transport.write(_json.encode({"type": "lagged", "dropped": self.dropped}) + b"\n")
+                self.dropped = 0
+                continue
+            transport.write(self.queue.popleft())
+            self.sent += 1
+
+    def pause_writing(self) -> None:
+        self.writable = False
+        self.blocked_since = self.clock()
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self.blocked_since = None
+        self.flush()
+
+
+class Hub:
+    def __init__(self, queue_size: int, stalled_s: float, clock: Callable[[], float]) -> None:
+        self.queue_size = queue_size
+        self.stalled_s = stalled_s
+        self.clock = clock
+        self.subscribers: set[Subscriber] = set()
+        self.disconnected_stalled = 0
+        self.dropped_total = 0  # of subscribers that have left
+
+    def add(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        if sub in self.subscribers:
+            self.subscribers.discard(sub)
+            self.dropped_total += sub.dropped_total
+
+    def wants(self, topic: str) -> bool:
+        return any(topic in sub.topics for sub in self.subscribers)
+
+    def publish(self, topic: str, message: Any) -> None:
+        line: bytes | None = None
+        for sub in self.subscribers:
+            if topic in sub.topics:
+                if line is None:
+                    line = _json.encode(message) + b"\n"
+                sub.offer(line)
+
+    def publish_tail(self, records: list[dict[str, Any]]) -> None:
+        for sub in self.subscribers:
+            if "tail" in sub.topics:
+                keep = sub.tail_filter
+                for record in records:
+                    if keep is None or keep(record):
+                        sub.offer(_json.encode({"type": "record", **record}) + b"\n")
+
+    def due_for_stats(self, now: float) -> list[Subscriber]:
+        due = [s for s in self.subscribers if "stats" in s.topics and s.next_stats_at <= now]
+        for sub in due:
+            sub.next_stats_at = now + sub.interval_s
+        return due
+
+    def sweep_stalled(self, now: float) -> int:
+        closed = 0
+        for sub in list(self.subscribers):
+            if sub.blocked_since is not None and now - sub.blocked_since > self.stalled_s:
+                sub.transport.abort()  # type: ignore[attr-defined]
+                self.remove(sub)
+                self.disconnected_stalled += 1
+                closed += 1
+        return closed
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_total + sum(s.dropped_total for s in self.subscribers)

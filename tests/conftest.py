@@ -1,0 +1,154 @@
+"""Shared fixtures: a real `logtided` subprocess on ephemeral loopback ports, and the corpus path."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def split_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class ServerProcess:
+    """`logtided` started as a subprocess; its JSON log lines are collected as they come."""
+
+    def __init__(self, workdir: Path, config_text: str = "", extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        self.workdir = workdir
+        self.config_path = workdir / "config.toml"
+        base = f'[rejects]\npath = "{workdir / "rejects.log"}"\n'
+        if "[rejects]" in config_text:
+            base = ""
+        self.config_path.write_text(base + config_text)
+        args = [sys.executable, "-m", "server", "--config", str(self.config_path)]
+        if extra_args is None:
+            extra_args = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        self.logs: list[dict[str, Any]] = []
+        self.raw_output: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            args + extra_args,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            pass_fds=pass_fds,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        listening = self.wait_log("listening", timeout=30)
+        self.addresses: dict[str, str] = {k: v for k, v in listening.items() if isinstance(v, str) and ":" in v}
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.raw_output.append(line)
+                try:
+                    self.logs.append(json.loads(line))
+                except ValueError:
+                    pass
+                self._cond.notify_all()
+
+    def wait_log(self, event: str, timeout: float = 10.0, where: Callable[[dict], bool] | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for entry in self.logs:
+                    if entry.get("event") == event and (where is None or where(entry)):
+                        return entry
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"server exited ({self.proc.returncode}) before {event!r}:\n" + "".join(self.raw_output[-40:]))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {event!r} log within {timeout}s:\n" + "".join(self.raw_output[-40:]))
+                self._cond.wait(min(left, 0.2))
+
+    def address(self, name: str) -> tuple[str, int]:
+        return split_address(self.addresses[name])
+
+    def command(self, line: str, timeout: float = 10.0) -> dict[str, Any]:
+        with socket.create_connection(self.address("control"), timeout=timeout) as sock:
+            sock.sendall(line.encode() + b"\n")
+            return json.loads(_read_line(sock))
+
+    def stats(self, window: str = "all") -> dict[str, Any]:
+        return self.command(f"STATS {window}")
+
+    def wait_received(self, n: int, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll STATS until `received` >= n, then until the count is stable; return STATS."""
+        deadline = time.monotonic() + timeout
+        report = self.stats()
+        while report["received"] < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+            report = self.stats()
+        return report
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._reader.join(5)
+        return code
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(config_text: str = "", **kwargs: Any) -> ServerProcess:
+        workdir = tmp_path / f"server{len(started)}"
+        workdir.mkdir()
+        server = ServerProcess(workdir, config_text, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server()
+
+
+def send_tcp(address: tuple[str, int], data: bytes) -> None:
+    with socket.create_connection(address, timeout=30) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(30)
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass

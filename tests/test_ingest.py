@@ -1,0 +1,299 @@
+"""Ingestion end to end: a real logtided subprocess, real clients, exact counts."""
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess, send_tcp
+
+
+def balanced(report: dict) -> bool:
+    return report["received"] == report["parsed"] + sum(report["rejected"].values())
+
+
+def app_lines(n: int, start: int = 0) -> list[bytes]:
+    return [b"2025-01-30 12:00:%02d INFO [api] request %d done" % (i % 60, i) for i in range(start, start + n)]
+
+
+def test_nc_lines_are_counted_exactly(server: ServerProcess, tmp_path: Path) -> None:
+    nc = shutil.which("nc")
+    if nc is None:
+        pytest.skip("nc (netcat-openbsd) not installed")
+    path = tmp_path / "lines.log"
+    path.write_bytes(b"\n".join(app_lines(1000)) + b"\n")
+    host, port = server.address("tcp")
+    with path.open("rb") as f:
+        subprocess.run([nc, "-N", host, str(port)], stdin=f, check=True, timeout=30)
+    report = server.wait_received(1000)
+    assert report["received"] == 1000
+    assert report["parsed"] == 1000
+    assert report["by_format"] == {"app": 1000}
+    assert balanced(report)
+
+
+def test_logger_tcp_octet_count(server: ServerProcess, tmp_path: Path) -> None:
+    logger = shutil.which("logger")
+    if logger is None:
+        pytest.skip("util-linux logger not installed")
+    messages = tmp_path / "msgs.txt"
+    messages.write_text("".join(f"octet message {i} with spaces\n" for i in range(200)))
+    host, port = server.address("tcp")
+    subprocess.run(
+        [logger, "--tcp", "--octet-count", "-n", host, "-P", str(port), "-t", "myapp", "-f", str(messages)],
+        check=True, timeout=30,
+    )
+    report = server.wait_received(200)
+    assert report["received"] == 200
+    assert report["parsed"] == 200
+    assert report["by_format"].get("rfc5424", 0) + report["by_format"].get("rfc3164", 0) == 200
+    assert report["by_service"].get("myapp") == 200
+
+
+def test_logger_udp(server: ServerProcess) -> None:
+    logger = shutil.which("logger")
+    if logger is None:
+        pytest.skip("util-linux logger not installed")
+    host, port = server.address("udp")
+    for i in range(20):
+        subprocess.run([logger, "--udp", "-n", host, "-P", str(port), "-t", "udpapp", f"udp message {i}"],
+                       check=True, timeout=10)
+    report = server.wait_received(20)
+    assert report["received"] == 20
+    assert report["by_service"].get("udpapp") == 20
+
+
+@pytest.mark.parametrize("socktype", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
+def test_python_sysloghandler(server: ServerProcess, socktype: int) -> None:
+    address = server.address("tcp" if socktype == socket.SOCK_STREAM else "udp")
+    handler = logging.handlers.SysLogHandler(address=address, socktype=socktype)
+    logger = logging.getLogger(f"sysloghandler-test-{socktype}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        for i in range(100):
+            (logger.error if i % 10 == 0 else logger.info)("handler message %d", i)
+            if socktype == socket.SOCK_DGRAM and i % 20 == 0:
+                time.sleep(0.01)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    report = server.wait_received(100)
+    assert report["received"] == 100
+    assert report["parsed"] == 100
+    # SysLogHandler sends `<PRI>message` with the NUL trailer over TCP: PRI carries the level.
+    assert report["by_level"].get("ERROR") == 10
+    assert report["by_level"].get("INFO") == 90
+
+
+def test_mixed_framing_and_ip_led_lines_on_one_connection(server: ServerProcess) -> None:
+    access = b'10.1.3.6 - - [30/Jan/2025:12:00:00 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "curl/8.0" 0.004'
+    syslog = b"<34>1 2025-01-30T12:00:00.000Z web1 su - ID47 - hello"
+    data = b""
+    for _ in range(50):
+        data += access + b"\n"
+        data += b"%d %s" % (len(syslog), syslog)
+        data += b"<13>Jan 30 12:00:00 web1 app[12]: nul framed\x00"
+    send_tcp(server.address("tcp"), data)
+    report = server.wait_received(150)
+    assert report["received"] == 150
+    assert report["by_format"] == {"access": 50, "rfc5424": 50, "rfc3164": 50}
+
+
+def test_garbage_and_oversize_flood_keeps_the_connection(start_server) -> None:
+    server = start_server("[ingest]\nmax_message_bytes = 1000\n")
+    with socket.create_connection(server.address("tcp")) as sock:
+        sock.sendall(b"x" * 5000 + b"\n")  # one oversize line
+        junk = bytes(b for b in range(256) if b not in (0x00, 0x0A)) * 3  # no terminators inside
+        sock.sendall(junk + b"\n")  # binary junk within the limit: kept with U+FFFD, counted
+        sock.sendall(b"y" * 1000 + b"\n")  # exactly at the limit: accepted
+        sock.sendall(b"\n".join(app_lines(10)) + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(1)
+    report = server.wait_received(13)
+    assert report["received"] == 13
+    assert report["rejected"].get("oversize") == 1
+    assert report["by_format"].get("app") == 10
+    assert report["notes"].get("invalid_utf8") == 1
+    assert balanced(report)
+    rejects = [json.loads(line) for line in (server.workdir / "rejects.log").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["oversize"]
+    assert rejects[0]["peer"].startswith("127.0.0.1:")
+    assert rejects[0]["line"].startswith("xxxx")
+
+
+def test_empty_lines_are_rejected_and_written_to_rejects_file(server: ServerProcess) -> None:
+    send_tcp(server.address("tcp"), b"2025-01-30 12:00:00 INFO ok\n\n   \n2025-01-30 12:00:01 INFO ok\n")
+    report = server.wait_received(4)
+    assert report["received"] == 4
+    assert report["rejected"] == {"empty": 2}
+    time.sleep(0.3)
+    rejects = [json.loads(line) for line in (server.workdir / "rejects.log").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["empty", "empty"]
+
+
+def test_500_concurrent_connections(server: ServerProcess) -> None:
+    address = server.address("tcp")
+    socks = [socket.create_connection(address, timeout=30) for _ in range(500)]
+    try:
+        deadline = time.monotonic() + 20
+        while server.stats()["connections"]["open"] < 500 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.stats()["connections"]["open"] == 500
+        for i, sock in enumerate(socks):
+            sock.sendall(b"2025-01-30 12:00:00 INFO [svc] line from connection %d\n" % i)
+    finally:
+        for sock in socks:
+            sock.close()
+    report = server.wait_received(500)
+    assert report["received"] == 500
+    assert report["connections"]["total"] == 500
+
+
+def test_max_connections_limit(start_server) -> None:
+    server = start_server("[ingest]\nmax_connections = 3\n")
+    socks = [socket.create_connection(server.address("tcp")) for _ in range(3)]
+    deadline = time.monotonic() + 10
+    while server.stats()["connections"]["open"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    extra = socket.create_connection(server.address("tcp"))
+    extra.settimeout(5)
+    assert extra.recv(1) == b""  # refused: closed at once
+    report = server.stats()
+    assert report["connections"]["open"] == 3
+    assert report["connections"]["refused"] == 1
+    for sock in socks + [extra]:
+        sock.close()
+
+
+def test_idle_timeout_closes_silent_connections(start_server) -> None:
+    server = start_server("[ingest]\nidle_timeout_s = 0.5\n")
+    sock = socket.create_connection(server.address("tcp"))
+    sock.settimeout(10)
+    sock.sendall(b"2025-01-30 12:00:00 INFO partial line without newline")
+    assert sock.recv(1) == b""  # closed by the server after 0.5 s of silence
+    report = server.wait_received(1)
+    assert report["connections"]["idle_closed"] == 1
+    assert report["received"] == 1  # the pending line was delivered on close
+    sock.close()
+
+
+def test_backpressure_pauses_and_loses_nothing(start_server) -> None:
+    server = start_server(
+        "[pipeline]\nbatch_lines = 200\nmax_in_flight = 1\nmax_buffered_bytes = 20000\nworkers = 1\n"
+    )
+    n = 60_000
+    data = b"\n".join(app_lines(n)) + b"\n"
+    send_tcp(server.address("tcp"), data)
+    report = server.wait_received(n, timeout=120)
+    assert report["received"] == n
+    assert report["parsed"] == n
+    assert report["pipeline"]["pauses"] > 0
+
+
+def test_sigterm_during_send_loses_nothing(start_server) -> None:
+    server = start_server()
+    n = 200_000
+    data = b"\n".join(app_lines(n)) + b"\n"
+    address = server.address("tcp")
+    done = threading.Event()
+
+    def sender() -> None:
+        with socket.create_connection(address, timeout=60) as sock:
+            view = memoryview(data)
+            for i in range(0, len(view), 65536):
+                sock.sendall(view[i : i + 65536])
+        done.set()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    while server.stats()["received"] < 20_000:
+        time.sleep(0.01)
+    server.proc.send_signal(signal.SIGTERM)
+    thread.join(60)
+    assert done.is_set()
+    assert server.stop() == 0
+    stopped = server.wait_log("stopped")
+    assert stopped["received"] == n
+    assert stopped["parsed"] == n
+    assert stopped["balanced"] is True
+
+
+def test_tls_listener(start_server, tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True, timeout=60,
+    )
+    server = start_server(f'[ingest.tls]\nlisten = "127.0.0.1:0"\ncert = "{cert}"\nkey = "{key}"\n')
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with socket.create_connection(server.address("tls")) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            msg = b"<165>1 2025-01-30T12:00:00Z host app - - - over tls"
+            tls.sendall(b"%d %s" % (len(msg), msg) + b"\n".join(app_lines(9)) + b"\n")
+    report = server.wait_received(10)
+    assert report["received"] == 10
+    assert report["by_format"] == {"rfc5424": 1, "app": 9}
+
+
+def test_control_unknown_command_help_and_connection_stays_usable(server: ServerProcess) -> None:
+    with socket.create_connection(server.address("control")) as sock:
+        f = sock.makefile("rwb")
+        for command in (b"FROBNICATE\n", b"HELP\n", b"STATS\n"):
+            f.write(command)
+            f.flush()
+        first, second, third = (json.loads(f.readline()) for _ in range(3))
+    assert "error" in first and "FROBNICATE" in first["error"]
+    assert "STATS [window]" in second["commands"]
+    for key in ("received", "parsed", "rejected", "bytes", "connections", "by_format", "uptime_s"):
+        assert key in third
+
+
+def test_echo_stats_into_nc(server: ServerProcess) -> None:
+    nc = shutil.which("nc")
+    if nc is None:
+        pytest.skip("nc not installed")
+    host, port = server.address("control")
+    out = subprocess.run([nc, "-N", host, str(port)], input=b"STATS\n", capture_output=True, timeout=10, check=True)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["received"] == 0
+
+
+def test_config_error_names_the_key(tmp_path: Path) -> None:
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ingest]\nmax_message_bytes = \"big\"\n")
+    out = subprocess.run([sys.executable, "-m", "server", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "ingest.max_message_bytes" in out.stderr
+    bad.write_text("[ingest]\nmax_mesage_bytes = 10\n")
+    out = subprocess.run([sys.executable, "-m", "server", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "max_mesage_bytes" in out.stderr
+
+
+def test_shipped_config_loads() -> None:
+    from server.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.toml")
+    assert config.ingest.tcp.endswith(":5140")
+    assert config.control.listen == "127.0.0.1:5141"
