@@ -71,6 +71,8 @@ class Server:
             clock=self.clock,
         )
         self.connections.pipeline = self.pipeline
+        self.pipeline.on_tail = self.hub.publish_tail
+        self.hub.on_leave = lambda sub: self.tail_changed()
 
     # -- start -------------------------------------------------------------------------------
 
@@ -183,7 +185,12 @@ class Server:
             "pauses": self.pipeline.pauses,
             "batches": self.pipeline.batches,
         }
-        report["subscribers"] = len(self.hub.subscribers)
+        report["subscribers"] = {
+            "open": len(self.hub.subscribers),
+            "dropped_messages": self.hub.dropped,
+            "disconnected_stalled": self.hub.disconnected_stalled,
+            "tail_skipped": self.pipeline.tail_skipped,
+        }
         report["uptime_s"] = round(time.monotonic() - self.started_mono, 3)
         if self.rejects is not None:
             report["rejects_file"] = {"written": self.rejects.written, "dropped": self.rejects.dropped}
@@ -196,7 +203,10 @@ class Server:
         return ""
 
     def tail_changed(self) -> None:
-        pass
+        """Tell the workers which records the current `tail` subscribers want."""
+        terms = self.hub.tail_terms()
+        if terms != self.pipeline.options.tail_filters:
+            self.pipeline.options = msgspec.structs.replace(self.pipeline.options, tail_filters=terms)
 
     # -- stop --------------------------------------------------------------------------------
 

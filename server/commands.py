@@ -122,6 +122,7 @@ class Commands:
         sub.interval_s = interval
         if "tail" in topics:
             sub.tail_filter = tail_filter
+            sub.tail_terms = tuple(filters)
             self.server.tail_changed()
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import structlog
 
@@ -84,6 +84,8 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._listeners: list[Callable[[Partial, float], None]] = []
+        self.on_tail: Callable[[list[dict[str, Any]]], None] | None = None
+        self.tail_skipped = 0
 
     def on_merge(self, listener: Callable[[Partial, float], None]) -> None:
         """Call `listener(partial, now)` after every merge (detectors, subscribers)."""
@@ -154,9 +156,13 @@ class Pipeline:
         self.batch_seconds_sum += time.monotonic() - started
         now = self.clock()
         self._merge(partial, now)
-        if result is not None and self.rejects is not None:
-            for index, reason in result.rejected:
-                self.rejects.write(now, reason, batch.peer_of(index), batch.frames[index])
+        if result is not None:
+            if self.rejects is not None:
+                for index, reason in result.rejected:
+                    self.rejects.write(now, reason, batch.peer_of(index), batch.frames[index])
+            if result.tail and self.on_tail is not None:
+                self.on_tail(result.tail)
+            self.tail_skipped += result.tail_skipped
         self.in_flight -= 1
         self.buffered_bytes -= batch.nbytes
         self._pump()

@@ -27,6 +27,7 @@ class Subscriber:
         self.interval_s = 1.0
         self.next_stats_at = 0.0
         self.tail_filter: Callable[[dict[str, Any]], bool] | None = None
+        self.tail_terms: tuple[str, ...] = ()  # the filter as words, sent to the workers
         self.dropped = 0  # since the last `lagged` notice
         self.dropped_total = 0
         self.sent = 0
@@ -72,6 +73,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.disconnected_stalled = 0
         self.dropped_total = 0  # of subscribers that have left
+        self.on_leave: Callable[[Subscriber], None] | None = None
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)
@@ -80,6 +82,8 @@ class Hub:
         if sub in self.subscribers:
             self.subscribers.discard(sub)
             self.dropped_total += sub.dropped_total
+            if self.on_leave is not None:
+                self.on_leave(sub)
 
     def wants(self, topic: str) -> bool:
         return any(topic in sub.topics for sub in self.subscribers)
@@ -91,6 +95,9 @@ class Hub:
                 if line is None:
                     line = _json.encode(message) + b"\n"
                 sub.offer(line)
+
+    def tail_terms(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(sorted({s.tail_terms for s in self.subscribers if "tail" in s.topics}))
 
     def publish_tail(self, records: list[dict[str, Any]]) -> None:
         for sub in self.subscribers:

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import msgspec
 
+import functools
+from typing import Any
+
 from server.aggregate import Partial
 from server.parsing import ParseOptions, parse_line
+from server.parsing.cli import record_view
 from server.records import ERROR_SEVERITY, Record, Rejected
+from server.tailfilter import Predicate, compile_filter
 from server.templates import template_of
 
 
 class WorkerOptions(msgspec.Struct, frozen=True):
     parse: ParseOptions = ParseOptions()
-    max_rejects: int = 10_000  # rejected lines returned per batch for the rejects file
+    # The filters of the current `tail` subscribers; records matching any of them come back.
+    tail_filters: tuple[tuple[str, ...], ...] = ()
+    max_tail: int = 1000  # tail records returned per batch at most (the rest are counted)
 
 
 class BatchResult(msgspec.Struct):
@@ -23,6 +30,8 @@ class BatchResult(msgspec.Struct):
     # (index in the batch, reason) for every rejected frame; the main process still holds the
     # frames, so only indices cross the pipe.
     rejected: list[tuple[int, str]]
+    tail: list[dict[str, Any]] = []  # records for `tail` subscribers, as `logtided parse` shows them
+    tail_skipped: int = 0  # matching records beyond `max_tail`
 
 
 _result_encoder = msgspec.msgpack.Encoder()
@@ -39,15 +48,29 @@ def decode_result(data: bytes) -> BatchResult:
 
 
 def summarise(frames: list[bytes], arrival: float, options: WorkerOptions) -> BatchResult:
-    partial, rejected = summarise_partial(frames, arrival, options)
-    return BatchResult(partial=partial.to_bytes(), rejected=rejected)
+    tail: list[dict[str, Any]] = []
+    keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
+    partial, rejected, skipped = summarise_partial(frames, arrival, options, keep, tail)
+    return BatchResult(partial=partial.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped)
+
+
+@functools.lru_cache(maxsize=64)
+def _tail_predicate(filters: tuple[tuple[str, ...], ...]) -> Predicate:
+    compiled = [p for p in (compile_filter(list(terms)) for terms in filters) if not isinstance(p, str)]
+    return lambda view: any(p(view) for p in compiled)
 
 
 def summarise_partial(
-    frames: list[bytes], arrival: float, options: WorkerOptions
-) -> tuple[Partial, list[tuple[int, str]]]:
+    frames: list[bytes],
+    arrival: float,
+    options: WorkerOptions,
+    keep: Predicate | None = None,
+    tail: list[dict[str, Any]] | None = None,
+) -> tuple[Partial, list[tuple[int, str]], int]:
     partial = Partial()
     rejected: list[tuple[int, str]] = []
+    skipped = 0
+    max_tail = options.max_tail
     parse_options = options.parse
     fallback_second = int(arrival)
     for index, raw in enumerate(frames):
@@ -71,7 +94,14 @@ def summarise_partial(
             template_of(record.message) if severity is not None and severity <= ERROR_SEVERITY else None
         )
         partial.add(record, len(raw), second, template)
-    return partial, rejected
+        if keep is not None and tail is not None:
+            view = record_view(record)
+            if keep(view):
+                if len(tail) < max_tail:
+                    tail.append(view)
+                else:
+                    skipped += 1
+    return partial, rejected, skipped
 
 
 def warm_up() -> int:
