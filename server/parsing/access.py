@@ -1,0 +1,133 @@
+"""HTTP access logs: Apache/nginx common and combined formats, and Apache's mod_ssl request log.
+
+`[vhost ]client ident user [dd/Mon/yyyy:hh:mm:ss +zzzz] "request" status bytes["referer" "ua"][ extra]`
+- client is kept as logged in `Http.ip` (IPv4, IPv6 or, with HostnameLookups, a host name);
+  a leading vhost (Apache `%v`/`vhost_combined`) becomes `Record.host`.
+- request `"-"` (a connection closed before a request, e.g. status 408) or junk that is not
+  `METHOD path[ HTTP/x]` leaves method/path/protocol empty; status and bytes `-` are None.
+- extra: unquoted words after the user agent (quoted ones such as `"$http_x_forwarded_for"` are
+  skipped). When all of them are numbers or `-`, the first number is the request time: with a
+  `.` it is seconds (nginx `$request_time`, `0.005`), without one microseconds (Apache `%D`,
+  `5123`); both become `latency_ms`. Anything else there (`PID 1 Time Taken 0`) is left alone.
+- level follows the status: 5xx is ERROR, 4xx WARNING, the rest INFO, so server errors count as
+  errors everywhere.
+mod_ssl `ssl_request_log`: `[time] client TLS-version cipher "request" bytes` (no status).
+The message is the whole line.
+"""
+from __future__ import annotations
+
+import re
+
+from server.records import LEVELS, Http, Record
+from server.parsing.timestamps import clf_epoch
+
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+# One match per line (no nested quantifiers over the same characters, so no runaway
+# backtracking): [vhost ]client ident user [time] "request" status bytes[ "referer" "ua"]tail
+_LINE = re.compile(
+    rf'(?:([^ \[]+) )?([^ \[]+) [^ ]+ [^ ]+ \[([^\]]{{26}})\] {_QUOTED} ([0-9]{{3}}|-) ([0-9]+|-)'
+    rf'(?: {_QUOTED} {_QUOTED})?((?: .*)?)\Z',
+    re.DOTALL,
+)
+_EXTRA = re.compile(r'"[^"]*"|\S+')
+_SSL = re.compile(r'\[([^\]]{26})\] (\S+) (\S+) (\S+) "(.*)" ([0-9]+|-)\Z', re.DOTALL)
+_METHODS = frozenset("GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND".split())
+_INFO, _WARNING, _ERROR = 6, 4, 3
+
+
+def parse_access(line: str) -> Record | None:
+    """An access-log line -> Record(format="access"); None when the line is not one."""
+    if line.startswith("["):
+        return _parse_ssl(line)
+    m = _LINE.match(line) if " [" in line else None
+    if m is None:
+        return None
+    vhost, client, time_text, request, status_text, bytes_text, referer, user_agent, tail = m.groups()
+    ts = clf_epoch(time_text)
+    if ts is None:
+        return None
+    method, path, protocol = _request(request)
+    if status_text == "-":
+        status = severity = None
+    else:
+        status = int(status_text)
+        severity = _ERROR if status >= 500 else _WARNING if status >= 400 else _INFO
+    return Record(
+        format="access",
+        message=line,
+        ts=ts,
+        host=vhost,
+        level=LEVELS[severity] if severity is not None else None,
+        severity=severity,
+        http=Http(
+            ip=client,
+            method=method,
+            path=path,
+            protocol=protocol,
+            status=status,
+            bytes=None if bytes_text == "-" else int(bytes_text),
+            referer=None if referer == "-" else referer,
+            user_agent=None if user_agent == "-" else user_agent,
+            latency_ms=_latency(tail) if tail else None,
+        ),
+    )
+
+
+def _request(request: str) -> tuple[str | None, str | None, str | None]:
+    """`GET /x HTTP/1.1` -> parts; `-`, junk or a method that is not a word -> Nones."""
+    parts = request.split(" ")
+    method = parts[0]
+    if not (2 <= len(parts) <= 3 and (method in _METHODS or (
+            0 < len(method) <= 20 and method.isalpha() and method.isupper() and method.isascii()))):
+        return None, None, None
+    protocol = parts[2] if len(parts) == 3 else None
+    if protocol is not None and not protocol.startswith("HTTP/"):
+        return method, None, None
+    return method, parts[1] or None, protocol
+
+
+def _latency(tail: str) -> float | None:
+    word = tail[1:]
+    if " " in word or '"' in word:
+        word = ""
+        for m in _EXTRA.finditer(tail):
+            w = m.group()
+            if w[0] == '"' or w == "-":
+                continue
+            if not _is_number(w):
+                return None
+            word = word or w
+    elif not _is_number(word):
+        return None
+    if not word:
+        return None
+    if "." in word:
+        return float(word) * 1000.0  # nginx $request_time: seconds, ms resolution
+    return int(word) / 1000.0  # Apache %D: microseconds
+
+
+def _is_number(word: str) -> bool:
+    return word.replace(".", "", 1).isdecimal() and word.isascii()
+
+
+def _parse_ssl(line: str) -> Record | None:
+    m = _SSL.match(line)
+    if m is None:
+        return None
+    time_text, client, _tls_version, _cipher, request, bytes_text = m.groups()
+    ts = clf_epoch(time_text)
+    if ts is None:
+        return None
+    method, path, protocol = _request(request)
+    return Record(
+        format="access",
+        message=line,
+        ts=ts,
+        http=Http(
+            ip=client,
+            method=method,
+            path=path,
+            protocol=protocol,
+            bytes=None if bytes_text == "-" else int(bytes_text),
+        ),
+    )

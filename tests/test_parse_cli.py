@@ -1,0 +1,51 @@
+"""`logtided parse` (server.parsing.cli.run_parse): one JSON object per input line."""
+from __future__ import annotations
+
+import io
+import json
+
+from server.parsing.cli import iso_utc, run_parse
+
+
+def run(text: str, *argv: str, template_of=None) -> tuple[int, list[dict]]:
+    out = io.StringIO()
+    rc = run_parse(list(argv), io.StringIO(text), out, template_of=template_of)
+    return rc, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_records_and_rejections() -> None:
+    rc, rows = run('<165>1 2003-10-11T22:14:15.003Z h app 12 ID1 [a b="c"] hello\n{oops\n\n'
+                   '::1 - - [26/Dec/2016:16:16:29 +0200] "GET /x HTTP/1.1" 404 209\n')
+    assert rc == 0
+    assert rows[0] == {"format": "rfc5424", "ts": "2003-10-11T22:14:15.003Z", "host": "h", "service": "app",
+                       "level": "NOTICE", "severity": 5, "facility": 20, "procid": "12", "msgid": "ID1",
+                       "structured_data": {"a": {"b": "c"}}, "message": "hello"}
+    assert rows[1] == {"rejected": "invalid_json", "line": "{oops"}
+    assert rows[2] == {"rejected": "empty", "line": ""}
+    assert rows[3]["ts"] == "2016-12-26T14:16:29Z"
+    assert rows[3]["http"] == {"ip": "::1", "method": "GET", "path": "/x", "protocol": "HTTP/1.1", "status": 404,
+                               "bytes": 209, "referer": None, "user_agent": None, "latency_ms": None}
+    assert len(rows) == 4
+
+
+def test_forced_format() -> None:
+    rc, rows = run("hello\n2025-01-30 12:00:00 INFO x\n", "--format", "app")
+    assert rows == [{"rejected": "invalid_app", "line": "hello"}, rows[1]]
+    assert rows[1]["format"] == "app" and rows[1]["ts"] == "2025-01-30T12:00:00Z"
+
+
+def test_bad_format_argument() -> None:
+    rc, rows = run("x\n", "--format", "xml")
+    assert rc == 2 and rows == []
+
+
+def test_template_hook() -> None:
+    _, rows = run("disk 42 full\n", template_of=lambda m: m.replace("42", "<*>"))
+    assert rows[0]["template"] == "disk <*> full"
+
+
+def test_iso_utc() -> None:
+    assert iso_utc(0.0) == "1970-01-01T00:00:00Z"
+    assert iso_utc(1.5) == "1970-01-01T00:00:01.500Z"
+    assert iso_utc(1.000001) == "1970-01-01T00:00:01.000001Z"
+    assert iso_utc(None) is None
