@@ -1,7 +1,9 @@
-"""The server object: owns start-up, the periodic tick, signals and the ordered shutdown.
+"""The server object: owns start-up, the periodic tick, signals, reload and the ordered shutdown.
 
-Start: pool -> pipeline -> listeners -> control -> READY. Shutdown (SIGTERM/SIGINT): stop
-accepting -> let open senders finish (grace) -> drain batches -> flush the rejects file -> exit 0.
+Start: restore state -> pool -> pipeline -> listeners -> control -> READY=1. SIGHUP: re-read
+the config, apply what can change live, keep the old config if the new one is invalid.
+Shutdown (SIGTERM/SIGINT): STOPPING=1 -> stop accepting -> let open senders finish (grace) ->
+drain batches -> snapshot -> flush the rejects file and archive -> exit 0.
 """
 from __future__ import annotations
 
@@ -13,22 +15,32 @@ import socket
 import ssl
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, AsyncIterator
 
 import msgspec
 import structlog
 
 from server import sdnotify
+from server.archive import Archive
 from server.commands import Commands
-from server.config import Config, split_address
+from server.config import Config, ConfigError, load_config, split_address
 from server.control import ControlConnection
+from server.detect.engine import Engine
+from server.detect.feed import Feed
+from server.detection import Driver
+from server.http import MetricsHttp
 from server.listeners import Connections, TcpIngest, UdpIngest
+from server.logsetup import configure_logging
+from server.metrics import MetricFigures, render_metrics
 from server.pipeline import Pipeline
+from server.primes.jobs import JobManager, JobRejected
+from server.primes.numbers import parse_number, parse_range
 from server.pubsub import Hub
 from server.rejects import RejectsFile
 from server.scheduler import PoolScheduler
+from server.state import StateStore
 from server.windows import Stats
-from server.worker import WorkerOptions, warm_up
+from server.worker import BatchResult, WorkerOptions, warm_up
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -39,30 +51,36 @@ class Server:
         self.config = config
         self.config_path = config_path
         self.clock = time.time
-        self.started_at = self.clock()
         self.started_mono = time.monotonic()
+        self.state = StateStore(config.state)
+        restored = self.state.load(config)
+        self.stats = restored.stats if restored else Stats(config.stats, self.clock())
+        engine = restored.engine if restored else Engine(config.detect)
+        self.driver = Driver(engine, config.pipeline.event_lateness_s)
         self.windows = ["all", *config.stats.windows]
-        self.stats = Stats(config.stats, self.started_at)
         self.connections = Connections(
             config.ingest.max_connections, config.ingest.idle_timeout_s, config.ingest.max_message_bytes
         )
         self.hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic)
         self.control_connections: set[ControlConnection] = set()
         self.addresses: dict[str, str] = {}
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: dict[str, list[asyncio.AbstractServer]] = {}
         self._udp: list[asyncio.DatagramTransport] = []
         self._stopping = asyncio.Event()
         self._tick_task: asyncio.Task[None] | None = None
+        self._last_status = 0.0
+        self._last_snapshot = time.monotonic()
         workers = config.pipeline.workers or os.cpu_count() or 1
         self.workers = workers
         self.executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
         )
         self.scheduler = PoolScheduler(self.executor, slots=workers)
+        self.jobs = JobManager(self.scheduler, config.primes, lambda m: self.hub.publish("jobs", m))
         self.rejects = RejectsFile(config.rejects.path, config.rejects.max_bytes) if config.rejects.path else None
         self.pipeline = Pipeline(
             config.pipeline,
-            WorkerOptions(parse=config.parse),
+            WorkerOptions(parse=config.parse, detect=config.detect),
             self.scheduler,
             self.stats,
             self.rejects,
@@ -70,8 +88,9 @@ class Server:
             resume=self.connections.resume,
             clock=self.clock,
         )
-        self.connections.pipeline = self.pipeline
+        self.pipeline.archive = Archive(config.archive) if config.archive.enabled else None
         self.pipeline.on_tail = self.hub.publish_tail
+        self.pipeline.on_result = self._batch_done
         self.hub.on_leave = lambda sub: self.tail_changed()
 
     # -- start -------------------------------------------------------------------------------
@@ -82,47 +101,68 @@ class Server:
         await asyncio.gather(*(loop.run_in_executor(self.executor, warm_up) for _ in range(self.workers)))
         if self.rejects is not None:
             self.rejects.start()
-        ingest = self.config.ingest
-        by_name = dict(inherited or [])
-        await self._start_tcp("tcp", ingest.tcp, by_name.get("ingest-tcp"))
-        await self._start_udp(ingest.udp, by_name.get("ingest-udp"))
-        if ingest.tls.listen:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(ingest.tls.cert, ingest.tls.key)
-            await self._start_tcp("tls", ingest.tls.listen, by_name.get("ingest-tls"), context)
-        await self._start_control(self.config.control.listen, by_name.get("control"))
+        if self.pipeline.archive is not None:
+            await self.pipeline.archive.open()
+        await self._open_listeners(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         self._tick_task = loop.create_task(self._tick())
         log.info("listening", **self.addresses, workers=self.workers)
-        sdnotify.notify("READY=1", f"STATUS=listening {' '.join(f'{k}={v}' for k, v in self.addresses.items())}")
+        sdnotify.notify(sdnotify.READY, sdnotify.status(self._status_line()))
 
-    async def _start_tcp(
-        self, name: str, address: str, sock: socket.socket | None, context: ssl.SSLContext | None = None
-    ) -> None:
-        if not address and sock is None:
-            return
+    async def _open_listeners(self, config: Config, inherited: list[tuple[str, socket.socket]]) -> None:
+        ingest = config.ingest
+        for role, sock in inherited:  # socket activation: systemd bound these for us
+            if role == "ingest-udp":
+                await self._start_udp(None, sock)
+            elif role == "control":
+                await self._start_control(None, sock)
+            elif role == "http":
+                await self._start_http(None, sock)
+            else:
+                context = self._tls_context(config) if role == "ingest-tls" else None
+                await self._start_tcp("tls" if context else "tcp", None, sock, context)
+        roles = {role for role, _ in inherited}
+        if ingest.tcp and "ingest-tcp" not in roles:
+            await self._start_tcp("tcp", ingest.tcp, None)
+        if ingest.udp and "ingest-udp" not in roles:
+            await self._start_udp(ingest.udp, None)
+        if ingest.tls.listen and "ingest-tls" not in roles:
+            await self._start_tcp("tls", ingest.tls.listen, None, self._tls_context(config))
+        if "control" not in roles:
+            await self._start_control(config.control.listen, None)
+        if config.http.listen and "http" not in roles:
+            await self._start_http(config.http.listen, None)
+
+    @staticmethod
+    def _tls_context(config: Config) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config.ingest.tls.cert, config.ingest.tls.key)
+        return context
+
+    async def _serve_stream(self, name: str, factory: Any, address: str | None, sock: socket.socket | None,
+                            context: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
-
-        def factory() -> TcpIngest:
-            return TcpIngest(self.connections, self.pipeline)
-
         if sock is not None:
             server = await loop.create_server(factory, sock=sock, ssl=context, backlog=1024)
         else:
+            assert address is not None
             host, port = split_address(address)
             server = await loop.create_server(factory, host, port, ssl=context, backlog=1024, reuse_address=True)
-        self._servers.append(server)
+        self._servers.setdefault(name, []).append(server)
         self.addresses[name] = _bound(server.sockets[0])
 
-    async def _start_udp(self, address: str, sock: socket.socket | None) -> None:
-        if not address and sock is None:
-            return
+    async def _start_tcp(self, name: str, address: str | None, sock: socket.socket | None,
+                         context: ssl.SSLContext | None = None) -> None:
+        await self._serve_stream(name, lambda: TcpIngest(self.connections, self.pipeline), address, sock, context)
+
+    async def _start_udp(self, address: str | None, sock: socket.socket | None) -> None:
         loop = asyncio.get_running_loop()
         if sock is None:
+            assert address is not None
             host, port = split_address(address)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
         try:
@@ -135,39 +175,67 @@ class Server:
         self._udp.append(transport)
         self.addresses["udp"] = _bound(sock)
 
-    async def _start_control(self, address: str, sock: socket.socket | None) -> None:
-        loop = asyncio.get_running_loop()
+    async def _start_control(self, address: str | None, sock: socket.socket | None) -> None:
         commands = Commands(self)
-        control = self.config.control
 
         def factory() -> ControlConnection:
+            control = self.config.control
             return ControlConnection(
                 commands, self.hub, control.subscriber_queue, self.control_connections, control.max_connections
             )
 
-        if sock is not None:
-            server = await loop.create_server(factory, sock=sock)
-        else:
-            host, port = split_address(address)
-            server = await loop.create_server(factory, host, port, reuse_address=True)
-        self._servers.append(server)
-        self.addresses["control"] = _bound(server.sockets[0])
+        await self._serve_stream("control", factory, address, sock)
+
+    async def _start_http(self, address: str | None, sock: socket.socket | None) -> None:
+        await self._serve_stream("http", lambda: MetricsHttp(self.metrics_text), address, sock)
 
     # -- running -----------------------------------------------------------------------------
 
+    def _batch_done(self, seq: int, result: BatchResult | None, now: float) -> None:
+        feed = Feed.from_bytes(result.feed) if result is not None else None
+        self._publish_events(self.driver.add(seq, feed, time.monotonic()))
+
+    def _publish_events(self, events: list[Any]) -> None:
+        for event in events:
+            log.info("anomaly", **msgspec.to_builtins(event))
+            self.hub.publish("anomalies", event)
+
     async def _tick(self) -> None:
+        watchdog = sdnotify.watchdog_interval_s()
+        last_watchdog = 0.0
         while not self._stopping.is_set():
             await asyncio.sleep(0.1)
-            now = self.clock()
             mono = time.monotonic()
             self.connections.sweep_idle(mono)
             self.hub.sweep_stalled(mono)
+            self._publish_events(self.driver.tick(mono))
             due = self.hub.due_for_stats(mono)
             if due:
-                report = {"type": "stats", **self.stats_report("all")}
-                line = _json.encode(report) + b"\n"
+                line = _json.encode({"type": "stats", **self.stats_report("all")}) + b"\n"
                 for sub in due:
                     sub.offer(line)
+            if watchdog is not None and mono - last_watchdog >= watchdog:
+                last_watchdog = mono
+                sdnotify.notify(sdnotify.WATCHDOG)
+            if mono - self._last_status >= 5.0:
+                self._last_status = mono
+                sdnotify.notify(sdnotify.status(self._status_line()))
+                self.pipeline.reject_log.flush()
+                if self.pipeline.archive is not None:
+                    await self.pipeline.archive.tick()
+            if self.state.enabled and mono - self._last_snapshot >= self.config.state.snapshot_interval_s:
+                self._last_snapshot = mono
+                await self.snapshot()
+
+    def _status_line(self) -> str:
+        report = self.stats.report("1m", self.clock()) if "1m" in self.windows else {}
+        return (
+            f"{len(self.connections.open)} connections, "
+            f"{report.get('lines_per_s') or 0:.0f} lines/s (1m), {self.pipeline.in_flight} batches in flight"
+        )
+
+    async def snapshot(self, clean: bool = False) -> None:
+        await self.state.save(self.stats, self.driver.engine, self.clock(), clean)
 
     def stats_report(self, window: str) -> dict[str, Any]:
         report = self.stats.report(window, self.clock())
@@ -191,16 +259,42 @@ class Server:
             "disconnected_stalled": self.hub.disconnected_stalled,
             "tail_skipped": self.pipeline.tail_skipped,
         }
+        report["detect"] = self.driver.engine.stats()
         report["uptime_s"] = round(time.monotonic() - self.started_mono, 3)
         if self.rejects is not None:
             report["rejects_file"] = {"written": self.rejects.written, "dropped": self.rejects.dropped}
         return report
 
-    def recent_events(self, n: int) -> list[dict[str, Any]]:
-        return []
+    def recent_events(self, n: int) -> list[Any]:
+        return list(self.driver.engine.recent(n))
+
+    def metrics_figures(self) -> MetricFigures:
+        totals = self.stats.report("all", self.clock())
+        job_states: dict[str, int] = {}
+        for job in self.jobs.jobs():
+            job_states[job["state"]] = job_states.get(job["state"], 0) + 1
+        return MetricFigures(
+            lines_received=totals["received"],
+            lines_parsed=totals["parsed"],
+            lines_rejected=dict(totals["rejected"]),
+            lines_by_format=dict(totals["by_format"]),
+            bytes_received=totals["bytes"],
+            connections_open=len(self.connections.open),
+            connections_total=self.connections.total,
+            batches_in_flight=self.pipeline.in_flight + self.pipeline.queued_batches,
+            buffered_bytes=self.pipeline.buffered_bytes,
+            batch_seconds_sum=self.pipeline.batch_seconds_sum,
+            batch_seconds_count=self.pipeline.batches,
+            pool_workers=self.workers,
+            pool_busy_workers=self.scheduler.busy,
+            subscribers=len(self.hub.subscribers),
+            subscriber_messages_dropped=self.hub.dropped,
+            jobs=job_states,
+            uptime_s=round(time.monotonic() - self.started_mono, 3),
+        )
 
     def metrics_text(self) -> str:
-        return ""
+        return render_metrics(self.metrics_figures())
 
     def tail_changed(self) -> None:
         """Tell the workers which records the current `tail` subscribers want."""
@@ -208,28 +302,135 @@ class Server:
         if terms != self.pipeline.options.tail_filters:
             self.pipeline.options = msgspec.structs.replace(self.pipeline.options, tail_filters=terms)
 
+    # -- prime jobs --------------------------------------------------------------------------
+
+    async def prime_count(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 2:
+            return {"error": "usage: PRIME COUNT <lo> <hi>"}
+        bounds = parse_range(args[0], args[1], self.config.primes.max_range, self.config.primes.max_value)
+        if isinstance(bounds, str):
+            return {"error": bounds}
+        try:
+            job_id = self.jobs.start_count(*bounds)
+        except JobRejected as exc:
+            return {"error": str(exc)}
+        # Short jobs answer at once; long ones return the id and report on topic `jobs`.
+        result = await self.jobs.wait(job_id, self.config.primes.answer_within_s)
+        return result if result is not None else {"job": job_id, "state": "running", "lo": bounds[0], "hi": bounds[1]}
+
+    async def prime_list(self, args: list[str]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        if len(args) != 2:
+            return {"error": "usage: PRIME LIST <lo> <hi>"}
+        bounds = parse_range(args[0], args[1], self.config.primes.max_list, self.config.primes.max_value)
+        if isinstance(bounds, str):
+            return {"error": bounds}
+        error = self.jobs.check("list", *bounds)
+        if error:
+            return {"error": error}
+        return self._list_stream(*bounds)
+
+    async def _list_stream(self, lo: int, hi: int) -> AsyncIterator[dict[str, Any]]:
+        count = 0
+        async for chunk in self.jobs.list_primes(lo, hi):
+            count += len(chunk)
+            yield {"primes": chunk}
+        yield {"done": True, "lo": lo, "hi": hi, "count": count}
+
+    async def isprime(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 1:
+            return {"error": "usage: ISPRIME <n>"}
+        n = parse_number(args[0])
+        if isinstance(n, str):
+            return {"error": n}
+        return await self.jobs.isprime(n)
+
+    # -- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: apply a new config without dropping connections or state."""
+        sdnotify.notify(*sdnotify.reloading_lines())
+        try:
+            new = load_config(self.config_path) if self.config_path else self.config
+        except ConfigError as exc:
+            log.error("reload_rejected", reason=str(exc))
+            sdnotify.notify(sdnotify.READY, sdnotify.status("reload rejected: " + str(exc)[:200]))
+            return
+        old = self.config
+        # Listen addresses given on the command line stay as they were.
+        new = msgspec.structs.replace(
+            new,
+            ingest=msgspec.structs.replace(new.ingest, tcp=old.ingest.tcp, udp=old.ingest.udp),
+            control=msgspec.structs.replace(new.control, listen=old.control.listen),
+            stats=old.stats,  # windows and sketch sizes shape the stored state: restart to change
+        )
+        self.config = new
+        configure_logging(new.log)
+        self.connections.max_connections = new.ingest.max_connections
+        self.connections.idle_timeout_s = new.ingest.idle_timeout_s
+        self.connections.max_message_bytes = new.ingest.max_message_bytes
+        self.pipeline.config = new.pipeline
+        self.pipeline.options = msgspec.structs.replace(
+            self.pipeline.options, parse=new.parse, detect=new.detect
+        )
+        self.driver.engine.reconfigure(new.detect)
+        self.driver.lateness_s = new.pipeline.event_lateness_s
+        self.hub.queue_size = new.control.subscriber_queue
+        self.hub.stalled_s = new.control.stalled_subscriber_s
+        self.jobs.config = new.primes
+        await self._reload_listeners(old, new)
+        log.info("reloaded", config=self.config_path)
+        sdnotify.notify(sdnotify.READY, sdnotify.status(self._status_line()))
+
+    async def _reload_listeners(self, old: Config, new: Config) -> None:
+        """Open listeners the new config adds and close the ones it removes; open connections stay."""
+        for name, before, after in (
+            ("tls", old.ingest.tls.listen, new.ingest.tls.listen),
+            ("http", old.http.listen, new.http.listen),
+        ):
+            if before == after:
+                continue
+            for server in self._servers.pop(name, []):
+                server.close()
+            self.addresses.pop(name, None)
+            if after:
+                try:
+                    if name == "tls":
+                        await self._start_tcp("tls", after, None, self._tls_context(new))
+                    else:
+                        await self._start_http(after, None)
+                except (OSError, ssl.SSLError) as exc:
+                    log.error("listener_failed", listener=name, address=after, error=str(exc))
+        log.info("listening", **self.addresses, workers=self.workers)
+
     # -- stop --------------------------------------------------------------------------------
 
     def request_stop(self, reason: str = "") -> None:
         if not self._stopping.is_set():
             log.info("stopping", reason=reason)
-            sdnotify.notify("STOPPING=1")
+            sdnotify.notify(sdnotify.STOPPING)
             self._stopping.set()
 
     async def wait_stopped(self) -> None:
         await self._stopping.wait()
 
     async def stop(self) -> None:
-        for server in self._servers:
-            server.close()  # stop accepting; open connections stay
+        for servers in self._servers.values():
+            for server in servers:
+                server.close()  # stop accepting; open connections stay
+        await self.jobs.close()
         await self.connections.wait_closed(self.config.pipeline.shutdown_grace_s)
         for transport in self._udp:
             transport.close()
         await self.pipeline.drain()
-        if self.rejects is not None:
-            await self.rejects.close()
         if self._tick_task is not None:
             self._tick_task.cancel()
+        self._publish_events(self.driver.tick(time.monotonic()))
+        if self.state.enabled:
+            await self.snapshot(clean=True)
+        if self.rejects is not None:
+            await self.rejects.close()
+        if self.pipeline.archive is not None:
+            await self.pipeline.archive.close()
         for conn in list(self.control_connections):
             if conn.transport is not None:
                 conn.transport.close()
@@ -251,10 +452,10 @@ def _bound(sock: socket.socket) -> str:
 
 
 async def serve(config: Config, config_path: str | None = None) -> int:
-    from server.activation import inherited_sockets
+    from server.activation import inherited_listeners
 
     server = Server(config, config_path)
-    await server.start(inherited_sockets())
+    await server.start(inherited_listeners())
     await server.wait_stopped()
     await server.stop()
     return 0

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import msgspec
 
+from server.archive import ArchiveConfig
+from server.detect.config import DetectConfig
+from server.http import HttpConfig
 from server.logsetup import LogConfig
 from server.parsing import ParseOptions
+from server.primes.jobs import PrimeConfig
+from server.state import StateConfig
 from server.windows import StatsConfig
 
 
@@ -43,6 +48,9 @@ class PipelineConfig(Strict):
     max_in_flight: int = 4  # batches handed to the pool and not yet merged
     max_buffered_bytes: int = 32 << 20  # past this every ingest transport pauses reading
     shutdown_grace_s: float = 10.0  # on SIGTERM, how long open senders may finish
+    # Detectors pass a second once the newest event time seen is this far ahead of it (lines
+    # arriving later than that for a second are counted as late by the detectors).
+    event_lateness_s: int = 10
 
 
 class ControlConfig(Strict):
@@ -65,6 +73,11 @@ class Config(Strict):
     rejects: RejectsConfig = RejectsConfig()
     parse: ParseOptions = ParseOptions()
     stats: StatsConfig = StatsConfig()
+    detect: DetectConfig = DetectConfig()
+    primes: PrimeConfig = PrimeConfig()
+    state: StateConfig = StateConfig()
+    archive: ArchiveConfig = ArchiveConfig()
+    http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
 
 
@@ -121,6 +134,7 @@ def check_config(config: Config) -> str | None:
         ("ingest.udp", config.ingest.udp),
         ("ingest.tls.listen", tls.listen),
         ("control.listen", config.control.listen),
+        ("http.listen", config.http.listen),
     ):
         if value:
             try:

@@ -16,19 +16,22 @@ import structlog
 
 from server.aggregate import Partial
 from server.config import PipelineConfig
+from server.archive import Archive
 from server.framing import FrameError
+from server.ratelog import RateLimitedLog, RateLimiter
 from server.rejects import RejectsFile
 from server.scheduler import INGEST, PoolScheduler
 from server.windows import Stats
-from server.worker import WorkerOptions, decode_result, process_batch
+from server.worker import BatchResult, WorkerOptions, decode_result, process_batch
 
 log = structlog.get_logger()
 
 
 class Batch:
-    __slots__ = ("frames", "peers", "nbytes", "arrival")
+    __slots__ = ("frames", "peers", "nbytes", "arrival", "seq")
 
     def __init__(self, arrival: float) -> None:
+        self.seq = -1  # numbered when cut, in stream order
         self.frames: list[bytes] = []
         self.peers: list[tuple[str, int]] = []  # run-length: (peer, number of frames)
         self.nbytes = 0
@@ -83,13 +86,13 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._listeners: list[Callable[[Partial, float], None]] = []
         self.on_tail: Callable[[list[dict[str, Any]]], None] | None = None
+        # Called with (batch number, result or None if the batch failed, now) in completion order.
+        self.on_result: Callable[[int, BatchResult | None, float], None] | None = None
+        self.archive: Archive | None = None
+        self.reject_log = RateLimitedLog(RateLimiter(per_key_per_interval=5, interval_s=60.0))
         self.tail_skipped = 0
-
-    def on_merge(self, listener: Callable[[Partial, float], None]) -> None:
-        """Call `listener(partial, now)` after every merge (detectors, subscribers)."""
-        self._listeners.append(listener)
+        self.next_seq = 0
 
     # -- input -------------------------------------------------------------------------------
 
@@ -116,9 +119,14 @@ class Pipeline:
         now = self.clock()
         for error in errors:
             partial.reject(error.reason, error.size)
-            if self.rejects is not None:
-                self.rejects.write(now, error.reason, peer, error.sample)
-        self._merge(partial, now)
+            self._rejected(now, error.reason, peer, error.sample)
+        self.stats.merge(partial, now)
+
+    def _rejected(self, now: float, reason: str, peer: str, line: bytes) -> None:
+        if self.rejects is not None:
+            self.rejects.write(now, reason, peer, line)
+        self.reject_log.log("warning", "line_rejected", key=reason, reason=reason, peer=peer,
+                            line=line[:120].decode("utf-8", "replace"))
 
     # -- batches -----------------------------------------------------------------------------
 
@@ -128,6 +136,8 @@ class Pipeline:
             self._timer = None
         batch, self.current = self.current, None
         if batch is not None and batch.frames:
+            batch.seq = self.next_seq
+            self.next_seq += 1
             self.ready.append(batch)
             self._pump()
 
@@ -142,8 +152,11 @@ class Pipeline:
     async def _run(self, batch: Batch) -> None:
         started = time.monotonic()
         try:
-            data = await self.scheduler.run(INGEST, process_batch, batch.frames, batch.arrival, self.options)
-            result = decode_result(data)
+            data = await self.scheduler.run(
+                INGEST, process_batch, batch.frames, batch.arrival, self.options, batch.seq
+            )
+            result: BatchResult | None = decode_result(data)
+            assert result is not None
             partial = Partial.from_bytes(result.partial)
         except Exception as exc:  # a worker crash must not lose the batch's count
             self.batch_errors += 1
@@ -154,12 +167,15 @@ class Pipeline:
             result = None
         self.batches += 1
         self.batch_seconds_sum += time.monotonic() - started
+        if self.archive is not None:
+            await self.archive.append(batch.frames)  # a slow disk slows ingest, it loses nothing
         now = self.clock()
-        self._merge(partial, now)
+        self.stats.merge(partial, now)
+        if self.on_result is not None:
+            self.on_result(batch.seq, result, now)
         if result is not None:
-            if self.rejects is not None:
-                for index, reason in result.rejected:
-                    self.rejects.write(now, reason, batch.peer_of(index), batch.frames[index])
+            for index, reason in result.rejected:
+                self._rejected(now, reason, batch.peer_of(index), batch.frames[index])
             if result.tail and self.on_tail is not None:
                 self.on_tail(result.tail)
             self.tail_skipped += result.tail_skipped
@@ -169,11 +185,6 @@ class Pipeline:
         self._check_pressure()
         if self.in_flight == 0 and not self.ready and self.current is None:
             self._idle.set()
-
-    def _merge(self, partial: Partial, now: float) -> None:
-        self.stats.merge(partial, now)
-        for listener in self._listeners:
-            listener(partial, now)
 
     # -- backpressure ------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ import functools
 from typing import Any
 
 from server.aggregate import Partial
+from server.detect.config import DetectConfig
+from server.detect.feed import Feed
 from server.parsing import ParseOptions, parse_line
 from server.parsing.cli import record_view
 from server.records import ERROR_SEVERITY, Record, Rejected
@@ -20,6 +22,7 @@ from server.templates import template_of
 
 class WorkerOptions(msgspec.Struct, frozen=True):
     parse: ParseOptions = ParseOptions()
+    detect: DetectConfig = DetectConfig()
     # The filters of the current `tail` subscribers; records matching any of them come back.
     tail_filters: tuple[tuple[str, ...], ...] = ()
     max_tail: int = 1000  # tail records returned per batch at most (the rest are counted)
@@ -27,6 +30,7 @@ class WorkerOptions(msgspec.Struct, frozen=True):
 
 class BatchResult(msgspec.Struct):
     partial: bytes  # Partial.to_bytes()
+    feed: bytes  # detect Feed.to_bytes()
     # (index in the batch, reason) for every rejected frame; the main process still holds the
     # frames, so only indices cross the pipe.
     rejected: list[tuple[int, str]]
@@ -38,20 +42,23 @@ _result_encoder = msgspec.msgpack.Encoder()
 _result_decoder = msgspec.msgpack.Decoder(BatchResult)
 
 
-def process_batch(frames: list[bytes], arrival: float, options: WorkerOptions) -> bytes:
-    """Parse and summarise one batch; returns an encoded `BatchResult`."""
-    return _result_encoder.encode(summarise(frames, arrival, options))
+def process_batch(frames: list[bytes], arrival: float, options: WorkerOptions, seq: int = 0) -> bytes:
+    """Parse and summarise one batch (number `seq` of the stream); returns an encoded `BatchResult`."""
+    return _result_encoder.encode(summarise(frames, arrival, options, seq))
 
 
 def decode_result(data: bytes) -> BatchResult:
     return _result_decoder.decode(data)
 
 
-def summarise(frames: list[bytes], arrival: float, options: WorkerOptions) -> BatchResult:
+def summarise(frames: list[bytes], arrival: float, options: WorkerOptions, seq: int = 0) -> BatchResult:
     tail: list[dict[str, Any]] = []
     keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
-    partial, rejected, skipped = summarise_partial(frames, arrival, options, keep, tail)
-    return BatchResult(partial=partial.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped)
+    feed = Feed(options.detect, origin=seq)
+    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail)
+    return BatchResult(
+        partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -64,6 +71,7 @@ def summarise_partial(
     frames: list[bytes],
     arrival: float,
     options: WorkerOptions,
+    feed: Feed | None = None,
     keep: Predicate | None = None,
     tail: list[dict[str, Any]] | None = None,
 ) -> tuple[Partial, list[tuple[int, str]], int]:
@@ -94,6 +102,8 @@ def summarise_partial(
             template_of(record.message) if severity is not None and severity <= ERROR_SEVERITY else None
         )
         partial.add(record, len(raw), second, template)
+        if feed is not None:
+            feed.add(record, second, template)
         if keep is not None and tail is not None:
             view = record_view(record)
             if keep(view):

@@ -27,7 +27,8 @@ class ServerProcess:
     """`logtided` started as a subprocess; its JSON log lines are collected as they come."""
 
     def __init__(self, workdir: Path, config_text: str = "", extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+                 env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = (),
+                 launcher: list[str] | None = None) -> None:
         self.workdir = workdir
         self.config_path = workdir / "config.toml"
         base = f'[rejects]\npath = "{workdir / "rejects.log"}"\n'
@@ -41,7 +42,7 @@ class ServerProcess:
         self.raw_output: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            args + extra_args,
+            (launcher or []) + args + extra_args,
             cwd=workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

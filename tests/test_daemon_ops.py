@@ -1,0 +1,210 @@
+"""Running it for real: sd_notify, socket activation, snapshots across restarts, SIGHUP, metrics."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess, send_tcp
+
+
+def app_lines(n: int, level: str = "INFO") -> bytes:
+    return b"".join(b"2025-01-30 12:00:%02d %s [api] request %d\n" % (i % 60, level.encode(), i) for i in range(n))
+
+
+def recv_notify(sock: socket.socket, want: str, timeout: float = 20.0) -> list[str]:
+    """Datagrams until one holds the line `want`; returns every line seen."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            data = sock.recv(4096).decode()
+        except socket.timeout:
+            break
+        seen += data.split("\n")
+        if want in seen:
+            return seen
+    raise AssertionError(f"no {want!r} in {seen}")
+
+
+def test_sd_notify_ready_reloading_stopping(start_server, tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(path)
+    server = start_server(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    lines = recv_notify(notify, "READY=1")
+    assert any(line.startswith("STATUS=") for line in lines)
+    recv_notify(notify, "WATCHDOG=1", timeout=5)  # every WATCHDOG_USEC / 2
+    server.proc.send_signal(signal.SIGHUP)
+    lines = recv_notify(notify, "RELOADING=1")
+    assert any(line.startswith("MONOTONIC_USEC=") for line in lines)
+    recv_notify(notify, "READY=1")
+    server.proc.send_signal(signal.SIGTERM)
+    recv_notify(notify, "STOPPING=1")
+    assert server.stop() == 0
+    notify.close()
+
+
+def test_abstract_notify_socket(start_server) -> None:
+    name = f"logtide-test-{os.getpid()}-{time.monotonic_ns()}"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind("\0" + name)
+    start_server(env={"NOTIFY_SOCKET": "@" + name})
+    recv_notify(notify, "READY=1")
+    notify.close()
+
+
+# Does what systemd does for a socket unit: listening fds at 3, 4, ... and LISTEN_* naming them.
+LAUNCHER = """
+import os, sys
+fds = [int(x) for x in sys.argv[1].split(",")]
+for i, fd in enumerate(fds):
+    os.dup2(fd, 3 + i, inheritable=True)
+os.environ["LISTEN_FDS"] = str(len(fds))
+os.environ["LISTEN_FDNAMES"] = sys.argv[2]
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def test_socket_activation_listen_fds(start_server) -> None:
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(64)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    control = socket.socket()
+    control.bind(("127.0.0.1", 0))
+    control.listen(16)
+    fds = (tcp.fileno(), udp.fileno(), control.fileno())
+    server = start_server(
+        launcher=[sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), "ingest:ingest:control"],
+        extra_args=["--tcp", "", "--udp", "", "--control", "127.0.0.1:1"],  # must not be bound
+        pass_fds=fds,
+    )
+    assert server.address("tcp") == tcp.getsockname()
+    assert server.address("udp") == udp.getsockname()
+    assert server.address("control") == control.getsockname()
+    send_tcp(tcp.getsockname(), app_lines(300))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(10):
+        sender.sendto(b"<14>Jan 30 12:00:00 host udpapp: via inherited udp %d" % i, udp.getsockname())
+    report = server.wait_received(310)
+    assert report["received"] == 310
+    assert report["by_format"] == {"app": 300, "rfc3164": 10}
+    for sock in (tcp, udp, control, sender):
+        sock.close()
+
+
+def test_state_survives_restart(start_server, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = f'[state]\ndirectory = "{state}"\nsnapshot_interval_s = 60\n'
+    first = start_server(config)
+    send_tcp(first.address("tcp"), app_lines(500) + app_lines(50, "ERROR") + b"\n")
+    first.wait_received(551)
+    before = first.stats()
+    top_before = first.command("TOP error")
+    assert first.stop() == 0
+    second = start_server(config)
+    restored = second.wait_log("state_restored")
+    assert restored["clean"] is True
+    after = second.stats()
+    for key in ("received", "parsed", "rejected", "bytes", "by_format", "by_level", "by_service", "errors"):
+        assert after[key] == before[key], key
+    assert second.command("TOP error")["top"] == top_before["top"]
+
+
+def test_kill_9_loses_at_most_one_snapshot_interval_and_says_so(start_server, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = f'[state]\ndirectory = "{state}"\nsnapshot_interval_s = 0.5\n'
+    first = start_server(config)
+    send_tcp(first.address("tcp"), app_lines(1000))
+    first.wait_received(1000)
+    time.sleep(1.5)  # at least one periodic snapshot after the lines were merged
+    first.stop(signal.SIGKILL)
+    second = start_server(config)
+    restored = second.wait_log("state_restored")
+    assert restored["clean"] is False
+    assert restored["lost_at_most_s"] == 0.5
+    assert second.stats()["received"] == 1000
+
+
+def test_corrupt_snapshot_is_set_aside_and_server_starts(start_server, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.snapshot").write_bytes(b"not a snapshot at all")
+    server = start_server(f'[state]\ndirectory = "{state}"\n')
+    server.wait_log("snapshot_discarded")
+    assert server.stats()["received"] == 0
+    assert any(p.name.startswith("state.snapshot.corrupt") for p in state.iterdir())
+
+
+def test_sighup_changes_detector_threshold_without_reconnect(start_server) -> None:
+    base = "[rejects]\npath = \"\"\n[detect.spike]\nwindow_s = 10\nresolve_below = 2\novershoot = 0\n"
+    base = base.replace("overshoot = 0\n", "")
+    server = start_server(base + "threshold = 1000\n")
+    control = socket.create_connection(server.address("control"))
+    events = control.makefile("rb")
+    control.sendall(b"SUBSCRIBE anomalies\n")
+    assert "subscribed" in json.loads(events.readline())
+    ingest = socket.create_connection(server.address("tcp"))
+
+    def burst(minute: int) -> None:
+        lines = b"".join(
+            b"2025-01-30 12:%02d:%02d ERROR [api] disk full on volume %d\n" % (minute, s, s) for s in range(10)
+        ) * 3
+        ingest.sendall(lines)
+
+    burst(0)
+    server.wait_received(30)
+    time.sleep(0.5)
+    assert server.command("EVENTS")["events"] == []  # 30 errors < 1000: silent
+    server.config_path.write_text(server.config_path.read_text().replace("threshold = 1000", "threshold = 20"))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    burst(5)
+    event = json.loads(events.readline())
+    assert event["type"] == "error_spike"
+    assert event["key"] == "api"
+    ingest.close()
+    control.close()
+
+
+def test_invalid_config_on_sighup_keeps_the_old_one(server: ServerProcess) -> None:
+    server.config_path.write_text("[ingest]\nmax_connections = -5\n")
+    server.proc.send_signal(signal.SIGHUP)
+    rejected = server.wait_log("reload_rejected")
+    assert "ingest.max_connections" in rejected["reason"]
+    send_tcp(server.address("tcp"), app_lines(5))
+    assert server.wait_received(5)["received"] == 5
+
+
+def test_metrics_on_control_port_and_http(start_server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = start_server('[http]\nlisten = "127.0.0.1:0"\n')
+    send_tcp(server.address("tcp"), app_lines(40) + b"\n\n")
+    server.wait_received(42)
+    host, port = server.address("http")
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    received = families["logtide_lines_received"].samples[0].value
+    assert received == 42
+    rejected = {s.labels["reason"]: s.value for s in families["logtide_lines_rejected"].samples}
+    assert rejected == {"empty": 2}
+    control_text = server.command("METRICS")["metrics"]
+    assert "logtide_lines_received_total 42" in control_text
+    with pytest.raises(urllib.error.HTTPError) as excinfo:
+        urllib.request.urlopen(f"http://{host}:{port}/other", timeout=10)
+    assert excinfo.value.code == 404
