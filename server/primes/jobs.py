@@ -1,0 +1,297 @@
+"""The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL.
+
+A job computes its base primes once (in the pool), then feeds its segments to the
+`PoolScheduler` at priority JOB through at most `scheduler.slots` lanes, so log batches
+(priority INGEST) always get the next free worker and a CANCEL waits for at most one
+short segment per lane. Segment results merge in order (`sieve.merge`), whatever order they
+finish in. The lead wires this into the control protocol; bad requests raise `JobRejected`
+with the reason to send back.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, AsyncIterator, Callable
+
+import msgspec
+import numpy as np
+import structlog
+
+from server.primes import primality, sieve
+from server.primes.numbers import parse_range
+from server.scheduler import JOB, PoolScheduler
+
+log = structlog.get_logger()
+
+LIST_CHUNK = 10_000  # primes per streamed LIST chunk (one JSON line each)
+FINISHED_KEPT = 20  # finished jobs JOBS still shows
+
+
+class PrimeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[primes]` in config.toml."""
+
+    max_range: Annotated[int, msgspec.Meta(ge=0)] = 10**12  # hi - lo limit for COUNT
+    max_list: Annotated[int, msgspec.Meta(ge=0)] = 10**7  # hi - lo limit for LIST
+    max_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2  # concurrent COUNT/LIST; more -> "too many jobs"
+    # Bytes of sieve per segment (8 wheel planes of 512 KiB, each fits L2). 4 MiB = 15.7 M
+    # numbers, ~10 ms of work near 1e10: short enough for ingest to interleave and CANCEL to
+    # bite, long enough to amortise the interpreter's per-prime cost (1 MiB: ~1.6x slower).
+    segment_bytes: Annotated[int, msgspec.Meta(ge=8 * 64, le=1 << 26)] = sieve.SEGMENT_BYTES
+    progress_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
+    # Largest hi. Every segment is shipped the primes up to sqrt(hi) and computes where each
+    # one starts: ~38 ms per segment at 1e13 (227,647 primes, 0.9 MB) and ~140 ms at 1e14,
+    # too long a wait for a log batch.
+    max_value: Annotated[int, msgspec.Meta(ge=1)] = 10**13
+    # PRIME COUNT answers with the result when the job ends this soon, else with its id.
+    answer_within_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+
+
+class JobRejected(Exception):
+    """A request the service refuses; str(exc) is the reason for the client."""
+
+
+@dataclass
+class _Job:
+    id: str
+    kind: str
+    lo: int
+    hi: int
+    started: float
+    state: str = "running"
+    done_numbers: int = 0
+    primes: int = 0
+    finished: float | None = None
+    task: asyncio.Task | None = None
+    result: dict | None = None
+    error: str | None = None
+    in_flight: set = field(default_factory=set)
+
+    def percent(self) -> float:
+        return 100.0 * self.done_numbers / (self.hi - self.lo + 1)
+
+    def eta_s(self, now: float) -> float | None:
+        if self.state != "running" or not self.done_numbers:
+            return None
+        rate = self.done_numbers / max(now - self.started, 1e-9)
+        return (self.hi - self.lo + 1 - self.done_numbers) / rate
+
+
+class JobManager:
+    def __init__(self, scheduler: PoolScheduler, config: PrimeConfig,
+                 publish: Callable[[dict], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.scheduler = scheduler
+        self.config = config
+        self.publish = publish
+        self.clock = clock
+        self._jobs: dict[str, _Job] = {}
+        self._finished: collections.deque[str] = collections.deque()
+
+    # -- validation -----------------------------------------------------------------------
+    def check(self, kind: str, lo: int, hi: int) -> str | None:
+        """Why a COUNT/LIST of [lo, hi] would be refused now, or None."""
+        limit = self.config.max_list if kind == "list" else self.config.max_range
+        err = parse_range(str(lo), str(hi), limit, self.config.max_value)
+        if isinstance(err, str):
+            return err
+        if sum(j.state == "running" for j in self._jobs.values()) >= self.config.max_jobs:
+            return f"too many jobs (limit {self.config.max_jobs}); CANCEL one or wait"
+        return None
+
+    def _new_job(self, kind: str, lo: int, hi: int) -> _Job:
+        if (err := self.check(kind, lo, hi)) is not None:
+            raise JobRejected(err)
+        job = _Job(secrets.token_hex(4), kind, lo, hi, self.clock())
+        self._jobs[job.id] = job
+        log.info("prime_job_started", id=job.id, kind=kind, lo=lo, hi=hi)
+        return job
+
+    # -- COUNT ----------------------------------------------------------------------------
+    def start_count(self, lo: int, hi: int) -> str:
+        """Start counting primes in [lo, hi]; returns the job id at once (JobRejected if refused)."""
+        job = self._new_job("count", lo, hi)
+        job.task = asyncio.get_running_loop().create_task(self._run_count(job))
+        return job.id
+
+    async def count(self, lo: int, hi: int) -> dict:
+        """Count and wait: the job_done result, or {"id", "state", "error"} if cancelled/failed."""
+        job = self._jobs[self.start_count(lo, hi)]
+        assert job.task is not None
+        try:
+            await asyncio.shield(job.task)
+        except asyncio.CancelledError:
+            if job.state == "running":  # our caller was cancelled, not the job
+                self.cancel(job.id)
+                raise
+        return job.result or {"id": job.id, "state": job.state, "error": job.error}
+
+    async def _run_count(self, job: _Job) -> None:
+        t0 = time.perf_counter()
+        try:
+            base = await self.scheduler.run(JOB, sieve.base_primes, job.hi)
+            n_segs = sieve.segment_count(job.lo, job.hi, self.config.segment_bytes)
+            todo = enumerate(sieve.segments(job.lo, job.hi, self.config.segment_bytes))
+            # results merge in segment order; ones that finish early wait in `early`
+            merged: list[sieve.SegmentStats | None] = [None]
+            early: dict[int, sieve.SegmentStats] = {}
+            next_index = [0]
+            last_publish = [self.clock()]
+
+            async def lane() -> None:
+                for i, (a, b) in todo:  # shared iterator: each lane takes the next segment
+                    r = await self.scheduler.run(JOB, sieve.segment_stats, a, b, base)
+                    early[i] = r
+                    while next_index[0] in early:
+                        s = early.pop(next_index[0])
+                        merged[0] = s if merged[0] is None else sieve.merge(merged[0], s)
+                        next_index[0] += 1
+                    job.done_numbers += b - a + 1
+                    job.primes += r.count
+                    now = self.clock()
+                    if now - last_publish[0] >= self.config.progress_interval_s:
+                        last_publish[0] = now
+                        self.publish({"type": "job_progress", "id": job.id,
+                                      "percent": round(job.percent(), 4), "primes": job.primes,
+                                      "eta_s": _round(job.eta_s(now))})
+
+            workers = max(1, min(self.scheduler.slots, n_segs))
+            lanes = [asyncio.create_task(lane()) for _ in range(workers)]
+            try:
+                await asyncio.gather(*lanes)
+            except BaseException:
+                for t in lanes:  # one lane failed: stop the others too
+                    t.cancel()
+                raise
+            total = merged[0]
+            assert total is not None and not early
+            elapsed = time.perf_counter() - t0
+            job.result = {
+                "id": job.id, "kind": "count", "lo": job.lo, "hi": job.hi,
+                "count": total.count, "first": total.first, "last": total.last,
+                "largest_gap": total.gap, "largest_gap_after": total.gap_after,
+                "twin_pairs": total.twins, "elapsed_s": round(elapsed, 6),
+                "numbers_per_s": round((job.hi - job.lo + 1) / max(elapsed, 1e-9)),
+                "segments": n_segs, "workers": workers,
+            }
+            self._finish(job, "done")
+            self.publish({"type": "job_done", **job.result})
+        except asyncio.CancelledError:
+            if job.state == "running":  # cancelled from outside CANCEL (close, loop shutdown)
+                self._finish(job, "cancelled")
+                self.publish({"type": "job_cancelled", "id": job.id})
+        except Exception as exc:  # a worker crashed or the pool broke: report, don't kill the loop
+            job.error = f"{type(exc).__name__}: {exc}"
+            self._finish(job, "failed")
+            log.error("prime_job_failed", id=job.id, error=job.error)
+            self.publish({"type": "job_failed", "id": job.id, "error": job.error})
+
+    def _finish(self, job: _Job, state: str) -> None:
+        if job.state != "running":
+            return
+        job.state = state
+        job.finished = self.clock()
+        log.info("prime_job_" + state, id=job.id, elapsed_s=round(job.finished - job.started, 3))
+        self._finished.append(job.id)
+        while len(self._finished) > FINISHED_KEPT:
+            self._jobs.pop(self._finished.popleft(), None)
+
+    async def wait(self, job_id: str, timeout: float) -> dict | None:
+        """The job's result once it ends within `timeout` seconds, else None (it keeps running)."""
+        job = self._jobs.get(job_id)
+        if job is None or job.task is None:
+            return None
+        done, _ = await asyncio.wait({job.task}, timeout=timeout)
+        if not done:
+            return None
+        return job.result or {"id": job.id, "state": job.state, "error": job.error}
+
+    # -- LIST -----------------------------------------------------------------------------
+    async def list_primes(self, lo: int, hi: int) -> AsyncIterator[list[int]]:
+        """The primes in [lo, hi] in order, in chunks of <= LIST_CHUNK (JobRejected if refused)."""
+        job = self._new_job("list", lo, hi)
+        t0 = time.perf_counter()
+        pending: collections.deque[tuple[asyncio.Task, tuple[int, int]]] = collections.deque()
+        try:
+            base = await self.scheduler.run(JOB, sieve.base_primes, hi)
+            segs = iter(sieve.segments(lo, hi, self.config.segment_bytes))
+            loop = asyncio.get_running_loop()
+
+            def submit() -> None:
+                if job.state == "running" and (seg := next(segs, None)) is not None:
+                    t = loop.create_task(self.scheduler.run(JOB, sieve.segment_primes, *seg, base))
+                    pending.append((t, seg))
+                    job.in_flight.add(t)
+                    t.add_done_callback(job.in_flight.discard)
+
+            for _ in range(max(1, self.scheduler.slots)):
+                submit()
+            while pending:
+                head, (a, b) = pending.popleft()
+                try:
+                    raw = await head
+                except asyncio.CancelledError:
+                    if head.cancelled() and job.state == "cancelled":
+                        return  # CANCEL dropped this segment: end the stream quietly
+                    raise
+                submit()
+                primes = np.frombuffer(raw, dtype="<i8").tolist()
+                job.done_numbers += b - a + 1
+                job.primes += len(primes)
+                for k in range(0, len(primes), LIST_CHUNK):
+                    if job.state != "running":
+                        return
+                    yield primes[k:k + LIST_CHUNK]
+            job.result = {"id": job.id, "kind": "list", "lo": lo, "hi": hi, "count": job.primes,
+                          "elapsed_s": round(time.perf_counter() - t0, 6)}
+            self._finish(job, "done")
+        finally:
+            for t, _ in pending:
+                t.cancel()
+            if job.state == "running":  # the consumer stopped reading (aclose) or was cancelled
+                self._finish(job, "cancelled")
+                self.publish({"type": "job_cancelled", "id": job.id})
+
+    # -- ISPRIME --------------------------------------------------------------------------
+    async def isprime(self, n: int) -> dict:
+        """Primality of n, computed in the pool: see `primality.check` for the fields."""
+        t0 = time.perf_counter()
+        answer = await self.scheduler.run(JOB, primality.check, n)
+        return {**answer, "elapsed_s": round(time.perf_counter() - t0, 6)}
+
+    # -- JOBS / CANCEL / shutdown -----------------------------------------------------------
+    def cancel(self, job_id: str) -> bool:
+        """Stop a running job: no new segments start; the running ones end within ~10 ms."""
+        job = self._jobs.get(job_id)
+        if job is None or job.state != "running":
+            return False
+        self._finish(job, "cancelled")
+        self.publish({"type": "job_cancelled", "id": job.id})
+        # COUNT: its task and lanes; LIST: the queued segments (the consumer's stream then ends)
+        if job.task is not None:
+            job.task.cancel()
+        for t in list(job.in_flight):
+            t.cancel()
+        return True
+
+    def jobs(self) -> list[dict]:
+        """JOBS: running and recently finished jobs, oldest first."""
+        now = self.clock()
+        return [{
+            "id": j.id, "kind": j.kind, "lo": j.lo, "hi": j.hi, "state": j.state,
+            "percent": round(100.0 if j.state == "done" else j.percent(), 4),
+            "primes_so_far": j.primes, "eta_s": _round(j.eta_s(now)),
+            "elapsed_s": round((j.finished or now) - j.started, 3),
+        } for j in self._jobs.values()]
+
+    async def close(self) -> None:
+        """Cancel every running job and wait for them to stop (server shutdown)."""
+        tasks = [j.task for j in self._jobs.values() if j.state == "running" and j.task]
+        for j in list(self._jobs.values()):
+            self.cancel(j.id)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)

@@ -1,0 +1,99 @@
+"""Segmented wheel sieve: pi(10^k), stats against a trivial reference, merge across any split."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from server.primes import primality, sieve
+
+# pi(10^k), k = 1..10 (OEIS A006880)
+PI = [4, 25, 168, 1229, 9592, 78498, 664579, 5761455, 50847534, 455052511]
+# twin-prime pairs below 10^k (OEIS A007508)
+TWINS = [2, 8, 35, 205, 1224, 8169, 58980, 440312, 3424506, 27412679]
+# largest prime below 10^k (OEIS A003618)
+LAST = {6: 999983, 7: 9999991, 8: 99999989, 9: 999999937, 10: 9999999967}
+
+
+def reference_primes(lo: int, hi: int) -> list[int]:
+    return [n for n in range(max(lo, 2), hi + 1)
+            if all(n % d for d in range(2, int(n ** 0.5) + 1))]
+
+
+def count_range(lo: int, hi: int, segment_bytes: int = sieve.SEGMENT_BYTES) -> sieve.SegmentStats:
+    base = sieve.base_primes(hi)
+    total = None
+    for a, b in sieve.segments(lo, hi, segment_bytes):
+        r = sieve.segment_stats(a, b, base)
+        total = r if total is None else sieve.merge(total, r)
+    assert total is not None
+    return total
+
+
+@pytest.mark.parametrize("k", range(1, 10))
+def test_pi_of_powers_of_ten(k: int) -> None:
+    r = count_range(1, 10**k)
+    assert (r.count, r.twins, r.first) == (PI[k - 1], TWINS[k - 1], 2)
+    if k in LAST:
+        assert r.last == LAST[k]
+    if k == 9:
+        assert (r.gap, r.gap_after) == (282, 436273009)  # maximal gap record (A002386)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("LOGTIDE_SLOW"), reason="~10 s on one core; set LOGTIDE_SLOW=1")
+def test_pi_of_ten_to_the_ten() -> None:
+    r = count_range(1, 10**10)
+    assert (r.count, r.twins, r.last) == (PI[9], TWINS[9], LAST[10])
+    assert (r.gap, r.gap_after) == (354, 4302407359)  # maximal gap record (A002386)
+
+
+def test_maximal_gaps_below_powers_of_ten() -> None:
+    # maximal prime gaps (OEIS A002386/A005250): 114 after 492113, 154 after 4652353,
+    # 220 after 47326693
+    assert (count_range(1, 10**6).gap, count_range(1, 10**6).gap_after) == (114, 492113)
+    r = count_range(1, 10**8)
+    assert (r.gap, r.gap_after, r.first, r.last) == (220, 47326693, 2, 99999989)
+
+
+def test_tiny_ranges_and_the_small_primes() -> None:
+    assert sieve.segment_stats(0, 1, sieve.base_primes(1)).count == 0
+    r = sieve.segment_stats(2, 7, sieve.base_primes(7))
+    assert r == sieve.SegmentStats(2, 7, 4, 2, 7, 2, 3, 2)  # (3,5), (5,7); gap 3->5 first
+    assert sieve.segment_stats(90, 96, sieve.base_primes(96)).count == 0
+    assert sieve.segment_stats(97, 97, sieve.base_primes(97)) == sieve.SegmentStats(
+        97, 97, 1, 97, 97, 0, None, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 200_000), st.integers(0, 3_000))
+def test_stats_match_reference(lo: int, width: int) -> None:
+    hi = lo + width
+    base = sieve.base_primes(hi)
+    expected = reference_primes(lo, hi)
+    assert sieve.segment_stats(lo, hi, base) == sieve.stats_of(expected, lo, hi)
+    got = np.frombuffer(sieve.segment_primes(lo, hi, base), dtype="<i8").tolist()
+    assert got == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10**12), st.integers(1, 20_000), st.sampled_from([8, 64, 256, 4096]))
+def test_any_split_merges_to_the_whole(lo: int, width: int, segment_bytes: int) -> None:
+    hi = lo + width
+    whole = sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+    parts = list(sieve.segments(lo, hi, segment_bytes))
+    assert len(parts) == sieve.segment_count(lo, hi, segment_bytes)
+    assert parts[0][0] == lo and parts[-1][1] == hi
+    assert all(b + 1 == c for (_, b), (c, _) in zip(parts, parts[1:]))
+    assert count_range(lo, hi, segment_bytes) == whole
+
+
+def test_large_numbers_against_reference_list() -> None:
+    lo = 10**12
+    hi = lo + 2000
+    expected = [n for n in range(lo, hi + 1) if primality.check(n)["prime"]]  # Miller-Rabin
+    base = sieve.base_primes(hi)
+    assert np.frombuffer(sieve.segment_primes(lo, hi, base), "<i8").tolist() == expected
+    assert sieve.segment_stats(lo, hi, base) == sieve.stats_of(expected, lo, hi)
