@@ -8,6 +8,7 @@ drain batches -> snapshot -> flush the rejects file and archive -> exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -331,9 +332,11 @@ class Server:
 
     async def _list_stream(self, lo: int, hi: int) -> AsyncIterator[dict[str, Any]]:
         count = 0
-        async for chunk in self.jobs.list_primes(lo, hi):
-            count += len(chunk)
-            yield {"primes": chunk}
+        # aclosing: a client that goes away must end the job now, not when GC finds it.
+        async with contextlib.aclosing(self.jobs.list_primes(lo, hi)) as chunks:
+            async for chunk in chunks:
+                count += len(chunk)
+                yield {"primes": chunk}
         yield {"done": True, "lo": lo, "hi": hi, "count": count}
 
     async def isprime(self, args: list[str]) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""Prime jobs through the control port and the `logtide prime` CLI, against a real server."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, ServerProcess, send_tcp
+
+
+def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    host, port = server.address("control")
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", "--control", f"{host}:{port}", *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+
+
+def test_count_small_range_answers_at_once(server: ServerProcess) -> None:
+    answer = server.command("PRIME COUNT 1 1e6")
+    assert answer["count"] == 78498
+    assert answer["first"] == 2 and answer["last"] == 999983
+    assert answer["twin_pairs"] == 8169
+    assert answer["largest_gap"] == 114
+
+
+def test_bad_input_gets_json_errors(server: ServerProcess) -> None:
+    for command in ("PRIME COUNT -5 10", "PRIME COUNT 10 2", "PRIME COUNT ten 20", "PRIME COUNT 1 1e30",
+                    "ISPRIME 2**x", "PRIME LIST 1 1e12", "CANCEL nosuchjob", "PRIME COUNT 1"):
+        answer = server.command(command)
+        assert set(answer) == {"error"}, (command, answer)
+
+
+def test_isprime_deterministic_and_probable(server: ServerProcess) -> None:
+    small = server.command("ISPRIME 1_000_000_007")
+    assert (small["prime"], small["certainty"]) == (True, "deterministic")
+    carmichael = server.command("ISPRIME 3317044064679887385961981")  # strong pseudoprime to 12 bases
+    assert carmichael["prime"] is False
+    big = server.command("ISPRIME " + str(2**607 - 1))
+    assert (big["prime"], big["certainty"]) == (True, "probable")
+
+
+def test_list_streams_chunks(server: ServerProcess) -> None:
+    with socket.create_connection(server.address("control")) as sock:
+        f = sock.makefile("rb")
+        sock.sendall(b"PRIME LIST 100 200\n")
+        primes: list[int] = []
+        while True:
+            message = json.loads(f.readline())
+            if message.get("done"):
+                break
+            primes += message["primes"]
+    assert primes == [p for p in range(100, 201) if all(p % d for d in range(2, int(p**0.5) + 1))]
+    assert message["count"] == len(primes)
+
+
+def test_long_job_returns_id_reports_progress_and_cancels(server: ServerProcess) -> None:
+    with socket.create_connection(server.address("control")) as sock:
+        f = sock.makefile("rb")
+        sock.sendall(b"SUBSCRIBE jobs\n")
+        assert "subscribed" in json.loads(f.readline())
+        sock.sendall(b"PRIME COUNT 1 1e12\n")
+        messages = []
+        while not any("job" in m for m in messages):  # progress may come before the answer
+            messages.append(json.loads(f.readline()))
+        job = next(m["job"] for m in messages if "job" in m)
+        while not any(m.get("type") == "job_progress" for m in messages):
+            messages.append(json.loads(f.readline()))
+        progress = next(m for m in messages if m.get("type") == "job_progress")
+        assert progress["id"] == job
+        assert 0 <= progress["percent"] <= 100
+        jobs = server.command("JOBS")["jobs"]
+        assert [j["state"] for j in jobs if j["id"] == job] == ["running"]
+        started = time.monotonic()
+        assert server.command(f"CANCEL {job}") == {"cancelled": job}
+        while True:
+            message = json.loads(f.readline())
+            if message.get("type") == "job_cancelled":
+                break
+        assert time.monotonic() - started < 1.0
+    # Ingestion still flows once the job is gone.
+    send_tcp(server.address("tcp"), b"2025-01-30 12:00:00 INFO after the job\n")
+    assert server.wait_received(1)["received"] == 1
+
+
+def test_cli_prime_commands(server: ServerProcess) -> None:
+    out = cli(server, "prime", "count", "1", "1e7", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["count"] == 664579
+    out = cli(server, "prime", "is", "97")
+    assert out.stdout.startswith("97 is prime (deterministic, ")
+    out = cli(server, "prime", "is", "561")
+    assert out.stdout.startswith("561 is composite (deterministic, ")
+    out = cli(server, "prime", "list", "10", "30")
+    assert out.stdout.split() == ["11", "13", "17", "19", "23", "29"]
+    out = cli(server, "prime", "count", "5", "1")
+    assert out.returncode == 1 and "below" in out.stderr
