@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 
 from server.archive import ArchiveConfig
-from server.detect.config import DetectConfig
+from server.detect.config import DetectConfig, check_detect
 from server.http import HttpConfig
 from server.logsetup import LogConfig
 from server.parsing import ParseOptions
@@ -124,6 +124,9 @@ def check_config(config: Config) -> str | None:
     for key, value in positive.items():
         if value <= 0:
             return f"{key} must be > 0 (got {value})"
+    detect_problem = check_detect(config.detect)
+    if detect_problem:
+        return detect_problem
     if config.pipeline.workers < 0:
         return f"pipeline.workers must be >= 0 (got {config.pipeline.workers})"
     tls = config.ingest.tls

@@ -1,0 +1,261 @@
+"""The detectors' input for one batch, built in a worker: per-second, mergeable, bounded.
+
+A worker calls `Feed.add` for each parsed record and ships `to_bytes()` over the pipe; the
+engine merges feeds second by second. Per second it holds, per service, line/error counts
+and a latency histogram; error-template counts with one example; per-IP HTTP totals and
+4xx/5xx counts; and only those records that match some pattern step. Nothing else per line.
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from typing import Callable
+
+import msgspec
+
+from server.detect.config import DetectConfig, Pattern
+from server.detect.histogram import bucket_of, merge_into
+from server.records import Record, is_error
+
+NO_SERVICE = "-"  # the service key of records that name none
+MAX_LINE_CHARS = 512  # matched messages are kept this long at most (they end up in events)
+
+# (event time, batch origin, index in batch): the order of records, total and the same
+# whichever worker built the feed. Ties in event time fall back to stream order.
+Order = tuple[float, int, int]
+
+
+class ServiceTally(msgspec.Struct, array_like=True):
+    lines: int = 0
+    errors: int = 0
+    latency: dict[int, int] = {}  # histogram bucket -> count (server.detect.histogram)
+
+
+class TemplateTally(msgspec.Struct, array_like=True):
+    count: int
+    example: str
+    order: Order  # of the example: the earliest occurrence wins on merge
+
+
+class IpTally(msgspec.Struct, array_like=True):
+    total: int = 0
+    bad: int = 0  # HTTP status >= 400
+
+
+class Match(msgspec.Struct, array_like=True, frozen=True):
+    """A record that matched at least one pattern step: (pattern index, step index) pairs."""
+
+    order: Order
+    ts: float  # event time used for gaps: Record.ts, or the second it was filed under
+    ip: str | None
+    host: str | None
+    service: str | None
+    message: str
+    steps: list[tuple[int, int]]
+
+
+class Second(msgspec.Struct, array_like=True):
+    services: dict[str, ServiceTally] = {}
+    templates: dict[str, dict[str, TemplateTally]] = {}  # service -> template -> tally
+    ips: dict[str, IpTally] = {}
+    matches: list[Match] = []
+
+    def lines(self) -> int:
+        return sum(t.lines for t in self.services.values())
+
+
+class FeedData(msgspec.Struct):
+    origin: int = 0
+    pattern_ids: list[str] = []  # Match.steps' pattern index -> pattern_id(pattern)
+    seconds: dict[int, Second] = {}
+    dropped_matches: int = 0  # over pattern.max_matches_per_feed
+    records: int = 0
+
+
+def pattern_id(pattern: Pattern) -> str:
+    """Identifies a pattern's definition, so a feed built before a SIGHUP is not misread."""
+    return msgspec.json.encode([pattern.name, pattern.key, pattern.steps]).decode()
+
+
+class Feed:
+    """Built per batch in a worker from `DetectConfig`; `origin` orders batches of one stream.
+
+    Pass `origin` = a counter taken when the batch is cut (0, 1, 2, ... across all streams):
+    lines that share a timestamp are then ordered as they arrived, in replays and streams
+    alike, and the driver knows which earlier batches are still in flight.
+    """
+
+    def __init__(self, config: DetectConfig | None = None, origin: int = 0) -> None:
+        patterns = config.patterns if config is not None else []
+        self.data = FeedData(origin=origin, pattern_ids=[pattern_id(p) for p in patterns])
+        self._matchers = _compile(tuple(self.data.pattern_ids)) if patterns else ()
+        self._wants_ip = any(p.key == "ip" for p in patterns)
+        self._max_matches = config.pattern.max_matches_per_feed if config is not None else 0
+        self._last: tuple[int, Second] | None = None
+        self._matched = 0
+
+    def add(self, record: Record, second: int, template: str | None = None) -> None:
+        data = self.data
+        index = data.records
+        data.records = index + 1
+        last = self._last
+        if last is not None and last[0] == second:
+            sec = last[1]
+        else:
+            sec = data.seconds.get(second)
+            if sec is None:
+                sec = data.seconds[second] = Second()
+            self._last = (second, sec)
+        service = record.service or NO_SERVICE
+        tally = sec.services.get(service)
+        if tally is None:
+            tally = sec.services[service] = ServiceTally()
+        tally.lines += 1
+        error = is_error(record)
+        time = record.ts if record.ts is not None else float(second)
+        if error:
+            tally.errors += 1
+            if template is not None:
+                by_template = sec.templates.get(service)
+                if by_template is None:
+                    by_template = sec.templates[service] = {}
+                seen = by_template.get(template)
+                if seen is None:
+                    by_template[template] = TemplateTally(
+                        1, record.message[:MAX_LINE_CHARS], (time, data.origin, index)
+                    )
+                else:
+                    seen.count += 1
+        http = record.http
+        if http is not None:
+            if http.latency_ms is not None:
+                b = bucket_of(http.latency_ms)
+                tally.latency[b] = tally.latency.get(b, 0) + 1
+            if http.ip is not None and http.status is not None:
+                ip = sec.ips.get(http.ip)
+                if ip is None:
+                    ip = sec.ips[http.ip] = IpTally()
+                ip.total += 1
+                if http.status >= 400:
+                    ip.bad += 1
+        if self._matchers:
+            self._match(record, sec, time, index)
+
+    def _match(self, record: Record, sec: Second, time: float, index: int) -> None:
+        message = record.message
+        steps: list[tuple[int, int]] = []
+        for test, pairs in self._matchers:
+            if test(message):
+                steps.extend(pairs)
+        if not steps:
+            return
+        data = self.data
+        if self._matched >= self._max_matches:
+            data.dropped_matches += 1
+            return
+        self._matched += 1
+        steps.sort()
+        ip = None
+        if self._wants_ip:
+            ip = record.http.ip if record.http is not None and record.http.ip else ip_in(message)
+        sec.matches.append(
+            Match(
+                (time, data.origin, index),
+                time,
+                ip,
+                record.host,
+                record.service,
+                message[:MAX_LINE_CHARS],
+                steps,
+            )
+        )
+
+    def to_bytes(self) -> bytes:
+        return _encoder.encode(self.data)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Feed:
+        feed = cls()
+        feed.data = _decoder.decode(data)
+        return feed
+
+
+def merge_second(target: Second, source: Second) -> None:
+    """Add `source` into `target` (associative and commutative, up to the order of matches)."""
+    for service, theirs in source.services.items():
+        mine = target.services.get(service)
+        if mine is None:
+            target.services[service] = ServiceTally(theirs.lines, theirs.errors, dict(theirs.latency))
+        else:
+            mine.lines += theirs.lines
+            mine.errors += theirs.errors
+            merge_into(mine.latency, theirs.latency)
+    for service, templates in source.templates.items():
+        mine_t = target.templates.setdefault(service, {})
+        for template, theirs_t in templates.items():
+            seen = mine_t.get(template)
+            if seen is None:
+                mine_t[template] = TemplateTally(theirs_t.count, theirs_t.example, theirs_t.order)
+            else:
+                seen.count += theirs_t.count
+                if theirs_t.order < seen.order:
+                    seen.example, seen.order = theirs_t.example, theirs_t.order
+    for ip, theirs_ip in source.ips.items():
+        mine_ip = target.ips.get(ip)
+        if mine_ip is None:
+            target.ips[ip] = IpTally(theirs_ip.total, theirs_ip.bad)
+        else:
+            mine_ip.total += theirs_ip.total
+            mine_ip.bad += theirs_ip.bad
+    target.matches.extend(source.matches)  # sorted by `order` when the second is processed
+
+
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
+
+
+def ip_in(message: str) -> str | None:
+    """The first IPv4 or IPv6 address written in a message (sshd: "... from 1.2.3.4 port 22")."""
+    candidates = [(m.start(), m.group()) for m in _IPV4.finditer(message)]
+    if ":" in message:
+        candidates += [(m.start(), m.group()) for m in _IPV6.finditer(message)]
+    for _, text in sorted(candidates):
+        try:
+            return str(ipaddress.ip_address(text.split("%", 1)[0]))
+        except ValueError:
+            continue
+    return None
+
+
+Matcher = tuple[Callable[[str], bool], list[tuple[int, int]]]
+
+
+@functools.lru_cache(maxsize=8)
+def _compile(ids: tuple[str, ...]) -> tuple[Matcher, ...]:
+    """Distinct step matchers, each with the (pattern, step) pairs it stands for."""
+    by_step: dict[str, list[tuple[int, int]]] = {}
+    for p, ident in enumerate(ids):
+        _name, _key, steps = msgspec.json.decode(ident)
+        for s, step in enumerate(steps):
+            by_step.setdefault(step, []).append((p, s))
+    matchers: list[Matcher] = []
+    for step, pairs in by_step.items():
+        if step.startswith("re:"):
+            test: Callable[[str], bool] = _regex_test(re.compile(step[3:]))
+        else:
+            test = _substring_test(step)
+        matchers.append((test, pairs))
+    return tuple(matchers)
+
+
+def _regex_test(rx: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda message: rx.search(message) is not None
+
+
+def _substring_test(needle: str) -> Callable[[str], bool]:
+    return lambda message: needle in message
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(FeedData)

@@ -1,0 +1,71 @@
+"""New error template detector: the first time an ERROR-or-worse template appears (any service),
+after a warm-up in which every template is learned silently. Remembered templates are bounded
+(least recently seen forgotten first) and a flood of new ones is rate-limited per minute.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from server.detect.config import NewTemplateConfig
+from server.detect.events import Event, NewTemplate
+from server.detect.feed import Second
+
+
+class NewTemplateState(msgspec.Struct):
+    first_second: int | None = None
+    known: dict[str, int] = {}  # template -> last second seen, least recently seen first
+    minute: int = -1
+    minute_events: int = 0
+    suppressed: int = 0  # new templates learned silently over max_events_per_minute
+    forgotten: int = 0
+
+
+class NewTemplateDetector:
+    def __init__(self, config: NewTemplateConfig, state: NewTemplateState | None = None) -> None:
+        self.config = config
+        self.state = state if state is not None else NewTemplateState()
+
+    def reconfigure(self, config: NewTemplateConfig) -> None:
+        self.config = config
+        self._forget()
+
+    def step(self, second: int, data: Second | None) -> list[Event]:
+        state, config = self.state, self.config
+        if state.first_second is None:
+            state.first_second = second
+        if data is None or not data.templates:
+            return []
+        warming = second < state.first_second + config.warmup_s
+        known = state.known
+        events: list[Event] = []
+        for service in sorted(data.templates):
+            templates = data.templates[service]
+            for template in sorted(templates):
+                if known.pop(template, None) is None and not warming:
+                    minute = second // 60
+                    if minute != state.minute:
+                        state.minute, state.minute_events = minute, 0
+                    if state.minute_events < config.max_events_per_minute:
+                        state.minute_events += 1
+                        tally = templates[template]
+                        events.append(
+                            NewTemplate(
+                                tally.order[0],  # event time of its first occurrence
+                                "newtemplate",
+                                service,
+                                template,
+                                tally.example,
+                                tally.count,
+                            )
+                        )
+                    else:
+                        state.suppressed += 1
+                known[template] = second  # re-inserted last: dict order is recency order
+        self._forget()
+        return events
+
+    def _forget(self) -> None:
+        known = self.state.known
+        while len(known) > self.config.max_templates:
+            del known[next(iter(known))]
+            self.state.forgotten += 1

@@ -1,0 +1,85 @@
+"""New error template detector: silent warm-up, one event per new template, bounded memory,
+rate limit, and the example is the earliest occurrence whatever the batch order."""
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from server.detect.config import DetectConfig, NewTemplateConfig, SpikeConfig
+from server.detect.engine import Engine
+from server.detect.events import NewTemplate
+from server.detect.feed import Feed
+from server.detect.replay import build_feeds, replay
+from server.records import Record
+
+T0 = 1_700_000_000
+
+
+def template(message: str) -> str:
+    return re.sub(r"\d+", "<n>", message)
+
+
+def config(**fields: object) -> DetectConfig:
+    return DetectConfig(
+        newtemplate=NewTemplateConfig(**({"warmup_s": 100} | fields)),  # type: ignore[arg-type]
+        spike=SpikeConfig(enabled=False),
+        patterns=[],
+    )
+
+
+def err(t: float, message: str, service: str = "api") -> Record:
+    return Record("app", message=message, ts=T0 + t, service=service, severity=2)
+
+
+def test_new_template_after_warmup_fires_once() -> None:
+    records = [err(0, "db timeout after 30 ms"), err(50, "cache miss storm")]
+    records += [err(150, "db timeout after 99 ms"), err(160, "disk /dev/sdb1 failed", "storage")]
+    records += [err(161, "disk /dev/sdb2 failed", "storage"), err(170, "cache miss storm")]
+    records.append(Record("app", message="brand new info line", ts=T0 + 180, service="api", severity=6))
+    events = replay(records, config(), template)
+    assert events == [
+        NewTemplate(T0 + 160.0, "newtemplate", "storage", "disk /dev/sdb<n> failed", "disk /dev/sdb1 failed", 1)
+    ]
+
+
+@pytest.mark.parametrize(("at", "fires"), [(99, False), (100, True)])
+def test_warmup_sits_exactly_at_its_value(at: int, fires: bool) -> None:
+    records = [err(0, "first"), err(at, "second")]
+    assert len(replay(records, config(), template)) == (1 if fires else 0)
+
+
+def test_flood_of_new_templates_is_rate_limited() -> None:
+    words = ["alpha", "bravo", "charlie", "delta", "echo"]
+    records = [err(0, "warm")] + [err(120 + i, f"{w} exploded") for i, w in enumerate(words)]
+    records += [err(180, "foxtrot exploded")]  # next minute: budget again
+    engine = Engine(config(max_events_per_minute=2))
+    for data in build_feeds(records, engine.config, template):
+        engine.consume(Feed.from_bytes(data))
+    events = engine.flush()
+    assert [e.template for e in events] == ["alpha exploded", "bravo exploded", "foxtrot exploded"]
+    assert engine.stats()["suppressed_new_templates"] == 3
+    # the suppressed ones were learned: they do not fire later
+    for data in build_feeds([err(300, "charlie exploded")], engine.config, template):
+        engine.consume(Feed.from_bytes(data))
+    assert engine.flush() == []
+
+
+def test_forgotten_templates_fire_again() -> None:
+    records = [err(0, "warm"), err(200, "one"), err(201, "two"), err(202, "three"), err(203, "one")]
+    events = replay(records, config(max_templates=2), template)
+    # "warm" then "one" are forgotten as "two" and "three" arrive
+    assert [e.template for e in events] == ["one", "two", "three", "one"]
+
+
+def test_example_is_the_earliest_whatever_the_batch_order() -> None:
+    records = [err(0, "warm")] + [err(150 + i / 100, f"queue {i} overflow") for i in range(40)]
+    cfg = config()
+    feeds = build_feeds(records, cfg, template, batch_lines=3)
+    random.Random(7).shuffle(feeds)
+    engine = Engine(cfg)
+    for data in feeds:
+        engine.consume(Feed.from_bytes(data))
+    (event,) = engine.flush()
+    assert (event.example, event.count, event.ts) == ("queue 0 overflow", 40, T0 + 150.0)
