@@ -1,0 +1,374 @@
+"""Mergeable partial aggregates: what a worker returns for one batch of lines.
+
+A `Partial` is built in a worker process from parsed records, crosses the pipe as bytes, and is
+merged in the main process into time buckets (`server.windows`). It holds the batch's accounting
+(received/parsed/rejected/bytes) and one `Bucket` per event second: exact counts for bounded
+domains (level, method, status, format) and DataSketches for everything unbounded (IPs, user
+agents, paths, services, hosts, error templates, latency). Merging is associative and commutative.
+
+`add()` is on the hot path: it only appends to plain lists and bumps dict counters; sketches are
+built once per batch in `to_bytes()` (`fold()`).
+"""
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+import msgspec
+
+from server import sketches
+from server.records import ERROR_SEVERITY, SEVERITY_OF, Record
+
+# Sketch sizes used by workers. The main process merges into sketches sized by `[stats]`.
+TOPK_LG = 9  # 512-slot map: tracks up to 384 values exactly per sketch before it purges
+KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
+MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
+
+# The unbounded fields, each kept in a frequent-strings sketch.
+TOPK_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "error", "suspicious_ip")
+
+# RFC 9110 §9 methods plus WebDAV's and PATCH (RFC 5789); anything else is "OTHER" so a scanner
+# sending random verbs cannot grow the table.
+HTTP_METHODS = frozenset(
+    "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY MOVE "
+    "LOCK UNLOCK SEARCH REPORT".split()
+)
+
+
+def add_counts(mine: dict[Any, int], theirs: dict[Any, int]) -> None:
+    """mine += theirs, key by key."""
+    for key, n in theirs.items():
+        mine[key] = mine.get(key, 0) + n
+
+
+class Bucket(msgspec.Struct, array_like=True):
+    """Everything counted for one span of time (a second, a minute, or since start).
+
+    Sketch slots hold either serialized bytes (as decoded, or compacted for storage) or live
+    sketch objects (after a merge); `compact()` turns them back into bytes before encoding.
+    """
+
+    lines: int = 0
+    bytes: int = 0
+    by_format: dict[str, int] = {}
+    by_level: dict[str, int] = {}
+    errors: int = 0
+    rejected: dict[str, int] = {}
+    requests: int = 0
+    by_method: dict[str, int] = {}
+    by_status: dict[int, int] = {}
+    bytes_sent: int = 0
+    lat_n: int = 0
+    lat_sum: float = 0.0
+    lat_min: float = math.inf
+    lat_max: float = -math.inf
+    first_ts: float | None = None
+    last_ts: float | None = None
+    latency: Any = None  # KLL sketch of latency_ms (bytes or object)
+    sk: dict[str, Any] = {}  # field -> frequent-strings sketch (bytes or object)
+    examples: dict[str, str] = {}  # error template -> one message
+
+    def topk(self, name: str) -> Any:
+        """The live sketch for `name` (deserialized and kept on first use), or None."""
+        sk = self.sk.get(name)
+        if isinstance(sk, bytes):
+            sk = self.sk[name] = sketches.topk_from_bytes(sk)
+        return sk
+
+    def quantiles(self) -> Any:
+        q = self.latency
+        if isinstance(q, bytes):
+            q = self.latency = sketches.quantiles_from_bytes(q)
+        return q
+
+    def thaw(self) -> None:
+        """Deserialize every sketch once (before merging this bucket into several others)."""
+        self.quantiles()
+        for name in self.sk:
+            self.topk(name)
+
+    def merge(
+        self,
+        other: Bucket,
+        lg_size: int = TOPK_LG,
+        kll_k: int = KLL_K,
+        fields: tuple[str, ...] | None = None,
+        latency: bool = True,
+    ) -> None:
+        """Add `other` into this bucket; `fields`/`latency` restrict which sketches are merged
+        (queries merge only what they report). `other` is never modified: its stored bytes are
+        read without being kept deserialized."""
+        self.lines += other.lines
+        self.bytes += other.bytes
+        self.errors += other.errors
+        self.requests += other.requests
+        self.bytes_sent += other.bytes_sent
+        add_counts(self.by_format, other.by_format)
+        if other.by_level:
+            add_counts(self.by_level, other.by_level)
+        if other.rejected:
+            add_counts(self.rejected, other.rejected)
+        if other.by_method:
+            add_counts(self.by_method, other.by_method)
+        if other.by_status:
+            add_counts(self.by_status, other.by_status)
+        if other.first_ts is not None:
+            if self.first_ts is None or other.first_ts < self.first_ts:
+                self.first_ts = other.first_ts
+            if self.last_ts is None or other.last_ts > self.last_ts:  # type: ignore[operator]
+                self.last_ts = other.last_ts
+        if other.lat_n:
+            self.lat_n += other.lat_n
+            self.lat_sum += other.lat_sum
+            self.lat_min = min(self.lat_min, other.lat_min)
+            self.lat_max = max(self.lat_max, other.lat_max)
+            if latency:
+                theirs = other.latency
+                if isinstance(theirs, bytes):
+                    theirs = sketches.quantiles_from_bytes(theirs)
+                mine = self.quantiles()
+                if mine is None:
+                    mine = self.latency = sketches.new_quantiles(kll_k)
+                mine.merge(theirs)
+        for name, theirs in other.sk.items():
+            if fields is not None and name not in fields:
+                continue
+            if isinstance(theirs, bytes):
+                theirs = sketches.topk_from_bytes(theirs)
+            mine = self.topk(name)
+            if mine is None:
+                mine = self.sk[name] = sketches.new_topk(lg_size)
+            mine.merge(theirs)
+        if other.examples and (fields is None or "error" in fields):
+            examples = self.examples
+            for template, message in other.examples.items():
+                # The smallest message is the example: the choice must not depend on merge order.
+                current = examples.get(template)
+                if current is None or message < current:
+                    examples[template] = message
+            if len(examples) > 2 << lg_size:
+                # Keep examples only for templates the sketch still tracks (bounded memory).
+                errors = self.topk("error")
+                self.examples = {t: m for t, m in examples.items() if errors.get_estimate(t) > 0}
+
+    def compact(self) -> None:
+        """Serialize live sketches (about 4x smaller than the objects) for storage or encoding."""
+        if self.latency is not None and not isinstance(self.latency, bytes):
+            self.latency = sketches.to_bytes(self.latency)
+        for name, sk in self.sk.items():
+            if not isinstance(sk, bytes):
+                self.sk[name] = sketches.to_bytes(sk)
+
+
+class _Scratch:
+    """One event second of a batch, before folding: plain counters and value lists."""
+
+    __slots__ = (
+        "lines", "nbytes", "by_format", "by_level", "errors", "requests", "by_method",
+        "by_status", "bytes_sent", "ts", "latencies", "ips", "user_agents", "paths",
+        "services", "hosts", "bad_ips", "templates", "examples",
+    )
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.nbytes = 0
+        self.by_format: dict[str, int] = {}
+        self.by_level: dict[str, int] = {}
+        self.errors = 0
+        self.requests = 0
+        self.by_method: dict[str, int] = {}
+        self.by_status: dict[int, int] = {}
+        self.bytes_sent = 0
+        self.ts: list[float] = []
+        self.latencies: list[float] = []
+        self.ips: list[str] = []
+        self.user_agents: list[str] = []
+        self.paths: list[str] = []
+        self.services: list[str] = []
+        self.hosts: list[str] = []
+        self.bad_ips: list[str] = []
+        self.templates: list[str] = []
+        self.examples: dict[str, str] = {}
+
+    def fold(self) -> Bucket:
+        by_level: dict[str, int] = {}
+        for level, n in self.by_level.items():
+            key = level if level in SEVERITY_OF else "OTHER"
+            by_level[key] = by_level.get(key, 0) + n
+        by_method: dict[str, int] = {}
+        for method, n in self.by_method.items():
+            key = method.upper()
+            key = key if key in HTTP_METHODS else "OTHER"
+            by_method[key] = by_method.get(key, 0) + n
+        by_status: dict[int, int] = {}
+        for status, n in self.by_status.items():
+            key = status if 100 <= status <= 599 else 0  # 0: not a valid HTTP status
+            by_status[key] = by_status.get(key, 0) + n
+        sk: dict[str, Any] = {}
+        for name, values in (
+            ("ip", self.ips), ("user_agent", self.user_agents), ("path", self.paths),
+            ("service", self.services), ("host", self.hosts), ("error", self.templates),
+            ("suspicious_ip", self.bad_ips),
+        ):
+            if values:
+                sk[name] = sketches.to_bytes(sketches.topk_from_counts(_cut_counts(values), TOPK_LG))
+        bucket = Bucket(
+            lines=self.lines, bytes=self.nbytes, by_format=self.by_format, by_level=by_level,
+            errors=self.errors, requests=self.requests, by_method=by_method, by_status=by_status,
+            bytes_sent=self.bytes_sent, sk=sk, examples=self.examples,
+        )
+        if self.ts:
+            bucket.first_ts = min(self.ts)
+            bucket.last_ts = max(self.ts)
+        lat = self.latencies
+        if lat:
+            bucket.lat_n = len(lat)
+            bucket.lat_sum = math.fsum(lat)
+            bucket.lat_min = min(lat)
+            bucket.lat_max = max(lat)
+            bucket.latency = sketches.to_bytes(sketches.quantiles_from_values(lat, KLL_K))
+        return bucket
+
+
+def _cut_counts(values: list[str]) -> dict[str, int]:
+    counts = collections.Counter(values)
+    if any(len(v) > MAX_VALUE_LEN for v in counts):
+        cut: dict[str, int] = {}
+        for v, n in counts.items():
+            v = v[:MAX_VALUE_LEN]
+            cut[v] = cut.get(v, 0) + n
+        return cut
+    return counts
+
+
+class Partial(msgspec.Struct, dict=True):
+    """A batch's accounting plus its per-event-second buckets (`buckets`: second -> Bucket)."""
+
+    received: int = 0
+    parsed: int = 0
+    bytes: int = 0
+    rejected: dict[str, int] = {}
+    by_format: dict[str, int] = {}
+    notes: dict[str, int] = {}  # counted facts that are not rejections (e.g. invalid_utf8 kept)
+    buckets: dict[int, Bucket] = {}
+
+    def __post_init__(self) -> None:
+        self._scratch: dict[int, _Scratch] = {}
+        self._last_second: int | None = None
+        self._last: _Scratch | None = None
+
+    def add(self, record: Record, nbytes: int, second: int, template: str | None) -> None:
+        """Count one parsed line at its event second (`template` given for error lines)."""
+        self.received += 1
+        self.parsed += 1
+        self.bytes += nbytes
+        fmt = record.format
+        d = self.by_format
+        d[fmt] = d.get(fmt, 0) + 1
+        if second == self._last_second:
+            s = self._last
+        else:
+            s = self._scratch.get(second)
+            if s is None:
+                s = self._scratch[second] = _Scratch()
+            self._last_second = second
+            self._last = s
+        assert s is not None
+        s.lines += 1
+        s.nbytes += nbytes
+        d = s.by_format
+        d[fmt] = d.get(fmt, 0) + 1
+        level = record.level
+        if level is not None:
+            d = s.by_level
+            d[level] = d.get(level, 0) + 1
+        severity = record.severity
+        if severity is not None and severity <= ERROR_SEVERITY:
+            s.errors += 1
+        if template is not None:
+            s.templates.append(template)
+            example = s.examples.get(template)
+            message = record.message[:MAX_VALUE_LEN]
+            if example is None or message < example:
+                s.examples[template] = message
+        if record.ts is not None:
+            s.ts.append(record.ts)
+        if record.service is not None:
+            s.services.append(record.service)
+        if record.host is not None:
+            s.hosts.append(record.host)
+        http = record.http
+        if http is not None:
+            s.requests += 1
+            if http.method is not None:
+                d = s.by_method
+                d[http.method] = d.get(http.method, 0) + 1
+            status = http.status
+            if status is not None:
+                d2 = s.by_status
+                d2[status] = d2.get(status, 0) + 1
+                if status >= 400 and http.ip is not None:
+                    s.bad_ips.append(http.ip)
+            if http.bytes:
+                s.bytes_sent += http.bytes
+            if http.latency_ms is not None:
+                s.latencies.append(http.latency_ms)
+            if http.ip is not None:
+                s.ips.append(http.ip)
+            if http.user_agent is not None:
+                s.user_agents.append(http.user_agent)
+            if http.path is not None:
+                s.paths.append(http.path)
+
+    def reject(self, reason: str, nbytes: int) -> None:
+        self.received += 1
+        self.bytes += nbytes
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def note(self, name: str, n: int = 1) -> None:
+        self.notes[name] = self.notes.get(name, 0) + n
+
+    def fold(self) -> None:
+        """Turn the scratch lists of `add()` into buckets (sketches built once per batch)."""
+        if not self._scratch:
+            return
+        buckets = self.buckets
+        for second, scratch in self._scratch.items():
+            bucket = scratch.fold()
+            if second in buckets:
+                buckets[second].merge(bucket)
+            else:
+                buckets[second] = bucket
+        self._scratch = {}
+        self._last_second = None
+        self._last = None
+
+    def merge(self, other: Partial) -> None:
+        self.received += other.received
+        self.parsed += other.parsed
+        self.bytes += other.bytes
+        add_counts(self.rejected, other.rejected)
+        add_counts(self.by_format, other.by_format)
+        add_counts(self.notes, other.notes)
+        self.fold()
+        other.fold()
+        for second, bucket in other.buckets.items():
+            mine = self.buckets.get(second)
+            if mine is None:
+                mine = self.buckets[second] = Bucket()
+            mine.merge(bucket)
+
+    def to_bytes(self) -> bytes:
+        self.fold()
+        for bucket in self.buckets.values():
+            bucket.compact()
+        return _encoder.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Partial:
+        return _decoder.decode(data)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Partial)

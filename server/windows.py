@@ -1,0 +1,373 @@
+"""Rolling statistics: partial aggregates merged into event-time buckets, queried per window.
+
+The main process merges each worker `Partial` into per-second buckets, per-minute rollups and
+a running total. A window of W seconds is the W event seconds ending at the *anchor*: with
+`anchor = "event"` (default) the newest event second seen, so a replayed file yields the same
+windows as the same lines streamed live; with `anchor = "wall"`, the current clock second.
+A query merges the rollups of the whole minutes inside the window and the seconds at its two
+edges, so `15m` merges at most 15 + 118 buckets.
+
+Time guards: a line more than `max_future_s` ahead of the clock is `future`; a line older than
+the largest window (relative to the anchor at merge time) is `late`. Both are counted in `all`
+and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
+older than the largest window are dropped, and every unbounded field is a fixed-size sketch.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from server import sketches
+from server.aggregate import Bucket, Partial, add_counts
+from server.records import LEVELS
+
+TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
+PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+_HOT_SECONDS = 3  # seconds this close to the anchor keep live sketches (merged into often)
+
+
+def _default_windows() -> dict[str, int]:
+    return {"1m": 60, "5m": 300, "15m": 900}
+
+
+class StatsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The `[stats]` section of config.toml."""
+
+    windows: dict[str, int] = msgspec.field(default_factory=_default_windows)  # name -> seconds
+    topk_lg_size: int = 10  # minute/total/query sketches: 2**10 slots, 768 values tracked
+    second_lg_size: int = 8  # per-second sketches (only window edges read them): 192 values
+    kll_k: int = 200  # latency quantiles: 1.33% rank error
+    max_future_s: int = 300  # lines stamped further ahead of the clock are counted as `future`
+    anchor: Literal["event", "wall"] = "event"  # what a window ends at (see module docstring)
+    report_keys: int = 20  # entries of by_service / by_host in a report
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            raise ValueError("stats.windows must name at least one window")
+        for name, seconds in self.windows.items():
+            if name == "all":
+                raise ValueError("stats.windows: 'all' is reserved (since start)")
+            if seconds < 1:
+                raise ValueError(f"stats.windows.{name} must be >= 1 second")
+        for key, lo, hi in (("topk_lg_size", 3, 16), ("second_lg_size", 3, 16), ("kll_k", 8, 65535)):
+            if not lo <= getattr(self, key) <= hi:
+                raise ValueError(f"stats.{key} must be in [{lo}, {hi}]")
+        if self.max_future_s < 0 or self.report_keys < 0:
+            raise ValueError("stats.max_future_s and stats.report_keys must be >= 0")
+
+
+class _Snapshot(msgspec.Struct, array_like=True):
+    started_at: float
+    received: int
+    parsed: int
+    bytes: int
+    rejected: dict[str, int]
+    by_format: dict[str, int]
+    notes: dict[str, int]
+    late: int
+    future: int
+    newest: int | None
+    first_second: int | None
+    total: Bucket
+    seconds: dict[int, Bucket]
+    minutes: dict[int, Bucket]
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
+
+
+class Stats:
+    """Everything counted since start, in buckets that windows are built from."""
+
+    def __init__(self, config: StatsConfig, started_at: float) -> None:
+        self.config = config
+        self.started_at = started_at
+        self.horizon = max(config.windows.values())
+        # Accounting of every line (the issue-2 invariant: received == parsed + rejected).
+        self.received = 0
+        self.parsed = 0
+        self.bytes = 0
+        self.rejected: dict[str, int] = {}
+        self.by_format: dict[str, int] = {}
+        self.notes: dict[str, int] = {}
+        self.late = 0
+        self.future = 0
+        self.newest: int | None = None  # newest accepted event second (the "event" anchor)
+        self.first_second: int | None = None  # oldest accepted event second
+        self.total = Bucket()  # "all": every parsed line, late and future included
+        self.seconds: dict[int, Bucket] = {}
+        self.minutes: dict[int, Bucket] = {}  # key: second // 60
+        self._live: set[int] = set()  # seconds whose sketches are deserialized
+        self._live_minutes: set[int] = set()
+        self._pruned_to: int | None = None
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def anchor(self, now: float) -> int:
+        """The last second of every window at time `now`."""
+        if self.config.anchor == "wall" or self.newest is None:
+            return int(now)
+        return self.newest
+
+    def merge(self, partial: Partial, now: float) -> None:
+        """Merge one worker result; `now` is the clock used for the future guard."""
+        cfg = self.config
+        self.received += partial.received
+        self.parsed += partial.parsed
+        self.bytes += partial.bytes
+        add_counts(self.rejected, partial.rejected)
+        add_counts(self.by_format, partial.by_format)
+        add_counts(self.notes, partial.notes)
+        partial.fold()
+        limit = int(now) + cfg.max_future_s
+        accepted = [s for s in partial.buckets if s <= limit]
+        if accepted:
+            newest = max(accepted)
+            if self.newest is None or newest > self.newest:
+                self.newest = newest
+            oldest = min(accepted)
+            if self.first_second is None or oldest < self.first_second:
+                self.first_second = oldest
+        ref = self.anchor(now)
+        lo = ref - self.horizon + 1
+        lg, k = cfg.topk_lg_size, cfg.kll_k
+        home: int | None = None  # the second where this batch's rejected lines are counted
+        for second, bucket in partial.buckets.items():
+            bucket.thaw()
+            if second > limit:
+                self.future += bucket.lines
+                bucket.first_ts = bucket.last_ts = None  # a bad clock must not move first/last
+                self.total.merge(bucket, lg, k)
+                continue
+            self.total.merge(bucket, lg, k)
+            if second < lo:
+                self.late += bucket.lines
+                continue
+            target = self.seconds.get(second)
+            if target is None:
+                target = self.seconds[second] = Bucket()
+            target.merge(bucket, cfg.second_lg_size, k)
+            self._live.add(second)
+            minute = second // 60
+            rollup = self.minutes.get(minute)
+            if rollup is None:
+                rollup = self.minutes[minute] = Bucket()
+            rollup.merge(bucket, lg, k)
+            self._live_minutes.add(minute)
+            if home is None or second > home:
+                home = second
+        if partial.rejected:
+            self._count_rejected(partial, ref if home is None else home)
+        self._prune(lo)
+        self._compact(ref)
+
+    def _count_rejected(self, partial: Partial, second: int) -> None:
+        # Rejected lines have no event time: count them at the batch's newest live second
+        # (their neighbours in the stream), else at the anchor.
+        nbytes = partial.bytes - sum(b.bytes for b in partial.buckets.values())
+        for b in (self.seconds.setdefault(second, Bucket()), self.minutes.setdefault(second // 60, Bucket())):
+            add_counts(b.rejected, partial.rejected)
+            b.bytes += nbytes
+
+    def _prune(self, lo: int) -> None:
+        start = self._pruned_to
+        if start is not None and lo <= start:
+            return
+        if start is None or lo - start > len(self.seconds):
+            dead = [s for s in self.seconds if s < lo]
+        else:
+            dead = [s for s in range(start, lo) if s in self.seconds]
+        for s in dead:
+            del self.seconds[s]
+            self._live.discard(s)
+        for m in [m for m in self.minutes if m * 60 + 59 < lo]:
+            del self.minutes[m]
+            self._live_minutes.discard(m)
+        self._pruned_to = lo
+
+    def _compact(self, ref: int) -> None:
+        cold = [s for s in self._live if s < ref - _HOT_SECONDS]
+        for s in cold:
+            self._live.discard(s)
+            bucket = self.seconds.get(s)
+            if bucket is not None:
+                bucket.compact()
+        cold = [m for m in self._live_minutes if m < ref // 60]
+        for m in cold:
+            self._live_minutes.discard(m)
+            rollup = self.minutes.get(m)
+            if rollup is not None:
+                rollup.compact()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def _window(self, window: str, now: float) -> tuple[int, int]:
+        if window not in self.config.windows:
+            raise ValueError(f"unknown window {window!r}; known: all, {', '.join(self.config.windows)}")
+        ref = self.anchor(now)
+        return ref - self.config.windows[window] + 1, ref
+
+    def _collect(self, lo: int, hi: int, fields: tuple[str, ...], latency: bool) -> Bucket:
+        """Merge the buckets covering seconds lo..hi: whole minutes from rollups, edges by second."""
+        out = Bucket()
+        lg, k = self.config.topk_lg_size, self.config.kll_k
+        m0 = -(-lo // 60)  # first minute starting at or after lo
+        m1 = (hi + 1) // 60 - 1  # last minute ending at or before hi
+        if m0 <= m1:
+            spans = [(lo, m0 * 60 - 1), ((m1 + 1) * 60, hi)]
+            for m in range(m0, m1 + 1):
+                rollup = self.minutes.get(m)
+                if rollup is not None:
+                    out.merge(rollup, lg, k, fields, latency)
+        else:
+            spans = [(lo, hi)]
+        seconds = self.seconds
+        for a, b in spans:
+            if b - a + 1 > len(seconds):
+                keys = [s for s in seconds if a <= s <= b]
+            else:
+                keys = [s for s in range(a, b + 1) if s in seconds]
+            for s in keys:
+                out.merge(seconds[s], lg, k, fields, latency)
+        return out
+
+    def report(self, window: str, now: float) -> dict[str, Any]:
+        """The STATS object for `window` ("all" or a name from config)."""
+        if window == "all":
+            b = self.total
+            rejected = dict(self.rejected)
+            received, nbytes, by_format = self.received, self.bytes, dict(self.by_format)
+            start, end = self.first_second, self.newest
+            window_s = None
+        else:
+            lo, hi = self._window(window, now)
+            b = self._collect(lo, hi, ("service", "host"), True)
+            rejected = b.rejected
+            received = b.lines + sum(rejected.values())
+            nbytes, by_format = b.bytes, b.by_format
+            start = lo if self.first_second is None else max(lo, self.first_second)
+            end, window_s = hi, hi - lo + 1
+        span = end - start + 1 if start is not None and end is not None and end >= start else 0
+        keys = self.config.report_keys
+        return {
+            "window": window,
+            "window_s": window_s,
+            "anchor": self.anchor(now),
+            "received": received,
+            "parsed": b.lines,
+            "rejected": rejected,
+            "bytes": nbytes,
+            "by_format": dict(sorted(by_format.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "notes": dict(self.notes),
+            "by_level": {lv: b.by_level[lv] for lv in (*LEVELS, "OTHER") if lv in b.by_level},
+            "by_service": _top_dict(b.topk("service"), keys),
+            "by_host": _top_dict(b.topk("host"), keys),
+            "errors": b.errors,
+            "error_rate": b.errors / b.lines if b.lines else 0.0,
+            "http": _http_report(b),
+            "first_ts": b.first_ts,
+            "last_ts": b.last_ts,
+            "lines_per_s": b.lines / span if span else 0.0,
+            "late": self.late,
+            "future": self.future,
+        }
+
+    def top(self, field: str, n: int, window: str, now: float) -> list[dict[str, Any]]:
+        """TOP <field> [n] [window]: the n most frequent values, most frequent first."""
+        if field not in TOP_FIELDS:
+            raise ValueError(f"unknown field {field!r}; known: {', '.join(TOP_FIELDS)}")
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        if window == "all":
+            b = self.total
+        else:
+            lo, hi = self._window(window, now)
+            need = {"suspicious_ip": ("suspicious_ip", "ip"), "status": ()}.get(field, (field,))
+            b = self._collect(lo, hi, need, False)
+        if field == "status":
+            total = sum(b.by_status.values())
+            rows = sorted(b.by_status.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+            return [{"value": str(s), "count": c, "share": c / total} for s, c in rows]
+        sk = b.topk(field)
+        if sk is None:
+            return []
+        total = sk.total_weight
+        out = []
+        for value, est, lower, upper in sketches.topk_items(sk)[:n]:
+            row: dict[str, Any] = {"value": value, "count": est, "share": est / total if total else 0.0}
+            if upper != lower:
+                row["error_bound"] = upper - lower
+            if field == "error":
+                row["example"] = b.examples.get(value)
+            elif field == "suspicious_ip":
+                ips = b.topk("ip")
+                requests = ips.get_estimate(value) if ips is not None else 0
+                row["requests"] = requests
+                row["share"] = est / requests if requests else None  # of this IP's responses
+                row["of_errors"] = est / total if total else 0.0  # of all 4xx/5xx responses
+            out.append(row)
+        return out
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        for bucket in (self.total, *self.seconds.values(), *self.minutes.values()):
+            bucket.compact()
+        self._live.clear()
+        self._live_minutes.clear()
+        return _snapshot_encoder.encode(_Snapshot(
+            self.started_at, self.received, self.parsed, self.bytes, self.rejected,
+            self.by_format, self.notes, self.late, self.future, self.newest, self.first_second,
+            self.total, self.seconds, self.minutes,
+        ))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: StatsConfig) -> Stats:
+        snap = _snapshot_decoder.decode(data)
+        stats = cls(config, snap.started_at)
+        for name in ("received", "parsed", "bytes", "rejected", "by_format", "notes", "late",
+                     "future", "newest", "first_second", "total", "seconds", "minutes"):
+            setattr(stats, name, getattr(snap, name))
+        return stats
+
+
+def _top_dict(sk: Any, n: int) -> dict[str, int]:
+    if sk is None:
+        return {}
+    return {value: est for value, est, _, _ in sketches.topk_items(sk)[:n]}
+
+
+def _http_report(b: Bucket) -> dict[str, Any]:
+    by_status = dict(sorted(b.by_status.items()))
+    by_class: dict[str, int] = {}
+    for status, n in by_status.items():
+        key = f"{status // 100}xx" if status else "invalid"
+        by_class[key] = by_class.get(key, 0) + n
+    with_status = sum(by_status.values())
+    s5xx = sum(n for s, n in by_status.items() if 500 <= s <= 599)
+    latency: dict[str, Any] = {"count": b.lat_n}
+    if b.lat_n:
+        q = b.quantiles()
+        latency.update(min=b.lat_min, max=b.lat_max, avg=b.lat_sum / b.lat_n)
+        for name, rank in PERCENTILES:
+            # inclusive rank: the nearest-rank percentile (p50 of 1..100 is 50)
+            latency[name] = q.get_quantile(rank, True)
+    else:
+        latency.update(min=None, max=None, avg=None, p50=None, p95=None, p99=None)
+    return {
+        "requests": b.requests,
+        "by_method": dict(sorted(b.by_method.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "by_status": {str(s): n for s, n in by_status.items()},
+        "by_class": by_class,
+        "rate_5xx": s5xx / with_status if with_status else 0.0,
+        "latency_ms": latency,
+        "bytes_sent": b.bytes_sent,
+    }
+
+
+def quantile_rank_error(config: StatsConfig) -> float:
+    """The stated error bound of the latency percentiles (normalized rank, 99% confidence)."""
+    return sketches.quantile_rank_error(config.kll_k)
+
