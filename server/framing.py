@@ -6,6 +6,8 @@ socket; the TCP protocol feeds it and hands the frames to the batcher.
 """
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 # Octet counting is chosen only for `[1-9][0-9]{0,8} <`: a syslog message always opens with
@@ -14,6 +16,8 @@ import msgspec
 _MAX_DIGITS = 9
 _DIGITS = frozenset(b"0123456789")
 _SAMPLE = 256  # bytes of a rejected frame kept for the rejects file
+# Somewhere in the buffer a frame could open with an octet count: take the per-frame path.
+_MAYBE_OCTET = re.compile(rb"(?:\A|\n)[1-9][0-9]{0,8} <")
 
 
 class FrameError(msgspec.Struct, frozen=True):
@@ -40,6 +44,8 @@ class Framer:
         errors: list[FrameError] = []
         buf = self._buf
         buf += data
+        if not (self._skip or self._discard_line or self._after_octet):
+            frames = self._plain_lines(buf)
         pos = 0
         end = len(buf)
         max_size = self.max_size
@@ -100,6 +106,23 @@ class Framer:
             pos = stop + 1
         del buf[:pos]
         return frames, errors
+
+    def _plain_lines(self, buf: bytearray) -> list[bytes]:
+        """Fast path for the common stream of LF lines: split in C, no per-frame decisions.
+
+        Taken only when no frame in the buffer can be octet-counted or NUL-terminated and no
+        complete line is over the limit; otherwise the per-frame loop decides (same result).
+        """
+        last = buf.rfind(b"\n")
+        if last < 0 or b"\0" in buf or _MAYBE_OCTET.search(buf) is not None:
+            return []
+        lines = bytes(buf[:last]).split(b"\n")
+        if max(map(len, lines)) > self.max_size:
+            return []
+        if b"\r" in buf:
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        del buf[: last + 1]
+        return lines
 
     def close(self) -> tuple[list[bytes], list[FrameError]]:
         """End of stream: a last line without terminator is a frame; a cut octet frame is an error."""
