@@ -16,11 +16,15 @@ import argparse
 import collections
 import concurrent.futures as cf
 import gzip
+import itertools
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
+
+import msgspec
 from typing import IO, Any, Callable, Iterator
 
 from server.aggregate import Partial
@@ -35,13 +39,18 @@ _GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1
 BatchFn = Callable[[list[bytes], float, Any], bytes]
 
 
+# What logrotate and our archive leave: x.log, x.log.1, x.log.2.gz, x.log-20250130(.gz). Not
+# x.log_structured.csv or x.log.bak.
+_LOG_NAME = re.compile(r"\.log(?:[.-]\d+)?(?:\.gz)?$")
+
+
 def find_files(paths: list[str]) -> list[Path]:
-    """Files named on the command line, and `*.log*` files under named directories (sorted)."""
+    """Files named on the command line, and log files (`*.log`, rotated, gzipped) under directories."""
     out: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*.log*") if p.is_file()))
+            out.extend(sorted(p for p in path.rglob("*.log*") if p.is_file() and _LOG_NAME.search(p.name)))
         else:
             out.append(path)
     return out
@@ -81,10 +90,10 @@ def default_batch_fn() -> tuple[BatchFn, Any]:
     return process_batch, WorkerOptions()
 
 
-def _partial_of(result: bytes) -> Partial:
+def _decode(result: bytes) -> Any:
     from server.worker import decode_result
 
-    return Partial.from_bytes(decode_result(result).partial)
+    return decode_result(result)
 
 
 class Progress:
@@ -124,10 +133,12 @@ def analyze_paths(
     clock: Callable[[], float] = time.time,
     progress: bool = False,
     on_merge: Callable[[Partial, float], None] | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> Stats:
     """Map every chunk of every file to a `Partial` in `workers` processes (0: in this process),
-    reduce them into one `Stats`. `on_merge(partial, now)` sees every partial after it is merged
-    (as `Pipeline.on_merge` listeners do live: detectors can run on files the same way)."""
+    reduce them into one `Stats`. `on_merge(partial, now)` sees every partial after it is merged;
+    `on_result(batch number, BatchResult)` sees each worker result (detectors, as the server's
+    `Pipeline.on_result`)."""
     if batch_fn is None:
         batch_fn, default_options = default_batch_fn()
         options = default_options if options is None else options
@@ -150,6 +161,14 @@ def analyze_paths(
         if on_merge is not None:
             on_merge(partial, now)
 
+    def merge_result(seq: int, data: bytes) -> None:
+        result = _decode(data)
+        merge(Partial.from_bytes(result.partial))
+        if on_result is not None:
+            on_result(seq, result)
+
+    seqs = itertools.count()
+
     def merge_errors(errors: list[FrameError]) -> None:
         if errors:
             partial = Partial()
@@ -161,23 +180,25 @@ def analyze_paths(
         for frames, errors, done in chunks():
             merge_errors(errors)
             if frames:
-                merge(_partial_of(batch_fn(frames, clock(), options)))
+                seq = next(seqs)
+                merge_result(seq, batch_fn(frames, clock(), options, seq))
             meter.update(done, stats.received)
     else:
         limit = 2 * workers  # batches in flight: bounds memory and keeps every worker busy
         with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            pending: set[cf.Future[bytes]] = set()
+            pending: dict[cf.Future[bytes], int] = {}
             for frames, errors, done in chunks():
                 merge_errors(errors)
                 if frames:
-                    pending.add(pool.submit(batch_fn, frames, clock(), options))
+                    seq = next(seqs)
+                    pending[pool.submit(batch_fn, frames, clock(), options, seq)] = seq
                 while len(pending) >= limit:
-                    finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                     for fut in finished:
-                        merge(_partial_of(fut.result()))
+                        merge_result(pending.pop(fut), fut.result())
                 meter.update(done, stats.received)
-            for fut in cf.as_completed(pending):
-                merge(_partial_of(fut.result()))
+            for fut in cf.as_completed(list(pending)):
+                merge_result(pending.pop(fut), fut.result())
     meter.update(done_before, stats.received, force=True)
     meter.done()
     return stats
@@ -261,7 +282,10 @@ def run_analyze(argv: list[str]) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="worker processes (0: parse in this process)")
     ap.add_argument("--top", type=int, default=10, metavar="N", help="entries per top-N table")
-    ap.add_argument("--config", metavar="FILE", help="config.toml: [stats], [parse] and the max message size")
+    ap.add_argument("--config", metavar="FILE",
+                    help="config.toml: [stats], [parse], [detect] and the max message size")
+    ap.add_argument("--events", action="store_true",
+                    help="also run the anomaly detectors and list their events (as the server would)")
     args = ap.parse_args(argv)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
@@ -270,30 +294,52 @@ def run_analyze(argv: list[str]) -> int:
     if args.workers < 0:
         print("logtided analyze: --workers must be >= 0", file=sys.stderr)
         return 2
-    settings: dict[str, Any] = {}
-    if args.config:
-        from server.config import ConfigError, load_config
-        from server.worker import WorkerOptions
+    from server.config import ConfigError, load_config
+    from server.worker import WorkerOptions
 
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            print(f"logtided analyze: {exc}", file=sys.stderr)
-            return 2
-        settings = {"stats_config": config.stats, "options": WorkerOptions(parse=config.parse),
-                    "max_message_bytes": config.ingest.max_message_bytes}
+    try:
+        config = load_config(args.config)  # None: the built-in defaults, as the daemon's
+    except ConfigError as exc:
+        print(f"logtided analyze: {exc}", file=sys.stderr)
+        return 2
+    settings: dict[str, Any] = {
+        "stats_config": config.stats,
+        "options": WorkerOptions(parse=config.parse, detect=config.detect),
+        "max_message_bytes": config.ingest.max_message_bytes,
+    }
+    events: list[Any] = []
+    driver = None
+    if args.events:
+        from server.detect.engine import Engine
+        from server.detect.feed import Feed
+        from server.detection import Driver
+
+        driver = Driver(Engine(config.detect), config.pipeline.event_lateness_s)
+
+        def detect(seq: int, result: Any) -> None:
+            assert driver is not None
+            events.extend(driver.add(seq, Feed.from_bytes(result.feed), 0.0))
+
+        settings["on_result"] = detect
     stats = analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), **settings)
+    if driver is not None:
+        events.extend(driver.finish())
     now = time.time()
     report = stats.report("all", now)
     fields = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
     tops = {field: stats.top(field, args.top, "all", now) for field in fields}
     if args.json:
-        print(json.dumps({**report, "top": tops}))
+        extra = {"events": [msgspec.to_builtins(e) for e in events]} if args.events else {}
+        print(json.dumps({**report, "top": tops, **extra}))
     else:
         print(format_report(report))
         for field, rows in tops.items():
             if rows:
                 print(format_top(field, rows))
+        if args.events:
+            print(f"events ({len(events)}):")
+            for event in events:
+                print("  " + json.dumps(msgspec.to_builtins(event)))
     return 0
 
 
