@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import statistics
 import sys
 import tempfile

@@ -5,7 +5,7 @@ verb from the server's parts. The control connection only moves lines.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING
 
 from server.control import Answer, ControlConnection
 from server.pubsub import TOPICS
@@ -148,8 +148,3 @@ class Commands:
             return {"error": "usage: CANCEL <id>"}
         ok = self.server.jobs.cancel(args[0])
         return {"cancelled": args[0]} if ok else {"error": f"no running job {args[0]!r}"}
-
-
-async def stream(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    for item in items:
-        yield item

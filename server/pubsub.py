@@ -100,12 +100,14 @@ class Hub:
         return tuple(sorted({s.tail_terms for s in self.subscribers if "tail" in s.topics}))
 
     def publish_tail(self, records: list[dict[str, Any]]) -> None:
-        for sub in self.subscribers:
-            if "tail" in sub.topics:
-                keep = sub.tail_filter
-                for record in records:
-                    if keep is None or keep(record):
-                        sub.offer(_json.encode({"type": "record", **record}) + b"\n")
+        tails = [sub for sub in self.subscribers if "tail" in sub.topics]
+        for record in records:
+            line: bytes | None = None  # encoded once, for the first subscriber that wants it
+            for sub in tails:
+                if sub.tail_filter is None or sub.tail_filter(record):
+                    if line is None:
+                        line = _json.encode({"type": "record", **record}) + b"\n"
+                    sub.offer(line)
 
     def due_for_stats(self, now: float) -> list[Subscriber]:
         due = [s for s in self.subscribers if "stats" in s.topics and s.next_stats_at <= now]
