@@ -169,36 +169,50 @@ def analyze_paths(
 
     seqs = itertools.count()
 
-    def merge_errors(errors: list[FrameError]) -> None:
-        if errors:
-            partial = Partial()
-            for error in errors:
-                partial.reject(error.reason, error.size)
-            merge(partial)
+    def errors_partial(errors: list[FrameError]) -> Partial:
+        partial = Partial()
+        for error in errors:
+            partial.reject(error.reason, error.size)
+        return partial
 
     if workers == 0:
         for frames, errors, done in chunks():
-            merge_errors(errors)
+            if errors:
+                merge(errors_partial(errors))
             if frames:
                 seq = next(seqs)
                 merge_result(seq, batch_fn(frames, clock(), options, seq))
             meter.update(done, stats.received)
     else:
+        # Results are merged in file order, whichever worker finishes first: what counts as
+        # `late` (and where rejected lines are filed) depends on the order of merges, and a
+        # file must give the same report on every run and with any number of workers.
         limit = 2 * workers  # batches in flight: bounds memory and keeps every worker busy
         with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            pending: dict[cf.Future[bytes], int] = {}
+            queue: collections.deque[tuple[int, cf.Future[bytes]] | Partial] = collections.deque()
+            in_flight = 0
+
+            def merge_oldest() -> None:
+                nonlocal in_flight
+                item = queue.popleft()
+                if isinstance(item, Partial):
+                    merge(item)
+                else:
+                    in_flight -= 1
+                    merge_result(item[0], item[1].result())
+
             for frames, errors, done in chunks():
-                merge_errors(errors)
+                if errors:
+                    queue.append(errors_partial(errors))
                 if frames:
                     seq = next(seqs)
-                    pending[pool.submit(batch_fn, frames, clock(), options, seq)] = seq
-                while len(pending) >= limit:
-                    finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    for fut in finished:
-                        merge_result(pending.pop(fut), fut.result())
+                    queue.append((seq, pool.submit(batch_fn, frames, clock(), options, seq)))
+                    in_flight += 1
+                while in_flight >= limit or (queue and isinstance(queue[0], Partial)):
+                    merge_oldest()
                 meter.update(done, stats.received)
-            for fut in cf.as_completed(list(pending)):
-                merge_result(pending.pop(fut), fut.result())
+            while queue:
+                merge_oldest()
     meter.update(done_before, stats.received, force=True)
     meter.done()
     return stats
@@ -314,7 +328,7 @@ def run_analyze(argv: list[str]) -> int:
         from server.detect.feed import Feed
         from server.detection import Driver
 
-        driver = Driver(Engine(config.detect), config.pipeline.event_lateness_s)
+        driver = Driver(Engine(config.detect), config.pipeline.event_lateness_s, config.stats.max_future_s)
 
         def detect(seq: int, result: Any) -> None:
             assert driver is not None

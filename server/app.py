@@ -57,7 +57,7 @@ class Server:
         restored = self.state.load(config)
         self.stats = restored.stats if restored else Stats(config.stats, self.clock())
         engine = restored.engine if restored else Engine(config.detect)
-        self.driver = Driver(engine, config.pipeline.event_lateness_s)
+        self.driver = Driver(engine, config.pipeline.event_lateness_s, config.stats.max_future_s)
         self.windows = ["all", *config.stats.windows]
         self.connections = Connections(
             config.ingest.max_connections, config.ingest.idle_timeout_s, config.ingest.max_message_bytes

@@ -4,9 +4,15 @@ Feeds are consumed in batch order (batches finish in any order; their feeds wait
 the ones before them are in), so a stream is seen in the order it was sent, as `analyze` sees a
 file. The watermark is the newest event second seen less `lateness_s`; when the input goes
 quiet, the event clock runs on at wall-clock pace from that second, so an error burst at the
-end of a replay still resolves. Sans-I/O: the wall clock is passed in.
+end of a replay still resolves. Seconds more than `max_future_s` ahead of the clock (a sender
+with a bad clock) are counted as `future_lines` and dropped: one such line must not move the
+event clock years ahead and make every line after it late. Sans-I/O: the wall clock (for the
+idle pace) is passed in; `clock` (Unix time, for the future guard) is injected.
 """
 from __future__ import annotations
+
+import time
+from typing import Callable
 
 from server.detect.engine import Engine
 from server.detect.events import Event
@@ -14,9 +20,17 @@ from server.detect.feed import Feed
 
 
 class Driver:
-    def __init__(self, engine: Engine, lateness_s: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lateness_s: int,
+        max_future_s: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.engine = engine
         self.lateness_s = lateness_s
+        self.max_future_s = max_future_s  # as `[stats] max_future_s`: the same lines are `future` there
+        self.clock = clock
         self.next_seq = 0
         self.waiting: dict[int, Feed | None] = {}
         self.newest: int | None = None  # newest event second consumed
@@ -31,6 +45,10 @@ class Driver:
             if ready is None:
                 continue
             seconds = ready.data.seconds
+            if seconds:
+                limit = int(self.clock()) + self.max_future_s
+                for second in [s for s in seconds if s > limit]:
+                    self.engine.counters["future_lines"] += seconds.pop(second).lines()
             if seconds:
                 top = max(seconds)
                 if self.newest is None or top > self.newest:

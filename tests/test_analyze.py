@@ -195,3 +195,30 @@ def test_config_limits_and_merge_hook(tmp_path: Path, capsys: pytest.CaptureFixt
     seen: list[int] = []
     stats = analyze_paths([str(log)], workers=0, on_merge=lambda p, now: seen.append(p.received))
     assert sum(seen) == stats.received == 3
+
+
+def _even_batches_slow(frames: list[bytes], arrival: float, options: object, seq: int = 0) -> bytes:
+    """The worker function, with every even batch finishing last (runs in the pool)."""
+    from server.worker import process_batch
+
+    if seq % 2 == 0:
+        time.sleep(0.15)
+    return process_batch(frames, arrival, options, seq)  # type: ignore[arg-type]
+
+
+def test_results_merge_in_file_order_whichever_worker_finishes_first(tmp_path: Path) -> None:
+    """What counts as late depends on the order of merges: a file must give one answer."""
+    from server.worker import WorkerOptions
+
+    start = int(time.time()) - 3600
+    lines = [json.dumps({"ts": start + i, "msg": "x" * 60}) for i in range(1000)]
+    # Every 50th line is two hours old: late, since the lines before it set the anchor.
+    lines = [json.dumps({"ts": start - 7200, "msg": "old"}) if i % 50 == 49 else line
+             for i, line in enumerate(lines)]
+    path = tmp_path / "a.log"
+    path.write_text("\n".join(lines) + "\n")
+    seen: list[int] = []
+    stats = analyze_paths([str(path)], workers=2, batch_fn=_even_batches_slow, options=WorkerOptions(),
+                          chunk_bytes=4096, on_result=lambda seq, result: seen.append(seq))
+    assert len(seen) > 10 and seen == sorted(seen)
+    assert stats.late == 20

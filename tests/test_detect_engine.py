@@ -349,3 +349,44 @@ def test_streaming_through_the_driver_equals_replay() -> None:
     events += driver.finish()
     assert events == replay(WORKLOAD, cfg, template)
     assert engine.stats().get("late_lines", 0) == 0
+
+
+@pytest.mark.parametrize("end", [1195, 1200])
+def test_a_live_driver_whose_input_stops_ends_as_a_replay_does(end: int) -> None:
+    """After the input stops the server's event clock runs on at wall pace: the events it then
+    finds (resolved episodes, the last z-score interval) are those `analyze --events` lists,
+    whether the input ends inside an interval or at its end (with a flood in the last one)."""
+    from server.detection import Driver
+
+    cfg = DetectConfig()
+    records = [r for r in WORKLOAD if r.ts is not None and r.ts < T0 + end]
+    if end == 1200:
+        records += [Record("app", message="retry", ts=T0 + 1191 + i / 100, service="api", severity=6)
+                    for i in range(800)]
+        records.sort(key=lambda r: r.ts or 0)
+    expected = replay(records, cfg, template)
+    assert any(e.type == "zscore" and e.ts == T0 + 1190 for e in expected) == (end == 1200)
+    driver, events = Driver(Engine(cfg), lateness_s=10), []
+    for seq, data in enumerate(build_feeds(records, cfg, template, batch_lines=300)):
+        events += driver.add(seq, Feed.from_bytes(data), wall=0.0)
+    for wall in range(1, 200):
+        events += driver.tick(float(wall))
+    assert events == expected
+
+
+def test_a_line_from_the_future_does_not_move_the_event_clock() -> None:
+    """One line stamped years ahead (a bad clock) is counted as `future_lines` and dropped:
+    the lines after it are not late and the events are those of the stream without it."""
+    from server.detection import Driver
+
+    cfg = DetectConfig()
+    now = float(T0 + 1300)
+    bad = Record("app", message="clock says 2029", ts=T0 + 10**8, service="api", severity=3)
+    records = WORKLOAD[:3000] + [bad] + WORKLOAD[3000:]
+    driver, events = Driver(Engine(cfg), lateness_s=10, max_future_s=300, clock=lambda: now), []
+    for seq, data in enumerate(build_feeds(records, cfg, template, batch_lines=300)):
+        events += driver.add(seq, Feed.from_bytes(data), wall=0.0)
+    events += driver.finish()
+    assert events == replay(WORKLOAD, cfg, template)
+    assert driver.engine.stats()["future_lines"] == 1
+    assert driver.engine.stats().get("late_lines", 0) == 0

@@ -155,3 +155,18 @@ def test_a_service_silent_past_expire_s_starts_a_new_baseline(expire_s: int, fir
     ]
     events = replay(before + after, config(expire_s=expire_s), template)
     assert [(e.metric, e.ts) for e in events] == ([("lines_per_s", T0 + 700.0)] if fires else [])
+
+
+@pytest.mark.parametrize("end, fires", [(905, False), (909, False), (910, True)])
+def test_an_interval_the_input_ends_inside_is_not_a_sample(end: int, fires: bool) -> None:
+    """Input ending inside an interval cuts it short (as a service's first interval is): the
+    drain at the end of a replay must not read it as a drop. An interval the input fills to
+    its last second is judged as any other, here a flood in the last interval."""
+    records = [r for r in stream(end) if r.ts is not None and r.ts < T0 + end]
+    if fires:
+        records += [Record("app", message="flood", ts=T0 + 905 + i / 100, service="api", severity=6)
+                    for i in range(300)]
+        records.sort(key=lambda r: r.ts or 0)
+    events = replay(records, config(), template)
+    assert [(e.key, e.metric, e.ts) for e in events if isinstance(e, ZScore)] == (
+        [("api", "lines_per_s", T0 + 900.0)] if fires else [])

@@ -110,22 +110,23 @@ class Engine:
 
     def flush(self, drain: bool = True) -> list[Event]:
         """Process everything buffered (end of input). With `drain`, walk on without data until
-        every sliding window has emptied, so open episodes send `resolved`; the drained
-        seconds count as processed (later data for them is late), so do not drain a live
-        stream: let its watermark run on with wall time instead (server.detection.Driver)."""
+        every sliding window has emptied and the last z-score interval has closed, so open
+        episodes send `resolved` and the last interval is judged: what a live server does as
+        its event clock runs on after the input stops (server.detection.Driver), so a replay
+        lists the same events as a stream. The drained seconds count as processed (later data
+        for them is late), so do not drain a live stream."""
         st = self._state
         events: list[Event] = []
         if st.pending:
             events.extend(self.advance(max(st.pending) + 1))
         if drain and st.next_second is not None:
             config = st.config
-            walk = max(config.spike.window_s, config.suspicious.window_s)
+            walk = max(config.spike.window_s, config.suspicious.window_s, config.zscore.interval_s)
+            # The same per-second steps as `advance` over seconds without data (every detector,
+            # so pattern keys expire and intervals close exactly as they would live).
             drained: list[Event] = []
             for second in range(st.next_second, st.next_second + walk):
-                if config.spike.enabled:
-                    drained.extend(self.spike.step(second, None))
-                if config.suspicious.enabled:
-                    drained.extend(self.suspicious.step(second, None))
+                self._process(second, None, drained)
             st.next_second += walk
             st.empty_run = 0
             events.extend(self._keep(drained))

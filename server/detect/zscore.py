@@ -38,6 +38,7 @@ class ZScoreState(msgspec.Struct):
     services: dict[str, ServiceState] = {}  # least recently seen first
     untracked: int = 0
     last_second: int | None = None
+    last_data: int | None = None  # the newest second processed that had any line
 
 
 class ZScoreDetector:
@@ -63,11 +64,23 @@ class ZScoreDetector:
         # after a jump over a long gap, whatever was left open).
         last, self.state.last_second = self.state.last_second, second
         if last is None or last != second - 1 or second % config.interval_s == 0:
+            last_data = self.state.last_data
             for name in sorted(services):
                 state = services[name]
                 if state.interval < index and state.lines:
-                    self._close(name, state, events)
+                    # An interval the input stopped inside (no line at all, of any service, in
+                    # its last second nor at the boundary after it) was cut short by the end of
+                    # the input, or a pause in it, as a service's first interval is by when it
+                    # started: not a sample either. Otherwise a replay that ends mid-interval
+                    # would report a drop in lines/s once the server's clock runs on.
+                    end = (state.interval + 1) * config.interval_s
+                    cut = (last_data is None or last_data < end - 1) and not (
+                        second == end and data is not None and data.services
+                    )
+                    self._close(name, state, events, cut)
         if data is not None:
+            if data.services:
+                self.state.last_data = second
             for name in sorted(data.services):
                 tally = data.services[name]
                 state = services.pop(name, None)
@@ -91,13 +104,15 @@ class ZScoreDetector:
             del services[name]
         return events
 
-    def _close(self, name: str, state: ServiceState, events: list[Event]) -> None:
+    def _close(self, name: str, state: ServiceState, events: list[Event], cut: bool = False) -> None:
         config = self.config
         lines, errors, latency = state.lines, state.errors, state.latency
         ts = float(state.interval * config.interval_s)
         state.lines, state.errors, state.latency = 0, 0, {}
         if not state.seen_full:
             state.seen_full = True
+            return
+        if cut:
             return
         values: dict[str, float] = {
             "lines_per_s": lines / config.interval_s,
