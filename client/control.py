@@ -11,9 +11,12 @@ class ControlError(Exception):
 
 
 def split_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT`, `HOST` or `:PORT` -> (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep:
-        return text or "127.0.0.1", default_port
+    if not sep or (host and ":" in host and not host.endswith("]")):  # HOST, or a bare IPv6 address
+        return text.strip("[]") or "127.0.0.1", default_port
+    if not port.isdigit() or int(port) > 65535:
+        raise ControlError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -36,10 +39,19 @@ class Control:
         await self.writer.drain()
 
     async def read(self) -> dict[str, Any]:
-        line = await self.reader.readline()
+        try:
+            line = await self.reader.readline()
+        except (OSError, ValueError) as exc:  # reset by the peer; a line past the 64 MiB limit
+            raise ControlError(f"reading from the control port: {exc}") from None
         if not line:
             raise ControlError("the server closed the connection")
-        return json.loads(line)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise ControlError(f"not a logtided control port (answered {line[:60]!r})") from None
+        if not isinstance(answer, dict):
+            raise ControlError(f"unexpected answer {line[:60]!r}")
+        return answer
 
     async def ask(self, command: str) -> dict[str, Any]:
         await self.send(command)

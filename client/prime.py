@@ -32,7 +32,7 @@ async def do_prime(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(answer))
         else:
-            print(render.top_table({"field": "jobs", "window": "now", "top": answer["jobs"]}))
+            print(render.items_table(answer["jobs"]))
         return 0
     answer = await ask(args.control, f"CANCEL {words[0]}")
     print(json.dumps(answer) if args.json else f"cancelled {answer['cancelled']}")

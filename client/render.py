@@ -1,6 +1,7 @@
 """Readable text for the terminal: tables for STATS and TOP, one line per event or record."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -32,33 +33,69 @@ def _counts(title: str, counts: dict[str, int] | None, limit: int = 10) -> list[
 
 def stats_table(report: dict[str, Any]) -> str:
     rejected = report.get("rejected") or {}
-    rows = [
-        ("window", report.get("window", "all")),
+    rows: list[tuple[str, ...]] = [
+        ("window", str(report.get("window", "all"))),
         ("received", report.get("received", 0)),
         ("parsed", report.get("parsed", 0)),
         ("rejected", sum(rejected.values())),
         ("bytes", report.get("bytes", 0)),
     ]
-    for key in ("errors", "error_rate", "lines_per_s", "first_ts", "last_ts", "uptime_s"):
+    if report.get("errors") is not None:
+        rows.append(("errors", report["errors"]))
+    if report.get("error_rate") is not None:
+        rows.append(("error rate", _percent(report["error_rate"])))
+    if report.get("lines_per_s") is not None:
+        rows.append(("lines/s", f"{report['lines_per_s']:.1f}"))
+    for key, label in (("first_ts", "first event"), ("last_ts", "last event")):
         if report.get(key) is not None:
+            rows.append((label, iso_time(report[key])))
+    for key in ("late", "future"):
+        if report.get(key):
             rows.append((key, report[key]))
     conns = report.get("connections")
     if conns:
         rows.append(("connections", f"{conns.get('open', 0)} open / {conns.get('total', 0)} total"))
+    if report.get("uptime_s") is not None:
+        rows.append(("uptime", f"{report['uptime_s']:.0f} s"))
     out = [_table(rows)]
     out += _counts("rejected by reason", rejected)
+    out += _counts("notes (lines kept)", report.get("notes"))
     out += _counts("by format", report.get("by_format"))
     out += _counts("by level", report.get("by_level"))
     out += _counts("by service", report.get("by_service"))
+    out += _counts("by host", report.get("by_host"))
     http = report.get("http") or {}
-    out += _counts("HTTP by status class", http.get("by_class"))
-    latency = http.get("latency_ms")
-    if latency:
-        out += ["", "HTTP latency (ms)", _table([tuple(latency.keys()), tuple(_fmt(v) for v in latency.values())])]
+    if http.get("requests"):
+        out += ["", "HTTP", _table([
+            ("requests", http["requests"]),
+            ("5xx rate", _percent(http.get("rate_5xx") or 0.0)),
+            ("bytes sent", http.get("bytes_sent", 0)),
+        ])]
+        out += _counts("HTTP by method", http.get("by_method"))
+        out += _counts("HTTP by status class", http.get("by_class"))
+        out += _counts("HTTP by status", http.get("by_status"))
+        latency = http.get("latency_ms") or {}
+        if latency.get("count"):
+            keys = tuple(latency.keys())
+            out += ["", "HTTP latency (ms)", _table([tuple(_fmt(latency[k]) for k in keys)], keys)]
     return "\n".join(out)
 
 
+def iso_time(ts: float) -> str:
+    """Unix seconds -> `2025-01-30T12:00:00Z` (UTC, as `logtided parse` prints times)."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.2f}%"
+
+
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
@@ -66,9 +103,15 @@ def top_table(answer: dict[str, Any]) -> str:
     items = answer.get("top") or []
     if not items:
         return f"top {answer.get('field')}: (none)"
-    keys = [k for k in items[0].keys()]
-    rows = [tuple(_fmt(item.get(k, "")) for k in keys) for item in items]
-    return f"top {answer.get('field')} ({answer.get('window')})\n" + _table(rows, tuple(keys))
+    return f"top {answer.get('field')} ({answer.get('window')})\n" + items_table(items)
+
+
+def items_table(items: list[dict[str, Any]]) -> str:
+    """A list of like objects as a table, one column per key of the first."""
+    if not items:
+        return "(none)"
+    keys = tuple(items[0].keys())
+    return _table([tuple(_fmt(item.get(k)) for k in keys) for item in items], keys)
 
 
 def send_summary(summary: dict[str, Any]) -> str:
@@ -78,9 +121,11 @@ def send_summary(summary: dict[str, Any]) -> str:
     )
     server = summary.get("server")
     if server:
+        rejected = server["rejected"]
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items()))
         text += (
             f"\nserver: received {server['received']}, parsed {server['parsed']}, "
-            f"rejected {sum(server['rejected'].values())}"
+            f"rejected {sum(rejected.values())}" + (f" ({reasons})" if reasons else "")
         )
     for name, error in (summary.get("errors") or {}).items():
         text += f"\nerror: {name}: {error}"
@@ -88,9 +133,12 @@ def send_summary(summary: dict[str, Any]) -> str:
 
 
 def event_line(event: dict[str, Any]) -> str:
+    """`2025-02-01T10:00:05Z  pattern  pattern  key=203.0.113.9  pattern=ssh_brute_force ...`"""
     figures = {k: v for k, v in event.items() if k not in ("type", "ts", "detector", "key")}
-    extra = " ".join(f"{k}={v}" for k, v in figures.items() if not isinstance(v, (list, dict)))
-    return f"{event.get('ts')}  {event.get('type', '?'):<14} {event.get('detector', '')}  key={event.get('key')}  {extra}"
+    extra = " ".join(f"{k}={_fmt(v)}" for k, v in figures.items() if not isinstance(v, (list, dict)))
+    ts = event.get("ts")
+    when = iso_time(ts) if isinstance(ts, (int, float)) else str(ts)
+    return f"{when}  {event.get('type', '?'):<14} {event.get('detector', '')}  key={event.get('key')}  {extra}".rstrip()
 
 
 def message_line(message: dict[str, Any]) -> str:

@@ -1,10 +1,16 @@
-"""`logtide send`: stream files (plain or .gz) or stdin to logtided over TCP, several at once."""
+"""`logtide send`: stream files (plain or gzip) or stdin to logtided over TCP, several at once.
+
+Each file gets its own connection; lines go out as they are (LF-terminated, the framing every
+syslog sender understands) or RFC 6587 octet-counted. Only whole lines are written, so the
+server sees the same lines whatever the chunking.
+"""
 from __future__ import annotations
 
 import asyncio
 import gzip
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,12 +27,19 @@ class Sent:
     error: str | None = None
 
 
+_GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1
+
+
 def _open(path: str) -> BinaryIO:
+    """stdin for `-`; a gzip file by its magic bytes (rotated `.log.1.gz`, or no suffix at all)."""
     if path == "-":
         return sys.stdin.buffer
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+    source = open(path, "rb")
+    if source.read(2) != _GZIP_MAGIC:
+        source.seek(0)
+        return source
+    source.close()
+    return gzip.open(path, "rb")  # type: ignore[return-value]
 
 
 async def send_one(path: str, address: str, octet_count: bool) -> Sent:
@@ -41,6 +54,8 @@ async def send_one(path: str, address: str, octet_count: bool) -> Sent:
         _, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
         result.error = f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+        if source is not sys.stdin.buffer:
+            source.close()
         return result
     tail = b""
     try:
@@ -64,8 +79,9 @@ async def send_one(path: str, address: str, octet_count: bool) -> Sent:
         writer.write_eof()
         writer.close()
         await writer.wait_closed()
-    except OSError as exc:
-        result.error = exc.strerror or str(exc)
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz is EOFError/zlib.error
+        result.error = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        writer.close()
     finally:
         if source is not sys.stdin.buffer:
             source.close()
@@ -73,11 +89,17 @@ async def send_one(path: str, address: str, octet_count: bool) -> Sent:
 
 
 def _frame(body: bytes, octet_count: bool) -> bytes:
+    """LF-terminated lines as they are, or (`--octet-count`) each syslog line octet-counted."""
     if not octet_count:
         return body
-    # RFC 6587 §3.4.1 octet counting: `LEN SP MSG` per line.
-    lines = body.split(b"\n")[:-1]
-    return b"".join(b"%d %s" % (len(line), line) for line in lines)
+    # RFC 6587 §3.4.1 octet counting: `MSG-LEN SP SYSLOG-MSG`. Only a syslog message (it opens
+    # with `<PRI>`) may be sent this way: logtided, like any receiver that must also take plain
+    # lines such as `10.1.3.6 - - [...]`, reads a digit-led frame as octet-counted only when the
+    # count is followed by ` <`. Other lines keep their LF (§3.4.2); the receiver decides per frame.
+    out = []
+    for line in body.split(b"\n")[:-1]:
+        out.append(b"%d %s" % (len(line), line) if line.startswith(b"<") else line + b"\n")
+    return b"".join(out)
 
 
 async def send_all(paths: list[str], address: str, concurrency: int, octet_count: bool) -> tuple[list[Sent], float]:

@@ -292,8 +292,33 @@ def test_config_error_names_the_key(tmp_path: Path) -> None:
 
 
 def test_shipped_config_loads() -> None:
-    from server.config import load_config
+    """config.toml documents every key the daemon knows, each at its built-in default."""
+    import tomllib
 
-    config = load_config(Path(__file__).resolve().parents[1] / "config.toml")
+    import msgspec
+
+    from server.config import Config, load_config
+
+    path = Path(__file__).resolve().parents[1] / "config.toml"
+    config = load_config(path)
     assert config.ingest.tcp.endswith(":5140")
     assert config.control.listen == "127.0.0.1:5141"
+    # Keys the shipped file deliberately sets differently from the built-in defaults: none. Paths
+    # stay at their defaults too (rejects.log in the working directory, snapshots off, archive off
+    # under /var/log/logtide), so `logtided --config config.toml` behaves exactly like `logtided`;
+    # the README's systemd section says which paths to set in /etc/logtide/config.toml.
+    deliberate: dict[str, object] = {}
+    assert config == msgspec.structs.replace(Config(), **deliberate)
+
+    # Every key is written out, not merely defaulted. TOML has no null, so keys whose default
+    # is None (parse.force) can only appear as a comment.
+    def keys(tree: object, prefix: str = "") -> set[str]:
+        if not isinstance(tree, dict) or prefix == "stats.windows.":
+            return {prefix.rstrip(".")}
+        return set().union(*(keys(v, f"{prefix}{k}.") for k, v in tree.items())) if tree else {prefix.rstrip(".")}
+
+    written = keys(tomllib.loads(path.read_text()))
+    known = keys(msgspec.to_builtins(Config()))
+    assert known - written == {"parse.force"}
+    assert written - known == set()
+    assert "# force = " in path.read_text()
