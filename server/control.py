@@ -104,9 +104,11 @@ class ControlConnection(asyncio.Protocol):
             except Exception as exc:  # a bug in one command must not kill the connection
                 log.exception("control_command_failed", command=line[:100])
                 self.send({"error": f"internal error: {exc!r}"})
-        if self.subscriber is None or not self.subscriber.topics:
-            if self.transport is not None:
-                self.transport.close()
+        # End of input: answer what was asked, then close, subscribed or not. A subscriber that
+        # went away would otherwise linger until something is written to it (quiet topics
+        # never are). Streaming by hand works with `nc` (it keeps its side open).
+        if self.transport is not None:
+            self.transport.close()
 
     def send(self, obj: Any) -> None:
         if self.transport is None or self.transport.is_closing():
