@@ -1,12 +1,14 @@
 """End-to-end ingest benchmark: logtided against rsyslog on the same input, in the same run.
 
-    python bench/ingest.py [--lines 1000000] [--connections 4] [--runs 3]
+    python bench/ingest.py [--lines 1000000] [--connections 4] [--runs 3] [--only logtide]
 
 Generates realistic mixed lines (RFC 5424, RFC 3164, combined access log with latency, app lines,
 JSON), sends them over K TCP connections, and times until STATS shows every line received and
 accounted for (parsed + rejected). rsyslog (Debian package; imtcp with octet-counted framing off,
 omfile) gets the same bytes; its time is until its output file holds every line. Prints lines/s,
-peak RSS (logtided's main process + workers) and the ratio logtide/rsyslog; medians over runs.
+peak RSS (logtided's main process + workers), CPU time per line of logtided's main process and of
+its pool workers (a figure that other load on a shared box disturbs far less than lines/s), and
+the ratio logtide/rsyslog; medians over runs. `--only logtide` skips rsyslog (no ratio).
 """
 from __future__ import annotations
 
@@ -85,18 +87,44 @@ def send_parallel(address: tuple[str, int], parts: list[bytes]) -> None:
         t.join()
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (forkserver: the pool workers are grandchildren)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_tree(pid: int) -> tuple[float, float]:
+    """(CPU seconds of `pid` itself, CPU seconds of all its descendants)."""
+    return cpu_seconds(pid), sum(cpu_seconds(p) for p in process_tree(pid)[1:])
+
+
 def rss_tree_kb(pid: int) -> int:
     """Peak RSS (VmHWM) of a process and its children, in KiB."""
     total = 0
-    pids = [pid]
-    try:
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        pids += [int(c) for c in children]
-        for c in list(children):  # forkserver: workers are grandchildren
-            pids += [int(g) for g in subprocess.run(["pgrep", "-P", c], capture_output=True, text=True).stdout.split()]
-    except FileNotFoundError:
-        pass
-    for p in pids:
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -115,7 +143,7 @@ def control(address: tuple[str, int], command: str) -> dict:
     return json.loads(buf)
 
 
-def run_logtide(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict]:
+def run_logtide(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict, tuple[float, float]]:
     config = workdir / "config.toml"
     config.write_text(f'[rejects]\npath = "{workdir / "rejects.log"}"\n')
     proc = subprocess.Popen(
@@ -139,6 +167,7 @@ def run_logtide(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int,
     ctl = tuple(addresses["control"].rsplit(":", 1))
     tcp_addr, ctl_addr = (tcp[0], int(tcp[1])), (ctl[0], int(ctl[1]))
     parts = split_connections(data, k)
+    main0, workers0 = cpu_tree(proc.pid)
     started = time.perf_counter()
     send_parallel(tcp_addr, parts)
     while True:
@@ -147,10 +176,11 @@ def run_logtide(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int,
             break
         time.sleep(0.01)
     elapsed = time.perf_counter() - started
+    main1, workers1 = cpu_tree(proc.pid)
     rss = rss_tree_kb(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
-    return elapsed, rss, report
+    return elapsed, rss, report, (main1 - main0, workers1 - workers0)
 
 
 RSYSLOG_CONF = """\
@@ -215,24 +245,39 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("logtide", "rsyslog"), help="run one side only (no ratio)")
     args = parser.parse_args()
     data = generate(args.lines)
     print(f"input: {args.lines} lines, {len(data) / 1e6:.1f} MB, {args.connections} connections, {args.runs} runs")
-    ours, theirs = [], []
+    ours: list[tuple[float, int]] = []
+    theirs: list[tuple[float, int]] = []
+    cpu_us: list[tuple[float, float]] = []  # CPU µs per line: (main process, pool workers)
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory() as tmp:
-            elapsed, rss, report = run_logtide(data, args.lines, args.connections, Path(tmp))
+        if args.only != "rsyslog":
+            with tempfile.TemporaryDirectory() as tmp:
+                elapsed, rss, report, (cpu_main, cpu_workers) = run_logtide(
+                    data, args.lines, args.connections, Path(tmp)
+                )
             ours.append((args.lines / elapsed, rss))
+            cpu_us.append((cpu_main / args.lines * 1e6, cpu_workers / args.lines * 1e6))
             print(f"run {run + 1}: logtide {args.lines / elapsed:,.0f} lines/s, peak RSS {rss / 1024:.0f} MiB, "
+                  f"CPU/line main {cpu_us[-1][0]:.1f} µs + workers {cpu_us[-1][1]:.1f} µs, "
                   f"parsed {report['parsed']}, rejected {sum(report['rejected'].values())}, by_format {report['by_format']}")
+        if args.only == "logtide":
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             result = run_rsyslog(data, args.lines, args.connections, Path(tmp))
             if result is not None:
                 theirs.append((args.lines / result[0], result[1]))
                 print(f"run {run + 1}: rsyslog {args.lines / result[0]:,.0f} lines/s, peak RSS {result[1] / 1024:.0f} MiB")
-    med_ours = statistics.median(r for r, _ in ours)
-    print(f"\nlogtide median: {med_ours:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in ours) / 1024:.0f} MiB")
-    if theirs:
+    if ours:
+        med_ours = statistics.median(r for r, _ in ours)
+        print(f"\nlogtide median: {med_ours:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in ours) / 1024:.0f} MiB, "
+              f"CPU/line median main {statistics.median(c for c, _ in cpu_us):.1f} µs + workers "
+              f"{statistics.median(c for _, c in cpu_us):.1f} µs")
+    if theirs and not ours:
+        print(f"rsyslog median: {statistics.median(r for r, _ in theirs):,.0f} lines/s")
+    if theirs and ours:
         med_theirs = statistics.median(r for r, _ in theirs)
         ratios = [o[0] / t[0] for o, t in zip(ours, theirs)]
         print(f"rsyslog median: {med_theirs:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in theirs) / 1024:.0f} MiB")

@@ -6,14 +6,18 @@ merged in the main process into time buckets (`server.windows`). It holds the ba
 domains (level, method, status, format) and DataSketches for everything unbounded (IPs, user
 agents, paths, services, hosts, error templates, latency). Merging is associative and commutative.
 
-`add()` is on the hot path: it only appends to plain lists and bumps dict counters; sketches are
-built once per batch in `to_bytes()` (`fold()`).
+Workers count a whole batch at once with `add_many()` (the same result as one `add()` per line,
+in order): each field is pulled out of the batch's records with C-level `map`/`Counter` calls
+instead of a dozen Python statements per line. Sketches are built once per batch in
+`to_bytes()` (`fold()`).
 """
 from __future__ import annotations
 
 import collections
+import itertools
 import math
-from typing import Any
+import operator
+from typing import Any, Iterable, Sequence
 
 import msgspec
 
@@ -182,13 +186,14 @@ class _Scratch:
         self.bytes_sent = 0
         self.ts: list[float] = []
         self.latencies: list[float] = []
-        self.ips: list[str] = []
-        self.user_agents: list[str] = []
-        self.paths: list[str] = []
-        self.services: list[str] = []
-        self.hosts: list[str] = []
-        self.bad_ips: list[str] = []
-        self.templates: list[str] = []
+        # value -> count, in order of first occurrence (the order the sketches are fed in)
+        self.ips: dict[str, int] = {}
+        self.user_agents: dict[str, int] = {}
+        self.paths: dict[str, int] = {}
+        self.services: dict[str, int] = {}
+        self.hosts: dict[str, int] = {}
+        self.bad_ips: dict[str, int] = {}
+        self.templates: dict[str, int] = {}
         self.examples: dict[str, str] = {}
 
     def fold(self) -> Bucket:
@@ -206,13 +211,13 @@ class _Scratch:
             key = status if 100 <= status <= 599 else 0  # 0: not a valid HTTP status
             by_status[key] = by_status.get(key, 0) + n
         sk: dict[str, Any] = {}
-        for name, values in (
+        for name, counts in (
             ("ip", self.ips), ("user_agent", self.user_agents), ("path", self.paths),
             ("service", self.services), ("host", self.hosts), ("error", self.templates),
             ("suspicious_ip", self.bad_ips),
         ):
-            if values:
-                sk[name] = sketches.to_bytes(sketches.topk_from_counts(_cut_counts(values), TOPK_LG))
+            if counts:
+                sk[name] = sketches.to_bytes(sketches.topk_from_counts(_cut_counts(counts), TOPK_LG))
         bucket = Bucket(
             lines=self.lines, bytes=self.nbytes, by_format=self.by_format, by_level=by_level,
             errors=self.errors, requests=self.requests, by_method=by_method, by_status=by_status,
@@ -231,15 +236,68 @@ class _Scratch:
         return bucket
 
 
-def _cut_counts(values: list[str]) -> dict[str, int]:
-    counts = collections.Counter(values)
-    if any(len(v) > MAX_VALUE_LEN for v in counts):
+def _cut_counts(counts: dict[str, int]) -> dict[str, int]:
+    if max(map(len, counts)) > MAX_VALUE_LEN:  # (only called with values)
         cut: dict[str, int] = {}
         for v, n in counts.items():
             v = v[:MAX_VALUE_LEN]
             cut[v] = cut.get(v, 0) + n
         return cut
     return counts
+
+
+def _bump(counts: dict[str, int], value: str) -> None:
+    counts[value] = counts.get(value, 0) + 1
+
+
+def _count(counts: dict[Any, int], values: Iterable[Any]) -> None:
+    """counts += occurrences of each value but None, new keys in order of first occurrence."""
+    found = collections.Counter(values)
+    found.pop(None, None)
+    if counts:
+        add_counts(counts, found)
+    else:
+        counts.update(found)
+
+
+_FORMAT = operator.attrgetter("format")
+_LEVEL = operator.attrgetter("level")
+_SEVERITY = operator.attrgetter("severity")
+_TS = operator.attrgetter("ts")
+_SERVICE = operator.attrgetter("service")
+_HOST = operator.attrgetter("host")
+_HTTP = operator.attrgetter("http")
+_METHOD = operator.attrgetter("method")
+_STATUS = operator.attrgetter("status")
+_IP = operator.attrgetter("ip")
+_BYTES = operator.attrgetter("bytes")
+_LATENCY = operator.attrgetter("latency_ms")
+_USER_AGENT = operator.attrgetter("user_agent")
+_PATH = operator.attrgetter("path")
+
+
+Groups = list[tuple[int, "list[int] | None"]]
+
+
+def by_second(seconds: Sequence[int]) -> Groups:
+    """The positions of each distinct second, seconds in order of first occurrence, positions
+    ascending; None stands for "all of them" (the common batch that spans one second)."""
+    first = seconds[0] if seconds else 0
+    if seconds.count(first) == len(seconds):
+        return [(first, None)] if seconds else []
+    distinct = list(dict.fromkeys(seconds))
+    if len(distinct) <= 8:  # a batch spans a few seconds: one C-level scan per second
+        everywhere = range(len(seconds))
+        return [
+            (second, list(itertools.compress(everywhere, map(second.__eq__, seconds))))
+            for second in distinct
+        ]
+    get = seconds.__getitem__  # replayed old logs: many seconds, one sort
+    groups = {
+        second: list(positions)
+        for second, positions in itertools.groupby(sorted(range(len(seconds)), key=get), get)
+    }
+    return [(second, groups[second]) for second in distinct]
 
 
 class Partial(msgspec.Struct, dict=True):
@@ -287,7 +345,7 @@ class Partial(msgspec.Struct, dict=True):
         if severity is not None and severity <= ERROR_SEVERITY:
             s.errors += 1
         if template is not None:
-            s.templates.append(template)
+            _bump(s.templates, template)
             example = s.examples.get(template)
             message = record.message[:MAX_VALUE_LEN]
             if example is None or message < example:
@@ -295,9 +353,9 @@ class Partial(msgspec.Struct, dict=True):
         if record.ts is not None:
             s.ts.append(record.ts)
         if record.service is not None:
-            s.services.append(record.service)
+            _bump(s.services, record.service)
         if record.host is not None:
-            s.hosts.append(record.host)
+            _bump(s.hosts, record.host)
         http = record.http
         if http is not None:
             s.requests += 1
@@ -309,17 +367,89 @@ class Partial(msgspec.Struct, dict=True):
                 d2 = s.by_status
                 d2[status] = d2.get(status, 0) + 1
                 if status >= 400 and http.ip is not None:
-                    s.bad_ips.append(http.ip)
+                    _bump(s.bad_ips, http.ip)
             if http.bytes:
                 s.bytes_sent += http.bytes
             if http.latency_ms is not None:
                 s.latencies.append(http.latency_ms)
             if http.ip is not None:
-                s.ips.append(http.ip)
+                _bump(s.ips, http.ip)
             if http.user_agent is not None:
-                s.user_agents.append(http.user_agent)
+                _bump(s.user_agents, http.user_agent)
             if http.path is not None:
-                s.paths.append(http.path)
+                _bump(s.paths, http.path)
+
+    def add_many(
+        self,
+        records: Sequence[Record],
+        sizes: Sequence[int],
+        seconds: Sequence[int],
+        templates: Sequence[str | None],
+        groups: Groups | None = None,
+    ) -> None:
+        """`add()` for every line of a batch (aligned lists), with the same result, much faster.
+        `groups` is `by_second(seconds)` when the caller has it already."""
+        n = len(records)
+        if not n:
+            return
+        self.received += n
+        self.parsed += n
+        self.bytes += sum(sizes)
+        _count(self.by_format, map(_FORMAT, records))
+        for second, positions in by_second(seconds) if groups is None else groups:
+            if positions is None:
+                recs, nbytes, tmpl = records, sum(sizes), templates
+            else:
+                recs = list(map(records.__getitem__, positions))
+                nbytes = sum(map(sizes.__getitem__, positions))
+                tmpl = list(map(templates.__getitem__, positions))
+            self._add_second(second, recs, nbytes, tmpl)
+
+    def _add_second(
+        self, second: int, recs: Sequence[Record], nbytes: int, templates: Sequence[str | None]
+    ) -> None:
+        s = self._scratch.get(second)
+        if s is None:
+            s = self._scratch[second] = _Scratch()
+        s.lines += len(recs)
+        s.nbytes += nbytes
+        _count(s.by_format, map(_FORMAT, recs))
+        _count(s.by_level, map(_LEVEL, recs))
+        severities = collections.Counter(map(_SEVERITY, recs))
+        s.errors += sum(n for sev, n in severities.items() if sev is not None and sev <= ERROR_SEVERITY)
+        if templates.count(None) != len(templates):
+            counts, examples = s.templates, s.examples
+            for record, template in zip(recs, templates):
+                if template is None:
+                    continue
+                counts[template] = counts.get(template, 0) + 1
+                example = examples.get(template)
+                message = record.message[:MAX_VALUE_LEN]
+                if example is None or message < example:
+                    examples[template] = message
+        ts = list(map(_TS, recs))
+        if None in ts:
+            ts = [t for t in ts if t is not None]
+        s.ts += ts
+        _count(s.services, map(_SERVICE, recs))
+        _count(s.hosts, map(_HOST, recs))
+        https = list(filter(None, map(_HTTP, recs)))  # an Http struct is always true
+        if not https:
+            return
+        s.requests += len(https)
+        _count(s.by_method, map(_METHOD, https))
+        statuses = list(map(_STATUS, https))
+        _count(s.by_status, statuses)
+        ips = list(map(_IP, https))
+        _count(s.bad_ips, [ip for ip, st in zip(ips, statuses) if st is not None and st >= 400])
+        s.bytes_sent += sum(filter(None, map(_BYTES, https)))
+        latencies = list(map(_LATENCY, https))
+        if None in latencies:
+            latencies = [v for v in latencies if v is not None]
+        s.latencies += latencies
+        _count(s.ips, ips)
+        _count(s.user_agents, map(_USER_AGENT, https))
+        _count(s.paths, map(_PATH, https))
 
     def reject(self, reason: str, nbytes: int) -> None:
         self.received += 1

@@ -17,7 +17,10 @@ _MAX_DIGITS = 9
 _DIGITS = frozenset(b"0123456789")
 _SAMPLE = 256  # bytes of a rejected frame kept for the rejects file
 # Somewhere in the buffer a frame could open with an octet count: take the per-frame path.
-_MAYBE_OCTET = re.compile(rb"(?:\A|\n)[1-9][0-9]{0,8} <")
+# Two patterns, each with a literal start, so that the search is a fast scan (an `(?:\A|\n)`
+# alternation makes the regex engine try every byte); both need a " <", checked first.
+_OCTET_FIRST = re.compile(rb"[1-9][0-9]{0,8} <")
+_OCTET_AFTER_LF = re.compile(rb"\n[1-9][0-9]{0,8} <")
 
 
 class FrameError(msgspec.Struct, frozen=True):
@@ -114,9 +117,10 @@ class Framer:
         complete line is over the limit; otherwise the per-frame loop decides (same result).
         """
         last = buf.rfind(b"\n")
-        if last < 0 or b"\0" in buf or _MAYBE_OCTET.search(buf) is not None:
+        if last < 0 or b"\0" in buf or _maybe_octet(buf):
             return []
-        lines = bytes(buf[:last]).split(b"\n")
+        lines = bytes(buf).split(b"\n")
+        lines.pop()  # the unterminated rest after the last LF stays buffered
         if max(map(len, lines)) > self.max_size:
             return []
         if b"\r" in buf:
@@ -149,6 +153,13 @@ class Framer:
 
 
 _LINE, _OCTET, _NEED_MORE = 0, 1, 2
+
+
+def _maybe_octet(buf: bytearray) -> bool:
+    """Could a frame in `buf` open with an octet count (`[1-9][0-9]{0,8} <` at a frame start)?"""
+    return b" <" in buf and (
+        _OCTET_FIRST.match(buf) is not None or _OCTET_AFTER_LF.search(buf) is not None
+    )
 
 
 def _octet_header(buf: bytearray, pos: int, end: int) -> tuple[int, int, int]:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.aggregate import MAX_VALUE_LEN, Bucket, Partial
+from server.aggregate import MAX_VALUE_LEN, Bucket, Partial, by_second
 from server import sketches
 from server.records import LEVELS, SEVERITY_OF, Http, Record
 
@@ -142,3 +143,61 @@ def test_bucket_merge_leaves_the_source_serialized() -> None:
     dst.merge(src)
     assert isinstance(src.sk["ip"], bytes) and isinstance(src.latency, bytes)
     assert dst.topk("ip").get_estimate("1.1.1.1") == 2 and dst.lat_n == 2
+
+
+def _random_batch(rng: random.Random, n: int) -> tuple[list[Record], list[int], list[int], list[str | None]]:
+    """A batch as a worker sees it: records, sizes, event seconds (interleaved), error templates."""
+    records, sizes, seconds, templates = [], [], [], []
+    for i in range(n):
+        level = rng.choice([*LEVELS, "OTHER_LEVEL", None])
+        severity = SEVERITY_OF.get(level) if level is not None else rng.choice([None, 3])
+        ts = rng.choice([None, 1000.0 + rng.random() * 3, 1002.0, 999.5])
+        http = None
+        if rng.random() < 0.5:
+            http = Http(
+                ip=rng.choice([None, "1.1.1.1", "2.2.2.2", f"10.0.0.{i % 7}"]),
+                method=rng.choice([None, "GET", "post", "BREW"]),
+                path=rng.choice([None, "/a", "/b", "/" + "x" * (MAX_VALUE_LEN + i % 3)]),
+                status=rng.choice([None, 200, 404, 503, 999]),
+                bytes=rng.choice([None, 0, 10, 123]),
+                user_agent=rng.choice([None, "ua1", "ua2"]),
+                latency_ms=rng.choice([None, 1.5, 30.0, 0.0]),
+            )
+        record = Record(
+            format=rng.choice(["access", "app", "json", "raw"]),
+            message=rng.choice(["disk 1 full", "disk 2 full", "b", "a" * (MAX_VALUE_LEN + 5)]),
+            ts=ts,
+            host=rng.choice([None, "web1", "web2", ""]),
+            service=rng.choice([None, "api", "db", ""]),
+            level=level,
+            severity=severity,
+            http=http,
+        )
+        records.append(record)
+        sizes.append(rng.randrange(1, 500))
+        seconds.append(int(ts) if ts is not None else 1001)
+        error = severity is not None and severity <= 3
+        templates.append(rng.choice(["disk <*> full", "t2"]) if error else None)
+    return records, sizes, seconds, templates
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_add_many_is_add_per_line(seed: int) -> None:
+    rng = random.Random(seed)
+    records, sizes, seconds, templates = _random_batch(rng, rng.randrange(0, 400))
+    one = Partial()
+    for args in zip(records, sizes, seconds, templates):
+        one.add(*args)
+    many = Partial()
+    cut = rng.randrange(0, len(records) + 1)  # two calls: counts add up across calls too
+    many.add_many(records[:cut], sizes[:cut], seconds[:cut], templates[:cut])
+    many.add_many(records[cut:], sizes[cut:], seconds[cut:], templates[cut:])
+    assert many.to_bytes() == one.to_bytes()  # same counts, sketches, examples, key order
+
+
+def test_by_second_groups_in_order_of_first_occurrence() -> None:
+    assert by_second([]) == []
+    assert by_second([5, 5, 5]) == [(5, None)]
+    assert by_second([7, 5, 7, 6, 5]) == [(7, [0, 2]), (5, [1, 4]), (6, [3])]
+    many = [*range(20, 10, -1), 15]  # more distinct seconds than the per-second scans take
+    assert by_second(many) == [(s, [i, 10] if s == 15 else [i]) for i, s in enumerate(many[:10])]

@@ -182,3 +182,17 @@ def test_go_syslog_rfc6587_vectors() -> None:
             disagree.append((case["id"], case.get("descr"), len(frames) + len(errors), len(expected)))
     print(f"go-syslog RFC 6587 vectors: {agree}/{len(cases)} agree; disagree: {disagree}")
     assert agree / len(cases) >= 0.99, disagree
+
+
+def test_fast_path_keeps_lines_with_space_angle_and_finds_octet_frames() -> None:
+    lines = [b"a <b> c", b"x 12 <y", b"2025-01-30 12:00:00 INFO <tag> msg"]
+    framer = Framer(65536)
+    frames, errors = framer.feed(b"\n".join(lines) + b"\n")
+    assert frames == lines and errors == []
+    # an octet-counted frame at the start of the buffer and one right after a LF line
+    frames, errors = framer.feed(octet(b"<1>one") + b"\nplain\n" + octet(b"<2>two\nmore") + b"\n")
+    assert frames == [b"<1>one", b"plain", b"<2>two\nmore"] and errors == []
+    # no LF at all in a chunk: nothing yet; the rest of the line completes it
+    assert framer.feed(b"partial line") == ([], [])
+    assert framer.feed(b" done\nnext") == ([b"partial line done"], [])
+    assert framer.close() == ([b"next"], [])

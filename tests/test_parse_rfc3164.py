@@ -97,3 +97,13 @@ def test_rsyslog_file_format_iso_without_pri() -> None:
 def test_tag_with_colon_message_and_no_host() -> None:
     rec = parse_line("<13>Nov 24 11:00:00 su: 'su root' failed: bad password", NOV_2025)
     assert (rec.host, rec.service, rec.message) == (None, "su", "'su root' failed: bad password")
+
+
+def test_same_stamp_read_again_for_another_arrival_year() -> None:
+    # The memo of `Mmm dd hh:mm:ss` readings holds for one arrival time only: the year follows it.
+    line = "<13>Dec 31 23:59:59 host app: bye"
+    at_2024 = dt.datetime(2025, 1, 1, 0, 0, 5, tzinfo=dt.timezone.utc).timestamp()
+    at_2025 = dt.datetime(2025, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
+    for _ in range(2):
+        assert parse_line(line, at_2024).ts == dt.datetime(2024, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
+        assert parse_line(line, at_2025).ts == at_2025

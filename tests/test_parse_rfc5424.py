@@ -123,3 +123,28 @@ def test_bad_pri(line: str) -> None:
 def test_leading_bom_and_trailing_crlf_on_the_frame() -> None:
     rec = parse_line(f"{BOM}<14>1 - h a - - - hello\r", REF)
     assert (rec.format, rec.message) == ("rfc5424", "hello")
+
+
+def test_second_60_is_not_rfc5424_even_after_a_lenient_reading_of_it() -> None:
+    # App lines accept a leap second; the ISO memo they fill must not let RFC 5424 take one.
+    app = parse_line("2025-01-30T12:00:60 INFO [svc] leap", REF)
+    assert isinstance(app, Record) and app.format == "app"
+    rec = parse_line("<13>1 2025-01-30T12:00:60Z host app - - - leap", REF)
+    assert isinstance(rec, Record) and rec.format == "rfc3164"
+    ok = parse_line("<13>1 2025-01-30T12:00:59.5Z host app - - - fine", REF)
+    assert ok.format == "rfc5424" and ok.ts == utc(2025, 1, 30, 12, 0, 59, micro=500000)
+
+
+@pytest.mark.parametrize(
+    ("sd", "expected"),
+    [
+        ('[a b="1"]', {"a": {"b": "1"}}),
+        ('[a b="x= y" c=""]', {"a": {"b": "x= y", "c": ""}}),
+        ('[a b="1" b="2"]', {"a": {"b": "2"}}),
+        ('[a b="q\\"x\\]" c="\\\\"][d]', {"a": {"b": 'q"x]', "c": "\\"}, "d": {}}),
+    ],
+)
+def test_structured_data_params(sd: str, expected: dict) -> None:
+    rec = parse_line(f"<13>1 2025-01-30T12:00:00Z host app - - {sd} msg", REF)
+    assert isinstance(rec, Record) and rec.format == "rfc5424"
+    assert rec.structured_data == expected and rec.message == "msg"

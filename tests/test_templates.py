@@ -84,3 +84,17 @@ def test_grouping_accuracy_metric() -> None:
     assert bench.grouping_accuracy(["a", "a", "b", "b"], ["x", "x", "y", "z"]) == 0.5
     assert bench.grouping_accuracy(["a", "b", "c"], ["x", "y", "z"]) == 1.0
     assert bench.grouping_accuracy(["a", "b"], ["x", "x"]) == 0.0
+
+
+def test_messages_differing_in_digits_share_the_cache_but_not_the_answer() -> None:
+    from server.templates import _template
+
+    rng = __import__("random").Random(7)
+    alphabet = "0123456789abcdefABCDEF:.-/ =_x@[]()\"'%+~,;Tusmk\u0663 "
+    for _ in range(20000):
+        message = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        assert template_of(message) == _template(message), message
+    # a digit that survives masking keeps its own value (not the shape's 0)
+    for odd in ("x\u06631 y", "caf\u00e9 12 \u00fc", "lone \ud800 surrogate 7"):
+        assert template_of(odd) == _template(odd)
+    assert template_of("user 7 failed") == template_of("user 12345 failed") == "user <*> failed"

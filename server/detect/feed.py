@@ -1,22 +1,26 @@
 """The detectors' input for one batch, built in a worker: per-second, mergeable, bounded.
 
-A worker calls `Feed.add` for each parsed record and ships `to_bytes()` over the pipe; the
-engine merges feeds second by second. Per second it holds, per service, line/error counts
-and a latency histogram; error-template counts with one example; per-IP HTTP totals and
-4xx/5xx counts; and only those records that match some pattern step. Nothing else per line.
+A worker calls `Feed.add_many` with a batch's parsed records (the same as `Feed.add` for each,
+in order) and ships `to_bytes()` over the pipe; the engine merges feeds second by second. Per
+second it holds, per service, line/error counts and a latency histogram; error-template counts
+with one example; per-IP HTTP totals and 4xx/5xx counts; and only those records that match
+some pattern step. Nothing else per line.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import ipaddress
+import operator
 import re
-from typing import Callable
+from typing import Callable, Sequence
 
 import msgspec
 
+from server.aggregate import Groups, by_second
 from server.detect.config import DetectConfig, Pattern
 from server.detect.histogram import bucket_of, merge_into
-from server.records import Record, is_error
+from server.records import ERROR_SEVERITY, Record, is_error
 
 NO_SERVICE = "-"  # the service key of records that name none
 MAX_LINE_CHARS = 512  # matched messages are kept this long at most (they end up in events)
@@ -142,14 +146,140 @@ class Feed:
         if self._matchers:
             self._match(record, sec, time, index)
 
+    def add_many(
+        self,
+        records: Sequence[Record],
+        seconds: Sequence[int],
+        templates: Sequence[str | None],
+        groups: Groups | None = None,
+    ) -> None:
+        """`add()` for every record of a batch (aligned lists), with the same result, faster.
+        `groups` is `by_second(seconds)` when the caller has it already."""
+        n = len(records)
+        if not n:
+            return
+        data = self.data
+        base = data.records
+        data.records = base + n
+        self._last = None
+        for second, positions in by_second(seconds) if groups is None else groups:
+            if positions is None:
+                self._add_second(second, records, range(n), templates, base)
+            else:
+                self._add_second(
+                    second,
+                    list(map(records.__getitem__, positions)),
+                    positions,
+                    list(map(templates.__getitem__, positions)),
+                    base,
+                )
+        if self._matchers:
+            self._match_many(records, seconds, base)
+
+    def _add_second(
+        self,
+        second: int,
+        recs: Sequence[Record],
+        positions: Sequence[int],
+        templates: Sequence[str | None],
+        base: int,
+    ) -> None:
+        data = self.data
+        sec = data.seconds.get(second)
+        if sec is None:
+            sec = data.seconds[second] = Second()
+        services = [s or NO_SERVICE for s in map(_SERVICE, recs)]
+        tallies = sec.services
+        for service, lines in collections.Counter(services).items():
+            tally = tallies.get(service)
+            if tally is None:
+                tally = tallies[service] = ServiceTally()
+            tally.lines += lines
+        severities = list(map(_SEVERITY, recs))
+        if any(s is not None and s <= ERROR_SEVERITY for s in severities):
+            for i, severity in enumerate(severities):
+                if severity is None or severity > ERROR_SEVERITY:
+                    continue
+                service = services[i]
+                tallies[service].errors += 1
+                template = templates[i]
+                if template is None:
+                    continue
+                by_template = sec.templates.get(service)
+                if by_template is None:
+                    by_template = sec.templates[service] = {}
+                seen = by_template.get(template)
+                if seen is None:
+                    record = recs[i]
+                    time = record.ts if record.ts is not None else float(second)
+                    by_template[template] = TemplateTally(
+                        1, record.message[:MAX_LINE_CHARS], (time, data.origin, base + positions[i])
+                    )
+                else:
+                    seen.count += 1
+        https = list(map(_HTTP, recs))
+        if https.count(None) == len(https):
+            return
+        ips = sec.ips
+        buckets: dict[float, int] = {}  # latency -> histogram bucket, for this call
+        for service, http in zip(services, https):
+            if http is None:
+                continue
+            latency = http.latency_ms
+            if latency is not None:
+                b = buckets.get(latency)
+                if b is None:
+                    b = buckets[latency] = bucket_of(latency)
+                histogram = tallies[service].latency
+                histogram[b] = histogram.get(b, 0) + 1
+            ip, status = http.ip, http.status
+            if ip is not None and status is not None:
+                t = ips.get(ip)
+                if t is None:
+                    t = ips[ip] = IpTally()
+                t.total += 1
+                if status >= 400:
+                    t.bad += 1
+
+    def _match_many(self, records: Sequence[Record], seconds: Sequence[int], base: int) -> None:
+        messages = list(map(_MESSAGE, records))
+        # One substring search over the whole batch rules most steps out at once (a message is
+        # a substring of the joined text, so nothing is missed).
+        joined = "\n".join(messages)
+        steps_of: dict[int, list[tuple[int, int]]] = {}
+        for test, pairs in self._matchers:
+            needle = getattr(test, "needle", None)
+            if needle is not None:
+                if needle not in joined:
+                    continue
+                hits = [i for i, m in enumerate(messages) if needle in m]
+            else:
+                hits = [i for i, m in enumerate(messages) if test(m)]
+            for i in hits:
+                steps = steps_of.get(i)
+                if steps is None:
+                    steps_of[i] = list(pairs)
+                else:
+                    steps.extend(pairs)
+        for i in sorted(steps_of):
+            second = seconds[i]
+            record = records[i]
+            time = record.ts if record.ts is not None else float(second)
+            self._matched_record(record, self.data.seconds[second], time, base + i, steps_of[i])
+
     def _match(self, record: Record, sec: Second, time: float, index: int) -> None:
         message = record.message
         steps: list[tuple[int, int]] = []
         for test, pairs in self._matchers:
             if test(message):
                 steps.extend(pairs)
-        if not steps:
-            return
+        if steps:
+            self._matched_record(record, sec, time, index, steps)
+
+    def _matched_record(
+        self, record: Record, sec: Second, time: float, index: int, steps: list[tuple[int, int]]
+    ) -> None:
+        message = record.message
         data = self.data
         if self._matched >= self._max_matches:
             data.dropped_matches += 1
@@ -253,8 +383,26 @@ def _regex_test(rx: re.Pattern[str]) -> Callable[[str], bool]:
     return lambda message: rx.search(message) is not None
 
 
+class _Substring:
+    """A step that is a plain substring (its `needle` lets `add_many` search a batch at once)."""
+
+    __slots__ = ("needle",)
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle
+
+    def __call__(self, message: str) -> bool:
+        return self.needle in message
+
+
 def _substring_test(needle: str) -> Callable[[str], bool]:
-    return lambda message: needle in message
+    return _Substring(needle)
+
+
+_SERVICE = operator.attrgetter("service")
+_SEVERITY = operator.attrgetter("severity")
+_HTTP = operator.attrgetter("http")
+_MESSAGE = operator.attrgetter("message")
 
 
 _encoder = msgspec.msgpack.Encoder()

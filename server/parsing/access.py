@@ -73,7 +73,37 @@ def parse_access(line: str) -> Record | None:
     )
 
 
+# Request lines and trailing request times repeat (the same URLs, millisecond latencies): their
+# readings are memoised by the exact text, in bounded dicts cleared when full.
+_CACHE_LIMIT = 4096
+_MISSING = object()
+_request_cache: dict[str, tuple[str | None, str | None, str | None]] = {}
+_latency_cache: dict[str, float | None] = {}
+
+
 def _request(request: str) -> tuple[str | None, str | None, str | None]:
+    parts = _request_cache.get(request)
+    if parts is None:
+        parts = _read_request(request)
+        if len(request) <= 256:
+            if len(_request_cache) >= _CACHE_LIMIT:
+                _request_cache.clear()
+            _request_cache[request] = parts
+    return parts
+
+
+def _latency(tail: str) -> float | None:
+    ms = _latency_cache.get(tail, _MISSING)
+    if ms is _MISSING:
+        ms = _read_latency(tail)
+        if len(tail) <= 32:
+            if len(_latency_cache) >= _CACHE_LIMIT:
+                _latency_cache.clear()
+            _latency_cache[tail] = ms
+    return ms  # type: ignore[return-value]
+
+
+def _read_request(request: str) -> tuple[str | None, str | None, str | None]:
     """`GET /x HTTP/1.1` -> parts; `-`, junk or a method that is not a word -> Nones."""
     parts = request.split(" ")
     method = parts[0]
@@ -86,7 +116,7 @@ def _request(request: str) -> tuple[str | None, str | None, str | None]:
     return method, parts[1] or None, protocol
 
 
-def _latency(tail: str) -> float | None:
+def _read_latency(tail: str) -> float | None:
     word = tail[1:]
     if " " in word or '"' in word:
         word = ""

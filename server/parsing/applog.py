@@ -35,6 +35,7 @@ _APACHE_ERROR = re.compile(
     r"\[(?:([^\]:\s]{1,32}):)?([A-Za-z0-9]{1,16})\] ?(?:\[pid ([0-9]+)(?::tid [0-9]+)?\] ?)?",
     re.ASCII,
 )
+_NOT_SIMPLE = frozenset((" ", "-", ""))  # after one blank: more to skip, or the end
 _LOGGER = re.compile(r"([A-Za-z_$][\w$.\-]{0,127}):(?: |\Z)", re.ASCII)
 _ZK_THREAD = re.compile(r".*:([^:@]+)@[0-9]+\Z", re.DOTALL)
 
@@ -75,6 +76,8 @@ def _short_date_epoch(yy: str, mo: str, dd: str, hh: str, mi: str, se: str) -> f
 
 def _skip(line: str, p: int) -> int:
     """Skip blanks and one `-` separator (`... - INFO ... - msg`)."""
+    if line[p:p + 1] == " " and line[p + 1:p + 2] not in _NOT_SIMPLE:
+        return p + 1  # the usual single blank before a word
     n = len(line)
     while p < n and line[p] == " ":
         p += 1
@@ -88,6 +91,8 @@ def _skip(line: str, p: int) -> int:
 def _bracket_end(line: str, p: int) -> int:
     """Index of the `]` closing the `[` at p (brackets may nest: `[QuorumPeer[myid=1]/0]`)."""
     end = line.find("]", p)
+    if end >= 0 and line.find("[", p + 1, end) < 0:
+        return end  # no nested bracket (the usual `[main]`)
     while end >= 0 and line.count("[", p, end + 1) > line.count("]", p, end + 1):
         if end - p > 512:
             return -1
@@ -137,7 +142,9 @@ def _after_timestamp(line: str, p: int, ts: float, procid: str | None) -> Record
         if end > 0:
             service = _service_of_bracket(line[p + 1:end])
             p = _skip(line, end + 1)
-    m = _LOGGER.match(line, p)
+    # A `logger:` prefix ends its first word with ':' (checked before trying the regex).
+    sp = line.find(" ", p)
+    m = _LOGGER.match(line, p) if (line[sp - 1] == ":" if sp > p else line.endswith(":")) else None
     if m is not None:
         name = m.group(1)
         if "." in name or "$" in name:

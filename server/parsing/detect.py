@@ -112,26 +112,37 @@ def parse(line: str, ref_ts: float, plan: Plan) -> Record | Rejected:
     return _raw(line, plan)
 
 
+# Every valid PRI as written ("0".."191", no leading zero) -> (facility, severity).
+_VALID_PRI: dict[str, tuple[int, int]] = {str(pri): (pri >> 3, pri & 7) for pri in range(192)}
+
+
 def _syslog(line: str, ref_ts: float, plan: Plan, allowed: frozenset[str]) -> Record | Rejected | None:
     close = line.find(">", 1, 5)
-    if close > 0:
-        digits, p = line[1:close], close + 1
-        if digits and not (digits.isdecimal() and digits.isascii()):
+    pri = _VALID_PRI.get(line[1:close]) if close > 0 else None
+    if pri is not None:  # the common case: one lookup instead of the checks below
+        if "rfc5424" not in allowed and "rfc3164" not in allowed:
             return None
+        facility, severity = pri
+        p = close + 1
     else:
-        m = _PRI.match(line)  # `<>` or too many digits: still a (broken) PRI
-        if m is None:
+        if close > 0:
+            digits, p = line[1:close], close + 1
+            if digits and not (digits.isdecimal() and digits.isascii()):
+                return None
+        else:
+            m = _PRI.match(line)  # `<>` or too many digits: still a (broken) PRI
+            if m is None:
+                return None
+            digits, p = m.group(1), m.end()
+        if "rfc5424" not in allowed and "rfc3164" not in allowed:
             return None
-        digits, p = m.group(1), m.end()
-    if "rfc5424" not in allowed and "rfc3164" not in allowed:
-        return None
-    # RFC 5424 §6.2.1 / RFC 3164 §4.1.1: 1-3 digits, no leading zero, 0..191.
-    if not digits or len(digits) > 3 or (digits[0] == "0" and len(digits) > 1):
-        return BAD_PRI
-    pri = int(digits)
-    if pri > 191:
-        return BAD_PRI
-    facility, severity = pri >> 3, pri & 7
+        # RFC 5424 §6.2.1 / RFC 3164 §4.1.1: 1-3 digits, no leading zero, 0..191.
+        if not digits or len(digits) > 3 or (digits[0] == "0" and len(digits) > 1):
+            return BAD_PRI
+        value = int(digits)
+        if value > 191:
+            return BAD_PRI
+        facility, severity = value >> 3, value & 7
     rec = None
     if "rfc5424" in allowed and line[p:p + 1] in _DIGITS:
         rec = parse_rfc5424(line, p, facility, severity)

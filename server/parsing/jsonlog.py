@@ -99,18 +99,23 @@ def _decode_loosely(line: str) -> JsonLine | None:
 
 def record_from(obj: JsonLine, line: str) -> Record:
     """Build the Record of a decoded JSON line (also used for JSON nested in syslog)."""
-    ts = _first(obj.timestamp, obj.ts, obj.time, obj.at_timestamp)
-    level_value = _first(obj.level, obj.severity, obj.log_level)
+    # The first-present-wins chains are written out (no `_first(...)` calls): this runs per line.
+    ts = obj.timestamp
+    if ts is None:
+        ts = obj.ts if obj.ts is not None else obj.time if obj.time is not None else obj.at_timestamp
+    level_value = obj.level
+    if level_value is None:
+        level_value = obj.severity if obj.severity is not None else obj.log_level
     severity = None
     if level_value is not None:
-        if isinstance(level_value, str):
+        if type(level_value) is str:
             severity = severity_of_name(level_value)
         elif isinstance(level_value, int) and not isinstance(level_value, bool):
             severity = severity_of_number(level_value)
-    message = _first(obj.message, obj.msg)
+    message = obj.message if obj.message is not None else obj.msg
     http = None
     method = obj.method
-    path = _first(obj.path, obj.url)
+    path = obj.path if obj.path is not None else obj.url
     status = obj.status
     if method is not None or path is not None or status is not None:
         http = Http(
@@ -124,12 +129,16 @@ def record_from(obj: JsonLine, line: str) -> Record:
             user_agent=_text(obj.user_agent),
             latency_ms=_latency(obj),
         )
+    host = obj.host if obj.host is not None else obj.hostname
+    service = obj.service
+    if service is None:
+        service = obj.app if obj.app is not None else obj.logger
     return Record(
         format="json",
-        message=line if message is None else _text(message),
+        message=line if message is None else message if type(message) is str else str(message),
         ts=_epoch(ts),
-        host=_text(_first(obj.host, obj.hostname)),
-        service=_text(_first(obj.service, obj.app, obj.logger)),
+        host=host if host is None or type(host) is str else str(host),
+        service=service if service is None or type(service) is str else str(service),
         level=LEVELS[severity] if severity is not None else None,
         severity=severity,
         http=http,
@@ -182,7 +191,7 @@ def _latency(obj: JsonLine) -> float | None:
 def _epoch(value: _Scalar) -> float | None:
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, str):
+    if type(value) is str:
         ts = parse_iso(value)
         if ts is None:
             number = _number(value) if value[:1].isdigit() else None

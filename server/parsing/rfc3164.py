@@ -27,11 +27,36 @@ _TAG = re.compile(r"([^\s\[\]:]{1,64})(?:\[([^\]\s]{0,32})\])?:(?: |\Z)")
 # The common shape in one match: `Mmm dd hh:mm:ss HOST TAG[PID]: ` (HOST without ':' so that a
 # TAG is never taken for it); anything else goes the general way below.
 _FULL = re.compile(
-    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}([0-9]{1,2}) "
-    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([^\s:\[\]]+) "
+    r"((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}[0-9]{1,2} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2}) ([^\s:\[\]]+) "
     r"([^\s\[\]:]{1,64})(?:\[([^\]\s]{0,32})\])?:(?: |\Z)",
     re.ASCII,
 )
+# `Mmm dd hh:mm:ss` -> epoch (None: invalid), for one arrival time (the year depends on it):
+# the lines of one second cost one dict lookup. Cleared when the arrival time changes (per batch).
+_stamp_cache: dict[str, float | None] = {}
+_stamp_ref: list[float] = [-1.0]
+_MISSING = object()
+
+
+def _stamp_epoch(stamp: str, ref_ts: float) -> float | None:
+    if ref_ts != _stamp_ref[0]:
+        _stamp_cache.clear()
+        _stamp_ref[0] = ref_ts
+    ts = _stamp_cache.get(stamp, _MISSING)
+    if ts is not _MISSING:
+        return ts  # type: ignore[return-value]
+    ts = None
+    m = _BSD_TS.match(stamp)
+    if m is not None:
+        mon, day, hh, mi, se, _ = m.groups()
+        h, mnt, sec = int(hh), int(mi), int(se)
+        if h <= 23 and mnt <= 59 and sec <= 60:
+            ts = bsd_epoch(MONTHS[mon], int(day), h * 3600 + mnt * 60 + sec, ref_ts)
+    if len(_stamp_cache) >= 4096:
+        _stamp_cache.clear()
+    _stamp_cache[stamp] = ts
+    return ts
 
 
 def parse_rfc3164(line: str, pos: int, facility: int | None, severity: int | None,
@@ -40,12 +65,10 @@ def parse_rfc3164(line: str, pos: int, facility: int | None, severity: int | Non
     ts: float | None = None
     f = _FULL.match(line, pos)
     if f is not None:
-        mon, day, hh, mi, se, host, service, procid = f.groups()
-        h, mnt, s = int(hh), int(mi), int(se)
-        if h <= 23 and mnt <= 59 and s <= 60:
-            ts = bsd_epoch(MONTHS[mon], int(day), h * 3600 + mnt * 60 + s, ref_ts)
-            if ts is not None:
-                return _record(ts, host, service, procid or None, line[f.end():], facility, severity)
+        stamp, host, service, procid = f.groups()
+        ts = _stamp_epoch(stamp, ref_ts)
+        if ts is not None:
+            return _record(ts, host, service, procid or None, line[f.end():], facility, severity)
     m = _BSD_TS.match(line, pos)
     if m is not None:
         mon, day, hh, mi, se, frac = m.groups()

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 
 from server.records import LEVELS, Record
-from server.parsing.timestamps import iso_hour_epoch, offset_seconds
+from server.parsing.timestamps import iso_second_epoch, offset_seconds
 
 # §6: VERSION = NONZERO-DIGIT 0*2DIGIT; TIMESTAMP = NILVALUE / FULL-DATE "T" FULL-TIME (§6.2.3:
 # TIME-SECFRAC at most 6 digits, upper-case T and Z); HOSTNAME 1*255, APP-NAME 1*48,
 # PROCID 1*128, MSGID 1*32 PRINTUSASCII (%d33-126).
 _HEADER = re.compile(
     r"([1-9][0-9]{0,2}) "
-    r"(?:-|([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
+    r"(?:-|([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,6}))?"
     r"(Z|[+-][0-9]{2}:[0-9]{2})) "
     r"([!-~]{1,255}) ([!-~]{1,48}) ([!-~]{1,128}) ([!-~]{1,32}) ",
     re.ASCII,
@@ -36,22 +36,21 @@ def parse_rfc5424(line: str, pos: int, facility: int, severity: int) -> Record |
     m = _HEADER.match(line, pos)
     if m is None:
         return None
-    _, prefix, mi, se, frac, tz, host, app, procid, msgid = m.groups()
+    _, stamp, frac, tz, host, app, procid, msgid = m.groups()
     ts = None
-    if prefix is not None:
-        base = iso_hour_epoch(prefix)
-        seconds = int(se)
-        minutes = int(mi)
-        offset = offset_seconds(tz)
-        if base is None or minutes > 59 or seconds > 59 or offset is None:
+    if stamp is not None:
+        whole = iso_second_epoch(stamp)
+        offset = 0 if tz == "Z" else offset_seconds(tz)
+        if whole is None or offset is None or stamp[17] > "5":  # §6.2.3: no leap second 60
             return None  # e.g. 2018-02-29, 23:99, -24:00
-        ts = base + minutes * 60 + seconds - offset + (int(frac) / 10 ** len(frac) if frac else 0.0)
+        ts = whole - offset + (int(frac) / 10 ** len(frac) if frac else 0.0)
     p = m.end()
     sd: dict[str, dict[str, str]] | None = None
     n = len(line)
-    if line.startswith("-", p):
+    c = line[p:p + 1]
+    if c == "-":
         p += 1
-    elif line.startswith("[", p):
+    elif c == "[":
         sd = {}
         while p < n and line[p] == "[":
             e = _SD_ELEMENT.match(line, p)
@@ -60,10 +59,7 @@ def parse_rfc5424(line: str, pos: int, facility: int, severity: int) -> Record |
             sd_id, body = e.groups()
             if sd_id in sd:
                 return None  # §6.3.2: the same SD-ID MUST NOT exist more than once
-            params: dict[str, str] = dict(_SD_PARAM.findall(body)) if body else {}
-            if "\\" in body:
-                params = {k: _UNESCAPE.sub(r"\1", v) for k, v in params.items()}
-            sd[sd_id] = params
+            sd[sd_id] = _params(body)
             p = e.end()
     else:
         return None
@@ -88,3 +84,18 @@ def parse_rfc5424(line: str, pos: int, facility: int, severity: int) -> Record |
         msgid=None if msgid == "-" else msgid,
         structured_data=sd,
     )
+
+
+def _params(body: str) -> dict[str, str]:
+    """The PARAMs of one SD-ELEMENT (`body` already matched ` NAME="VALUE"...` as a whole)."""
+    if not body:
+        return {}
+    if "\\" not in body:
+        # Without a backslash no value holds a `"` (it would have to be escaped), so the quotes
+        # split the body into ` NAME=` and VALUE pieces: str.split instead of a regex scan.
+        # NAMEs hold no space, `=` or `"`: joined, the ` NAME=` pieces split apart on "= ".
+        parts = body.split('"')
+        if len(parts) == 3:
+            return {parts[0][1:-1]: parts[1]}
+        return dict(zip("".join(parts[0:-1:2])[1:-1].split("= "), parts[1::2]))
+    return {k: _UNESCAPE.sub(r"\1", v) for k, v in _SD_PARAM.findall(body)}

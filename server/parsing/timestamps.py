@@ -1,8 +1,8 @@
 """Timestamp arithmetic for the parsers: civil date -> Unix seconds without `strptime` or `datetime`.
 
-Each parser slices the fields out of its own layout and calls these helpers. The date (and hour)
-part of a timestamp repeats across millions of lines, so its epoch is cached in small dicts keyed
-by the exact text; a line then costs two `int()` calls for minutes and seconds. Nothing here
+Each parser slices the fields out of its own layout and calls these helpers. A timestamp's text
+up to the second repeats on every line of that second, so its epoch is memoised in bounded dicts
+keyed by the exact text (hour and date parts too): most lines cost one dict lookup. Nothing here
 reads a clock: RFC 3164 year inference takes the arrival time it is handed.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ MONTHS: dict[str, int] = {
     "Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12,
 }
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_CACHE_LIMIT = 8192
+_CACHE_LIMIT = 8192  # entries per memo dict (cleared when full)
+_MISSING = object()  # memo miss (None is a memoised "invalid")
 FUTURE_SLACK = 7 * 86400
 _MIN_REF, _MAX_REF = 0.0, 253402300799.0  # arrival clocks from 1970 to 9999-12-31
 
@@ -161,10 +162,23 @@ def day_epoch_cached(y: int, m: int, d: int) -> int | None:
 
 # CLF `26/Dec/2016:16` (day/month/year:hour) -> epoch of that hour, None when invalid.
 _clf_cache: dict[str, int | None] = {}
+_clf_full: dict[str, float | None] = {}  # the whole 26-char text -> result (lines of a second)
 
 
 def clf_epoch(s: str) -> float | None:
     """Apache/nginx `%t` body `dd/Mon/yyyy:hh:mm:ss +zzzz` -> Unix seconds."""
+    ts = _clf_full.get(s, _MISSING)
+    if ts is not _MISSING:
+        return ts  # type: ignore[return-value]
+    ts = _clf_epoch(s)
+    if len(s) == 26:  # bounded keys
+        if len(_clf_full) >= _CACHE_LIMIT:
+            _clf_full.clear()
+        _clf_full[s] = ts
+    return ts
+
+
+def _clf_epoch(s: str) -> float | None:
     if len(s) != 26 or s[2] != "/" or s[6] != "/" or s[11] != ":" or s[20] != " ":
         return None
     key = s[:14]
@@ -193,29 +207,56 @@ def clf_epoch(s: str) -> float | None:
 
 # ISO 8601 as applications write it: `T`, `t` or space; `.` or `,` fraction of any length;
 # `Z`, `+hh:mm`, `+hhmm`, `+hh` or no zone (read as UTC), optionally after one space.
+# Groups: `YYYY-MM-DD?HH:MM:SS` (the stamp), fraction digits, zone.
 ISO_LENIENT = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]{1,9})[0-9]*)?"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2})(?:[.,]([0-9]{1,9})[0-9]*)?"
     r"(?: ?(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)(?![0-9A-Za-z]))?"
 )
 
+# "YYYY-MM-DD?HH:MM:SS" -> Unix seconds read as UTC (None: no such time). Every line of one
+# second shares the entry: one dict lookup instead of slicing and three int() calls.
+_second_cache: dict[str, int | None] = {}
 
-def iso_epoch(prefix: str, mi: str, se: str, frac: str | None, tz: str | None) -> float | None:
+
+def iso_second_epoch(stamp: str) -> int | None:
+    """Epoch of `YYYY-MM-DD?HH:MM:SS` (19 chars, digits already checked); second 60 allowed."""
+    whole = _second_cache.get(stamp, _MISSING)
+    if whole is not _MISSING:
+        return whole  # type: ignore[return-value]
+    base = iso_hour_epoch(stamp[:13])
+    m, s = int(stamp[14:16]), int(stamp[17:19])
+    # RFC 3339 §5.6: second 60 is a leap second
+    whole = None if base is None or m > 59 or s > 60 else base + m * 60 + s
+    if len(_second_cache) >= _CACHE_LIMIT:
+        _second_cache.clear()
+    _second_cache[stamp] = whole
+    return whole
+
+
+def iso_epoch(stamp: str, frac: str | None, tz: str | None) -> float | None:
     """Unix seconds from the pieces of an ISO timestamp (see `ISO_LENIENT`'s groups)."""
-    base = iso_hour_epoch(prefix)
-    if base is None:
-        return None
-    m, s = int(mi), int(se)
-    if m > 59 or s > 60:  # RFC 3339 §5.6: second 60 is a leap second
+    whole = iso_second_epoch(stamp)
+    if whole is None:
         return None
     off = offset_seconds(tz) if tz else 0  # the caller's pattern fixed the syntax
     if off is None:
         return None
-    return base + m * 60 + s - off + (int(frac) / 10 ** len(frac) if frac else 0.0)
+    return whole - off + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
+_iso_cache: dict[str, float | None] = {}
 
 
 def parse_iso(text: str) -> float | None:
     """A whole string that is an ISO 8601 timestamp (JSON `timestamp` fields) -> Unix seconds."""
+    # Whole-second stamps repeat on every line of that second: memoised by the exact text.
+    ts = _iso_cache.get(text, _MISSING)
+    if ts is not _MISSING:
+        return ts  # type: ignore[return-value]
     m = ISO_LENIENT.match(text)
-    if m is None or m.end() != len(text):
-        return None
-    return iso_epoch(*m.groups())
+    ts = None if m is None or m.end() != len(text) else iso_epoch(*m.groups())
+    if len(text) <= 40:  # a timestamp's length: junk values must not fill memory
+        if len(_iso_cache) >= _CACHE_LIMIT:
+            _iso_cache.clear()
+        _iso_cache[text] = ts
+    return ts

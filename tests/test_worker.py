@@ -1,0 +1,55 @@
+"""Worker side of ingestion (server.worker): one batch in, one mergeable result out."""
+from __future__ import annotations
+
+from server.aggregate import Partial
+from server.detect.config import DetectConfig
+from server.detect.feed import Feed
+from server.parsing import parse_line
+from server.records import Rejected, is_error
+from server.templates import template_of
+from server.worker import WorkerOptions, decode_result, process_batch
+
+ARRIVAL = 1738238400.0
+FRAMES = [
+    b"<134>1 2025-01-30T12:00:00.5Z host app 1 ID [x a=\"1\"] hello",
+    b"<131>Jan 30 12:00:01 host sshd[2]: Failed password for root from 203.0.113.7 port 22 ssh2",
+    b'10.0.0.1 - - [30/Jan/2025:12:00:02 +0000] "GET / HTTP/1.1" 503 12 "-" "curl/8" 0.004',
+    b"octet\nframe with a LF",
+    b"\xff\xfe not utf-8",
+    b"",
+    b"<999>bad pri",
+    b'{"ts": 1738238403, "level": "error", "msg": "disk 4 full", "service": "db"}',
+    b"no timestamp at all",
+]
+
+
+def test_batch_result_is_the_per_line_reading() -> None:
+    result = decode_result(process_batch(FRAMES, ARRIVAL, WorkerOptions(), seq=7))
+    assert result.rejected == [(5, "empty"), (6, "bad_pri")]
+    partial = Partial.from_bytes(result.partial)
+    assert (partial.received, partial.parsed, partial.bytes) == (9, 7, sum(map(len, FRAMES)))
+    assert partial.notes == {"invalid_utf8": 1}  # kept with U+FFFD, counted
+    # The same lines read one by one through the public parser and `add()`:
+    expected, feed = Partial(), Feed(DetectConfig(), origin=7)
+    for frame in FRAMES:
+        record = parse_line(frame.decode("utf-8", "replace"), ARRIVAL)
+        if isinstance(record, Rejected):
+            expected.reject(record.reason, len(frame))
+            continue
+        second = int(record.ts) if record.ts is not None else int(ARRIVAL)
+        template = template_of(record.message) if is_error(record) else None
+        expected.add(record, len(frame), second, template)
+        feed.add(record, second, template)
+    expected.note("invalid_utf8")
+    assert result.partial == expected.to_bytes()
+    assert result.feed == feed.to_bytes()
+    assert sum(len(s.matches) for s in Feed.from_bytes(result.feed).data.seconds.values()) == 1
+
+
+def test_tail_records_come_back_in_order_up_to_the_limit() -> None:
+    options = WorkerOptions(tail_filters=(("level=ERROR",),), max_tail=1)
+    result = decode_result(process_batch(FRAMES, ARRIVAL, options))
+    assert [r["message"] for r in result.tail] == [
+        "Failed password for root from 203.0.113.7 port 22 ssh2"
+    ]
+    assert result.tail_skipped == 2  # the 503 access line and the JSON error
