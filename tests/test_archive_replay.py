@@ -13,6 +13,7 @@ def test_analyze_over_the_archive_reproduces_the_stats(start_server, tmp_path: P
     archive = tmp_path / "archive"
     server = start_server(
         f'[archive]\nenabled = true\ndirectory = "{archive}"\nmax_bytes = 20000\nkeep_segments = 0\n'
+        "[pipeline]\nbatch_lines = 100\n"  # several batches whatever the timing: the archive rotates
     )
     stream = b""
     for i in range(600):
