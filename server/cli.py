@@ -24,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "parse":
         from server.parsing.cli import run_parse
-        from server.templates import template_of
+        from server.templates import record_template
 
         # The same pure function the workers key `TOP error` by (issue 4), so the printed
         # template is exactly the one the server would count the message under.
-        return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=template_of)
+        return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=record_template)
     if argv and argv[0] == "analyze":
         from server.analyze import run_analyze
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
+from server.records import Record
+
 WILDCARD = "<*>"
 
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
@@ -94,3 +96,29 @@ def _template(message: str) -> str:
     if " from" in t:
         t = _FOR_FROM.sub(rf"\1 {WILDCARD}", t)
     return t
+
+
+def record_template(record: Record) -> str:
+    """What a record counts under in `TOP error` (and `logtided parse` shows as `template`).
+
+    An HTTP request (an access line, bare or inside syslog) is its request, not its whole line:
+    `GET /api/users/<*> 503`, so failing endpoints are told apart. Anything else is the masked
+    message.
+    """
+    http = record.http
+    if http is not None and http.status is not None and "access" in (record.format, record.inner_format):
+        return f"{http.method or '-'} {path_template(http.path) if http.path else '-'} {http.status}"
+    return template_of(record.message)
+
+
+def path_template(path: str) -> str:
+    """`/api/v1/users/42?page=3` -> `/api/v1/users/<*>?<*>`: segments holding a digit are masked."""
+    path, sep, _query = path.partition("?")
+    segments = [
+        "<*>" if any(c.isdigit() for c in part) and not _VERSION.fullmatch(part) else part
+        for part in path.split("/")
+    ]
+    return "/".join(segments) + ("?<*>" if sep else "")
+
+
+_VERSION = re.compile(r"v\d{1,2}")  # API versions stay: /v1/ and /v2/ are different endpoints

@@ -21,7 +21,7 @@ from server.parsing.detect import parse, plan_for
 from server.parsing.cli import record_view
 from server.records import ERROR_SEVERITY, Record, Rejected
 from server.tailfilter import Predicate, compile_filter
-from server.templates import template_of
+from server.templates import record_template
 
 
 class WorkerOptions(msgspec.Struct, frozen=True):
@@ -123,7 +123,7 @@ def summarise_partial(
     fallback_second = int(arrival)
     seconds = [fallback_second if ts is None else int(ts) for ts in map(_TS, records)]
     templates = [
-        template_of(r.message) if (sev := r.severity) is not None and sev <= ERROR_SEVERITY else None
+        record_template(r) if (sev := r.severity) is not None and sev <= ERROR_SEVERITY else None
         for r in records
     ]
     groups = by_second(seconds)

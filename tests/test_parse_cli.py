@@ -40,7 +40,7 @@ def test_bad_format_argument() -> None:
 
 
 def test_template_hook() -> None:
-    _, rows = run("disk 42 full\n", template_of=lambda m: m.replace("42", "<*>"))
+    _, rows = run("disk 42 full\n", template_of=lambda r: r.message.replace("42", "<*>"))
     assert rows[0]["template"] == "disk <*> full"
 
 

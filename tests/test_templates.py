@@ -98,3 +98,18 @@ def test_messages_differing_in_digits_share_the_cache_but_not_the_answer() -> No
     for odd in ("x\u06631 y", "caf\u00e9 12 \u00fc", "lone \ud800 surrogate 7"):
         assert template_of(odd) == _template(odd)
     assert template_of("user 7 failed") == template_of("user 12345 failed") == "user <*> failed"
+
+
+def test_http_errors_are_grouped_by_request_not_by_whole_line() -> None:
+    from server.parsing import parse_line
+    from server.templates import path_template, record_template
+
+    a = parse_line('10.0.0.1 - - [30/Jan/2025:12:00:00 +0000] "GET /api/v1/users/42?x=1 HTTP/1.1" 503 9 "-" "c"', 0.0)
+    b = parse_line('10.0.0.9 - - [30/Jan/2025:12:00:07 +0000] "GET /api/v1/users/7 HTTP/1.1" 503 12 "-" "d"', 0.0)
+    c = parse_line('10.0.0.1 - - [30/Jan/2025:12:00:00 +0000] "POST /api/v1/orders HTTP/1.1" 500 9 "-" "c"', 0.0)
+    assert record_template(a) == "GET /api/v1/users/<*>?<*> 503"
+    assert record_template(b) == "GET /api/v1/users/<*> 503"
+    assert record_template(c) == "POST /api/v1/orders 500"
+    assert path_template("/static/app.3f9a1c.js") == "/static/<*>"
+    app = parse_line("2025-01-30 12:00:00 ERROR [db] Database connection failed for user 42", 0.0)
+    assert record_template(app) == "Database connection failed for user <*>"

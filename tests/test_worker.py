@@ -6,7 +6,7 @@ from server.detect.config import DetectConfig
 from server.detect.feed import Feed
 from server.parsing import parse_line
 from server.records import Rejected, is_error
-from server.templates import template_of
+from server.templates import record_template
 from server.worker import WorkerOptions, decode_result, process_batch
 
 ARRIVAL = 1738238400.0
@@ -37,7 +37,7 @@ def test_batch_result_is_the_per_line_reading() -> None:
             expected.reject(record.reason, len(frame))
             continue
         second = int(record.ts) if record.ts is not None else int(ARRIVAL)
-        template = template_of(record.message) if is_error(record) else None
+        template = record_template(record) if is_error(record) else None
         expected.add(record, len(frame), second, template)
         feed.add(record, second, template)
     expected.note("invalid_utf8")

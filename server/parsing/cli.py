@@ -39,7 +39,7 @@ def iso_utc(ts: float | None) -> str | None:
     return f"{base}.{frac:06d}Z"
 
 
-def record_view(rec: Record, template_of: Callable[[str], str] | None = None) -> dict[str, Any]:
+def record_view(rec: Record, template_of: Callable[[Record], str] | None = None) -> dict[str, Any]:
     """The JSON shape `logtided parse` prints for one record."""
     view: dict[str, Any] = {name: getattr(rec, name) for name in _FIELDS}
     view["ts"] = iso_utc(rec.ts)
@@ -47,13 +47,13 @@ def record_view(rec: Record, template_of: Callable[[str], str] | None = None) ->
         view["http"] = msgspec.structs.asdict(rec.http)
     if rec.inner_format is not None:
         view["inner_format"] = rec.inner_format
-    if template_of is not None:  # hook for the template grouping (issue 5)
-        view["template"] = template_of(rec.message)
+    if template_of is not None:  # the template grouping of `TOP error` (issue 4)
+        view["template"] = template_of(rec)
     return view
 
 
 def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,
-              template_of: Callable[[str], str] | None = None) -> int:
+              template_of: Callable[[Record], str] | None = None) -> int:
     """Implements `logtided parse`; returns the exit status."""
     ap = argparse.ArgumentParser(prog="logtided parse",
                                  description="Parse log lines from stdin, print one JSON record per line.")
