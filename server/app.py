@@ -81,7 +81,7 @@ class Server:
         self.rejects = RejectsFile(config.rejects.path, config.rejects.max_bytes) if config.rejects.path else None
         self.pipeline = Pipeline(
             config.pipeline,
-            WorkerOptions(parse=config.parse, detect=config.detect),
+            WorkerOptions(parse=config.parse, detect=config.detect, listener_parse=config.listener_parse()),
             self.scheduler,
             self.stats,
             self.rejects,
@@ -156,7 +156,9 @@ class Server:
 
     async def _start_tcp(self, name: str, address: str | None, sock: socket.socket | None,
                          context: ssl.SSLContext | None = None) -> None:
-        await self._serve_stream(name, lambda: TcpIngest(self.connections, self.pipeline), address, sock, context)
+        await self._serve_stream(
+            name, lambda: TcpIngest(self.connections, self.pipeline, name), address, sock, context
+        )
 
     async def _start_udp(self, address: str | None, sock: socket.socket | None) -> None:
         loop = asyncio.get_running_loop()
@@ -373,7 +375,7 @@ class Server:
         self.connections.max_message_bytes = new.ingest.max_message_bytes
         self.pipeline.config = new.pipeline
         self.pipeline.options = msgspec.structs.replace(
-            self.pipeline.options, parse=new.parse, detect=new.detect
+            self.pipeline.options, parse=new.parse, detect=new.detect, listener_parse=new.listener_parse()
         )
         self.driver.engine.reconfigure(new.detect)
         self.driver.lateness_s = new.pipeline.event_lateness_s

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -66,12 +67,19 @@ class RejectsConfig(Strict):
     max_bytes: int = 64 << 20  # then rotated once to PATH.1
 
 
+class ListenerConfig(Strict):
+    """`[listeners.tcp]`, `[listeners.udp]`, `[listeners.tls]`: what differs for one listener."""
+
+    parse: ParseOptions | None = None  # instead of `[parse]` for this listener's lines
+
+
 class Config(Strict):
     ingest: IngestConfig = IngestConfig()
     pipeline: PipelineConfig = PipelineConfig()
     control: ControlConfig = ControlConfig()
     rejects: RejectsConfig = RejectsConfig()
     parse: ParseOptions = ParseOptions()
+    listeners: dict[Literal["tcp", "udp", "tls"], ListenerConfig] = {}
     stats: StatsConfig = StatsConfig()
     detect: DetectConfig = DetectConfig()
     primes: PrimeConfig = PrimeConfig()
@@ -79,6 +87,11 @@ class Config(Strict):
     archive: ArchiveConfig = ArchiveConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+
+
+    def listener_parse(self) -> dict[str, ParseOptions]:
+        """Parse options of the listeners that have their own."""
+        return {name: lc.parse for name, lc in self.listeners.items() if lc.parse is not None}
 
 
 class ConfigError(Exception):

@@ -76,9 +76,10 @@ class Connections:
 
 
 class TcpIngest(asyncio.Protocol):
-    def __init__(self, connections: Connections, pipeline: Pipeline) -> None:
+    def __init__(self, connections: Connections, pipeline: Pipeline, listener: str = "tcp") -> None:
         self.connections = connections
         self.pipeline = pipeline
+        self.listener = listener  # "tcp" or "tls": picks `[listeners.NAME.parse]`
         self.framer = Framer(connections.max_message_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -118,7 +119,7 @@ class TcpIngest(asyncio.Protocol):
     def _deliver(self, frames: list[bytes], errors: list[FrameError]) -> None:
         if frames:
             self.lines += len(frames)
-            self.pipeline.submit(frames, self.peer)
+            self.pipeline.submit(frames, self.peer, self.listener)
         if errors:
             self.lines += len(errors)
             self.pipeline.reject_frames(errors, self.peer)
@@ -152,7 +153,7 @@ class UdpIngest(asyncio.DatagramProtocol):
             data = data[:-1]
             if data.endswith(b"\r"):
                 data = data[:-1]
-        self.pipeline.submit([data], peer)
+        self.pipeline.submit([data], peer, "udp")
 
     def error_received(self, exc: Exception) -> None:
         log.warning("udp_error", error=str(exc))

@@ -28,22 +28,21 @@ log = structlog.get_logger()
 
 
 class Batch:
-    __slots__ = ("frames", "peers", "nbytes", "arrival", "seq")
+    __slots__ = ("frames", "peers", "listeners", "nbytes", "arrival", "seq")
 
     def __init__(self, arrival: float) -> None:
         self.seq = -1  # numbered when cut, in stream order
         self.frames: list[bytes] = []
         self.peers: list[tuple[str, int]] = []  # run-length: (peer, number of frames)
+        self.listeners: list[tuple[str, int]] = []  # run-length: (listener name, number of frames)
         self.nbytes = 0
         self.arrival = arrival
 
-    def add(self, frames: list[bytes], peer: str) -> None:
+    def add(self, frames: list[bytes], peer: str, listener: str) -> None:
         self.frames.extend(frames)
         self.nbytes += sum(map(len, frames))
-        if self.peers and self.peers[-1][0] == peer:
-            self.peers[-1] = (peer, self.peers[-1][1] + len(frames))
-        else:
-            self.peers.append((peer, len(frames)))
+        _extend_run(self.peers, peer, len(frames))
+        _extend_run(self.listeners, listener, len(frames))
 
     def peer_of(self, index: int) -> str:
         for peer, count in self.peers:
@@ -51,6 +50,13 @@ class Batch:
                 return peer
             index -= count
         return "?"
+
+
+def _extend_run(runs: list[tuple[str, int]], name: str, count: int) -> None:
+    if runs and runs[-1][0] == name:
+        runs[-1] = (name, runs[-1][1] + count)
+    else:
+        runs.append((name, count))
 
 
 class Pipeline:
@@ -96,7 +102,7 @@ class Pipeline:
 
     # -- input -------------------------------------------------------------------------------
 
-    def submit(self, frames: list[bytes], peer: str) -> None:
+    def submit(self, frames: list[bytes], peer: str, listener: str = "tcp") -> None:
         if not frames:
             return
         batch = self.current
@@ -106,7 +112,7 @@ class Pipeline:
                 self.config.batch_delay_ms / 1000, self._cut
             )
         before = batch.nbytes
-        batch.add(frames, peer)
+        batch.add(frames, peer, listener)
         self.buffered_bytes += batch.nbytes - before
         self._idle.clear()
         if len(batch.frames) >= self.config.batch_lines or batch.nbytes >= self.config.batch_bytes:
@@ -153,7 +159,8 @@ class Pipeline:
         started = time.monotonic()
         try:
             data = await self.scheduler.run(
-                INGEST, process_batch, batch.frames, batch.arrival, self.options, batch.seq
+                INGEST, process_batch, batch.frames, batch.arrival, self.options, batch.seq,
+                batch.listeners if self.options.listener_parse else None,
             )
             result: BatchResult | None = decode_result(data)
             assert result is not None

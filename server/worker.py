@@ -26,6 +26,8 @@ from server.templates import record_template
 
 class WorkerOptions(msgspec.Struct, frozen=True):
     parse: ParseOptions = ParseOptions()
+    # `[listeners.NAME.parse]`: options for the frames of one listener (tcp, udp, tls) instead.
+    listener_parse: dict[str, ParseOptions] = {}
     detect: DetectConfig = DetectConfig()
     # The filters of the current `tail` subscribers; records matching any of them come back.
     tail_filters: tuple[tuple[str, ...], ...] = ()
@@ -46,11 +48,20 @@ _result_encoder = msgspec.msgpack.Encoder()
 _result_decoder = msgspec.msgpack.Decoder(BatchResult)
 
 
-def process_batch(frames: list[bytes], arrival: float, options: WorkerOptions, seq: int = 0) -> bytes:
-    """Parse and summarise one batch (number `seq` of the stream); returns an encoded `BatchResult`."""
+def process_batch(
+    frames: list[bytes],
+    arrival: float,
+    options: WorkerOptions,
+    seq: int = 0,
+    listeners: list[tuple[str, int]] | None = None,
+) -> bytes:
+    """Parse and summarise one batch (number `seq` of the stream); returns an encoded `BatchResult`.
+
+    `listeners` says, run by run, which listener each frame came from (for `listener_parse`).
+    """
     if not _gc_tuned:
         tune_gc()
-    return _result_encoder.encode(summarise(frames, arrival, options, seq))
+    return _result_encoder.encode(summarise(frames, arrival, options, seq, listeners))
 
 
 _gc_tuned = False
@@ -78,11 +89,17 @@ def decode_result(data: bytes) -> BatchResult:
     return _result_decoder.decode(data)
 
 
-def summarise(frames: list[bytes], arrival: float, options: WorkerOptions, seq: int = 0) -> BatchResult:
+def summarise(
+    frames: list[bytes],
+    arrival: float,
+    options: WorkerOptions,
+    seq: int = 0,
+    listeners: list[tuple[str, int]] | None = None,
+) -> BatchResult:
     tail: list[dict[str, Any]] = []
     keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
     feed = Feed(options.detect, origin=seq)
-    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail)
+    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners)
     return BatchResult(
         partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped
     )
@@ -101,13 +118,23 @@ def summarise_partial(
     feed: Feed | None = None,
     keep: Predicate | None = None,
     tail: list[dict[str, Any]] | None = None,
+    listeners: list[tuple[str, int]] | None = None,
 ) -> tuple[Partial, list[tuple[int, str]], int]:
     partial = Partial()
     rejected: list[tuple[int, str]] = []
-    plan = plan_for(options.parse)
+    texts = _decode_all(frames, partial)
     # The per-line loop only decodes and parses; everything counted is then pulled out of the
     # batch's records column by column (Partial.add_many, Feed.add_many).
-    results = [parse(text, arrival, plan) for text in _decode_all(frames, partial)]
+    if listeners and options.listener_parse:
+        results: list[Record | Rejected] = []
+        start = 0
+        for name, count in listeners:
+            plan = plan_for(options.listener_parse.get(name, options.parse))
+            results.extend(parse(text, arrival, plan) for text in texts[start : start + count])
+            start += count
+    else:
+        plan = plan_for(options.parse)
+        results = [parse(text, arrival, plan) for text in texts]
     sizes = list(map(len, frames))
     records: list[Record] = results  # type: ignore[assignment]
     if Rejected in set(map(type, results)):

@@ -322,3 +322,22 @@ def test_shipped_config_loads() -> None:
     assert known - written == {"parse.force"}
     assert written - known == set()
     assert "# force = " in path.read_text()
+
+
+def test_parse_options_per_listener(start_server) -> None:
+    server = start_server(
+        '[listeners.udp.parse]\nforce = "rfc3164"\n'
+        '[listeners.tcp.parse]\nformats = ["rfc5424", "rfc3164", "app"]\n'
+    )
+    app = b"2025-01-30 12:00:00 ERROR [api] boom"
+    json_line = b'{"level": "error", "msg": "x"}'
+    send_tcp(server.address("tcp"), app + b"\n" + json_line + b"\n")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.sendto(b"hello world", server.address("udp"))  # forced rfc3164: a bare line does not fit
+    udp.sendto(b"<14>Jan 30 12:00:00 host tag: fits", server.address("udp"))
+    udp.close()
+    report = server.wait_received(4)
+    assert report["received"] == 4
+    # TCP: app allowed, JSON not (it stays raw); UDP: one rfc3164, one rejected.
+    assert report["by_format"] == {"app": 1, "raw": 1, "rfc3164": 1}
+    assert report["rejected"] == {"invalid_rfc3164": 1}
