@@ -99,24 +99,30 @@ class Pipeline:
         self.reject_log = RateLimitedLog(RateLimiter(per_key_per_interval=5, interval_s=60.0))
         self.tail_skipped = 0
         self.next_seq = 0
+        # Finished batches waiting for an earlier one before they are merged.
+        self._done: dict[int, tuple[Batch, Partial, BatchResult | None]] = {}
+        self._next_merge = 0
+        self._merging = False
 
     # -- input -------------------------------------------------------------------------------
 
     def submit(self, frames: list[bytes], peer: str, listener: str = "tcp") -> None:
-        if not frames:
-            return
-        batch = self.current
-        if batch is None:
-            batch = self.current = Batch(self.clock())
-            self._timer = asyncio.get_running_loop().call_later(
-                self.config.batch_delay_ms / 1000, self._cut
-            )
-        before = batch.nbytes
-        batch.add(frames, peer, listener)
-        self.buffered_bytes += batch.nbytes - before
-        self._idle.clear()
-        if len(batch.frames) >= self.config.batch_lines or batch.nbytes >= self.config.batch_bytes:
-            self._cut()
+        while frames:
+            batch = self.current
+            if batch is None:
+                batch = self.current = Batch(self.clock())
+                self._timer = asyncio.get_running_loop().call_later(
+                    self.config.batch_delay_ms / 1000, self._cut
+                )
+            # One read can bring many lines: a batch never takes more than batch_lines.
+            room = self.config.batch_lines - len(batch.frames)
+            taken, frames = frames[:room], frames[room:]
+            before = batch.nbytes
+            batch.add(taken, peer, listener)
+            self.buffered_bytes += batch.nbytes - before
+            self._idle.clear()
+            if len(batch.frames) >= self.config.batch_lines or batch.nbytes >= self.config.batch_bytes:
+                self._cut()
         self._check_pressure()
 
     def reject_frames(self, errors: list[FrameError], peer: str) -> None:
@@ -174,22 +180,37 @@ class Pipeline:
             result = None
         self.batches += 1
         self.batch_seconds_sum += time.monotonic() - started
-        if self.archive is not None:
-            await self.archive.append(batch.frames)  # a slow disk slows ingest, it loses nothing
-        now = self.clock()
-        self.stats.merge(partial, now)
-        if self.on_result is not None:
-            self.on_result(batch.seq, result, now)
-        if result is not None:
-            for index, reason in result.rejected:
-                self._rejected(now, reason, batch.peer_of(index), batch.frames[index])
-            if result.tail and self.on_tail is not None:
-                self.on_tail(result.tail)
-            self.tail_skipped += result.tail_skipped
-        self.in_flight -= 1
-        self.buffered_bytes -= batch.nbytes
-        self._pump()
-        self._check_pressure()
+        self._done[batch.seq] = (batch, partial, result)
+        await self._merge_in_order()
+
+    async def _merge_in_order(self) -> None:
+        """Merge finished batches in stream order: the windows' `late`, the archive's line order
+        and the detectors then see a stream as it was sent, as `analyze` sees a file."""
+        if self._merging:
+            return  # the task already merging picks this batch up when its turn comes
+        self._merging = True
+        try:
+            while self._next_merge in self._done:
+                batch, partial, result = self._done.pop(self._next_merge)
+                self._next_merge += 1
+                if self.archive is not None:
+                    await self.archive.append(batch.frames)  # a slow disk slows ingest, it loses nothing
+                now = self.clock()
+                self.stats.merge(partial, now)
+                if self.on_result is not None:
+                    self.on_result(batch.seq, result, now)
+                if result is not None:
+                    for index, reason in result.rejected:
+                        self._rejected(now, reason, batch.peer_of(index), batch.frames[index])
+                    if result.tail and self.on_tail is not None:
+                        self.on_tail(result.tail)
+                    self.tail_skipped += result.tail_skipped
+                self.in_flight -= 1
+                self.buffered_bytes -= batch.nbytes
+                self._pump()
+                self._check_pressure()
+        finally:
+            self._merging = False
         if self.in_flight == 0 and not self.ready and self.current is None:
             self._idle.set()
 

@@ -341,3 +341,11 @@ def test_parse_options_per_listener(start_server) -> None:
     # TCP: app allowed, JSON not (it stays raw); UDP: one rfc3164, one rejected.
     assert report["by_format"] == {"app": 1, "raw": 1, "rfc3164": 1}
     assert report["rejected"] == {"invalid_rfc3164": 1}
+
+
+def test_one_large_read_is_cut_into_batches_of_batch_lines(start_server) -> None:
+    server = start_server("[pipeline]\nbatch_lines = 100\n")
+    send_tcp(server.address("tcp"), b"\n".join(app_lines(1000)) + b"\n")
+    report = server.wait_received(1000)
+    assert report["received"] == 1000
+    assert report["pipeline"]["batches"] >= 10  # more only if the 50 ms deadline cut one short
