@@ -224,6 +224,7 @@ class Server:
                 self._last_status = mono
                 sdnotify.notify(sdnotify.status(self._status_line()))
                 self.pipeline.reject_log.flush()
+                self.connections.log.flush()
                 if self.pipeline.archive is not None:
                     await self.pipeline.archive.tick()
             if self.state.enabled and mono - self._last_snapshot >= self.config.state.snapshot_interval_s:

@@ -12,6 +12,7 @@ import structlog
 
 from server.framing import FrameError, Framer
 from server.pipeline import Pipeline
+from server.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()
 
@@ -28,7 +29,9 @@ class Connections:
         self.refused = 0
         self.idle_closed = 0
         self.paused = False
-        self.pipeline: Pipeline | None = None
+        # Connection events, at most 20 a minute per kind: a connect flood must not flood the
+        # journal (the rest are counted and reported by a `log_suppressed` line).
+        self.log = RateLimitedLog(RateLimiter(per_key_per_interval=20, interval_s=60.0))
         self._all_closed = asyncio.Event()
         self._all_closed.set()
 
@@ -48,7 +51,8 @@ class Connections:
         for conn in list(self.open):
             if now - conn.last_active > self.idle_timeout_s and not self.paused:
                 self.idle_closed += 1
-                log.info("connection_idle_closed", peer=conn.peer, idle_s=round(now - conn.last_active, 1))
+                self.log.log("info", "connection_idle_closed", peer=conn.peer,
+                             idle_s=round(now - conn.last_active, 1))
                 conn.transport.close()  # type: ignore[union-attr]
 
     async def wait_closed(self, timeout: float) -> None:
@@ -92,11 +96,11 @@ class TcpIngest(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.peer = _peer_name(transport.get_extra_info("peername"))
         if not self.connections._added(self):
-            log.warning("connection_refused", peer=self.peer, reason="max_connections")
+            self.connections.log.log("warning", "connection_refused", peer=self.peer, reason="max_connections")
             transport.abort()  # type: ignore[attr-defined]
             return
         self._accepted = True
-        log.debug("connection_opened", peer=self.peer)
+        self.connections.log.log("info", "connection_opened", peer=self.peer, listener=self.listener)
         if self.connections.paused:
             self.pause()
 
@@ -114,7 +118,9 @@ class TcpIngest(asyncio.Protocol):
         frames, errors = self.framer.close()
         self._deliver(frames, errors)
         self.connections._removed(self)
-        log.debug("connection_closed", peer=self.peer, lines=self.lines, error=str(exc) if exc else None)
+        self.connections.log.log(
+            "info", "connection_closed", peer=self.peer, lines=self.lines, error=str(exc) if exc else None
+        )
 
     def _deliver(self, frames: list[bytes], errors: list[FrameError]) -> None:
         if frames:

@@ -208,3 +208,18 @@ def test_metrics_on_control_port_and_http(start_server) -> None:
     with pytest.raises(urllib.error.HTTPError) as excinfo:
         urllib.request.urlopen(f"http://{host}:{port}/other", timeout=10)
     assert excinfo.value.code == 404
+
+
+def test_garbage_and_connection_floods_do_not_flood_the_log(start_server) -> None:
+    server = start_server("[ingest]\nmax_message_bytes = 100\n")
+    flood = (b"z" * 200 + b"\n") * 3000 + b"\n" * 3000  # 3000 oversize, 3000 empty
+    send_tcp(server.address("tcp"), flood)
+    for _ in range(60):
+        socket.create_connection(server.address("tcp")).close()
+    report = server.wait_received(6000)
+    assert report["rejected"] == {"oversize": 3000, "empty": 3000}
+    time.sleep(0.5)
+    events = [entry.get("event") for entry in server.logs]
+    assert events.count("line_rejected") == 10  # 5 a minute per reason
+    assert events.count("connection_opened") == 20  # 20 a minute
+    assert events.count("connection_closed") == 20
