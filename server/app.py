@@ -48,9 +48,11 @@ _json = msgspec.json.Encoder()
 
 
 class Server:
-    def __init__(self, config: Config, config_path: str | None = None) -> None:
+    def __init__(self, config: Config, config_path: str | None = None, pinned: set[str] | None = None) -> None:
         self.config = config
         self.config_path = config_path
+        # Listeners whose address came from the command line or from systemd: SIGHUP leaves them.
+        self.pinned: set[str] = set(pinned or ())
         self.clock = time.time
         self.started_mono = time.monotonic()
         self.state = StateStore(config.state)
@@ -114,6 +116,7 @@ class Server:
 
     async def _open_listeners(self, config: Config, inherited: list[tuple[str, socket.socket]]) -> None:
         ingest = config.ingest
+        self.pinned |= {_ROLE_LISTENER.get(role, role) for role, _ in inherited}
         for role, sock in inherited:  # socket activation: systemd bound these for us
             if role == "ingest-udp":
                 await self._start_udp(None, sock)
@@ -362,11 +365,16 @@ class Server:
             sdnotify.notify(sdnotify.READY, sdnotify.status("reload rejected: " + str(exc)[:200]))
             return
         old = self.config
-        # Listen addresses given on the command line stay as they were.
         new = msgspec.structs.replace(
             new,
-            ingest=msgspec.structs.replace(new.ingest, tcp=old.ingest.tcp, udp=old.ingest.udp),
-            control=msgspec.structs.replace(new.control, listen=old.control.listen),
+            ingest=msgspec.structs.replace(
+                new.ingest,
+                tcp=old.ingest.tcp if "tcp" in self.pinned else new.ingest.tcp,
+                udp=old.ingest.udp if "udp" in self.pinned else new.ingest.udp,
+            ),
+            control=msgspec.structs.replace(
+                new.control, listen=old.control.listen if "control" in self.pinned else new.control.listen
+            ),
             stats=old.stats,  # windows and sketch sizes shape the stored state: restart to change
         )
         self.config = new
@@ -388,24 +396,39 @@ class Server:
         sdnotify.notify(sdnotify.READY, sdnotify.status(self._status_line()))
 
     async def _reload_listeners(self, old: Config, new: Config) -> None:
-        """Open listeners the new config adds and close the ones it removes; open connections stay."""
+        """Open listeners the new config adds or moves and close the ones it drops; connections
+        already open stay open (closing a listening socket does not touch them)."""
         for name, before, after in (
+            ("tcp", old.ingest.tcp, new.ingest.tcp),
+            ("udp", old.ingest.udp, new.ingest.udp),
             ("tls", old.ingest.tls.listen, new.ingest.tls.listen),
+            ("control", old.control.listen, new.control.listen),
             ("http", old.http.listen, new.http.listen),
         ):
-            if before == after:
+            if before == after or name in self.pinned:
                 continue
+            if name == "udp":
+                for transport in self._udp:
+                    transport.close()
+                self._udp.clear()
             for server in self._servers.pop(name, []):
                 server.close()
             self.addresses.pop(name, None)
-            if after:
-                try:
-                    if name == "tls":
-                        await self._start_tcp("tls", after, None, self._tls_context(new))
-                    else:
-                        await self._start_http(after, None)
-                except (OSError, ssl.SSLError) as exc:
-                    log.error("listener_failed", listener=name, address=after, error=str(exc))
+            if not after:
+                continue
+            try:
+                if name == "tcp":
+                    await self._start_tcp("tcp", after, None)
+                elif name == "udp":
+                    await self._start_udp(after, None)
+                elif name == "tls":
+                    await self._start_tcp("tls", after, None, self._tls_context(new))
+                elif name == "control":
+                    await self._start_control(after, None)
+                else:
+                    await self._start_http(after, None)
+            except (OSError, ssl.SSLError) as exc:
+                log.error("listener_failed", listener=name, address=after, error=str(exc))
         log.info("listening", **self.addresses, workers=self.workers)
 
     # -- stop --------------------------------------------------------------------------------
@@ -452,15 +475,18 @@ class Server:
         )
 
 
+_ROLE_LISTENER = {"ingest-tcp": "tcp", "ingest-udp": "udp", "ingest-tls": "tls"}
+
+
 def _bound(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def serve(config: Config, config_path: str | None = None) -> int:
+async def serve(config: Config, config_path: str | None = None, pinned: set[str] | None = None) -> int:
     from server.activation import inherited_listeners
 
-    server = Server(config, config_path)
+    server = Server(config, config_path, pinned)
     await server.start(inherited_listeners())
     await server.wait_stopped()
     await server.stop()

@@ -60,8 +60,9 @@ def run_daemon(argv: list[str]) -> int:
 
     from server.app import serve
 
+    pinned = {name for name in ("tcp", "udp", "control") if getattr(args, name) is not None}
     try:
-        return uvloop.run(serve(config, args.config))
+        return uvloop.run(serve(config, args.config, pinned))
     except OSError as exc:  # e.g. the port is taken
         log.error("start_failed", error=str(exc))
         return 1

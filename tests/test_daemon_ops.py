@@ -223,3 +223,30 @@ def test_garbage_and_connection_floods_do_not_flood_the_log(start_server) -> Non
     assert events.count("line_rejected") == 10  # 5 a minute per reason
     assert events.count("connection_opened") == 20  # 20 a minute
     assert events.count("connection_closed") == 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sighup_moves_the_tcp_listener_and_keeps_open_connections(start_server) -> None:
+    first, second = _free_port(), _free_port()
+    server = start_server(
+        f'[ingest]\ntcp = "127.0.0.1:{first}"\nudp = ""\n',
+        extra_args=["--control", "127.0.0.1:0"],  # tcp comes from the file, so SIGHUP may move it
+    )
+    assert server.address("tcp") == ("127.0.0.1", first)
+    kept = socket.create_connection(("127.0.0.1", first))
+    kept.sendall(app_lines(10))
+    server.wait_received(10)
+    server.config_path.write_text(server.config_path.read_text().replace(str(first), str(second)))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    kept.sendall(app_lines(5))  # the connection made before the reload still works
+    kept.close()
+    send_tcp(("127.0.0.1", second), app_lines(7))
+    assert server.wait_received(22)["received"] == 22
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", first), timeout=2)
