@@ -43,7 +43,7 @@ class IngestConfig(Strict):
 
 class PipelineConfig(Strict):
     workers: int = 0  # 0 = one per CPU
-    batch_lines: int = 2000
+    batch_lines: int = 4000
     batch_bytes: int = 1 << 20
     batch_delay_ms: float = 50.0
     max_in_flight: int = 4  # batches handed to the pool and not yet merged
