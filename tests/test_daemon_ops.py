@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -198,6 +200,14 @@ def test_metrics_on_control_port_and_http(start_server) -> None:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = response.read().decode()
+    curl = shutil.which("curl")
+    if curl is not None:  # what an operator types; the same bytes as urllib got
+        fetched = subprocess.run([curl, "-sf", f"http://{host}:{port}/metrics"], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout
+        assert fetched.splitlines()[0] == text.splitlines()[0]
+        assert [f.name for f in text_string_to_metric_families(fetched)] == [
+            f.name for f in text_string_to_metric_families(text)
+        ]
     families = {f.name: f for f in text_string_to_metric_families(text)}
     received = families["logtide_lines_received"].samples[0].value
     assert received == 42
