@@ -71,6 +71,7 @@ class Server:
         self._udp: list[asyncio.DatagramTransport] = []
         self._stopping = asyncio.Event()
         self._tick_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._last_status = 0.0
         self._last_snapshot = time.monotonic()
         workers = config.pipeline.workers or os.cpu_count() or 1
@@ -109,7 +110,7 @@ class Server:
         await self._open_listeners(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         self._tick_task = loop.create_task(self._tick())
         log.info("listening", **self.addresses, workers=self.workers)
         sdnotify.notify(sdnotify.READY, sdnotify.status(self._status_line()))
@@ -354,6 +355,11 @@ class Server:
         return await self.jobs.isprime(n)
 
     # -- reload ------------------------------------------------------------------------------
+
+    def _reload_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._background.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._background.discard)
 
     async def reload(self) -> None:
         """SIGHUP: apply a new config without dropping connections or state."""
