@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import structlog  # noqa: E402
 
+from server.primes import sieve  # noqa: E402
 from server.primes.jobs import JobManager, PrimeConfig  # noqa: E402
 from server.scheduler import INGEST, PoolScheduler  # noqa: E402
 
@@ -94,10 +95,10 @@ async def run(args: argparse.Namespace) -> None:
     print(f"segment_bytes={config.segment_bytes}  cpus={os.cpu_count()}  "
           f"load average {os.getloadavg()[0]:.2f} (other processes share these cores)")
     for workers in args.workers:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        with ProcessPoolExecutor(max_workers=workers, initializer=sieve.warm_up) as ex:
             scheduler = PoolScheduler(ex, workers)
             manager = JobManager(scheduler, config, lambda m: None)
-            await manager.count(1, 10**7)  # start the workers, build their pre-sieve patterns
+            await manager.count(1, 10**8)  # start every worker (7 segments over all lanes)
             for k in range(9, args.max_exp + 1):
                 r = await manager.count(1, 10**k)
                 assert r["count"] == PI[k], r

@@ -36,14 +36,15 @@ class PrimeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_range: Annotated[int, msgspec.Meta(ge=0)] = 10**12  # hi - lo limit for COUNT
     max_list: Annotated[int, msgspec.Meta(ge=0)] = 10**7  # hi - lo limit for LIST
     max_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2  # concurrent COUNT/LIST; more -> "too many jobs"
-    # Bytes of sieve per segment (8 wheel planes of 512 KiB, each fits L2). 4 MiB = 15.7 M
-    # numbers, ~10 ms of work near 1e10: short enough for ingest to interleave and CANCEL to
-    # bite, long enough to amortise the interpreter's per-prime cost (1 MiB: ~1.6x slower).
+    # Segment size, one byte per wheel number (the packed sieve is an eighth: 4 MiB -> 512 KiB,
+    # in L2). 4 MiB = 15.7 M numbers, ~4 ms of work near 1e10 (~16 ms at 1e13): short enough
+    # for ingest to interleave and CANCEL to bite. Each segment also costs a round trip through
+    # the scheduler, during which its worker idles: pi(10^10) with 2 workers took 2.6 / 2.0 /
+    # 1.7 s with 4 / 8 / 16 MiB segments (1 worker: 4.1 / 3.0-3.7 / 2.6-3.3 s, shared box).
     segment_bytes: Annotated[int, msgspec.Meta(ge=8 * 64, le=1 << 26)] = sieve.SEGMENT_BYTES
     progress_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
     # Largest hi. Every segment is shipped the primes up to sqrt(hi) and computes where each
-    # one starts: ~38 ms per segment at 1e13 (227,647 primes, 0.9 MB) and ~140 ms at 1e14,
-    # too long a wait for a log batch.
+    # one starts: ~16 ms per 4 MiB segment at 1e13 (227,647 primes, 0.9 MB), ~33 ms at 1e14.
     max_value: Annotated[int, msgspec.Meta(ge=1)] = 10**13
     # PRIME COUNT answers with the result when the job ends this soon, else with its id.
     answer_within_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0

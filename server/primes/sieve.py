@@ -1,31 +1,30 @@
 """Segmented sieve of Eratosthenes on a mod-30 wheel: the worker functions of prime jobs.
 
-A segment is eight byte planes, one per residue r in WHEEL (numbers 30*i + r), so only 8 of
-every 30 numbers take a byte. Multiples of 7..31 are pre-sieved with two periodic patterns,
-the smaller sieving primes cross off with bytearray extended-slice assignment (one C loop per
-prime and plane, plane by plane so the working set is one L2-sized plane), the larger ones
-with one numpy scatter per group of primes that hit a plane the same number of times.
+A segment is bit-packed, one byte per wheel column of 30 numbers (bit k for 30*i + WHEEL[k]),
+so only the 8 of every 30 numbers coprime to 30 take a bit. Multiples of 7..31 are pre-sieved
+by AND-ing two periodic patterns; the crossing off, counting, first/last, largest gap and twin
+pairs run in numba-compiled loops (`kernels`, imported lazily: only worker processes load it).
 Everything here is pure and module-level so it pickles to worker processes; a segment
 returns a compact `SegmentStats` tuple that merges in order.
 """
 from __future__ import annotations
 
 import math
+import threading
+import types
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
 WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
-_R = np.array(WHEEL, dtype=np.int64)
 # Multiples of these are pre-sieved by copying one periodic pattern and AND-ing a second;
 # each pattern's period (in wheel columns) is the product of its primes.
 PRESIEVE = (7, 11, 13, 17, 19, 23, 29, 31)
 _GROUPS = ((7, 11, 13, 17), (19, 23, 29, 31))
 SMALL = (2, 3, 5)  # not on the wheel; accounted for by hand
-SEGMENT_BYTES = 1 << 22  # 8 planes x 512 KiB: slices sieve one plane at a time, in L2 (1 MiB/core)
-# A slice assignment costs ~0.3 us of interpreter time; below ~64 hits per plane a numpy
-# scatter of a whole group of primes is cheaper per hit (measured: 32/64/128 within 5%).
-_SLICE_MIN_HITS = 64
+# Segment size counted as one byte per wheel number (the unit of `segments` and of the config):
+# 4 MiB = 524,288 columns = 15.7 M numbers in a 512 KiB packed buffer (L2: 2 MiB/core here).
+SEGMENT_BYTES = 1 << 22
 
 
 class SegmentStats(NamedTuple):
@@ -84,7 +83,7 @@ def simple_primes(limit: int) -> np.ndarray:
 
 
 def base_primes(hi: int) -> bytes:
-    """Sieving primes for a job up to `hi`: primes 19..isqrt(hi) as uint32 bytes (shipped to workers)."""
+    """Sieving primes for a job up to `hi`: primes 37..isqrt(hi) as uint32 bytes (shipped to workers)."""
     p = simple_primes(math.isqrt(hi))
     return p[p > PRESIEVE[-1]].astype(np.uint32).tobytes()
 
@@ -93,109 +92,65 @@ _patterns: dict[int, np.ndarray] = {}
 
 
 def _pattern(g: int, columns: int) -> np.ndarray:
-    """Per plane, 1 where 30*i + r has no factor in _GROUPS[g]; periodic, padded by `columns`."""
+    """Packed columns (bit k: 30*i + WHEEL[k]) with no factor in _GROUPS[g]; periodic, padded by `columns`."""
     pat = _patterns.get(g)
     period = math.prod(_GROUPS[g])
-    if pat is None or pat.shape[1] < period + columns:
-        i = np.arange(period + max(columns, SEGMENT_BYTES // 8), dtype=np.int64)
-        pat = np.ones((8, i.size), dtype=np.uint8)
+    if pat is None or pat.size < period + columns:
+        size = period + max(columns, SEGMENT_BYTES // 8)
+        pat = np.full(size, 0xFF, dtype=np.uint8)
         for p in _GROUPS[g]:
-            # one period of p, tiled: 30*i + r = 0 (mod p) repeats every p columns
-            one = np.ones((8, p), dtype=np.uint8)
-            for j, r in enumerate(WHEEL):
-                one[j, (30 * np.arange(p) + r) % p == 0] = 0
-            pat &= np.tile(one, (1, i.size // p + 1))[:, :i.size]
+            # 30*i + r = 0 (mod p) repeats every p columns: one period of p, tiled
+            i = np.arange(p, dtype=np.int64)
+            one = np.zeros(p, dtype=np.uint8)
+            for k, r in enumerate(WHEEL):
+                one |= ((30 * i + r) % p != 0).astype(np.uint8) << k
+            pat &= np.tile(one, size // p + 1)[:size]
         _patterns[g] = pat
     return pat
 
 
-_zeros: dict[int, bytearray] = {}  # zero sources for short slices, where allocation would show
-_ZERO_CACHE_MAX = 1024
+_warming: threading.Thread | None = None
 
 
-def _sieve_block(c0: int, columns: int, base: bytes) -> np.ndarray:
-    """Planes (8, columns) for numbers 30*c0 .. 30*(c0+columns)-1: 1 = prime (1 itself excluded)."""
-    buf = bytearray(8 * columns)
-    arr = np.frombuffer(buf, dtype=np.uint8).reshape(8, columns)
-    o0, o1 = (c0 % math.prod(g) for g in _GROUPS)
-    np.bitwise_and(_pattern(0, columns)[:, o0:o0 + columns],
-                   _pattern(1, columns)[:, o1:o1 + columns], out=arr)
-    P = np.frombuffer(base, dtype=np.uint32).astype(np.int64)
-    if P.size:
-        # column of the first multiple of p in plane j: 30*(c0+i) + r = 0 (mod p)
-        # <=> i = -(r * 30^-1 + c0) (mod p); 30^-1 mod p from p mod 30 by a table.
-        inv = (_K[P % 30] * P + 1) // 30
-        off = (-(_R[:, None] * inv[None, :] % P + c0 % P)) % P  # shape (8, nP)
-        n_slice = int(np.searchsorted(P, columns // _SLICE_MIN_HITS, side="right"))
-        if n_slice:
-            zeros = _zeros
-            offs = (off[:, :n_slice] + (np.arange(8, dtype=np.int64) * columns)[:, None]).tolist()
-            plist = P[:n_slice].tolist()
-            for j in range(8):
-                stop = (j + 1) * columns
-                for p, s in zip(plist, offs[j]):
-                    n = (stop - 1 - s) // p + 1
-                    z = zeros.get(n)
-                    if z is None:
-                        z = bytearray(n)
-                        if n <= _ZERO_CACHE_MAX:
-                            zeros[n] = z
-                    buf[s:stop:p] = z
-        _scatter(arr.reshape(-1), P[n_slice:], off[:, n_slice:], columns)
-    if 30 * c0 <= max(PRESIEVE[-1], int(P[-1]) if P.size else 0):
-        _restore(arr, c0, columns, P)
-    if c0 == 0:
-        arr[0, 0] = 0  # 1 is not prime
-    return arr
+def warm_up_soon() -> None:
+    """Start `warm_up` in a background thread of this process, once (pool worker start-up).
+
+    Loading the kernels costs ~0.6 s (import numba, read the cached machine code; a first-ever
+    compile ~2 s): the daemon should not wait for it at every start, and a log batch arriving
+    meanwhile runs alongside. A prime segment that comes first waits on the import lock.
+    """
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=warm_up, name="prime-kernels", daemon=True)
+        _warming.start()
 
 
-def _scatter(flat: np.ndarray, P: np.ndarray, off: np.ndarray, columns: int) -> None:
-    """Cross off multiples of the larger primes: per group with k = columns // p hits each."""
-    if not P.size:
-        return
-    pos = off + (np.arange(8, dtype=np.int64) * columns)[:, None]
-    k_of = columns // P
-    # P ascending -> k descending; group boundaries where k changes
-    cuts = np.flatnonzero(np.diff(k_of)) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [P.size]))
-    plane_end = (np.arange(1, 9, dtype=np.int64) * columns)[:, None]
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        k = int(k_of[a])
-        p = P[a:b]
-        q = pos[:, a:b]
-        if k:
-            flat[(q[:, :, None] + p[None, :, None] * _AR[:k]).ravel()] = 0
-        last = q + k * p
-        flat[last[last < plane_end]] = 0
+def _kernels() -> types.ModuleType:
+    """The compiled kernels, imported on first use: only worker processes pay for numba."""
+    from server.primes import kernels
 
-
-_AR = np.arange(1 << 12, dtype=np.int64)
-# _K[m] = k with k*p + 1 = 0 (mod 30) for p = m (mod 30), m in WHEEL
-_K = np.zeros(30, dtype=np.int64)
-for _m in WHEEL:
-    _K[_m] = next(k for k in range(30) if (k * _m + 1) % 30 == 0)
-
-
-def _restore(arr: np.ndarray, c0: int, columns: int, P: np.ndarray) -> None:
-    """Give back the sieving primes that lie in the block (each crossed itself off as p*1)."""
-    lo, hi = 30 * c0, 30 * (c0 + columns)
-    for p in list(PRESIEVE) + P[(P >= lo) & (P < hi)].tolist():
-        if lo <= p < hi:
-            arr[WHEEL.index(p % 30), p // 30 - c0] = 1
+    return kernels
 
 
 def _sieved(lo: int, hi: int, base: bytes) -> tuple[int, np.ndarray]:
-    """Sieve [lo, hi] (any lo <= hi) and zero the wheel numbers outside; returns (c0, planes)."""
-    c0 = lo // 30
-    c1 = hi // 30
-    arr = _sieve_block(c0, c1 - c0 + 1, base)
-    for j, r in enumerate(WHEEL):
+    """Sieve [lo, hi] (7 <= lo <= hi) as packed columns, numbers outside cleared; (c0, columns)."""
+    c0, c1 = lo // 30, hi // 30
+    columns = c1 - c0 + 1
+    P = np.frombuffer(base, dtype=np.uint32)
+    buf = _kernels().sieve_segment(c0, columns, P, _pattern(0, columns), math.prod(_GROUPS[0]),
+                                   _pattern(1, columns), math.prod(_GROUPS[1]))
+    if c0 <= PRESIEVE[-1] // 30:  # the pre-sieve crossed 7..31 off and kept 1
+        for p in PRESIEVE:
+            if c0 <= p // 30 <= c1:
+                buf[p // 30 - c0] |= 1 << WHEEL.index(p % 30)
+        if c0 == 0:
+            buf[0] &= 0xFE
+    for k, r in enumerate(WHEEL):
         if 30 * c0 + r < lo:
-            arr[j, 0] = 0
+            buf[0] &= ~(1 << k) & 0xFF
         if 30 * c1 + r > hi:
-            arr[j, -1] = 0
-    return c0, arr
+            buf[-1] &= ~(1 << k) & 0xFF
+    return c0, buf
 
 
 def segment_stats(lo: int, hi: int, base: bytes) -> SegmentStats:
@@ -203,59 +158,16 @@ def segment_stats(lo: int, hi: int, base: bytes) -> SegmentStats:
     small = [p for p in SMALL if lo <= p <= hi]
     if hi < 7:
         return stats_of(small, lo, hi)
-    c0, arr = _sieved(max(lo, 7), hi, base)
-    count = int(np.count_nonzero(arr))
-    twins = int(np.count_nonzero(arr[2] & arr[3]) + np.count_nonzero(arr[4] & arr[5])
-                + np.count_nonzero(arr[7, :-1] & arr[0, 1:]))
-    col = arr[0] | arr[1]
-    for j in range(2, 8):
-        col |= arr[j]
-    cb = col.tobytes()  # 1 where the column (30 numbers) holds a prime
-    c_first, c_last = cb.find(1), cb.rfind(1)
-    if c_first < 0:
+    c0, buf = _sieved(max(lo, 7), hi, base)
+    count, first, last, gap, after, twins = _kernels().stats(buf, c0)
+    if count == 0:
         res = SegmentStats(lo, hi, 0, None, None, 0, None, 0)
     else:
-        first = 30 * (c0 + c_first) + WHEEL[int(np.argmax(arr[:, c_first]))]
-        last = 30 * (c0 + c_last) + WHEEL[7 - int(np.argmax(arr[::-1, c_last]))]
-        gap, after = _largest_gap(arr, c0, cb, c_first, c_last)
-        res = SegmentStats(lo, hi, count, first, last, gap, after, twins)
+        res = SegmentStats(lo, hi, int(count), int(first), int(last), int(gap),
+                           int(after) if after >= 0 else None, int(twins))
     if small:
         res = merge(stats_of(small, lo, small[-1]), res._replace(lo=small[-1] + 1))
     return res
-
-
-def _largest_gap(arr: np.ndarray, c0: int, cb: bytes, c_first: int,
-                 c_last: int) -> tuple[int, int | None]:
-    """Largest gap and where, looking closely only at the longest runs of prime-free columns."""
-    # A gap between primes in columns c1 < c2 is 30*(c2-c1) + r_first(c2) - r_last(c1), within
-    # +-28 of 30*(c2-c1): only runs of empty columns at least (longest - 1) long can hold the
-    # largest gap. bytes.find skips through the columns in C, m at a time.
-    longest, m, pos = 0, 1, c_first
-    while (pos := cb.find(bytes(m), pos, c_last)) >= 0:
-        end = cb.find(1, pos + m)
-        longest, m, pos = end - pos, end - pos + 1, end
-    if longest >= 2:
-        starts = []
-        m, pos = longest - 1, c_first
-        while (pos := cb.find(bytes(m), pos, c_last)) >= 0:
-            starts.append(pos)
-            pos = cb.find(1, pos + m)
-        c1 = np.array(starts, dtype=np.int64) - 1
-        c2 = np.array([cb.find(1, s) for s in starts], dtype=np.int64)
-        r_last = _R[7 - np.argmax(arr[::-1][:, c1], axis=0)]
-        r_first = _R[np.argmax(arr[:, c2], axis=0)]
-        g = 30 * (c2 - c1) + r_first - r_last
-        k = int(np.argmax(g))
-        return int(g[k]), 30 * (c0 + int(c1[k])) + int(r_last[k])
-    cols = arr[:, c_first:c_last + 1]
-    idx = np.flatnonzero(cols.T)
-    nums = 30 * (c0 + c_first + idx // 8) + _R[idx % 8]
-    if nums.size < 2:
-        return 0, None
-    g = np.diff(nums)
-    k = int(np.argmax(g))
-    return int(g[k]), int(nums[k])
-
 
 
 def segment_primes(lo: int, hi: int, base: bytes) -> bytes:
@@ -263,10 +175,15 @@ def segment_primes(lo: int, hi: int, base: bytes) -> bytes:
     small = [p for p in SMALL if lo <= p <= hi]
     out = np.array(small, dtype=np.int64)
     if hi >= 7:
-        c0, arr = _sieved(max(lo, 7), hi, base)
-        idx = np.flatnonzero(arr.T)
-        out = np.concatenate((out, 30 * (c0 + idx // 8) + _R[idx % 8]))
+        c0, buf = _sieved(max(lo, 7), hi, base)
+        out = np.concatenate((out, _kernels().primes_of(buf, c0)))
     return out.astype("<i8").tobytes()
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time) the kernels and build the patterns: pool worker start-up."""
+    segment_stats(1, 10_000, base_primes(10_000))
+    segment_primes(1, 100, base_primes(100))
 
 
 def segments(lo: int, hi: int, segment_bytes: int = SEGMENT_BYTES) -> Iterator[tuple[int, int]]:

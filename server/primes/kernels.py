@@ -1,0 +1,215 @@
+"""Compiled (numba) inner loops of the segmented sieve: bit-packed mod-30 wheel, one byte per 30 numbers.
+
+Byte i of a segment starting at wheel column c0 holds the numbers 30*(c0+i) + r for r in WHEEL,
+bit k for WHEEL[k]. A prime p >= 37 crosses off its multiples p*q with q coprime to 30 as eight
+arithmetic progressions, one per residue of q: each has a fixed bit and a stride of p bytes, so
+the inner loop is a single AND-and-add. Primes below `_BLOCK` sieve one L1-sized block at a time
+(pattern copy for 7..31 first, then crossing off, while the block is in L1); the larger ones hit a
+block less than once per progression and go over the whole segment (L2) in one pass.
+
+Imported lazily by `sieve` (only in worker processes): `import numba` costs ~0.4 s, which the
+daemon's event loop and short tests should not pay. `cache=True` stores the machine code next to
+this file (or in the user cache dir), so a worker loads it in milliseconds after the first compile.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numba
+import numpy as np
+
+WHEEL = np.array((1, 7, 11, 13, 17, 19, 23, 29), dtype=np.int64)
+# bit index of residue r mod 30 (r coprime to 30), -1 elsewhere
+_BIT = np.full(30, -1, dtype=np.int64)
+_BIT[WHEEL] = np.arange(8)
+# Primes below this many bytes sieve block by block in L1 (64 KiB L1d here; 32 KiB leaves room
+# for the pattern reads). Measured per 4 MiB segment near 1e10 with 16/32/64/128 KiB blocks:
+# 2.98/2.86/3.00/3.05 ms.
+_BLOCK = 1 << 15
+
+
+def _byte_tables() -> tuple[np.ndarray, ...]:
+    """Per byte value: popcount, lowest/highest set bit, in-byte twins, largest in-byte gap and where."""
+    pop = np.zeros(256, np.int64)
+    low = np.zeros(256, np.int64)
+    high = np.zeros(256, np.int64)
+    twin = np.zeros(256, np.int64)
+    gap = np.zeros(256, np.int64)
+    gap_at = np.zeros(256, np.int64)
+    for b in range(256):
+        rs = [int(WHEEL[k]) for k in range(8) if b >> k & 1]
+        pop[b] = len(rs)
+        if rs:
+            low[b] = int(_BIT[rs[0]])
+            high[b] = int(_BIT[rs[-1]])
+        twin[b] = sum(q - p == 2 for p, q in itertools.pairwise(rs))
+        for p, q in itertools.pairwise(rs):
+            if q - p > gap[b]:  # strict: ties keep the first
+                gap[b], gap_at[b] = q - p, p
+    return pop, low, high, twin, gap, gap_at
+
+
+_POP, _LOW, _HIGH, _TWIN, _GAP, _GAP_AT = _byte_tables()
+
+
+def _jit(fn):
+    """njit with an on-disk cache; without one if no cache directory is usable."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "no locator available" (read-only tree and home)
+        return numba.njit(nogil=True)(fn)
+
+
+@_jit
+def sieve_segment(c0, ncols, P, pat0, period0, pat1, period1):  # pragma: no cover - compiled
+    """Bytes for columns c0 .. c0+ncols-1: bit set = no prime factor among 7..31 and P.
+
+    P: sieving primes (>= 37, ascending, uint32). pat0/pat1: the 7..17 and 19..31 pre-sieve
+    patterns (periods period0/period1 bytes), each at least one period plus ncols bytes long.
+    The primes 7..31 and 1 come out wrong (crossed / kept); the caller fixes the first two
+    columns. Each prime starts at p*p, so the sieving primes themselves stay.
+    """
+    buf = np.empty(ncols, np.uint8)
+    o0 = c0 % period0
+    o1 = c0 % period1
+    seg_lo = 30 * c0
+    seg_hi = 30 * (c0 + ncols)
+    # Indices are uint64 below: numba cannot prove a signed index >= 0 and adds a wraparound
+    # check per access, which blocks vectorising the copy (45x) and slows crossing off (~30%).
+    n_small = 0
+    while n_small < P.size and P[n_small] < _BLOCK:
+        n_small += 1
+    pos = np.empty(8 * n_small, np.uint64)  # next byte of each small-prime progression
+    mask = np.empty(8 * n_small, np.uint8)
+    for j in range(n_small):
+        p = np.int64(P[j])
+        start = max(p * p, seg_lo)
+        q0 = (start + p - 1) // p
+        for k in range(8):
+            q = q0 + (WHEEL[k] - q0) % 30
+            pos[8 * j + k] = (p * q) // 30 - c0
+            mask[8 * j + k] = ~np.uint8(1 << _BIT[(p * WHEEL[k]) % 30])
+    for b0 in range(0, ncols, _BLOCK):
+        b1 = min(b0 + _BLOCK, ncols)
+        blk = buf[b0:b1]
+        a0 = pat0[o0 + b0:o0 + b1]
+        a1 = pat1[o1 + b0:o1 + b1]
+        for i in range(b1 - b0):
+            blk[i] = a0[i] & a1[i]
+        end = np.uint64(b1)
+        for j in range(n_small):
+            p = np.uint64(P[j])
+            for k in range(8):
+                i = pos[8 * j + k]
+                m = mask[8 * j + k]
+                while i < end:
+                    buf[i] &= m
+                    i += p
+                pos[8 * j + k] = i
+    end = np.uint64(ncols)
+    for j in range(n_small, P.size):
+        p = np.int64(P[j])
+        if p * p >= seg_hi:
+            break
+        start = max(p * p, seg_lo)
+        q0 = (start + p - 1) // p
+        pu = np.uint64(p)
+        for k in range(8):
+            q = q0 + (WHEEL[k] - q0) % 30
+            i = np.uint64((p * q) // 30 - c0)
+            m = ~np.uint8(1 << _BIT[(p * WHEEL[k]) % 30])
+            while i < end:
+                buf[i] &= m
+                i += pu
+    return buf
+
+
+@_jit
+def _popcount(x):  # pragma: no cover - compiled
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@_jit
+def stats(buf, c0):  # pragma: no cover - compiled
+    """(count, first, last, gap, gap_after, twins) of the set bits; -1 for none / no gap."""
+    n = buf.size
+    nw = n // 8
+    words = buf[:8 * nw].view(np.uint64)
+    count = np.uint64(0)
+    twins = np.uint64(0)
+    one = np.uint64(1)
+    for w in range(nw):
+        x = words[w]
+        count += _popcount(x)
+        # twins (11, 13) and (17, 19) inside a byte: bits 2&3, 4&5; (29, 31): bit 7 and the
+        # next byte's bit 0
+        t = (x & (x >> one) & np.uint64(0x1414141414141414)) | (
+            (x >> np.uint64(7)) & (x >> np.uint64(8)) & np.uint64(0x0101010101010101))
+        twins += _popcount(t)
+    for w in range(nw - 1):
+        twins += (words[w] >> np.uint64(63)) & words[w + 1] & one
+    total = np.int64(count)
+    pairs = np.int64(twins)
+    prev_byte = buf[8 * nw - 1] if nw else np.uint8(0)
+    for i in range(8 * nw, n):
+        b = buf[i]
+        total += _POP[b]
+        pairs += _TWIN[b] + ((prev_byte >> 7) & b & 1)
+        prev_byte = b
+    # Largest gap: the gap between nonzero bytes j < i is within 30*(i-j) +- 28, and one inside
+    # a byte is at most 28, so only look closely when 30*(i-j) + 28 could beat the best so far.
+    i0 = 0
+    while i0 < n and buf[i0] == 0:
+        i0 += 1
+    if i0 == n:
+        return total, -1, -1, 0, -1, pairs
+    first = 30 * (c0 + i0) + WHEEL[_LOW[buf[i0]]]
+    gap = _GAP[buf[i0]]
+    after = 30 * (c0 + i0) + _GAP_AT[buf[i0]] if gap else -1
+    # Two branch-free passes (a data-dependent branch per byte costs more than the rest):
+    # the longest distance d between nonzero bytes, then a close look only at distances >= d - 1,
+    # since the best gap is >= 30*d - 28 and a distance e spans at most 30*e + 28.
+    prev_i = i0
+    longest = 0
+    for i in range(i0 + 1, n):
+        nz = buf[i] != 0
+        longest = max(longest, (i - prev_i) * nz)
+        prev_i = i if nz else prev_i
+    near = longest - 1
+    prev_i = i0
+    for i in range(i0 + 1, n):
+        nz = buf[i] != 0
+        if nz & (i - prev_i >= near):
+            b = buf[i]
+            base = 30 * (c0 + i)
+            prev = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
+            low = base + WHEEL[_LOW[b]]
+            if low - prev > gap:
+                gap = low - prev
+                after = prev
+            if _GAP[b] > gap:
+                gap = _GAP[b]
+                after = base + _GAP_AT[b]
+        prev_i = i if nz else prev_i
+    last = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
+    return total, first, last, gap, after, pairs
+
+
+@_jit
+def primes_of(buf, c0):  # pragma: no cover - compiled
+    """The numbers of the set bits, ascending, as int64."""
+    n = 0
+    for i in range(buf.size):
+        n += _POP[buf[i]]
+    out = np.empty(n, np.int64)
+    n = 0
+    for i in range(buf.size):
+        b = np.int64(buf[i])
+        while b:
+            out[n] = 30 * (c0 + i) + WHEEL[_LOW[b]]
+            n += 1
+            b &= b - 1
+    return out
