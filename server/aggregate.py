@@ -475,12 +475,7 @@ class Partial(msgspec.Struct, dict=True):
         self._last = None
 
     def merge(self, other: Partial) -> None:
-        self.received += other.received
-        self.parsed += other.parsed
-        self.bytes += other.bytes
-        add_counts(self.rejected, other.rejected)
-        add_counts(self.by_format, other.by_format)
-        add_counts(self.notes, other.notes)
+        merge_totals(self, other)
         self.fold()
         other.fold()
         for second, bucket in other.buckets.items():
@@ -502,3 +497,14 @@ class Partial(msgspec.Struct, dict=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Partial)
+
+
+def merge_totals(into: Any, other: Partial) -> None:
+    """Add the accounting totals (received, parsed, bytes, rejected, by_format, notes) of
+    `other` to `into`: a Partial, or the Stats that keeps the totals since start."""
+    into.received += other.received
+    into.parsed += other.parsed
+    into.bytes += other.bytes
+    add_counts(into.rejected, other.rejected)
+    add_counts(into.by_format, other.by_format)
+    add_counts(into.notes, other.notes)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from server import sketches
-from server.aggregate import Bucket, Partial, add_counts
+from server.aggregate import Bucket, Partial, add_counts, merge_totals
 from server.records import LEVELS
 
 TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
@@ -114,12 +114,7 @@ class Stats:
     def merge(self, partial: Partial, now: float) -> None:
         """Merge one worker result; `now` is the clock used for the future guard."""
         cfg = self.config
-        self.received += partial.received
-        self.parsed += partial.parsed
-        self.bytes += partial.bytes
-        add_counts(self.rejected, partial.rejected)
-        add_counts(self.by_format, partial.by_format)
-        add_counts(self.notes, partial.notes)
+        merge_totals(self, partial)
         partial.fold()
         limit = int(now) + cfg.max_future_s
         accepted = [s for s in partial.buckets if s <= limit]
