@@ -45,7 +45,7 @@ def write_corpus(folder: Path, lines: int, files: int) -> int:
 
 
 def run(folder: Path, workers: int, rss_tree_kb) -> tuple[float, int, dict]:
-    code = "import sys; from server.analyze import run_analyze; sys.exit(run_analyze(sys.argv[1:]))"
+    code = "import sys; from server.offline.analyze import run_analyze; sys.exit(run_analyze(sys.argv[1:]))"
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder), "--json", "--workers", str(workers)],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)

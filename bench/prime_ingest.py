@@ -3,7 +3,7 @@ long `PRIME COUNT` running on the same worker pool, in the same run.
 
     python bench/prime_ingest.py [--lines 400000] [--runs 3]
 
-Log batches go to the pool ahead of prime segments (server/scheduler.py), so a batch waits at
+Log batches go to the pool ahead of prime segments (server/pool/scheduler.py), so a batch waits at
 most for one running segment. Prints lines/s with no job and during a job (median, ratio), the
 mean batch time from METRICS, and how far the job got meanwhile.
 """

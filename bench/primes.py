@@ -27,7 +27,7 @@ import structlog  # noqa: E402
 
 from server.primes import sieve  # noqa: E402
 from server.primes.jobs import JobManager, PrimeConfig  # noqa: E402
-from server.scheduler import INGEST, PoolScheduler  # noqa: E402
+from server.pool.scheduler import INGEST, PoolScheduler  # noqa: E402
 
 PI = {9: 50847534, 10: 455052511}
 

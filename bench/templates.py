@@ -1,4 +1,4 @@
-"""Grouping accuracy of `server.templates.template_of` on the loghub-2k corpus.
+"""Grouping accuracy of `server.stats.templates.template_of` on the loghub-2k corpus.
 
 Usage: python bench/templates.py [--raw] [--show DATASET]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.templates import template_of  # noqa: E402
+from server.stats.templates import template_of  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "loghub-2k"
 DATASETS = ("Apache", "HDFS", "Hadoop", "HealthApp", "Linux", "OpenSSH", "Spark", "Zookeeper")

@@ -1,6 +1,6 @@
 """`python -m server` is `logtided`."""
 import sys
 
-from server.cli import main
+from server.daemon.cli import main
 
 sys.exit(main())

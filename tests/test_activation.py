@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server import activation
+from server.daemon import activation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
 
 CHILD = r"""
 import json, os, socket, sys
-from server.activation import ENV_VARS, inherited_listeners, inherited_sockets, is_listening, listener_role, socket_kind
+from server.daemon.activation import ENV_VARS, inherited_listeners, inherited_sockets, is_listening, listener_role, socket_kind
 if sys.argv[1] == "listeners":
     pairs = inherited_listeners()
     print(json.dumps({"roles": [role for role, _ in pairs], "kinds": [socket_kind(s) for _, s in pairs],

@@ -1,4 +1,4 @@
-"""Partial aggregates (server.aggregate): exact counts per event second, sketches, merge laws."""
+"""Partial aggregates (server.stats.aggregate): exact counts per event second, sketches, merge laws."""
 from __future__ import annotations
 
 import random
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.aggregate import MAX_VALUE_LEN, Bucket, Partial, by_second
-from server import sketches
+from server.stats.aggregate import MAX_VALUE_LEN, Bucket, Partial, by_second
+from server.stats import sketches
 from server.records import LEVELS, SEVERITY_OF, Http, Record
 
 

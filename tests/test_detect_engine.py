@@ -332,7 +332,7 @@ def test_unknown_keys_and_bad_pattern_keys_are_rejected() -> None:
 
 
 def test_streaming_through_the_driver_equals_replay() -> None:
-    from server.detection import Driver  # the lead's reorder buffer and event clock
+    from server.detect.driver import Driver  # the lead's reorder buffer and event clock
 
     cfg = DetectConfig()
     feeds = build_feeds(WORKLOAD, cfg, template, batch_lines=300)
@@ -356,7 +356,7 @@ def test_a_live_driver_whose_input_stops_ends_as_a_replay_does(end: int) -> None
     """After the input stops the server's event clock runs on at wall pace: the events it then
     finds (resolved episodes, the last z-score interval) are those `analyze --events` lists,
     whether the input ends inside an interval or at its end (with a flood in the last one)."""
-    from server.detection import Driver
+    from server.detect.driver import Driver
 
     cfg = DetectConfig()
     records = [r for r in WORKLOAD if r.ts is not None and r.ts < T0 + end]
@@ -377,7 +377,7 @@ def test_a_live_driver_whose_input_stops_ends_as_a_replay_does(end: int) -> None
 def test_a_line_from_the_future_does_not_move_the_event_clock() -> None:
     """One line stamped years ahead (a bad clock) is counted as `future_lines` and dropped:
     the lines after it are not late and the events are those of the stream without it."""
-    from server.detection import Driver
+    from server.detect.driver import Driver
 
     cfg = DetectConfig()
     now = float(T0 + 1300)

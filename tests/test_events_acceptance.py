@@ -6,7 +6,7 @@ error burst, brute-force sequences that must and must not match, a scanning IP, 
 template, a latency jump, and a flood in the file's last seconds); a second file is the steady
 traffic alone. Both are streamed to servers (one subscriber on `SUBSCRIBE anomalies`) and
 replayed by `analyze`. After input stops, each server's event clock runs on at wall pace (see
-`server.detection`), so the config uses small windows and a short lateness to finish quickly.
+`server.detect.driver`), so the config uses small windows and a short lateness to finish quickly.
 """
 from __future__ import annotations
 

@@ -297,7 +297,7 @@ def test_shipped_config_loads() -> None:
 
     import msgspec
 
-    from server.config import Config, load_config
+    from server.daemon.config import Config, load_config
 
     path = Path(__file__).resolve().parents[1] / "config.toml"
     config = load_config(path)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.metrics import CONTENT_TYPE, MetricFigures, render_metrics
+from server.publish.metrics import CONTENT_TYPE, MetricFigures, render_metrics
 
 parser = pytest.importorskip("prometheus_client.parser")  # test-only dependency ([test] extra)
 

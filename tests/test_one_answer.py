@@ -21,10 +21,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from server.analyze import analyze_paths
-from server.config import load_config
-from server.templates import path_template
-from server.windows import StatsConfig, quantile_rank_error
+from server.offline.analyze import analyze_paths
+from server.daemon.config import load_config
+from server.stats.templates import path_template
+from server.stats.windows import StatsConfig, quantile_rank_error
 from tests.conftest import ROOT, ServerProcess, send_tcp
 
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -147,7 +147,7 @@ def generate(start: int, seed: int = 4) -> Truth:
             if status >= 400:
                 truth.count("suspicious_ip", ip)
             if status >= 500:
-                # A failed request counts under the request itself (server.templates.record_template).
+                # A failed request counts under the request itself (server.stats.templates.record_template).
                 truth.error(f"{method} {path_template(path)} {status}", line)
             truth.latency.append(float(latency))
             truth.bytes_sent += 0 if nbytes == "-" else int(nbytes)

@@ -1,10 +1,10 @@
-"""`logtided parse` (server.parsing.cli.run_parse): one JSON object per input line."""
+"""`logtided parse` (server.offline.parse.run_parse): one JSON object per input line."""
 from __future__ import annotations
 
 import io
 import json
 
-from server.parsing.cli import iso_utc, run_parse
+from server.offline.parse import iso_utc, run_parse
 
 
 def run(text: str, *argv: str, template_of=None) -> tuple[int, list[dict]]:

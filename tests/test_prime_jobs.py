@@ -10,7 +10,7 @@ import pytest
 
 from server.primes import sieve
 from server.primes.jobs import JobManager, JobRejected, PrimeConfig
-from server.scheduler import INGEST, PoolScheduler
+from server.pool.scheduler import INGEST, PoolScheduler
 
 SMALL_SEGMENTS = 1 << 14  # 61,440 numbers per segment: many segments, quick
 

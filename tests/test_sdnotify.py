@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server import sdnotify
+from server.daemon import sdnotify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def test_missing_socket_is_logged_not_raised(tmp_path: Path) -> None:
 def test_subprocess_notifies_through_inherited_environment(abstract_socket: tuple[str, socket.socket]) -> None:
     """The way systemd runs us: NOTIFY_SOCKET in the environment of another process."""
     name, sock = abstract_socket
-    code = "from server import sdnotify; sdnotify.notify(sdnotify.READY); sdnotify.notify(sdnotify.STOPPING)"
+    code = "from server.daemon import sdnotify; sdnotify.notify(sdnotify.READY); sdnotify.notify(sdnotify.STOPPING)"
     env = {**os.environ, "NOTIFY_SOCKET": name, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
     assert [sock.recv(4096), sock.recv(4096)] == [b"READY=1", b"STOPPING=1"]

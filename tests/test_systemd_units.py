@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.activation import GENERIC_INGEST, ROLES
+from server.daemon.activation import GENERIC_INGEST, ROLES
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
 NAMES = ["logtided.service", "logtided.socket", "logtided-control.socket"]

@@ -1,4 +1,4 @@
-"""Rolling windows (server.windows): event-time buckets, window edges, late/future, top-N."""
+"""Rolling windows (server.stats.windows): event-time buckets, window edges, late/future, top-N."""
 from __future__ import annotations
 
 import random
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.aggregate import Partial
+from server.stats.aggregate import Partial
 from server.records import SEVERITY_OF, Http, Record
-from server.windows import Stats, StatsConfig, quantile_rank_error
+from server.stats.windows import Stats, StatsConfig, quantile_rank_error
 
 NOW = 1_700_000_000.0
 

@@ -1,13 +1,13 @@
-"""Worker side of ingestion (server.worker): one batch in, one mergeable result out."""
+"""Worker side of ingestion (server.pool.worker): one batch in, one mergeable result out."""
 from __future__ import annotations
 
-from server.aggregate import Partial
+from server.stats.aggregate import Partial
 from server.detect.config import DetectConfig
 from server.detect.feed import Feed
 from server.parsing import parse_line
 from server.records import Rejected, is_error
-from server.templates import record_template
-from server.worker import WorkerOptions, decode_result, process_batch
+from server.stats.templates import record_template
+from server.pool.worker import WorkerOptions, decode_result, process_batch
 
 ARRIVAL = 1738238400.0
 FRAMES = [

@@ -112,7 +112,7 @@ class Engine:
         """Process everything buffered (end of input). With `drain`, walk on without data until
         every sliding window has emptied and the last z-score interval has closed, so open
         episodes send `resolved` and the last interval is judged: what a live server does as
-        its event clock runs on after the input stops (server.detection.Driver), so a replay
+        its event clock runs on after the input stops (server.detect.driver.Driver), so a replay
         lists the same events as a stream. The drained seconds count as processed (later data
         for them is late), so do not drain a live stream."""
         st = self._state

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import msgspec
 
-from server.aggregate import Groups, by_second
+from server.stats.aggregate import Groups, by_second
 from server.detect.config import DetectConfig, Pattern
 from server.detect.histogram import bucket_of, merge_into
 from server.records import ERROR_SEVERITY, Record, is_error

@@ -20,7 +20,7 @@ keeping facility and severity, so no data is lost; it is never labelled `rfc5424
 from __future__ import annotations
 
 from server.records import Record, Rejected
-from server.parsing.detect import DEFAULT_PLAN, parse, plan_for
+from server.parsing.sniff import DEFAULT_PLAN, parse, plan_for
 from server.parsing.options import ParseOptions
 
 __all__ = ["ParseOptions", "parse_line"]

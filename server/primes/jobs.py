@@ -22,7 +22,7 @@ import structlog
 
 from server.primes import primality, sieve
 from server.primes.numbers import parse_range
-from server.scheduler import JOB, PoolScheduler
+from server.pool.scheduler import JOB, PoolScheduler
 
 log = structlog.get_logger()
 

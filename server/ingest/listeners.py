@@ -10,8 +10,8 @@ import time
 
 import structlog
 
-from server.framing import FrameError, Framer
-from server.pipeline import Pipeline
+from server.ingest.framing import FrameError, Framer
+from server.ingest.pipeline import Pipeline
 from server.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()

@@ -10,7 +10,7 @@ from typing import Callable
 
 import msgspec
 
-from server.metrics import CONTENT_TYPE
+from server.publish.metrics import CONTENT_TYPE
 
 _MAX_HEAD = 8192
 

@@ -1,7 +1,7 @@
 """Batching, the worker pool hand-off, backpressure and merging: the middle of the flow.
 
 Listeners hand frames to `Pipeline.submit`; frames are cut into batches by size and by a short
-deadline, parsed in the pool (`server.worker.process_batch`) and the partial aggregates merged
+deadline, parsed in the pool (`server.pool.worker.process_batch`) and the partial aggregates merged
 into `Stats`. Past `max_in_flight` batches or `max_buffered_bytes`, every ingest transport is
 paused until the pool catches up: overload slows TCP senders down, it does not drop lines.
 """
@@ -14,15 +14,15 @@ from typing import Any, Callable
 
 import structlog
 
-from server.aggregate import Partial
-from server.config import PipelineConfig
-from server.archive import Archive
-from server.framing import FrameError
+from server.stats.aggregate import Partial
+from server.daemon.config import PipelineConfig
+from server.persist.archive import Archive
+from server.ingest.framing import FrameError
 from server.ratelog import RateLimitedLog, RateLimiter
-from server.rejects import RejectsFile
-from server.scheduler import INGEST, PoolScheduler
-from server.windows import Stats
-from server.worker import BatchResult, WorkerOptions, decode_result, process_batch
+from server.persist.rejects import RejectsFile
+from server.pool.scheduler import INGEST, PoolScheduler
+from server.stats.windows import Stats
+from server.pool.worker import BatchResult, WorkerOptions, decode_result, process_batch
 
 log = structlog.get_logger()
 

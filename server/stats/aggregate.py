@@ -1,7 +1,7 @@
 """Mergeable partial aggregates: what a worker returns for one batch of lines.
 
 A `Partial` is built in a worker process from parsed records, crosses the pipe as bytes, and is
-merged in the main process into time buckets (`server.windows`). It holds the batch's accounting
+merged in the main process into time buckets (`server.stats.windows`). It holds the batch's accounting
 (received/parsed/rejected/bytes) and one `Bucket` per event second: exact counts for bounded
 domains (level, method, status, format) and DataSketches for everything unbounded (IPs, user
 agents, paths, services, hosts, error templates, latency). Merging is associative and commutative.
@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import msgspec
 
-from server import sketches
+from server.stats import sketches
 from server.records import ERROR_SEVERITY, SEVERITY_OF, Record
 
 # Sketch sizes used by workers. The main process merges into sketches sized by `[stats]`.

@@ -13,15 +13,15 @@ from typing import Any
 
 import msgspec
 
-from server.aggregate import Partial, by_second
+from server.stats.aggregate import Partial, by_second
 from server.detect.config import DetectConfig
 from server.detect.feed import Feed
 from server.parsing import ParseOptions
-from server.parsing.detect import parse, plan_for
-from server.parsing.cli import record_view
+from server.parsing.sniff import parse, plan_for
+from server.offline.parse import record_view
 from server.records import ERROR_SEVERITY, Record, Rejected
-from server.tailfilter import Predicate, compile_filter
-from server.templates import record_template
+from server.publish.tailfilter import Predicate, compile_filter
+from server.stats.templates import record_template
 
 
 class WorkerOptions(msgspec.Struct, frozen=True):

@@ -11,14 +11,14 @@ from typing import Literal
 
 import msgspec
 
-from server.archive import ArchiveConfig
+from server.persist.archive import ArchiveConfig
 from server.detect.config import DetectConfig, check_detect
-from server.http import HttpConfig
-from server.logsetup import LogConfig
+from server.publish.http import HttpConfig
+from server.daemon.logsetup import LogConfig
 from server.parsing import ParseOptions
 from server.primes.jobs import PrimeConfig
-from server.state import StateConfig
-from server.windows import StatsConfig
+from server.persist.state import StateConfig
+from server.stats.windows import StatsConfig
 
 
 class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

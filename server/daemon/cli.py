@@ -7,7 +7,7 @@ import sys
 import msgspec
 import structlog
 
-from server.config import Config, ConfigError, load_config, split_address
+from server.daemon.config import Config, ConfigError, load_config, split_address
 
 log = structlog.get_logger()
 
@@ -22,18 +22,18 @@ logtided validate PATH...            per file: lines per format, first rejected 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "parse":
-        from server.parsing.cli import run_parse
-        from server.templates import record_template
+        from server.offline.parse import run_parse
+        from server.stats.templates import record_template
 
         # The same pure function the workers key `TOP error` by (issue 4), so the printed
         # template is exactly the one the server would count the message under.
         return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=record_template)
     if argv and argv[0] == "analyze":
-        from server.analyze import run_analyze
+        from server.offline.analyze import run_analyze
 
         return run_analyze(argv[1:])
     if argv and argv[0] == "validate":
-        from server.analyze import run_validate
+        from server.offline.analyze import run_validate
 
         return run_validate(argv[1:])
     if argv and argv[0] == "run":
@@ -53,12 +53,12 @@ def run_daemon(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"logtided: {exc}", file=sys.stderr)
         return 2
-    from server.logsetup import configure_logging
+    from server.daemon.logsetup import configure_logging
 
     configure_logging(config.log)
     import uvloop
 
-    from server.app import serve
+    from server.daemon.app import serve
 
     pinned = {name for name in ("tcp", "udp", "control") if getattr(args, name) is not None}
     try:

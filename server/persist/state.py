@@ -1,6 +1,6 @@
 """What survives a restart: statistics, detector state and recent events, in one snapshot file.
 
-Written periodically and at shutdown through `server.snapshot` (temp file, fsync, rename);
+Written periodically and at shutdown through `server.persist.snapshot` (temp file, fsync, rename);
 restored at start. A damaged or incompatible snapshot is set aside and the daemon starts empty.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ import msgspec
 import structlog
 
 from server.detect.engine import Engine
-from server.snapshot import load_snapshot, write_snapshot
-from server.windows import Stats
+from server.persist.snapshot import load_snapshot, write_snapshot
+from server.stats.windows import Stats
 
 if TYPE_CHECKING:
-    from server.config import Config
+    from server.daemon.config import Config
 
 log = structlog.get_logger()
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.control import Answer, ControlConnection
-from server.pubsub import TOPICS
-from server.tailfilter import compile_filter
+from server.publish.control import Answer, ControlConnection
+from server.publish.pubsub import TOPICS
+from server.publish.tailfilter import compile_filter
 
 if TYPE_CHECKING:
-    from server.app import Server
+    from server.daemon.app import Server
 
 HELP: dict[str, str] = {
     "HELP": "this list",

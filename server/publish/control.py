@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import msgspec
 import structlog
 
-from server.pubsub import Hub, Subscriber
+from server.publish.pubsub import Hub, Subscriber
 
 log = structlog.get_logger()
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from server import sketches
-from server.aggregate import Bucket, Partial, add_counts, merge_totals
+from server.stats import sketches
+from server.stats.aggregate import Bucket, Partial, add_counts, merge_totals
 from server.records import LEVELS
 
 TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")

@@ -27,15 +27,15 @@ from pathlib import Path
 import msgspec
 from typing import IO, Any, Callable, Iterator
 
-from server.aggregate import Partial
-from server.framing import FrameError, Framer
-from server.windows import Stats, StatsConfig
+from server.stats.aggregate import Partial
+from server.ingest.framing import FrameError, Framer
+from server.stats.windows import Stats, StatsConfig
 
 CHUNK_BYTES = 256 << 10  # read size; a batch is cut from about this much input
 MAX_MESSAGE_BYTES = 65536  # as `[ingest] max_message_bytes`: longer lines are `oversize`
 _GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1
 
-# A batch function: (frames, arrival, options) -> encoded `server.worker.BatchResult`.
+# A batch function: (frames, arrival, options) -> encoded `server.pool.worker.BatchResult`.
 BatchFn = Callable[[list[bytes], float, Any], bytes]
 
 
@@ -85,13 +85,13 @@ def read_batches(
 
 def default_batch_fn() -> tuple[BatchFn, Any]:
     """The server's own worker function and its default options."""
-    from server.worker import WorkerOptions, process_batch
+    from server.pool.worker import WorkerOptions, process_batch
 
     return process_batch, WorkerOptions()
 
 
 def _decode(result: bytes) -> Any:
-    from server.worker import decode_result
+    from server.pool.worker import decode_result
 
     return decode_result(result)
 
@@ -308,8 +308,8 @@ def run_analyze(argv: list[str]) -> int:
     if args.workers < 0:
         print("logtided analyze: --workers must be >= 0", file=sys.stderr)
         return 2
-    from server.config import ConfigError, load_config
-    from server.worker import WorkerOptions
+    from server.daemon.config import ConfigError, load_config
+    from server.pool.worker import WorkerOptions
 
     try:
         config = load_config(args.config)  # None: the built-in defaults, as the daemon's
@@ -326,7 +326,7 @@ def run_analyze(argv: list[str]) -> int:
     if args.events:
         from server.detect.engine import Engine
         from server.detect.feed import Feed
-        from server.detection import Driver
+        from server.detect.driver import Driver
 
         driver = Driver(Engine(config.detect), config.pipeline.event_lateness_s, config.stats.max_future_s)
 

@@ -21,27 +21,27 @@ from typing import Any, AsyncIterator
 import msgspec
 import structlog
 
-from server import sdnotify
-from server.archive import Archive
-from server.commands import Commands
-from server.config import Config, ConfigError, load_config, split_address
-from server.control import ControlConnection
+from server.daemon import sdnotify
+from server.persist.archive import Archive
+from server.publish.commands import Commands
+from server.daemon.config import Config, ConfigError, load_config, split_address
+from server.publish.control import ControlConnection
 from server.detect.engine import Engine
 from server.detect.feed import Feed
-from server.detection import Driver
-from server.http import MetricsHttp
-from server.listeners import Connections, TcpIngest, UdpIngest
-from server.logsetup import configure_logging
-from server.metrics import MetricFigures, render_metrics
-from server.pipeline import Pipeline
+from server.detect.driver import Driver
+from server.publish.http import MetricsHttp
+from server.ingest.listeners import Connections, TcpIngest, UdpIngest
+from server.daemon.logsetup import configure_logging
+from server.publish.metrics import MetricFigures, render_metrics
+from server.ingest.pipeline import Pipeline
 from server.primes.jobs import JobManager, JobRejected
 from server.primes.numbers import parse_number, parse_range
-from server.pubsub import Hub
-from server.rejects import RejectsFile
-from server.scheduler import PoolScheduler
-from server.state import StateStore
-from server.windows import Stats
-from server.worker import BatchResult, WorkerOptions, warm_up
+from server.publish.pubsub import Hub
+from server.persist.rejects import RejectsFile
+from server.pool.scheduler import PoolScheduler
+from server.persist.state import StateStore
+from server.stats.windows import Stats
+from server.pool.worker import BatchResult, WorkerOptions, warm_up
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -490,7 +490,7 @@ def _bound(sock: socket.socket) -> str:
 
 
 async def serve(config: Config, config_path: str | None = None, pinned: set[str] | None = None) -> int:
-    from server.activation import inherited_listeners
+    from server.daemon.activation import inherited_listeners
 
     server = Server(config, config_path, pinned)
     await server.start(inherited_listeners())
