@@ -60,6 +60,11 @@ class ControlConfig(Strict):
     subscriber_queue: int = 1000  # messages; when full the oldest are dropped ("lagged")
     stalled_subscriber_s: float = 30.0  # a subscriber that reads nothing this long is disconnected
     default_interval_s: float = 1.0  # STATS snapshot interval for `SUBSCRIBE stats`
+    min_interval_s: float = 0.05  # the shortest `SUBSCRIBE ... interval=S` accepted
+    max_interval_s: float = 3600.0  # the longest `SUBSCRIBE ... interval=S` accepted
+    max_command_bytes: int = 4096  # a longer command line is refused
+    max_top_n: int = 1000  # the largest n `TOP` answers
+    default_events: int = 20  # `EVENTS` without n
 
 
 class RejectsConfig(Strict):
