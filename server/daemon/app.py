@@ -8,7 +8,6 @@ drain batches -> snapshot -> flush the rejects file and archive -> exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -16,7 +15,7 @@ import socket
 import ssl
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, AsyncIterator
+from typing import Any
 
 import msgspec
 import structlog
@@ -34,8 +33,7 @@ from server.ingest.listeners import Connections, TcpIngest, UdpIngest
 from server.daemon.logsetup import configure_logging
 from server.publish.metrics import MetricFigures, render_metrics
 from server.ingest.pipeline import Pipeline
-from server.primes.jobs import JobManager, JobRejected
-from server.primes.numbers import parse_number, parse_range
+from server.primes.jobs import JobManager
 from server.publish.pubsub import Hub
 from server.persist.rejects import RejectsFile
 from server.pool.scheduler import PoolScheduler
@@ -81,6 +79,9 @@ class Server:
         )
         self.scheduler = PoolScheduler(self.executor, slots=workers)
         self.jobs = JobManager(self.scheduler, config.primes, lambda m: self.hub.publish("jobs", m))
+        self.commands = Commands(
+            config, self.stats, self.jobs, self.clock, self.stats_report, self.recent_events, self.metrics_text
+        )
         self.rejects = RejectsFile(config.rejects.path, config.rejects.max_bytes) if config.rejects.path else None
         self.pipeline = Pipeline(
             config.pipeline,
@@ -183,12 +184,10 @@ class Server:
         self.addresses["udp"] = _bound(sock)
 
     async def _start_control(self, address: str | None, sock: socket.socket | None) -> None:
-        commands = Commands(self)
-
         def factory() -> ControlConnection:
-            control = self.config.control
             return ControlConnection(
-                commands, self.hub, control.subscriber_queue, self.control_connections, control.max_connections
+                self.commands, self.hub, self.control_connections, self.config.control.max_connections,
+                self.tail_changed,
             )
 
         await self._serve_stream("control", factory, address, sock)
@@ -310,50 +309,6 @@ class Server:
         if terms != self.pipeline.options.tail_filters:
             self.pipeline.options = msgspec.structs.replace(self.pipeline.options, tail_filters=terms)
 
-    # -- prime jobs --------------------------------------------------------------------------
-
-    async def prime_count(self, args: list[str]) -> dict[str, Any]:
-        if len(args) != 2:
-            return {"error": "usage: PRIME COUNT <lo> <hi>"}
-        bounds = parse_range(args[0], args[1], self.config.primes.max_range, self.config.primes.max_value)
-        if isinstance(bounds, str):
-            return {"error": bounds}
-        try:
-            job_id = self.jobs.start_count(*bounds)
-        except JobRejected as exc:
-            return {"error": str(exc)}
-        # Short jobs answer at once; long ones return the id and report on topic `jobs`.
-        result = await self.jobs.wait(job_id, self.config.primes.answer_within_s)
-        return result if result is not None else {"job": job_id, "state": "running", "lo": bounds[0], "hi": bounds[1]}
-
-    async def prime_list(self, args: list[str]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
-        if len(args) != 2:
-            return {"error": "usage: PRIME LIST <lo> <hi>"}
-        bounds = parse_range(args[0], args[1], self.config.primes.max_list, self.config.primes.max_value)
-        if isinstance(bounds, str):
-            return {"error": bounds}
-        error = self.jobs.check("list", *bounds)
-        if error:
-            return {"error": error}
-        return self._list_stream(*bounds)
-
-    async def _list_stream(self, lo: int, hi: int) -> AsyncIterator[dict[str, Any]]:
-        count = 0
-        # aclosing: a client that goes away must end the job now, not when GC finds it.
-        async with contextlib.aclosing(self.jobs.list_primes(lo, hi)) as chunks:
-            async for chunk in chunks:
-                count += len(chunk)
-                yield {"primes": chunk}
-        yield {"done": True, "lo": lo, "hi": hi, "count": count}
-
-    async def isprime(self, args: list[str]) -> dict[str, Any]:
-        if len(args) != 1:
-            return {"error": "usage: ISPRIME <n>"}
-        n = parse_number(args[0])
-        if isinstance(n, str):
-            return {"error": n}
-        return await self.jobs.isprime(n)
-
     # -- reload ------------------------------------------------------------------------------
 
     def _reload_soon(self) -> None:
@@ -397,6 +352,7 @@ class Server:
         self.hub.queue_size = new.control.subscriber_queue
         self.hub.stalled_s = new.control.stalled_subscriber_s
         self.jobs.config = new.primes
+        self.commands.reconfigure(new)
         await self._reload_listeners(old, new)
         log.info("reloaded", config=self.config_path)
         sdnotify.notify(sdnotify.READY, sdnotify.status(self._status_line()))

@@ -1,40 +1,44 @@
-"""The control port: a line protocol (one command per line, one JSON line per answer).
+"""The control port's connection: lines in, one JSON line per answer out (a stream for some).
 
 Works by hand with `nc 127.0.0.1 5141`. Commands on one connection run in order; a connection
 that has subscribed keeps reading commands (UNSUBSCRIBE, or any other query) while it streams.
+This shell owns the socket and the subscription; decoding and answering live in `protocol.py`
+and `commands.py`.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from typing import Any, Callable
 
 import msgspec
 import structlog
 
+from server.publish.commands import Commands
+from server.publish.protocol import (
+    Answer, Close, CommandError, Error, Join, Leave, LineReader, Subscribed, Unsubscribed, decode_command,
+)
 from server.publish.pubsub import Hub, Subscriber
 
 log = structlog.get_logger()
 
 _json = msgspec.json.Encoder()
-_MAX_COMMAND = 4096
-
-Answer = dict[str, Any] | AsyncIterator[dict[str, Any]] | None
-Handler = Callable[["ControlConnection", str], Awaitable[Answer]]
 
 
 class ControlConnection(asyncio.Protocol):
-    def __init__(self, handler: Handler, hub: Hub, queue_size: int, registry: set[ControlConnection], limit: int) -> None:
-        self.handler = handler
+    def __init__(self, commands: Commands, hub: Hub, registry: set[ControlConnection], max_connections: int,
+                 on_tail_change: Callable[[], None]) -> None:
+        self.commands = commands
         self.hub = hub
-        self.queue_size = queue_size
         self.registry = registry
-        self.limit = limit
+        self.max_connections = max_connections
+        self.on_tail_change = on_tail_change  # the workers' tail filters follow the subscriptions
         self.transport: asyncio.Transport | None = None
         self.subscriber: Subscriber | None = None
         self.peer = "?"
-        self._buffer = bytearray()
-        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._reader = LineReader(commands.limits.max_command_bytes)
+        self._lines: asyncio.Queue[str | CommandError | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     # -- asyncio callbacks -------------------------------------------------------------------
@@ -42,26 +46,16 @@ class ControlConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = str(transport.get_extra_info("peername"))
-        if len(self.registry) >= self.limit:
-            transport.write(_json.encode({"error": "too many control connections"}) + b"\n")  # type: ignore[attr-defined]
+        if len(self.registry) >= self.max_connections:
+            transport.write(_json.encode(Error("too many control connections")) + b"\n")  # type: ignore[attr-defined]
             transport.close()
             return
         self.registry.add(self)
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        while True:
-            idx = self._buffer.find(b"\n")
-            if idx < 0:
-                if len(self._buffer) > _MAX_COMMAND:
-                    self._buffer.clear()
-                    self.send({"error": f"command longer than {_MAX_COMMAND} bytes"})
-                return
-            raw = bytes(self._buffer[:idx]).strip()
-            del self._buffer[: idx + 1]
-            if raw:
-                self._lines.put_nowait(raw.decode("utf-8", "replace"))
+        for line in self._reader.feed(data):
+            self._lines.put_nowait(line)
 
     def eof_received(self) -> bool | None:
         # `echo STATS | nc host port` half-closes after the command: answer, then close.
@@ -86,29 +80,46 @@ class ControlConnection(asyncio.Protocol):
     # -- commands ----------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        while True:
-            line = await self._lines.get()
-            if line is None:
-                break
+        while (line := await self._lines.get()) is not None:
+            command = line if isinstance(line, CommandError) else decode_command(line, self.commands.limits)
             try:
-                answer = await self.handler(self, line)
-                if answer is None:
-                    continue
-                if isinstance(answer, dict):
-                    self.send(answer)
-                else:
-                    async for item in answer:
-                        self.send(item)
+                if not await self._apply(await self.commands.answer(command)):
+                    break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in one command must not kill the connection
-                log.exception("control_command_failed", command=line[:100])
-                self.send({"error": f"internal error: {exc!r}"})
-        # End of input: answer what was asked, then close, subscribed or not. A subscriber that
-        # went away would otherwise linger until something is written to it (quiet topics
-        # never are). Streaming by hand works with `nc` (it keeps its side open).
+                log.exception("control_command_failed", command=str(line)[:100])
+                self.send(Error(f"internal error: {exc!r}"))
+        # End of input (or QUIT): answer what was asked, then close, subscribed or not. A
+        # subscriber that went away would otherwise linger until something is written to it
+        # (quiet topics never are). Streaming by hand works with `nc` (it keeps its side open).
         if self.transport is not None:
             self.transport.close()
+
+    async def _apply(self, answer: Answer) -> bool:
+        """Carry out one answer; False when the connection is to close."""
+        match answer:
+            case Close():
+                return False
+            case Join(topics, interval_s, tail_filter, tail_terms):
+                already = self.subscriber.topics if self.subscriber is not None else set()
+                self.send(Subscribed(sorted(set(topics) | already)))
+                sub = self.subscribe(list(topics))
+                sub.interval_s = interval_s
+                if "tail" in topics:
+                    sub.tail_filter = tail_filter
+                    sub.tail_terms = tail_terms
+                    self.on_tail_change()
+            case Leave(topics):
+                self.unsubscribe(list(topics) or None)
+                self.on_tail_change()
+                self.send(Unsubscribed(list(topics) or "all"))
+            case AsyncIterator():
+                async for item in answer:
+                    self.send(item)
+            case _:
+                self.send(answer)
+        return True
 
     def send(self, obj: Any) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -122,7 +133,7 @@ class ControlConnection(asyncio.Protocol):
     def subscribe(self, topics: list[str]) -> Subscriber:
         if self.subscriber is None:
             assert self.transport is not None
-            self.subscriber = Subscriber(self.transport, self.queue_size, time.monotonic)
+            self.subscriber = Subscriber(self.transport, self.hub.queue_size, time.monotonic)
             if self.transport.get_write_buffer_size() > self.transport.get_write_buffer_limits()[1]:
                 self.subscriber.pause_writing()
             self.hub.add(self.subscriber)

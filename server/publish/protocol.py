@@ -1,0 +1,338 @@
+"""The control protocol as data: a command line is decoded once into a tagged Struct (or a
+`CommandError`), and answered with Structs whose field order is the JSON key order on the wire.
+
+Sans-I/O: `LineReader` cuts bytes into lines and `decode_command` reads one; `commands.py` answers
+and `control.py` moves the bytes.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal
+
+import msgspec
+
+from server.primes.commands import PrimeCommand, PrimeLimits, decode_prime
+from server.publish.pubsub import TOPICS
+from server.publish.tailfilter import Predicate, compile_filter
+
+if TYPE_CHECKING:
+    from server.daemon.config import Config
+
+__all__ = [
+    "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Help",
+    "HelpList", "Join", "Leave", "LineReader", "Metrics", "MetricsText", "Ping", "Pong", "Quit",
+    "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
+    "decode_command", "help_text",
+]
+
+
+# -- commands --------------------------------------------------------------------------------
+
+class Ping(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
+class Help(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
+class Stats(msgspec.Struct, frozen=True, tag=True):
+    window: str
+
+
+class Top(msgspec.Struct, frozen=True, tag=True):
+    field: str  # lower case; the statistics know which fields they count
+    n: int
+    window: str
+
+
+class Events(msgspec.Struct, frozen=True, tag=True):
+    n: int
+
+
+class Metrics(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
+class Subscribe(msgspec.Struct, frozen=True, tag=True):
+    topics: tuple[str, ...]  # lower case, as given
+    interval_s: float
+    filters: tuple[str, ...]  # `tail` filter terms, already checked to compile
+
+
+class Unsubscribe(msgspec.Struct, frozen=True, tag=True):
+    topics: tuple[str, ...]  # lower case; empty means all
+
+
+class Quit(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
+Command = Ping | Help | Stats | Top | Events | Metrics | Subscribe | Unsubscribe | Quit | PrimeCommand
+
+
+class CommandError(msgspec.Struct, frozen=True):
+    """A line that is not a valid command; `message` is what the client is told."""
+
+    message: str
+
+
+class CommandLimits(msgspec.Struct, frozen=True):
+    """What decoding needs from the config: the windows and the `[control]`/`[primes]` bounds."""
+
+    windows: tuple[str, ...]  # "all" first, then `[stats] windows`
+    max_command_bytes: int
+    max_top_n: int
+    min_interval_s: float
+    max_interval_s: float
+    default_interval_s: float
+    default_events: int
+    primes: PrimeLimits
+
+    @classmethod
+    def from_config(cls, config: Config) -> CommandLimits:
+        control, primes = config.control, config.primes
+        return cls(
+            windows=("all", *config.stats.windows),
+            max_command_bytes=control.max_command_bytes,
+            max_top_n=control.max_top_n,
+            min_interval_s=control.min_interval_s,
+            max_interval_s=control.max_interval_s,
+            default_interval_s=control.default_interval_s,
+            default_events=control.default_events,
+            primes=PrimeLimits(primes.max_range, primes.max_list, primes.max_value),
+        )
+
+
+# -- answers (field order is the JSON key order) ----------------------------------------------
+
+class Error(msgspec.Struct, frozen=True):
+    error: str
+
+
+class Pong(msgspec.Struct, frozen=True):
+    pong: bool = True
+
+
+class HelpList(msgspec.Struct, frozen=True):
+    commands: dict[str, str]
+
+
+class TopList(msgspec.Struct, frozen=True):
+    field: str
+    window: str
+    n: int
+    top: list[dict[str, Any]]
+
+
+class EventList(msgspec.Struct, frozen=True):
+    events: list[Any]
+
+
+class MetricsText(msgspec.Struct, frozen=True):
+    metrics: str
+
+
+class Subscribed(msgspec.Struct, frozen=True):
+    subscribed: list[str]  # every topic the connection now streams, sorted
+
+
+class Unsubscribed(msgspec.Struct, frozen=True):
+    unsubscribed: list[str] | Literal["all"]
+
+
+# What a handler asks of the connection; the connection owns its subscription and its socket.
+
+class Join(msgspec.Struct, frozen=True):
+    """Stream `topics` on this connection (answered with `Subscribed`)."""
+
+    topics: tuple[str, ...]
+    interval_s: float
+    tail_filter: Predicate | None
+    tail_terms: tuple[str, ...]
+
+
+class Leave(msgspec.Struct, frozen=True):
+    """Stop streaming `topics`, all of them when empty (answered with `Unsubscribed`)."""
+
+    topics: tuple[str, ...]
+
+
+class Close(msgspec.Struct, frozen=True):
+    """QUIT: close the connection after the answers before it."""
+
+
+Reply = msgspec.Struct | dict[str, Any]  # one JSON line
+Answer = Reply | AsyncIterator[Reply] | Join | Leave | Close
+
+
+def help_text(limits: CommandLimits) -> dict[str, str]:
+    return {
+        "HELP": "this list",
+        "PING": "answers {\"pong\": true}",
+        "STATS [window]": "totals and rolling statistics; window is all (default) or one of the configured windows",
+        "TOP <field> [n] [window]": "top-n of ip, user_agent, path, service, host, status, error, suspicious_ip",
+        "EVENTS [n]": f"the last n anomaly events (default {limits.default_events})",
+        "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs",
+        "UNSUBSCRIBE [topic...]": "stop streaming (all topics by default)",
+        "METRICS": "Prometheus text exposition of the daemon's own metrics",
+        "PRIME COUNT <lo> <hi>": "count primes in [lo, hi] (long ranges return a job id; progress on topic jobs)",
+        "PRIME LIST <lo> <hi>": "the primes in [lo, hi], streamed as JSON lines in chunks",
+        "ISPRIME <n>": "deterministic Miller-Rabin below 3.3e24, BPSW probable-prime test beyond",
+        "JOBS": "prime jobs and their progress",
+        "CANCEL <id>": "stop a prime job",
+        "QUIT": "close this connection",
+    }
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+# ASCII only: `str.isdigit` also accepts '²' or '٣', which `int` then refuses (or reads).
+_DIGITS = re.compile(r"[0-9]+")
+_MAX_DIGITS = 18  # more than any count needs; `int` refuses text of over 4300 digits
+
+
+def _count(word: str) -> int | None:
+    """A non-negative count written in ASCII digits, else None; a longer number than any limit
+    reads as 10**18, which every range check refuses just as it would the number itself."""
+    if not _DIGITS.fullmatch(word):
+        return None
+    return int(word) if len(word) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
+
+def _figure(x: float) -> str:
+    """A limit as a person writes it: 3600, not 3600.0."""
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _window_error(window: str, limits: CommandLimits) -> str:
+    return f"unknown window {window!r}; windows: {', '.join(limits.windows)}"
+
+
+def _stats(args: list[str], limits: CommandLimits) -> Stats | str:
+    window = args[0] if args else "all"
+    return Stats(window) if window in limits.windows else _window_error(window, limits)
+
+
+def _top(args: list[str], limits: CommandLimits) -> Top | str:
+    if not args:
+        return "usage: TOP <field> [n] [window]"
+    n, window = 10, "all"
+    for word in args[1:]:  # either order; the last of each kind wins
+        count = _count(word)
+        if count is not None:
+            n = count
+        else:
+            window = word
+    if window not in limits.windows:
+        return _window_error(window, limits)
+    if not 1 <= n <= limits.max_top_n:
+        return f"n must be between 1 and {limits.max_top_n}"
+    return Top(args[0].lower(), n, window)
+
+
+def _events(args: list[str], limits: CommandLimits) -> Events:
+    count = _count(args[0]) if args else None
+    return Events(limits.default_events if count is None else count)
+
+
+def _interval(word: str, limits: CommandLimits) -> float | str:
+    text = word.split("=", 1)[1]
+    try:
+        if not text.isascii():
+            raise ValueError(text)
+        interval = float(text)
+    except ValueError:
+        return f"bad interval {word!r}"
+    if not limits.min_interval_s <= interval <= limits.max_interval_s:
+        return (f"interval must be between {_figure(limits.min_interval_s)} "
+                f"and {_figure(limits.max_interval_s)} seconds")
+    return interval
+
+
+def _is_filter_term(word: str) -> bool:
+    return any(mark in word for mark in "=:<>")
+
+
+def _subscribe(args: list[str], limits: CommandLimits) -> Subscribe | str:
+    topics = [w.lower() for w in args if w.lower() in TOPICS]
+    if not topics or any(w.lower() not in TOPICS and not _is_filter_term(w) for w in args):
+        return f"usage: SUBSCRIBE <topic>... with topics {', '.join(TOPICS)}"
+    interval = limits.default_interval_s
+    filters: list[str] = []
+    for word in args:
+        if word.lower().startswith("interval="):
+            checked = _interval(word, limits)
+            if isinstance(checked, str):
+                return checked
+            interval = checked
+        elif word.lower() not in TOPICS:
+            filters.append(word)
+    if filters and isinstance(error := compile_filter(filters), str):
+        return error
+    return Subscribe(tuple(topics), interval, tuple(filters))
+
+
+def _unsubscribe(args: list[str], limits: CommandLimits) -> Unsubscribe:
+    return Unsubscribe(tuple(w.lower() for w in args))
+
+
+_VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
+    "PING": lambda args, limits: Ping(),
+    "HELP": lambda args, limits: Help(),
+    "STATS": _stats,
+    "TOP": _top,
+    "EVENTS": _events,
+    "METRICS": lambda args, limits: Metrics(),
+    "SUBSCRIBE": _subscribe,
+    "UNSUBSCRIBE": _unsubscribe,
+    "QUIT": lambda args, limits: Quit(),
+}
+
+
+def decode_command(line: str, limits: CommandLimits) -> Command | CommandError:
+    """One command line (verb case-insensitive, words split on whitespace) as a command."""
+    words = line.split()
+    verb, args = (words[0].upper(), words[1:]) if words else ("", [])
+    if verb == "PRIME" and args:
+        verb, args = f"PRIME {args[0].upper()}", args[1:]
+    decode = _VERBS.get(verb)
+    command = decode(args, limits) if decode is not None else decode_prime(verb, args, limits.primes)
+    if command is None:
+        return CommandError(f"unknown command {verb!r}; HELP lists the commands")
+    return CommandError(command) if isinstance(command, str) else command
+
+
+# -- lines -----------------------------------------------------------------------------------
+
+class LineReader:
+    """Cuts the control stream into command lines (LF-terminated, surrounding whitespace and
+    empty lines dropped). A line longer than `limit` bytes is refused once, and the rest of it
+    is skipped up to its newline so that its tail is not read as a command of its own."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buffer = bytearray()
+        self._skipping = False  # inside a refused line, until its newline
+
+    def feed(self, data: bytes) -> list[str | CommandError]:
+        self._buffer += data
+        lines: list[str | CommandError] = []
+        while (end := self._buffer.find(b"\n")) >= 0:
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if self._skipping:
+                self._skipping = False
+            elif len(raw) > self.limit:
+                lines.append(self._too_long())
+            elif raw := raw.strip():
+                lines.append(raw.decode("utf-8", "replace"))
+        if len(self._buffer) > self.limit:
+            self._buffer.clear()
+            if not self._skipping:
+                self._skipping = True
+                lines.append(self._too_long())
+        return lines
+
+    def _too_long(self) -> CommandError:
+        return CommandError(f"command longer than {self.limit} bytes")
