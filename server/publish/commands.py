@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 
 class Commands:
+    """Answers every control command; holds the current limits so that SIGHUP applies them."""
+
     def __init__(self, config: Config, statistics: Statistics, jobs: JobManager, clock: Callable[[], float],
                  stats_report: Callable[[str], dict[str, Any]], recent_events: Callable[[int], list[Any]],
                  metrics_text: Callable[[], str]) -> None:

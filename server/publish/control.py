@@ -1,9 +1,8 @@
 """The control port's connection: lines in, one JSON line per answer out (a stream for some).
 
-Works by hand with `nc 127.0.0.1 5141`. Commands on one connection run in order; a connection
-that has subscribed keeps reading commands (UNSUBSCRIBE, or any other query) while it streams.
-This shell owns the socket and the subscription; decoding and answering live in `protocol.py`
-and `commands.py`.
+Works by hand with `nc 127.0.0.1 5141`. Commands on one connection run in order, and a subscribed
+connection keeps reading commands while it streams; this shell owns the socket and the
+subscription, and carries out what `commands.py` answers.
 """
 from __future__ import annotations
 
@@ -16,8 +15,9 @@ import msgspec
 import structlog
 
 from server.publish.commands import Commands
+from server.publish.lines import LineReader
 from server.publish.protocol import (
-    Answer, Close, CommandError, Error, Join, Leave, LineReader, Subscribed, Unsubscribed, decode_command,
+    Answer, Close, CommandError, Error, Join, Leave, Subscribed, Unsubscribed, decode_command,
 )
 from server.publish.pubsub import Hub, Subscriber
 

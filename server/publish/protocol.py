@@ -1,8 +1,8 @@
 """The control protocol as data: a command line is decoded once into a tagged Struct (or a
 `CommandError`), and answered with Structs whose field order is the JSON key order on the wire.
 
-Sans-I/O: `LineReader` cuts bytes into lines and `decode_command` reads one; `commands.py` answers
-and `control.py` moves the bytes.
+Sans-I/O: `decode_command` reads one line; `lines.py` cuts the stream into lines, `commands.py`
+answers and `control.py` moves the bytes.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Help",
-    "HelpList", "Join", "Leave", "LineReader", "Metrics", "MetricsText", "Ping", "Pong", "Quit",
+    "HelpList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit",
     "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
     "decode_command", "help_text",
 ]
@@ -301,38 +301,3 @@ def decode_command(line: str, limits: CommandLimits) -> Command | CommandError:
     if command is None:
         return CommandError(f"unknown command {verb!r}; HELP lists the commands")
     return CommandError(command) if isinstance(command, str) else command
-
-
-# -- lines -----------------------------------------------------------------------------------
-
-class LineReader:
-    """Cuts the control stream into command lines (LF-terminated, surrounding whitespace and
-    empty lines dropped). A line longer than `limit` bytes is refused once, and the rest of it
-    is skipped up to its newline so that its tail is not read as a command of its own."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._buffer = bytearray()
-        self._skipping = False  # inside a refused line, until its newline
-
-    def feed(self, data: bytes) -> list[str | CommandError]:
-        self._buffer += data
-        lines: list[str | CommandError] = []
-        while (end := self._buffer.find(b"\n")) >= 0:
-            raw = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            if self._skipping:
-                self._skipping = False
-            elif len(raw) > self.limit:
-                lines.append(self._too_long())
-            elif raw := raw.strip():
-                lines.append(raw.decode("utf-8", "replace"))
-        if len(self._buffer) > self.limit:
-            self._buffer.clear()
-            if not self._skipping:
-                self._skipping = True
-                lines.append(self._too_long())
-        return lines
-
-    def _too_long(self) -> CommandError:
-        return CommandError(f"command longer than {self.limit} bytes")
