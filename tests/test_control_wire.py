@@ -1,0 +1,171 @@
+"""The README's `nc` examples against a real daemon: the exact bytes of each answer (key order
+included), with only the figures that depend on timing left open."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess, send_tcp
+
+# The README's example line, sent twice as `echo '...' | nc -N 127.0.0.1 5140` would.
+LINE = b"<11>1 2025-01-30T12:00:00Z web-1 api 42 - - Database connection failed for user 42\n"
+# Two workers, so the pool figures do not depend on the machine; a COUNT answers with its result.
+CONFIG = "[pipeline]\nworkers = 2\n[primes]\nanswer_within_s = 600\n"
+
+LIVE = ...  # a figure that depends on timing: only its key and its place are pinned
+
+
+def nc(server: ServerProcess, line: str) -> bytes:
+    """`echo LINE | nc -N 127.0.0.1 5141`: send, half-close, read until the daemon closes."""
+    with socket.create_connection(server.address("control"), timeout=120) as sock:
+        sock.sendall(line.encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def assert_like(actual: Any, expected: Any, where: str = "") -> None:
+    """Same keys in the same order, same values, except where `expected` says LIVE."""
+    if expected is LIVE:
+        return
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), where
+        assert list(actual) == list(expected), where
+        for key in expected:
+            assert_like(actual[key], expected[key], f"{where}.{key}")
+    else:
+        assert actual == expected and type(actual) is type(expected), (where, actual, expected)
+
+
+def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
+    return {
+        "window": window, "window_s": window_s, "anchor": 1738238400, "received": 2, "parsed": 2,
+        "rejected": {}, "bytes": 164, "by_format": {"rfc5424": 2}, "notes": {}, "by_level": {"ERROR": 2},
+        "by_service": {"api": 2}, "by_host": {"web-1": 2}, "errors": 2, "error_rate": 1.0,
+        "http": {
+            "requests": 0, "by_method": {}, "by_status": {}, "by_class": {}, "rate_5xx": 0.0,
+            "latency_ms": {"count": 0, "min": None, "max": None, "avg": None, "p50": None, "p95": None, "p99": None},
+            "bytes_sent": 0,
+        },
+        "first_ts": 1738238400.0, "last_ts": 1738238400.0, "lines_per_s": 2.0, "late": 0, "future": 0,
+        "connections": {"open": LIVE, "total": 2, "refused": 0, "idle_closed": 0},
+        "pipeline": {"in_flight": 0, "queued_batches": 0, "buffered_bytes": 0, "paused": False, "pauses": 0,
+                     "batches": LIVE},
+        "subscribers": {"open": 0, "dropped_messages": 0, "disconnected_stalled": 0, "tail_skipped": 0},
+        "detect": {
+            "feeds": LIVE, "records": 2, "dropped_matches": 0, "pending_seconds": LIVE, "untracked_spike_errors": 0,
+            "untracked_zscore_lines": 0, "untracked_ip_requests": 0, "untracked_pattern_keys": 0,
+            "suppressed_new_templates": 0,
+        },
+        "uptime_s": LIVE,
+        "rejects_file": {"written": 0, "dropped": 0},
+    }
+
+
+# METRICS as the daemon wrote it; `<LIVE>` marks a figure that depends on timing.
+METRICS = (
+    "# HELP logtide_lines_received_total Log lines (frames) received.\n"
+    "# TYPE logtide_lines_received_total counter\nlogtide_lines_received_total 2\n"
+    "# HELP logtide_lines_parsed_total Log lines parsed and counted in the statistics.\n"
+    "# TYPE logtide_lines_parsed_total counter\nlogtide_lines_parsed_total 2\n"
+    "# HELP logtide_lines_rejected_total Log lines rejected, by reason.\n"
+    "# TYPE logtide_lines_rejected_total counter\n"
+    "# HELP logtide_lines_by_format_total Parsed log lines by detected format.\n"
+    "# TYPE logtide_lines_by_format_total counter\nlogtide_lines_by_format_total{format=\"rfc5424\"} 2\n"
+    "# HELP logtide_bytes_received_total Bytes received on ingest listeners.\n"
+    "# TYPE logtide_bytes_received_total counter\nlogtide_bytes_received_total 164\n"
+    "# HELP logtide_connections_open Ingest connections open now.\n"
+    "# TYPE logtide_connections_open gauge\nlogtide_connections_open <LIVE>\n"
+    "# HELP logtide_connections_total Ingest connections accepted.\n"
+    "# TYPE logtide_connections_total counter\nlogtide_connections_total 2\n"
+    "# HELP logtide_batches_in_flight Batches handed to the worker pool and not yet merged.\n"
+    "# TYPE logtide_batches_in_flight gauge\nlogtide_batches_in_flight 0\n"
+    "# HELP logtide_buffered_bytes Bytes framed and waiting for a batch.\n"
+    "# TYPE logtide_buffered_bytes gauge\nlogtide_buffered_bytes 0\n"
+    "# HELP logtide_batch_seconds Time from batch dispatch to merged result.\n"
+    "# TYPE logtide_batch_seconds summary\nlogtide_batch_seconds_sum <LIVE>\nlogtide_batch_seconds_count <LIVE>\n"
+    "# HELP logtide_pool_workers Worker processes in the pool.\n"
+    "# TYPE logtide_pool_workers gauge\nlogtide_pool_workers 2\n"
+    "# HELP logtide_pool_busy_workers Worker processes running a task now.\n"
+    "# TYPE logtide_pool_busy_workers gauge\nlogtide_pool_busy_workers 0\n"
+    "# HELP logtide_subscribers Connected subscribers.\n"
+    "# TYPE logtide_subscribers gauge\nlogtide_subscribers 0\n"
+    "# HELP logtide_subscriber_messages_dropped_total Messages dropped to lagging subscribers.\n"
+    "# TYPE logtide_subscriber_messages_dropped_total counter\nlogtide_subscriber_messages_dropped_total 0\n"
+    "# HELP logtide_jobs Jobs by state.\n"
+    "# TYPE logtide_jobs gauge\n"
+    "# HELP logtide_uptime_seconds Seconds since the daemon started.\n"
+    "# TYPE logtide_uptime_seconds gauge\nlogtide_uptime_seconds <LIVE>\n"
+)
+
+# `<*>`: what TOP answers in the README, byte for byte.
+TOP_ERROR_5 = (
+    b'{"field":"error","window":"all","n":5,"top":[{"value":"Database connection failed for user <*>",'
+    b'"count":2,"share":1.0,"example":"Database connection failed for user 42"}]}\n'
+)
+RECORD = (
+    b'{"type":"record","format":"rfc5424","ts":"2025-01-30T12:00:00Z","host":"web-1","service":"api",'
+    b'"level":"ERROR","severity":3,"facility":1,"procid":"42","msgid":null,"structured_data":null,'
+    b'"message":"Database connection failed for user 42"}\n'
+)
+
+
+@pytest.fixture
+def daemon(start_server: Any) -> ServerProcess:
+    server = start_server(CONFIG)
+    send_tcp(server.address("tcp"), LINE)
+    send_tcp(server.address("tcp"), LINE)
+    assert server.wait_received(2)["received"] == 2
+    return server
+
+
+def test_stats_and_stats_5m(daemon: ServerProcess) -> None:
+    for command, window, window_s in (("STATS", "all", None), ("STATS 5m", "5m", 300)):
+        raw = nc(daemon, command)
+        assert raw.endswith(b"\n") and raw.count(b"\n") == 1
+        assert_like(json.loads(raw), stats_answer(window, window_s), command)
+
+
+def test_top_and_events(daemon: ServerProcess) -> None:
+    assert nc(daemon, "TOP error 5") == TOP_ERROR_5
+    assert nc(daemon, "EVENTS 10") == b'{"events":[]}\n'
+
+
+def test_metrics(daemon: ServerProcess) -> None:
+    raw = nc(daemon, "METRICS")
+    assert raw.startswith(b'{"metrics":"# HELP ') and raw.endswith(b'"}\n')
+    text = json.loads(raw)["metrics"]
+    pattern = "".join(r"\S+" if part == "<LIVE>" else re.escape(part) for part in re.split(r"(<LIVE>)", METRICS))
+    assert re.fullmatch(pattern, text), text
+
+
+def test_subscribe_by_hand(daemon: ServerProcess) -> None:
+    """`nc 127.0.0.1 5141`, then typing the README's two SUBSCRIBE lines."""
+    with socket.create_connection(daemon.address("control"), timeout=30) as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(b"SUBSCRIBE anomalies\n")
+        assert stream.readline() == b'{"subscribed":["anomalies"]}\n'
+        sock.sendall(b"SUBSCRIBE tail level>=error service=api\n")
+        assert stream.readline() == b'{"subscribed":["anomalies","tail"]}\n'
+        send_tcp(daemon.address("tcp"), LINE)
+        assert stream.readline() == RECORD
+
+
+def test_prime_count_and_isprime(daemon: ServerProcess) -> None:
+    answer = json.loads(nc(daemon, "PRIME COUNT 1 1e6"))
+    assert_like(answer, {
+        "id": LIVE, "kind": "count", "lo": 1, "hi": 1000000, "count": 78498, "first": 2, "last": 999983,
+        "largest_gap": 114, "largest_gap_after": 492113, "twin_pairs": 8169, "elapsed_s": LIVE,
+        "numbers_per_s": LIVE, "segments": 1, "workers": 1,
+    })
+    raw = nc(daemon, "ISPRIME 170141183460469231731687303715884105727")
+    assert raw.startswith(
+        b'{"n":170141183460469231731687303715884105727,"prime":true,"certainty":"probable","method":"bpsw",'
+        b'"digits":39,"elapsed_s":'
+    ) and raw.endswith(b"}\n") and raw.count(b"\n") == 1
