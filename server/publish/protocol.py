@@ -239,10 +239,10 @@ def _events(args: list[str], limits: CommandLimits) -> Events:
 def _interval(word: str, limits: CommandLimits) -> float | str:
     text = word.split("=", 1)[1]
     try:
-        if not text.isascii():
-            raise ValueError(text)
-        interval = float(text)
+        interval = float(text) if text.isascii() else None  # float() also reads '٣' as 3
     except ValueError:
+        interval = None
+    if interval is None:
         return f"bad interval {word!r}"
     if not limits.min_interval_s <= interval <= limits.max_interval_s:
         return (f"interval must be between {_figure(limits.min_interval_s)} "
