@@ -4,7 +4,7 @@ query latency with full buckets, and memory under 1,000,000 distinct client IPs.
 Usage: python bench/windows.py [--lines-per-s 3000] [--distinct 1000000]
 
 0. sketch: serialized size, deserialize and merge cost of full DataSketches sketches.
-1. worker: `Partial.add` + `to_bytes` per line (the per-line cost a worker pays).
+1. worker: `Partial.add_many` (batches of 2,000) + `to_bytes`, per line (the cost a worker pays).
 2. merge: `Stats.merge` of encoded batches of 2,000 lines (what the main process pays).
 3. query: 16 minutes of "full load" (--lines-per-s lines each second, every second with
    hundreds of distinct IPs, paths, user agents and error templates, so every per-second sketch
@@ -56,9 +56,9 @@ def make_records(n: int, second: int, salt: int) -> list[Record]:
 
 def encode_second(records: list[Record], second: int) -> bytes:
     p = Partial()
-    for r in records:
-        p.add(r, 200, second, f"upstream call <*> failed with code <*> #{r.http.bytes % 700}"  # type: ignore[union-attr]
-              if r.severity == 3 else None)
+    templates = [f"upstream call <*> failed with code <*> #{r.http.bytes % 700}"  # type: ignore[union-attr]
+                 if r.severity == 3 else None for r in records]
+    p.add_many(records, [200] * len(records), [second] * len(records), templates)
     return p.to_bytes()
 
 
@@ -89,15 +89,18 @@ def bench_sketches() -> None:
 
 def bench_worker() -> None:
     records = make_records(20_000, T0, 1)
+    seconds = [T0 + (0 if r.ts < T0 + 0.5 else 1) for r in records]  # type: ignore[operator]
+    templates = ["tmpl <*>" if r.severity == 3 else None for r in records]
     t = time.perf_counter()
     p = Partial()
-    for r in records:
-        p.add(r, 200, T0 + (0 if r.ts < T0 + 0.5 else 1), "tmpl <*>" if r.severity == 3 else None)  # type: ignore[operator]
+    for start in range(0, len(records), 2000):  # batches of 2,000 lines, as the pipeline cuts them
+        end = start + 2000
+        p.add_many(records[start:end], [200] * len(records[start:end]), seconds[start:end], templates[start:end])
     t_add = time.perf_counter() - t
     t = time.perf_counter()
     data = p.to_bytes()
     t_fold = time.perf_counter() - t
-    print(f"worker: add {t_add / len(records) * 1e6:.2f} us/line, fold+encode {t_fold / len(records) * 1e6:.2f} "
+    print(f"worker: add_many {t_add / len(records) * 1e6:.2f} us/line, fold+encode {t_fold / len(records) * 1e6:.2f} "
           f"us/line, {len(data):,} bytes for {len(records):,} lines (2 seconds, all distinct IPs)")
 
 
@@ -152,12 +155,15 @@ def bench_memory(distinct: int) -> None:
     t = time.perf_counter()
     for s in range(seconds):
         p = Partial()
-        for i in range(per_second):
-            k = s * per_second + i
-            p.add(Record(format="access", message="", ts=T0 + s,
-                         http=Http(ip=f"{k >> 24 & 255}.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}",
-                                   status=404 if i % 4 == 0 else 200, path=f"/p/{k}",
-                                   user_agent=f"agent-{k}", latency_ms=float(i))), 100, T0 + s, None)
+        keys = range(s * per_second, (s + 1) * per_second)
+        p.add_many(
+            [Record(format="access", message="", ts=T0 + s,
+                    http=Http(ip=f"{k >> 24 & 255}.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}",
+                              status=404 if i % 4 == 0 else 200, path=f"/p/{k}",
+                              user_agent=f"agent-{k}", latency_ms=float(i)))
+             for i, k in enumerate(keys)],
+            [100] * per_second, [T0 + s] * per_second, [None] * per_second,
+        )
         stats.merge(Partial.from_bytes(p.to_bytes()), T0 + s)
         if s and s % 300 == 0:
             print(f"  after {s * per_second:>9,} distinct IPs: RSS {rss_mb() - before:6.1f} MB above start")

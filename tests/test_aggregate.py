@@ -1,13 +1,18 @@
-"""Partial aggregates (server.stats.aggregate): exact counts per event second, sketches, merge laws."""
+"""Partial aggregates (server.stats.aggregate): exact counts per event second, sketches, merge laws.
+
+The column-wise tally is checked against `reference`, a line-at-a-time count written here.
+"""
 from __future__ import annotations
 
+import collections
+import math
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.stats.aggregate import MAX_VALUE_LEN, Bucket, Partial, by_second
+from server.stats.aggregate import HTTP_METHODS, MAX_VALUE_LEN, Bucket, Partial, by_second
 from server.stats import sketches
 from server.records import LEVELS, SEVERITY_OF, Http, Record
 
@@ -29,13 +34,23 @@ def roundtrip(p: Partial) -> Partial:
     return Partial.from_bytes(p.to_bytes())
 
 
+Row = tuple[Record, int, int, "str | None"]  # record, size in bytes, event second, error template
+
+
+def count(p: Partial, rows: list[Row]) -> None:
+    """One `add_many` call for `rows`."""
+    p.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+
+
 def test_counts_per_second_and_accounting() -> None:
     p = Partial()
-    p.add(rec("INFO", ip="1.1.1.1", method="GET", path="/a", status=200, bytes=100,
-              user_agent="ua1", latency_ms=10.0), 50, 1000, None)
-    p.add(rec("ERROR", ip="2.2.2.2", method="post", path="/b", status=503, bytes=7,
-              user_agent="ua2", latency_ms=30.0), 60, 1000, "fail <*>")
-    p.add(rec("WARNING", ts=1001.5), 70, 1001, None)
+    count(p, [
+        (rec("INFO", ip="1.1.1.1", method="GET", path="/a", status=200, bytes=100,
+             user_agent="ua1", latency_ms=10.0), 50, 1000, None),
+        (rec("ERROR", ip="2.2.2.2", method="post", path="/b", status=503, bytes=7,
+             user_agent="ua2", latency_ms=30.0), 60, 1000, "fail <*>"),
+        (rec("WARNING", ts=1001.5), 70, 1001, None),
+    ])
     p.reject("empty", 1)
     p.note("invalid_utf8")
     q = roundtrip(p)
@@ -61,8 +76,8 @@ def test_counts_per_second_and_accounting() -> None:
 
 def test_unbounded_domains_are_bounded() -> None:
     p = Partial()
-    p.add(rec(ip="1.1.1.1", method="FROB", status=999, path="/" + "x" * 1000), 1, 5, None)
-    p.add(rec(level="INFO"), 1, 5, None)
+    count(p, [(rec(ip="1.1.1.1", method="FROB", status=999, path="/" + "x" * 1000), 1, 5, None)])
+    count(p, [(rec(level="INFO"), 1, 5, None)])
     b = roundtrip(p).buckets[5]
     assert b.by_method == {"OTHER": 1}
     assert b.by_status == {0: 1}  # not a valid HTTP status
@@ -72,8 +87,8 @@ def test_unbounded_domains_are_bounded() -> None:
 
 def test_distinct_values_do_not_grow_the_encoding() -> None:
     p = Partial()
-    for i in range(50_000):
-        p.add(rec(ip=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", status=404), 100, 7, None)
+    count(p, [(rec(ip=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", status=404), 100, 7, None)
+              for i in range(50_000)])
     size = len(p.to_bytes())
     # Two frequent-items sketches (ip, suspicious_ip) of 2**9 slots each: a few tens of KB,
     # not 50,000 addresses (~750 KB).
@@ -117,14 +132,12 @@ def _summary(p: Partial) -> dict:
 def test_merge_is_associative_and_commutative(seed: int, cuts: list[int]) -> None:
     rows = _random_records(seed, 150)
     whole = Partial()
-    for r in rows:
-        whole.add(*r)
+    count(whole, rows)
     bounds = sorted({0, 150, *cuts})
     parts = []
     for a, b in zip(bounds, bounds[1:]):
         part = Partial()
-        for r in rows[a:b]:
-            part.add(*r)
+        count(part, rows[a:b])
         parts.append(roundtrip(part))
     random.Random(seed).shuffle(parts)
     merged = Partial()
@@ -135,7 +148,7 @@ def test_merge_is_associative_and_commutative(seed: int, cuts: list[int]) -> Non
 
 def test_bucket_merge_leaves_the_source_serialized() -> None:
     p = Partial()
-    p.add(rec(ip="1.1.1.1", latency_ms=1.0), 1, 9, None)
+    count(p, [(rec(ip="1.1.1.1", latency_ms=1.0), 1, 9, None)])
     src = roundtrip(p).buckets[9]
     assert isinstance(src.sk["ip"], bytes)
     dst = Bucket()
@@ -181,18 +194,132 @@ def _random_batch(rng: random.Random, n: int) -> tuple[list[Record], list[int], 
     return records, sizes, seconds, templates
 
 
+def reference(rows: list[Row]) -> dict[int, dict[str, object]]:
+    """The tally written out one line at a time: per event second, a Counter per field."""
+    seconds: dict[int, collections.defaultdict[str, collections.Counter]] = {}
+    for r, size, second, template in rows:
+        c = seconds.setdefault(second, collections.defaultdict(collections.Counter))
+        h = r.http or Http()
+        method = None if h.method is None else h.method.upper()
+        c["n"].update(lines=1, bytes=size, errors=r.severity is not None and r.severity <= 3,
+                      requests=r.http is not None, bytes_sent=h.bytes or 0)
+        for field, value in (
+            ("format", r.format), ("level", r.level if r.level in (None, *SEVERITY_OF) else "OTHER"),
+            ("method", method if method in (None, *HTTP_METHODS) else "OTHER"),
+            ("status", h.status if h.status is None or 100 <= h.status <= 599 else 0),
+            ("service", r.service), ("host", r.host), ("error", template), ("ip", h.ip),
+            ("user_agent", h.user_agent), ("path", h.path),
+            ("suspicious_ip", h.ip if (h.status or 0) >= 400 else None),
+            ("ts", r.ts), ("latency", h.latency_ms),
+        ):
+            if value is not None:
+                c[field][value[:MAX_VALUE_LEN] if isinstance(value, str) else value] += 1
+        if template is not None:  # the smallest (cut) message is the example
+            message = r.message[:MAX_VALUE_LEN]
+            c["example"][template] = min(c["example"].get(template, message), message)
+    return {second: _reduced(c) for second, c in seconds.items()}
+
+
+def _reduced(c: collections.defaultdict[str, collections.Counter]) -> dict[str, object]:
+    """Times and latencies as a bucket keeps them: the range, and n/sum/min/max."""
+    ts, lat = list(c["ts"].elements()), list(c["latency"].elements())
+    out: dict[str, object] = {field: dict(+n if field == "n" else n) for field, n in c.items()}
+    out["ts"] = (min(ts), max(ts)) if ts else None
+    out["latency"] = (len(lat), math.fsum(lat), min(lat), max(lat)) if lat else None
+    return {field: value for field, value in out.items() if value}
+
+
+def tallied(p: Partial) -> dict[int, dict[str, object]]:
+    """A Partial's buckets in the reference's shape (its sketches are exact below 384 values)."""
+    out: dict[int, dict[str, object]] = {}
+    for second, b in roundtrip(p).buckets.items():
+        n = dict(lines=b.lines, bytes=b.bytes, errors=b.errors, requests=b.requests,
+                 bytes_sent=b.bytes_sent)
+        fields: dict[str, object] = {
+            "n": {k: v for k, v in n.items() if v},
+            "format": b.by_format, "level": b.by_level, "method": b.by_method,
+            "status": b.by_status, "example": b.examples,
+            **{name: {v: est for v, est, _, _ in sketches.topk_items(b.topk(name))} for name in b.sk},
+            "ts": (b.first_ts, b.last_ts) if b.first_ts is not None else None,
+            "latency": (b.lat_n, b.lat_sum, b.lat_min, b.lat_max) if b.lat_n else None,
+        }
+        out[second] = {field: value for field, value in fields.items() if value}
+    return out
+
+
+def check_against_reference(rows: list[Row], cuts: list[int]) -> Partial:
+    """Count `rows` in `add_many` calls split at `cuts`; the result must be the reference's."""
+    p = Partial()
+    bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+    for a, b in zip(bounds, bounds[1:]):
+        count(p, rows[a:b])
+    assert (p.received, p.parsed, p.bytes) == (len(rows), len(rows), sum(r[1] for r in rows))
+    assert p.by_format == collections.Counter(r[0].format for r in rows)
+    assert tallied(p) == reference(rows)
+    return p
+
+
+def test_reference_on_hand_made_lines() -> None:
+    """The reference itself, on two lines whose counts are written out."""
+    rows: list[Row] = [
+        (rec("ERROR", ip="2.2.2.2", method="brew", status=503, bytes=7, latency_ms=3.0), 60, 9, "t"),
+        (rec("INFO", ts=None), 5, 9, None),
+    ]
+    assert reference(rows) == {9: {
+        "n": {"lines": 2, "bytes": 65, "errors": 1, "requests": 1, "bytes_sent": 7},
+        "format": {"access": 1, "app": 1}, "level": {"ERROR": 1, "INFO": 1},
+        "method": {"OTHER": 1}, "status": {503: 1}, "service": {"api": 2}, "host": {"web1": 2},
+        "error": {"t": 1}, "ip": {"2.2.2.2": 1}, "suspicious_ip": {"2.2.2.2": 1},
+        "example": {"t": "msg ERROR"}, "ts": (1000.0, 1000.0), "latency": (1, 3.0, 3.0, 3.0),
+    }}
+    check_against_reference(rows, [1])
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_add_many_is_add_per_line(seed: int) -> None:
+def test_add_many_is_the_reference_and_adds_up_across_calls(seed: int) -> None:
     rng = random.Random(seed)
     records, sizes, seconds, templates = _random_batch(rng, rng.randrange(0, 400))
+    rows = list(zip(records, sizes, seconds, templates))
     one = Partial()
-    for args in zip(records, sizes, seconds, templates):
-        one.add(*args)
-    many = Partial()
-    cut = rng.randrange(0, len(records) + 1)  # two calls: counts add up across calls too
-    many.add_many(records[:cut], sizes[:cut], seconds[:cut], templates[:cut])
-    many.add_many(records[cut:], sizes[cut:], seconds[cut:], templates[cut:])
+    for row in rows:  # one call per line
+        count(one, [row])
+    many = check_against_reference(rows, [rng.randrange(0, len(rows) + 1)])
     assert many.to_bytes() == one.to_bytes()  # same counts, sketches, examples, key order
+    check_against_reference(_random_records(seed, 150), [])
+
+
+_texts = st.sampled_from
+_http = st.builds(
+    Http,
+    ip=_texts([None, "1.1.1.1", "2.2.2.2", "::1", ""]),
+    method=_texts([None, "GET", "post", "BREW", ""]),
+    path=_texts([None, "/a", "/" + "x" * (MAX_VALUE_LEN + 1), "/" + "x" * (MAX_VALUE_LEN + 2)]),
+    status=_texts([None, 42, 99, 100, 200, 399, 400, 503, 599, 600]),  # both edges of each rule
+    bytes=_texts([None, 0, 10, 123]),
+    user_agent=_texts([None, "ua1", "ua2"]),
+    latency_ms=st.none() | st.floats(0.0, 1e6),
+)
+_record = st.builds(
+    Record,
+    format=_texts(["access", "app", "json"]),
+    message=_texts(["disk 1 full", "b", "a" * (MAX_VALUE_LEN + 6), "a" * (MAX_VALUE_LEN + 5)]),
+    ts=st.none() | st.floats(999.0, 1003.0),
+    host=_texts([None, "web1", ""]),
+    service=_texts([None, "api", "db"]),
+    level=_texts([None, "INFO", "ERROR", "OTHER_LEVEL"]),
+    severity=st.none() | st.integers(0, 7),
+    http=st.none() | _http,
+)
+_row = st.builds(
+    lambda r, size, template: (r, size, int(r.ts) if r.ts is not None else 1001, template),
+    _record, st.integers(1, 500), _texts([None, "disk <*> full", "t2"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(_row, max_size=80), cuts=st.lists(st.integers(0, 80), max_size=4))
+def test_any_records_in_any_calls_count_as_the_reference(rows: list[Row], cuts: list[int]) -> None:
+    check_against_reference(rows, cuts)
 
 
 def test_by_second_groups_in_order_of_first_occurrence() -> None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.detect.config import DetectConfig, check_detect
-from server.detect.engine import Engine
+from server.detect.config import DetectConfig, SpikeConfig, check_detect
+from server.detect.engine import DetectFigures, Engine
 from server.detect.events import decode_event, encode_event
 from server.detect.feed import Feed
 from server.detect.replay import build_feeds, replay
@@ -217,6 +217,28 @@ def test_late_seconds_are_counted_and_dropped() -> None:
         engine.consume(Feed.from_bytes(data))
     assert engine.stats()["late_lines"] == 3
     assert engine.stats()["pending_seconds"] == 1
+
+
+def test_figures_are_the_stats_object() -> None:
+    cfg = DetectConfig(spike=SpikeConfig(threshold=2, resolve_below=1, max_services=1))
+    engine = Engine(cfg)
+    records = [Record("app", message="boom 1", ts=T0 + 0.5, service="a", severity=3)] * 2
+    records += [Record("app", message="boom 2", ts=T0 + 0.5, service="b", severity=3)] * 3
+    records += [Record("app", message="fine", ts=T0 + 1.5, service="a", severity=6)]
+    for data in build_feeds(records, cfg, template):
+        engine.consume(Feed.from_bytes(data))
+    assert [e.key for e in engine.advance(T0 + 1)] == ["a"]  # "b" is beyond max_services
+    figures = engine.figures()
+    assert figures == DetectFigures(
+        counters={"feeds": 1, "records": 6, "dropped_matches": 0, "events_error_spike": 1},
+        pending_seconds=1, untracked_spike_errors=3, untracked_zscore_lines=0,
+        untracked_ip_requests=0, untracked_pattern_keys=0, suppressed_new_templates=0,
+    )
+    assert list(engine.stats().items()) == [
+        ("feeds", 1), ("records", 6), ("dropped_matches", 0), ("events_error_spike", 1),
+        ("pending_seconds", 1), ("untracked_spike_errors", 3), ("untracked_zscore_lines", 0),
+        ("untracked_ip_requests", 0), ("untracked_pattern_keys", 0), ("suppressed_new_templates", 0),
+    ]
 
 
 def test_a_watermark_below_all_data_does_not_start_the_clock() -> None:

@@ -23,9 +23,12 @@ def rec(ts: float | None, level: str = "INFO", **http: object) -> Record:
 
 def batch(records: list[Record], rejects: int = 0) -> Partial:
     p = Partial()
-    for r in records:
-        error = r.severity is not None and r.severity <= 3
-        p.add(r, 10, int(r.ts) if r.ts is not None else int(NOW), "boom <*>" if error else None)
+    p.add_many(
+        records,
+        [10] * len(records),
+        [int(r.ts) if r.ts is not None else int(NOW) for r in records],
+        ["boom <*>" if r.severity is not None and r.severity <= 3 else None for r in records],
+    )
     for _ in range(rejects):
         p.reject("invalid_json", 3)
     return Partial.from_bytes(p.to_bytes())

@@ -29,7 +29,7 @@ def test_batch_result_is_the_per_line_reading() -> None:
     partial = Partial.from_bytes(result.partial)
     assert (partial.received, partial.parsed, partial.bytes) == (9, 7, sum(map(len, FRAMES)))
     assert partial.notes == {"invalid_utf8": 1}  # kept with U+FFFD, counted
-    # The same lines read one by one through the public parser and `add()`:
+    # The same lines read one by one through the public parser, one `add_many()` call per line:
     expected, feed = Partial(), Feed(DetectConfig(), origin=7)
     for frame in FRAMES:
         record = parse_line(frame.decode("utf-8", "replace"), ARRIVAL)
@@ -38,8 +38,8 @@ def test_batch_result_is_the_per_line_reading() -> None:
             continue
         second = int(record.ts) if record.ts is not None else int(ARRIVAL)
         template = record_template(record) if is_error(record) else None
-        expected.add(record, len(frame), second, template)
-        feed.add(record, second, template)
+        expected.add_many([record], [len(frame)], [second], [template])
+        feed.add_many([record], [second], [template])
     expected.note("invalid_utf8")
     assert result.partial == expected.to_bytes()
     assert result.feed == feed.to_bytes()

@@ -10,6 +10,7 @@ from typing import Iterable
 import msgspec
 
 from server.detect.config import DetectConfig
+from server.detect.detector import Detector
 from server.detect.events import AnyEvent, Event
 from server.detect.feed import Feed, Match, Second, merge_second, pattern_id
 from server.detect.newtemplate import NewTemplateDetector, NewTemplateState
@@ -36,17 +37,42 @@ class EngineState(msgspec.Struct):
     patterns: dict[str, PatternState] = {}
 
 
+class DetectFigures(msgspec.Struct):
+    """What STATS `detect` shows: the engine's own counters, then each detector's figures."""
+
+    # feeds, records, dropped_matches, late_lines, skipped_seconds, future_lines, events_<type>:
+    # as counted so far (a counter that never moved is absent)
+    counters: dict[str, int]
+    pending_seconds: int  # seconds buffered, waiting for the watermark
+    untracked_spike_errors: int  # errors of services beyond spike.max_services
+    untracked_zscore_lines: int  # lines of services beyond zscore.max_services
+    untracked_ip_requests: int  # requests of IPs beyond suspicious.max_ips
+    untracked_pattern_keys: int  # step-0 matches of keys beyond pattern.max_keys
+    suppressed_new_templates: int  # new templates over newtemplate.max_events_per_minute
+
+    def report(self) -> dict[str, int]:
+        """One flat map, counters first (the STATS `detect` object)."""
+        report = dict(self.counters)
+        for name in self.__struct_fields__[1:]:
+            report[name] = getattr(self, name)
+        return report
+
+
 class Engine:
     def __init__(self, config: DetectConfig, state: EngineState | None = None) -> None:
         self._state = state if state is not None else EngineState(config)
         st = self._state
         st.config = config
         self._recent: collections.deque[Event] = collections.deque(st.recent, config.keep_events)
-        self.spike = SpikeDetector(config.spike, st.spike)
-        self.zscore = ZScoreDetector(config.zscore, st.zscore)
-        self.suspicious = SuspiciousDetector(config.suspicious, st.suspicious)
-        self.newtemplate = NewTemplateDetector(config.newtemplate, st.newtemplate)
-        self.pattern = PatternDetector(config.patterns, config.pattern, st.patterns)
+        self.spike = SpikeDetector(config, st.spike)
+        self.suspicious = SuspiciousDetector(config, st.suspicious)
+        self.zscore = ZScoreDetector(config, st.zscore)
+        self.pattern = PatternDetector(config, st.patterns)
+        self.newtemplate = NewTemplateDetector(config, st.newtemplate)
+        # Stepped in this order: the order of one second's events.
+        self.detectors: tuple[Detector, ...] = (
+            self.spike, self.suspicious, self.zscore, self.pattern, self.newtemplate
+        )
         self._remap_pending([pattern_id(p) for p in config.patterns])
         self.counters: collections.Counter[str] = collections.Counter(st.counters)
 
@@ -144,30 +170,27 @@ class Engine:
         st = self._state
         st.config = config
         self._recent = collections.deque(self._recent, config.keep_events)
-        self.spike.reconfigure(config.spike)
-        self.zscore.reconfigure(config.zscore)
-        self.suspicious.reconfigure(config.suspicious)
-        self.newtemplate.reconfigure(config.newtemplate)
-        self.pattern.reconfigure(config.patterns, config.pattern)
+        for detector in self.detectors:
+            detector.reconfigure(config)
         self._remap_pending([pattern_id(p) for p in config.patterns])
 
+    def figures(self) -> DetectFigures:
+        """Late lines, dropped matches, pending seconds and every detector's own figures."""
+        mine: dict[str, int] = {}
+        for detector in self.detectors:
+            mine.update(detector.figures())
+        return DetectFigures(
+            counters=dict(self.counters), pending_seconds=len(self._state.pending), **mine
+        )
+
     def stats(self) -> dict[str, int]:
-        """Counters for STATS: late lines, dropped matches, untracked keys, pending seconds."""
-        st = self._state
-        figures = dict(self.counters)
-        figures["pending_seconds"] = len(st.pending)
-        figures["untracked_spike_errors"] = st.spike.untracked
-        figures["untracked_zscore_lines"] = self.zscore.state.untracked
-        figures["untracked_ip_requests"] = st.suspicious.untracked
-        figures["untracked_pattern_keys"] = sum(s.untracked for s in self.pattern.states.values())
-        figures["suppressed_new_templates"] = st.newtemplate.suppressed
-        return figures
+        """`figures()` as the flat STATS `detect` object."""
+        return self.figures().report()
 
     def to_bytes(self) -> bytes:
         st = self._state
         st.recent = list(self._recent)  # type: ignore[arg-type]
         st.counters = dict(self.counters)
-        st.patterns = self.pattern.states
         return _encoder.encode(st)
 
     @classmethod
@@ -180,16 +203,9 @@ class Engine:
         return engine
 
     def _process(self, second: int, data: Second | None, events: list[Event]) -> None:
-        config = self._state.config
-        if config.spike.enabled:
-            events.extend(self.spike.step(second, data))
-        if config.suspicious.enabled:
-            events.extend(self.suspicious.step(second, data))
-        if config.zscore.enabled:
-            events.extend(self.zscore.step(second, data))
-        events.extend(self.pattern.step(second, data.matches if data is not None else None))
-        if config.newtemplate.enabled:
-            events.extend(self.newtemplate.step(second, data))
+        for detector in self.detectors:
+            if detector.enabled:
+                events.extend(detector.step(second, data))
 
     def _keep(self, events: list[Event]) -> list[Event]:
         self._recent.extend(events)
@@ -205,7 +221,7 @@ class Engine:
 
 
 def _remap(seconds: Iterable[Second], old: list[str], new: list[str]) -> None:
-    """Point matches' pattern indices at `new`; steps of patterns no longer defined go."""
+    """Point matches' pattern indices at `new`; steps of patterns missing from `new` go."""
     where = {ident: i for i, ident in enumerate(new)}
     index = [where.get(ident) for ident in old]
     for sec in seconds:

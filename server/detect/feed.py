@@ -1,10 +1,8 @@
-"""The detectors' input for one batch, built in a worker: per-second, mergeable, bounded.
+"""The detectors' input for one batch, counted in a worker: per event second, mergeable, bounded.
 
-A worker calls `Feed.add_many` with a batch's parsed records (the same as `Feed.add` for each,
-in order) and ships `to_bytes()` over the pipe; the engine merges feeds second by second. Per
-second it holds, per service, line/error counts and a latency histogram; error-template counts
-with one example; per-IP HTTP totals and 4xx/5xx counts; and only those records that match
-some pattern step. Nothing else per line.
+`Feed.add_many` tallies a batch's parsed records column by column (per service line/error counts
+and latency histograms, error templates with one example, per-IP HTTP totals, and the records
+that match a pattern step); the bytes cross the pipe and `Engine.consume` merges them.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ import msgspec
 from server.stats.aggregate import Groups, by_second
 from server.detect.config import DetectConfig, Pattern
 from server.detect.histogram import bucket_of, merge_into
-from server.records import ERROR_SEVERITY, Record, is_error
+from server.records import ERROR_SEVERITY, Record
 
 NO_SERVICE = "-"  # the service key of records that name none
 MAX_LINE_CHARS = 512  # matched messages are kept this long at most (they end up in events)
@@ -96,55 +94,7 @@ class Feed:
         self._matchers = _compile(tuple(self.data.pattern_ids)) if patterns else ()
         self._wants_ip = any(p.key == "ip" for p in patterns)
         self._max_matches = config.pattern.max_matches_per_feed if config is not None else 0
-        self._last: tuple[int, Second] | None = None
         self._matched = 0
-
-    def add(self, record: Record, second: int, template: str | None = None) -> None:
-        data = self.data
-        index = data.records
-        data.records = index + 1
-        last = self._last
-        if last is not None and last[0] == second:
-            sec = last[1]
-        else:
-            sec = data.seconds.get(second)
-            if sec is None:
-                sec = data.seconds[second] = Second()
-            self._last = (second, sec)
-        service = record.service or NO_SERVICE
-        tally = sec.services.get(service)
-        if tally is None:
-            tally = sec.services[service] = ServiceTally()
-        tally.lines += 1
-        error = is_error(record)
-        time = record.ts if record.ts is not None else float(second)
-        if error:
-            tally.errors += 1
-            if template is not None:
-                by_template = sec.templates.get(service)
-                if by_template is None:
-                    by_template = sec.templates[service] = {}
-                seen = by_template.get(template)
-                if seen is None:
-                    by_template[template] = TemplateTally(
-                        1, record.message[:MAX_LINE_CHARS], (time, data.origin, index)
-                    )
-                else:
-                    seen.count += 1
-        http = record.http
-        if http is not None:
-            if http.latency_ms is not None:
-                b = bucket_of(http.latency_ms)
-                tally.latency[b] = tally.latency.get(b, 0) + 1
-            if http.ip is not None and http.status is not None:
-                ip = sec.ips.get(http.ip)
-                if ip is None:
-                    ip = sec.ips[http.ip] = IpTally()
-                ip.total += 1
-                if http.status >= 400:
-                    ip.bad += 1
-        if self._matchers:
-            self._match(record, sec, time, index)
 
     def add_many(
         self,
@@ -153,15 +103,15 @@ class Feed:
         templates: Sequence[str | None],
         groups: Groups | None = None,
     ) -> None:
-        """`add()` for every record of a batch (aligned lists), with the same result, faster.
-        `groups` is `by_second(seconds)` when the caller has it already."""
+        """Count parsed records (aligned lists: record, event second, and the error template or
+        None); calls add up, record indices continuing across them. `groups` is
+        `by_second(seconds)` when the caller has it already."""
         n = len(records)
         if not n:
             return
         data = self.data
         base = data.records
         data.records = base + n
-        self._last = None
         for second, positions in by_second(seconds) if groups is None else groups:
             if positions is None:
                 self._add_second(second, records, range(n), templates, base)
@@ -266,15 +216,6 @@ class Feed:
             record = records[i]
             time = record.ts if record.ts is not None else float(second)
             self._matched_record(record, self.data.seconds[second], time, base + i, steps_of[i])
-
-    def _match(self, record: Record, sec: Second, time: float, index: int) -> None:
-        message = record.message
-        steps: list[tuple[int, int]] = []
-        for test, pairs in self._matchers:
-            if test(message):
-                steps.extend(pairs)
-        if steps:
-            self._matched_record(record, sec, time, index, steps)
 
     def _matched_record(
         self, record: Record, sec: Second, time: float, index: int, steps: list[tuple[int, int]]

@@ -1,9 +1,8 @@
-"""Latency histograms with logarithmic buckets: exact merges, bounded size, 1 % relative error.
+"""Latency histograms for the detectors' feeds: logarithmic buckets, 1 % relative error.
 
-A histogram is a plain `dict[bucket, count]` (as DDSketch, Masson et al., VLDB 2019): merging
-adds counts, so it is associative, commutative and deterministic, unlike a KLL sketch or a
-reservoir whose result depends on the order of merges. That keeps replays identical to
-streams. Buckets span 1 µs .. ~11.6 days, so a histogram never holds more than ~1,500 keys.
+A histogram is a plain `dict[bucket, count]` (as DDSketch, Masson et al., VLDB 2019) of at most
+~1,500 keys (1 µs .. ~11.6 days); merging adds counts, so unlike a KLL sketch or a reservoir the
+result never depends on the order of merges, and a replay gives the same figures as a stream.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import NewTemplateConfig
+from server.detect.config import DetectConfig, NewTemplateConfig
+from server.detect.detector import SectionDetector
 from server.detect.events import Event, NewTemplate
 from server.detect.feed import Second
 
@@ -20,13 +21,16 @@ class NewTemplateState(msgspec.Struct):
     forgotten: int = 0
 
 
-class NewTemplateDetector:
-    def __init__(self, config: NewTemplateConfig, state: NewTemplateState | None = None) -> None:
-        self.config = config
-        self.state = state if state is not None else NewTemplateState()
+class NewTemplateDetector(SectionDetector[NewTemplateConfig, NewTemplateState]):
+    def section(self, config: DetectConfig) -> NewTemplateConfig:
+        return config.newtemplate
 
-    def reconfigure(self, config: NewTemplateConfig) -> None:
-        self.config = config
+    def figures(self) -> dict[str, int]:
+        return {"suppressed_new_templates": self.state.suppressed}
+
+    def reconfigure(self, config: DetectConfig) -> None:
+        """A smaller `max_templates` forgets the least recently seen at once."""
+        super().reconfigure(config)
         self._forget()
 
     def step(self, second: int, data: Second | None) -> list[Event]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import Pattern, PatternLimits
+from server.detect.config import DetectConfig, Pattern, PatternLimits
 from server.detect.events import Event, PatternMatch
-from server.detect.feed import Match, pattern_id
+from server.detect.feed import Match, Second, pattern_id
 
 
 class Prefix(msgspec.Struct, array_like=True):
@@ -32,35 +32,39 @@ class PatternState(msgspec.Struct):
 
 
 class PatternDetector:
-    def __init__(
-        self,
-        patterns: list[Pattern],
-        limits: PatternLimits,
-        states: dict[str, PatternState] | None = None,
-    ) -> None:
-        self.patterns: list[Pattern] = []
-        self.limits = limits
-        self.states: dict[str, PatternState] = states if states is not None else {}
-        self.reconfigure(patterns, limits)
+    """Every configured pattern (`[[detect.patterns]]`, limits from `[detect.pattern]`); its
+    state is one `PatternState` per pattern name, held in the engine's snapshot."""
 
-    def reconfigure(self, patterns: list[Pattern], limits: PatternLimits) -> None:
-        """Keep the state of every pattern whose name, key and steps are unchanged."""
-        old = self.states
-        self.states = {}
-        for pattern in patterns:
+    enabled = True  # with no pattern configured a step does nothing
+
+    def __init__(self, config: DetectConfig, states: dict[str, PatternState]) -> None:
+        self.patterns: list[Pattern] = []
+        self.limits: PatternLimits = config.pattern
+        self.states = states
+        self.reconfigure(config)
+
+    def reconfigure(self, config: DetectConfig) -> None:
+        """Keep the state of every pattern whose name, key and steps are unchanged (in place:
+        the snapshot holds this very dict)."""
+        old = dict(self.states)
+        self.states.clear()
+        for pattern in config.patterns:
             ident = pattern_id(pattern)
             kept = old.get(pattern.name)
             self.states[pattern.name] = kept if kept is not None and kept.ident == ident else (
                 PatternState(ident)
             )
-        self.patterns = list(patterns)
-        self.limits = limits
+        self.patterns = list(config.patterns)
+        self.limits = config.pattern
 
-    def step(self, second: int, matches: list[Match] | None) -> list[Event]:
-        """Feed one second's matches (steps index self.patterns), in order; then expire."""
+    def figures(self) -> dict[str, int]:
+        return {"untracked_pattern_keys": sum(s.untracked for s in self.states.values())}
+
+    def step(self, second: int, data: Second | None) -> list[Event]:
+        """Feed the second's matches (steps index self.patterns) in record order; then expire."""
         events: list[Event] = []
-        if matches:
-            for match in sorted(matches, key=lambda m: m.order):
+        if data is not None and data.matches:
+            for match in sorted(data.matches, key=lambda m: m.order):
                 by_pattern: dict[int, list[int]] = {}
                 for p, s in match.steps:
                     by_pattern.setdefault(p, []).append(s)

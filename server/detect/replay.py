@@ -1,8 +1,9 @@
-"""Runs records through feeds and an engine the way the server does, in one process: for
-`logtided analyze --events` and for tests. Sans-I/O: records in, events out.
+"""Records through feeds and an engine in one process, batched as the server batches them:
+for the detectors' tests. Sans-I/O: records in, events out.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterable
 
 from server.detect.config import DetectConfig
@@ -28,16 +29,12 @@ def build_feeds(
     """Cut records into batches and build each batch's feed as a worker would (as bytes);
     batches are numbered (`Feed.origin`) from `origin` on, in stream order."""
     feeds: list[bytes] = []
-    feed = Feed(config, origin=origin)
-    count = 0
-    for record in records:
-        template = template_of(record.message) if is_error(record) else None
-        feed.add(record, second_of(record, arrival), template)
-        count += 1
-        if count == batch_lines:
-            feeds.append(feed.to_bytes())
-            feed, count = Feed(config, origin=origin + len(feeds)), 0
-    if count:
+    it = iter(records)
+    while batch := list(itertools.islice(it, batch_lines)):
+        feed = Feed(config, origin=origin + len(feeds))
+        seconds = [second_of(record, arrival) for record in batch]
+        templates = [template_of(r.message) if is_error(r) else None for r in batch]
+        feed.add_many(batch, seconds, templates)
         feeds.append(feed.to_bytes())
     return feeds
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import SpikeConfig
+from server.detect.config import DetectConfig, SpikeConfig
+from server.detect.detector import SectionDetector
 from server.detect.events import ErrorSpike, Event, Resolved, TemplateCount
 from server.detect.feed import Second
 
@@ -34,17 +35,14 @@ class SpikeState(msgspec.Struct):
     untracked: int = 0  # errors of services beyond max_services
 
 
-class SpikeDetector:
-    def __init__(self, config: SpikeConfig, state: SpikeState | None = None) -> None:
-        self.config = config
-        self.state = state if state is not None else SpikeState()
+class SpikeDetector(SectionDetector[SpikeConfig, SpikeState]):
+    def section(self, config: DetectConfig) -> SpikeConfig:
+        return config.spike
 
-    def reconfigure(self, config: SpikeConfig) -> None:
-        """Keep windows and episodes; a shorter window simply expires more on the next step."""
-        self.config = config
+    def figures(self) -> dict[str, int]:
+        return {"untracked_spike_errors": self.state.untracked}
 
     def step(self, second: int, data: Second | None) -> list[Event]:
-        """Process one event-time second (None: a second without data)."""
         keys = self.state.keys
         if data is not None and data.services:
             overall = 0

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import SuspiciousConfig
+from server.detect.config import DetectConfig, SuspiciousConfig
+from server.detect.detector import SectionDetector
 from server.detect.events import Event, Resolved, SuspiciousIp
 from server.detect.feed import Second
 
@@ -33,13 +34,12 @@ class SuspiciousState(msgspec.Struct):
     untracked: int = 0  # requests of IPs beyond max_ips
 
 
-class SuspiciousDetector:
-    def __init__(self, config: SuspiciousConfig, state: SuspiciousState | None = None) -> None:
-        self.config = config
-        self.state = state if state is not None else SuspiciousState()
+class SuspiciousDetector(SectionDetector[SuspiciousConfig, SuspiciousState]):
+    def section(self, config: DetectConfig) -> SuspiciousConfig:
+        return config.suspicious
 
-    def reconfigure(self, config: SuspiciousConfig) -> None:
-        self.config = config
+    def figures(self) -> dict[str, int]:
+        return {"untracked_ip_requests": self.state.untracked}
 
     def step(self, second: int, data: Second | None) -> list[Event]:
         config, state = self.config, self.state

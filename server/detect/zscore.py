@@ -8,7 +8,8 @@ import math
 
 import msgspec
 
-from server.detect.config import ZScoreConfig
+from server.detect.config import DetectConfig, ZScoreConfig
+from server.detect.detector import SectionDetector
 from server.detect.events import Event, ZScore
 from server.detect.feed import Second
 from server.detect.histogram import merge_into, quantile
@@ -41,19 +42,21 @@ class ZScoreState(msgspec.Struct):
     last_data: int | None = None  # the newest second processed that had any line
 
 
-class ZScoreDetector:
-    def __init__(self, config: ZScoreConfig, state: ZScoreState | None = None) -> None:
-        self.config = config
-        self.state = state if state is not None else ZScoreState()
+class ZScoreDetector(SectionDetector[ZScoreConfig, ZScoreState]):
+    def section(self, config: DetectConfig) -> ZScoreConfig:
+        return config.zscore
 
-    def reconfigure(self, config: ZScoreConfig) -> None:
+    def figures(self) -> dict[str, int]:
+        return {"untracked_zscore_lines": self.state.untracked}
+
+    def reconfigure(self, config: DetectConfig) -> None:
         """Keep baselines; a new interval length restarts only the interval in progress."""
-        if config.interval_s != self.config.interval_s:
+        if config.zscore.interval_s != self.config.interval_s:
             for state in self.state.services.values():
                 state.lines, state.errors, state.latency = 0, 0, {}
                 state.seen_full = False
                 state.interval = -1
-        self.config = config
+        super().reconfigure(config)
 
     def step(self, second: int, data: Second | None) -> list[Event]:
         config = self.config

@@ -1,15 +1,8 @@
-"""Mergeable partial aggregates: what a worker returns for one batch of lines.
+"""Mergeable partial aggregates: what a worker counts for one batch of parsed lines.
 
-A `Partial` is built in a worker process from parsed records, crosses the pipe as bytes, and is
-merged in the main process into time buckets (`server.stats.windows`). It holds the batch's accounting
-(received/parsed/rejected/bytes) and one `Bucket` per event second: exact counts for bounded
-domains (level, method, status, format) and DataSketches for everything unbounded (IPs, user
-agents, paths, services, hosts, error templates, latency). Merging is associative and commutative.
-
-Workers count a whole batch at once with `add_many()` (the same result as one `add()` per line,
-in order): each field is pulled out of the batch's records with C-level `map`/`Counter` calls
-instead of a dozen Python statements per line. Sketches are built once per batch in
-`to_bytes()` (`fold()`).
+A `Partial` holds the batch's accounting and one `Bucket` per event second (exact counts for
+bounded domains, DataSketches for unbounded ones), counted column by column in `add_many`; it
+crosses the pipe as bytes and merges (associative, commutative) into `server.stats.windows`.
 """
 from __future__ import annotations
 
@@ -246,10 +239,6 @@ def _cut_counts(counts: dict[str, int]) -> dict[str, int]:
     return counts
 
 
-def _bump(counts: dict[str, int], value: str) -> None:
-    counts[value] = counts.get(value, 0) + 1
-
-
 def _count(counts: dict[Any, int], values: Iterable[Any]) -> None:
     """counts += occurrences of each value but None, new keys in order of first occurrence."""
     found = collections.Counter(values)
@@ -313,71 +302,6 @@ class Partial(msgspec.Struct, dict=True):
 
     def __post_init__(self) -> None:
         self._scratch: dict[int, _Scratch] = {}
-        self._last_second: int | None = None
-        self._last: _Scratch | None = None
-
-    def add(self, record: Record, nbytes: int, second: int, template: str | None) -> None:
-        """Count one parsed line at its event second (`template` given for error lines)."""
-        self.received += 1
-        self.parsed += 1
-        self.bytes += nbytes
-        fmt = record.format
-        d = self.by_format
-        d[fmt] = d.get(fmt, 0) + 1
-        if second == self._last_second:
-            s = self._last
-        else:
-            s = self._scratch.get(second)
-            if s is None:
-                s = self._scratch[second] = _Scratch()
-            self._last_second = second
-            self._last = s
-        assert s is not None
-        s.lines += 1
-        s.nbytes += nbytes
-        d = s.by_format
-        d[fmt] = d.get(fmt, 0) + 1
-        level = record.level
-        if level is not None:
-            d = s.by_level
-            d[level] = d.get(level, 0) + 1
-        severity = record.severity
-        if severity is not None and severity <= ERROR_SEVERITY:
-            s.errors += 1
-        if template is not None:
-            _bump(s.templates, template)
-            example = s.examples.get(template)
-            message = record.message[:MAX_VALUE_LEN]
-            if example is None or message < example:
-                s.examples[template] = message
-        if record.ts is not None:
-            s.ts.append(record.ts)
-        if record.service is not None:
-            _bump(s.services, record.service)
-        if record.host is not None:
-            _bump(s.hosts, record.host)
-        http = record.http
-        if http is not None:
-            s.requests += 1
-            if http.method is not None:
-                d = s.by_method
-                d[http.method] = d.get(http.method, 0) + 1
-            status = http.status
-            if status is not None:
-                d2 = s.by_status
-                d2[status] = d2.get(status, 0) + 1
-                if status >= 400 and http.ip is not None:
-                    _bump(s.bad_ips, http.ip)
-            if http.bytes:
-                s.bytes_sent += http.bytes
-            if http.latency_ms is not None:
-                s.latencies.append(http.latency_ms)
-            if http.ip is not None:
-                _bump(s.ips, http.ip)
-            if http.user_agent is not None:
-                _bump(s.user_agents, http.user_agent)
-            if http.path is not None:
-                _bump(s.paths, http.path)
 
     def add_many(
         self,
@@ -387,8 +311,9 @@ class Partial(msgspec.Struct, dict=True):
         templates: Sequence[str | None],
         groups: Groups | None = None,
     ) -> None:
-        """`add()` for every line of a batch (aligned lists), with the same result, much faster.
-        `groups` is `by_second(seconds)` when the caller has it already."""
+        """Count parsed lines (aligned lists: record, size in bytes, event second, and the error
+        template or None) at their event seconds, each field pulled out of the records with
+        C-level `map`/`Counter` calls. `groups` is `by_second(seconds)` when the caller has it."""
         n = len(records)
         if not n:
             return
@@ -460,7 +385,7 @@ class Partial(msgspec.Struct, dict=True):
         self.notes[name] = self.notes.get(name, 0) + n
 
     def fold(self) -> None:
-        """Turn the scratch lists of `add()` into buckets (sketches built once per batch)."""
+        """Turn the scratch lists of `add_many()` into buckets (sketches built once per batch)."""
         if not self._scratch:
             return
         buckets = self.buckets
@@ -471,8 +396,6 @@ class Partial(msgspec.Struct, dict=True):
             else:
                 buckets[second] = bucket
         self._scratch = {}
-        self._last_second = None
-        self._last = None
 
     def merge(self, other: Partial) -> None:
         merge_totals(self, other)
