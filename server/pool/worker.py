@@ -18,8 +18,7 @@ from server.detect.config import DetectConfig
 from server.detect.feed import Feed
 from server.parsing import ParseOptions
 from server.parsing.sniff import parse, plan_for
-from server.offline.parse import record_view
-from server.records import ERROR_SEVERITY, Record, Rejected
+from server.records import ERROR_SEVERITY, Record, Rejected, record_view
 from server.publish.tailfilter import Predicate, compile_filter
 from server.stats.templates import record_template
 

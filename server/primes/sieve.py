@@ -16,15 +16,14 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from server.primes.config import SEGMENT_BYTES
+
 WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
 # Multiples of these are pre-sieved by copying one periodic pattern and AND-ing a second;
 # each pattern's period (in wheel columns) is the product of its primes.
 PRESIEVE = (7, 11, 13, 17, 19, 23, 29, 31)
 _GROUPS = ((7, 11, 13, 17), (19, 23, 29, 31))
 SMALL = (2, 3, 5)  # not on the wheel; accounted for by hand
-# Segment size counted as one byte per wheel number (the unit of `segments` and of the config):
-# 4 MiB = 524,288 columns = 15.7 M numbers in a 512 KiB packed buffer (L2: 2 MiB/core here).
-SEGMENT_BYTES = 1 << 22
 
 
 class SegmentStats(NamedTuple):
