@@ -1,9 +1,13 @@
-"""The import graph of `server/`: every module imports, and imports run one way (stages never reach
-up into the daemon, no circles)."""
+"""The import graph of `server/`: every module imports, imports run one way (stages never reach up
+into the daemon, no circles), and a log worker does not load the prime kernels (numba)."""
 from __future__ import annotations
 
 import ast
 import importlib
+import multiprocessing
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -114,3 +118,44 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_no_import_cycles() -> None:
     graph = {name: targets - ({"server.daemon.app"} if name in _KNOWN else set()) for name, targets in GRAPH.items()}
     assert _cycles(graph) == []
+
+
+def _warm_worker_modules() -> tuple[bool, bool]:
+    from server.pool.worker import warm_up
+
+    warm_up()
+    return "numba" in sys.modules, "server.primes.kernels" in sys.modules
+
+
+def test_a_warmed_up_log_worker_has_not_loaded_numba() -> None:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        assert pool.submit(_warm_worker_modules).result(timeout=60) == (False, False)
+
+
+def _kernels_loaded_after_a_segment() -> bool:
+    from server.primes import sieve
+
+    sieve.segment_stats(1, 1000, sieve.base_primes(1000))
+    return "numba" in sys.modules
+
+
+def test_a_prime_segment_loads_the_kernels_in_the_worker() -> None:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        assert pool.submit(_kernels_loaded_after_a_segment).result(timeout=120) is True
+
+
+_CACHE_PROBE = """
+from server.primes import kernels, sieve
+sieve.segment_stats(1, 10_000, sieve.base_primes(10_000))
+sieve.segment_primes(1, 100, sieve.base_primes(100))
+misses = sum(sum(k.stats.cache_misses.values()) for k in (kernels.sieve_segment, kernels.stats, kernels.primes_of))
+hits = sum(sum(k.stats.cache_hits.values()) for k in (kernels.sieve_segment, kernels.stats, kernels.primes_of))
+print(misses, hits)
+"""
+
+
+def test_prime_kernels_load_from_numbas_cache_after_a_restart() -> None:
+    """Loading the kernels lazily must not cost a compile: a second process reads the cache."""
+    subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, capture_output=True, check=True)  # fills it
+    second = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert second.stdout == "0 3\n"  # three kernels, each loaded from the cache, none compiled
