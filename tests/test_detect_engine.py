@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.detect.config import DetectConfig, SpikeConfig, check_detect
+from server.daemon.config import Config, ConfigError, check_config, decode_config
+from server.detect.config import DetectConfig, SpikeConfig
 from server.detect.engine import DetectFigures, Engine
 from server.detect.events import decode_event, encode_event
 from server.detect.feed import Feed
@@ -326,24 +327,27 @@ def test_events_round_trip_as_json_with_type_first() -> None:
 def test_default_toml_block_is_the_defaults() -> None:
     raw = tomllib.loads(DEFAULT_TOML)["detect"]
     assert msgspec.convert(raw, DetectConfig) == DetectConfig()
-    assert check_detect(DetectConfig()) is None
+    assert check_config(Config(detect=DetectConfig())) is None
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
         ({"spike": {"resolve_below": 60}}, "detect.spike.resolve_below must be in 1..spike.threshold (got 60)"),
-        ({"zscore": {"k": 0}}, "detect.zscore.k must be > 0 (got 0.0)"),
+        ({"zscore": {"k": 0}}, "Expected `float` > 0.0 - at `$.detect.zscore.k`"),
         ({"max_empty_walk_s": 30}, "detect.max_empty_walk_s must cover the longest window (60 s)"),
         ({"patterns": [{"name": "a", "steps": ["x"]}, {"name": "a", "steps": ["y"]}]},
-         "detect.patterns[1].name must be non-empty and unique (got 'a')"),
+         "detect.patterns[1].name must be unique (got 'a')"),
+        ({"patterns": [{"name": "", "steps": ["x"]}]}, "Expected `str` of length >= 1 - at `$.detect.patterns[0].name`"),
         ({"patterns": [{"name": "a", "steps": ["re:("]}]}, "detect.patterns[0].steps[0]: invalid regular"),
-        ({"patterns": [{"name": "a", "steps": []}]}, "detect.patterns[0].steps must not be empty"),
+        ({"patterns": [{"name": "a", "steps": []}]}, "Expected `array` of length >= 1 - at `$.detect.patterns[0].steps`"),
+        ({"patterns": [{"name": "a", "steps": ["re:"]}]}, "detect.patterns[0].steps[0] must not be empty"),
     ],
 )
 def test_config_limits_name_the_key(raw: dict, message: str) -> None:
-    problem = check_detect(msgspec.convert(raw, DetectConfig))
-    assert problem is not None and problem.startswith(message)
+    with pytest.raises(ConfigError) as caught:
+        decode_config({"detect": raw}, "config.toml")
+    assert str(caught.value).startswith("config.toml: " + message)
 
 
 def test_unknown_keys_and_bad_pattern_keys_are_rejected() -> None:

@@ -37,6 +37,7 @@ from server.primes.jobs import JobManager
 from server.publish.pubsub import Hub
 from server.persist.rejects import RejectsFile
 from server.pool.scheduler import PoolScheduler
+from server.ratelog import RateLimiter
 from server.persist.state import StateStore
 from server.stats.windows import Stats
 from server.pool.worker import BatchResult, WorkerOptions, warm_up
@@ -54,13 +55,15 @@ class Server:
         self.clock = time.time
         self.started_mono = time.monotonic()
         self.state = StateStore(config.state)
-        restored = self.state.load(config)
+        restored = self.state.load(config.stats, config.detect)
         self.stats = restored.stats if restored else Stats(config.stats, self.clock())
         engine = restored.engine if restored else Engine(config.detect)
         self.driver = Driver(engine, config.pipeline.event_lateness_s, config.stats.max_future_s)
         self.windows = ["all", *config.stats.windows]
         self.connections = Connections(
-            config.ingest.max_connections, config.ingest.idle_timeout_s, config.ingest.max_message_bytes
+            config.ingest.max_connections, config.ingest.idle_timeout_s, config.ingest.max_message_bytes,
+            config.ingest.reject_sample_bytes,
+            RateLimiter(config.log.connection_events_per_interval, config.log.rate_interval_s),
         )
         self.hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic)
         self.control_connections: set[ControlConnection] = set()
@@ -92,6 +95,7 @@ class Server:
             pause=self.connections.pause,
             resume=self.connections.resume,
             clock=self.clock,
+            log_limiter=RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s),
         )
         self.pipeline.archive = Archive(config.archive) if config.archive.enabled else None
         self.pipeline.on_tail = self.hub.publish_tail
@@ -178,7 +182,8 @@ class Server:
         except OSError:
             pass
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: UdpIngest(self.pipeline, self.config.ingest.max_message_bytes), sock=sock
+            lambda: UdpIngest(self.pipeline, self.config.ingest.max_message_bytes,
+                             self.config.ingest.reject_sample_bytes), sock=sock
         )
         self._udp.append(transport)
         self.addresses["udp"] = _bound(sock)
@@ -193,7 +198,7 @@ class Server:
         await self._serve_stream("control", factory, address, sock)
 
     async def _start_http(self, address: str | None, sock: socket.socket | None) -> None:
-        await self._serve_stream("http", lambda: MetricsHttp(self.metrics_text), address, sock)
+        await self._serve_stream("http", lambda: MetricsHttp(self.metrics_text, self.config.http.max_head_bytes), address, sock)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -210,7 +215,7 @@ class Server:
         watchdog = sdnotify.watchdog_interval_s()
         last_watchdog = 0.0
         while not self._stopping.is_set():
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(self.config.daemon.tick_interval_s)
             mono = time.monotonic()
             self.connections.sweep_idle(mono)
             self.hub.sweep_stalled(mono)
@@ -223,7 +228,7 @@ class Server:
             if watchdog is not None and mono - last_watchdog >= watchdog:
                 last_watchdog = mono
                 sdnotify.notify(sdnotify.WATCHDOG)
-            if mono - self._last_status >= 5.0:
+            if mono - self._last_status >= self.config.daemon.status_interval_s:
                 self._last_status = mono
                 sdnotify.notify(sdnotify.status(self._status_line()))
                 self.pipeline.reject_log.flush()

@@ -1,84 +1,54 @@
 """The daemon's configuration: `config.toml` decoded by msgspec into typed Structs.
 
-A wrong type or an unknown key fails at start (and on SIGHUP) with a message that names the key,
-e.g. `config.toml: Expected `int`, got `str` - at `$.ingest.max_message_bytes``.
+Every limit carries its range on its field (`Annotated[int, msgspec.Meta(ge=...)]`), so a wrong
+type, a value out of range or an unknown key fails at start (and on SIGHUP) with a message that
+names the key, e.g. `Expected `int` >= 1 - at `$.control.max_connections``; the checks that
+involve more than one key are all in `check_config`. Each stage's sections live with the stage.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from server.persist.archive import ArchiveConfig
-from server.detect.config import DetectConfig, check_detect
-from server.publish.http import HttpConfig
 from server.daemon.logsetup import LogConfig
-from server.parsing import ParseOptions
-from server.primes.jobs import PrimeConfig
-from server.persist.state import StateConfig
-from server.stats.windows import StatsConfig
+from server.detect.config import DetectConfig
+from server.ingest.config import IngestConfig, PipelineConfig, TlsConfig
+from server.parsing.options import ParseOptions
+from server.persist.config import ArchiveConfig, RejectsConfig, StateConfig
+from server.primes.config import PrimeConfig
+from server.publish.config import ControlConfig, HttpConfig
+from server.stats.config import StatsConfig
+
+__all__ = [
+    "ArchiveConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
+    "HttpConfig", "IngestConfig", "ListenerConfig", "LogConfig", "ParseOptions", "PipelineConfig",
+    "PrimeConfig", "RejectsConfig", "StateConfig", "StatsConfig", "TlsConfig", "check_config",
+    "decode_config", "load_config", "split_address",
+]
 
 
-class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+class DaemonConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[daemon]`: the server's own periodic work."""
+
+    # Idle sweep, stalled subscribers, detector watermark, `SUBSCRIBE stats` and snapshot checks
+    # run on this tick, so it bounds how late any of them can be.
+    tick_interval_s: Annotated[float, msgspec.Meta(ge=0.01, le=1.0)] = 0.1
+    # systemd STATUS=, the `log_suppressed` summaries and the archive's age rotation.
+    status_interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
 
 
-class TlsConfig(Strict):
-    listen: str = ""  # HOST:PORT; RFC 5425 names 6514
-    cert: str = ""
-    key: str = ""
-
-
-class IngestConfig(Strict):
-    tcp: str = "0.0.0.0:5140"  # "" disables
-    udp: str = "0.0.0.0:5140"  # "" disables
-    max_message_bytes: int = 65536
-    max_connections: int = 1000
-    idle_timeout_s: float = 300.0
-    udp_receive_buffer: int = 4 * 1024 * 1024
-    tls: TlsConfig = TlsConfig()
-
-
-class PipelineConfig(Strict):
-    workers: int = 0  # 0 = one per CPU
-    batch_lines: int = 4000
-    batch_bytes: int = 1 << 20
-    batch_delay_ms: float = 50.0
-    max_in_flight: int = 4  # batches handed to the pool and not yet merged
-    max_buffered_bytes: int = 32 << 20  # past this every ingest transport pauses reading
-    shutdown_grace_s: float = 10.0  # on SIGTERM, how long open senders may finish
-    # Detectors pass a second once the newest event time seen is this far ahead of it (lines
-    # arriving later than that for a second are counted as late by the detectors).
-    event_lateness_s: int = 10
-
-
-class ControlConfig(Strict):
-    listen: str = "127.0.0.1:5141"
-    max_connections: int = 200
-    subscriber_queue: int = 1000  # messages; when full the oldest are dropped ("lagged")
-    stalled_subscriber_s: float = 30.0  # a subscriber that reads nothing this long is disconnected
-    default_interval_s: float = 1.0  # STATS snapshot interval for `SUBSCRIBE stats`
-    min_interval_s: float = 0.05  # the shortest `SUBSCRIBE ... interval=S` accepted
-    max_interval_s: float = 3600.0  # the longest `SUBSCRIBE ... interval=S` accepted
-    max_command_bytes: int = 4096  # a longer command line is refused
-    max_top_n: int = 1000  # the largest n `TOP` answers
-    default_events: int = 20  # `EVENTS` without n
-
-
-class RejectsConfig(Strict):
-    path: str = "rejects.log"  # "" disables the file (counts stay in STATS)
-    max_bytes: int = 64 << 20  # then rotated once to PATH.1
-
-
-class ListenerConfig(Strict):
+class ListenerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`[listeners.tcp]`, `[listeners.udp]`, `[listeners.tls]`: what differs for one listener."""
 
     parse: ParseOptions | None = None  # instead of `[parse]` for this listener's lines
 
 
-class Config(Strict):
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    daemon: DaemonConfig = DaemonConfig()
     ingest: IngestConfig = IngestConfig()
     pipeline: PipelineConfig = PipelineConfig()
     control: ControlConfig = ControlConfig()
@@ -93,14 +63,13 @@ class Config(Strict):
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
 
-
     def listener_parse(self) -> dict[str, ParseOptions]:
         """Parse options of the listeners that have their own."""
         return {name: lc.parse for name, lc in self.listeners.items() if lc.parse is not None}
 
 
 class ConfigError(Exception):
-    pass
+    """A config file the daemon refuses to start (or reload) with; the message names the key."""
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -118,6 +87,7 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def decode_config(raw: dict, source: str = "config") -> Config:
+    """Decode a parsed TOML tree: types and ranges by msgspec, then `check_config`."""
     try:
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
@@ -129,24 +99,10 @@ def decode_config(raw: dict, source: str = "config") -> Config:
 
 
 def check_config(config: Config) -> str | None:
-    """Limits that a type alone cannot express; the message names the key."""
-    positive = {
-        "ingest.max_message_bytes": config.ingest.max_message_bytes,
-        "ingest.max_connections": config.ingest.max_connections,
-        "pipeline.batch_lines": config.pipeline.batch_lines,
-        "pipeline.batch_bytes": config.pipeline.batch_bytes,
-        "pipeline.max_in_flight": config.pipeline.max_in_flight,
-        "pipeline.max_buffered_bytes": config.pipeline.max_buffered_bytes,
-        "control.subscriber_queue": config.control.subscriber_queue,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            return f"{key} must be > 0 (got {value})"
-    detect_problem = check_detect(config.detect)
-    if detect_problem:
-        return detect_problem
-    if config.pipeline.workers < 0:
-        return f"pipeline.workers must be >= 0 (got {config.pipeline.workers})"
+    """What no single field's range can say: the checks that read two or more keys (or parse one).
+
+    The first problem found, as a message that names the keys; None when the config is sound.
+    """
     tls = config.ingest.tls
     if tls.listen and not (tls.cert and tls.key):
         return "ingest.tls.listen needs ingest.tls.cert and ingest.tls.key"
@@ -162,6 +118,44 @@ def check_config(config: Config) -> str | None:
                 split_address(value)
             except ValueError as exc:
                 return f"{key}: {exc}"
+    control = config.control
+    if not control.min_interval_s <= control.default_interval_s <= control.max_interval_s:
+        return (
+            "control.default_interval_s must be within control.min_interval_s..control.max_interval_s"
+            f" (got {control.default_interval_s} not in {control.min_interval_s}..{control.max_interval_s})"
+        )
+    daemon = config.daemon
+    if daemon.status_interval_s < daemon.tick_interval_s:
+        return (
+            f"daemon.status_interval_s must be >= daemon.tick_interval_s"
+            f" (got {daemon.status_interval_s} < {daemon.tick_interval_s})"
+        )
+    detect = config.detect
+    spike = detect.spike
+    if spike.resolve_below > spike.threshold:
+        return f"detect.spike.resolve_below must be in 1..spike.threshold (got {spike.resolve_below})"
+    if spike.overall_resolve_below > spike.overall_threshold:
+        return (
+            "detect.spike.overall_resolve_below must be in 1..spike.overall_threshold"
+            f" (got {spike.overall_resolve_below})"
+        )
+    longest = max(spike.window_s, detect.suspicious.window_s)
+    if detect.max_empty_walk_s < longest:
+        return f"detect.max_empty_walk_s must cover the longest window ({longest} s)"
+    names: set[str] = set()
+    for i, pattern in enumerate(detect.patterns):
+        where = f"detect.patterns[{i}]"
+        if pattern.name in names:
+            return f"{where}.name must be unique (got {pattern.name!r})"
+        names.add(pattern.name)
+        for j, step in enumerate(pattern.steps):
+            if step == "re:":
+                return f"{where}.steps[{j}] must not be empty"
+            if step.startswith("re:"):
+                try:
+                    re.compile(step[3:])
+                except re.error as exc:
+                    return f"{where}.steps[{j}]: invalid regular expression: {exc}"
     return None
 
 

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import msgspec
 import structlog
@@ -26,6 +26,11 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     format: Literal["auto", "json", "console"] = "auto"  # auto: console on a TTY, JSON otherwise
+    # Per-line and per-connection events are rate limited (`server.ratelog`), so a garbage
+    # flood or a connect storm cannot flood the journal; what is dropped is still counted.
+    rate_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    rejected_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5  # `line_rejected`, per reason
+    connection_events_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20  # per kind
 
 
 def use_json(config: LogConfig, stream: TextIO) -> bool:

@@ -10,12 +10,13 @@ import re
 
 import msgspec
 
+from server.records import FrameErrorReason
+
 # Octet counting is chosen only for `[1-9][0-9]{0,8} <`: a syslog message always opens with
 # `<PRI>`, so a line such as `10.1.3.6 - - [30/Jan/2025...] "GET / ..."` or `200 OK` stays a
 # plain LF-terminated line (rsyslog misframes those).
 _MAX_DIGITS = 9
 _DIGITS = frozenset(b"0123456789")
-_SAMPLE = 256  # bytes of a rejected frame kept for the rejects file
 # Somewhere in the buffer a frame could open with an octet count: take the per-frame path.
 # Two patterns, each with a literal start, so that the search is a fast scan (an `(?:\A|\n)`
 # alternation makes the regex engine try every byte); both need a " <", checked first.
@@ -26,16 +27,20 @@ _OCTET_AFTER_LF = re.compile(rb"\n[1-9][0-9]{0,8} <")
 class FrameError(msgspec.Struct, frozen=True):
     """A frame that cannot be delivered: `oversize` or `truncated` (stream ended inside it)."""
 
-    reason: str
+    reason: FrameErrorReason
     size: int
     sample: bytes
 
 
 class Framer:
-    """Turns a byte stream into frames. Memory is bounded by `max_size` whatever arrives."""
+    """Turns a byte stream into frames. Memory is bounded by `max_size` whatever arrives.
 
-    def __init__(self, max_size: int) -> None:
+    A `FrameError` keeps the first `sample_bytes` of its frame (`[ingest] reject_sample_bytes`).
+    """
+
+    def __init__(self, max_size: int, sample_bytes: int = 256) -> None:
         self.max_size = max_size
+        self.sample_bytes = sample_bytes
         self._buf = bytearray()
         self._skip = 0  # bytes of an oversize octet-counted frame still to discard
         self._discard_line = False  # inside an oversize LF frame: drop up to the next LF/NUL
@@ -52,6 +57,7 @@ class Framer:
         pos = 0
         end = len(buf)
         max_size = self.max_size
+        sample = self.sample_bytes
         while pos < end:
             if self._skip:
                 n = min(self._skip, end - pos)
@@ -81,7 +87,7 @@ class Framer:
                     break
                 if verdict == _OCTET:
                     if count > max_size:
-                        errors.append(FrameError("oversize", count, bytes(buf[start : start + _SAMPLE])))
+                        errors.append(FrameError("oversize", count, bytes(buf[start : start + sample])))
                         self._skip = count
                         pos = start
                         self._after_octet = True
@@ -95,12 +101,12 @@ class Framer:
             stop = _find_terminator(buf, pos, end)
             if stop < 0:
                 if end - pos > max_size:
-                    errors.append(FrameError("oversize", end - pos, bytes(buf[pos : pos + _SAMPLE])))
+                    errors.append(FrameError("oversize", end - pos, bytes(buf[pos : pos + sample])))
                     self._discard_line = True
                     pos = end
                 break
             if stop - pos > max_size:
-                errors.append(FrameError("oversize", stop - pos, bytes(buf[pos : pos + _SAMPLE])))
+                errors.append(FrameError("oversize", stop - pos, bytes(buf[pos : pos + sample])))
             else:
                 line_end = stop
                 if line_end > pos and buf[line_end - 1] == 0x0D:
@@ -131,14 +137,15 @@ class Framer:
     def close(self) -> tuple[list[bytes], list[FrameError]]:
         """End of stream: a last line without terminator is a frame; a cut octet frame is an error."""
         buf = self._buf
+        sample = self.sample_bytes
         frames: list[bytes] = []
         errors: list[FrameError] = []
         if buf and not self._skip and not self._discard_line:
             verdict, count, start = _octet_header(buf, 0, len(buf)) if buf[0] in _DIGITS else (_LINE, 0, 0)
             if verdict == _OCTET and count <= self.max_size:
-                errors.append(FrameError("truncated", len(buf) - start, bytes(buf[start : start + _SAMPLE])))
+                errors.append(FrameError("truncated", len(buf) - start, bytes(buf[start : start + sample])))
             elif verdict == _OCTET:
-                errors.append(FrameError("oversize", count, bytes(buf[start : start + _SAMPLE])))
+                errors.append(FrameError("oversize", count, bytes(buf[start : start + sample])))
             else:
                 line = bytes(buf)
                 frames.append(line[:-1] if line.endswith(b"\r") else line)

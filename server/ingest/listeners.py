@@ -20,18 +20,20 @@ log = structlog.get_logger()
 class Connections:
     """Every open ingest connection: limits, counts, pause/resume, idle sweep, shutdown."""
 
-    def __init__(self, max_connections: int, idle_timeout_s: float, max_message_bytes: int) -> None:
+    def __init__(self, max_connections: int, idle_timeout_s: float, max_message_bytes: int,
+                 sample_bytes: int = 256, log_limiter: RateLimiter | None = None) -> None:
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
         self.max_message_bytes = max_message_bytes
+        self.sample_bytes = sample_bytes
         self.open: set[TcpIngest] = set()
         self.total = 0
         self.refused = 0
         self.idle_closed = 0
         self.paused = False
-        # Connection events, at most 20 a minute per kind: a connect flood must not flood the
-        # journal (the rest are counted and reported by a `log_suppressed` line).
-        self.log = RateLimitedLog(RateLimiter(per_key_per_interval=20, interval_s=60.0))
+        # Connection events within a budget per kind (`[log] connection_events_per_interval`): a
+        # connect flood must not flood the journal (the rest are counted by a `log_suppressed` line).
+        self.log = RateLimitedLog(log_limiter or RateLimiter())
         self._all_closed = asyncio.Event()
         self._all_closed.set()
 
@@ -84,7 +86,7 @@ class TcpIngest(asyncio.Protocol):
         self.connections = connections
         self.pipeline = pipeline
         self.listener = listener  # "tcp" or "tls": picks `[listeners.NAME.parse]`
-        self.framer = Framer(connections.max_message_bytes)
+        self.framer = Framer(connections.max_message_bytes, connections.sample_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.lines = 0
@@ -144,16 +146,17 @@ class TcpIngest(asyncio.Protocol):
 class UdpIngest(asyncio.DatagramProtocol):
     """RFC 5426: one datagram carries one message; a trailing LF/NUL some senders add is dropped."""
 
-    def __init__(self, pipeline: Pipeline, max_message_bytes: int) -> None:
+    def __init__(self, pipeline: Pipeline, max_message_bytes: int, sample_bytes: int = 256) -> None:
         self.pipeline = pipeline
         self.max_message_bytes = max_message_bytes
+        self.sample_bytes = sample_bytes
         self.datagrams = 0
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         self.datagrams += 1
         peer = _peer_name(addr)
         if len(data) > self.max_message_bytes:
-            self.pipeline.reject_frames([FrameError("oversize", len(data), data[:256])], peer)
+            self.pipeline.reject_frames([FrameError("oversize", len(data), data[: self.sample_bytes])], peer)
             return
         if data.endswith(b"\n") or data.endswith(b"\0"):
             data = data[:-1]

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import structlog
 
 from server.stats.aggregate import Partial
-from server.daemon.config import PipelineConfig
+from server.ingest.config import PipelineConfig
 from server.persist.archive import Archive
 from server.ingest.framing import FrameError
 from server.ratelog import RateLimitedLog, RateLimiter
@@ -70,6 +70,7 @@ class Pipeline:
         pause: Callable[[], None],
         resume: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        log_limiter: RateLimiter | None = None,
     ) -> None:
         self.config = config
         self.options = options
@@ -96,7 +97,7 @@ class Pipeline:
         # Called with (batch number, result or None if the batch failed, now) in completion order.
         self.on_result: Callable[[int, BatchResult | None, float], None] | None = None
         self.archive: Archive | None = None
-        self.reject_log = RateLimitedLog(RateLimiter(per_key_per_interval=5, interval_s=60.0))
+        self.reject_log = RateLimitedLog(log_limiter or RateLimiter())  # `line_rejected` per reason
         self.tail_skipped = 0
         self.next_seq = 0
         # Finished batches waiting for an earlier one before they are merged.

@@ -6,7 +6,6 @@ year) and writes the normalised record, or `{"rejected": reason, "line": ...}`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import sys
 import time
@@ -14,42 +13,12 @@ from typing import Any, Callable, TextIO
 
 import msgspec
 
-from server.records import FORMATS, Record
+from server.records import FORMATS, Record, iso_utc, record_view
 from server.parsing import ParseOptions, parse_line
 
+__all__ = ["iso_utc", "record_view", "run_parse"]
+
 _encoder = msgspec.json.Encoder()
-_FIELDS = ("format", "ts", "host", "service", "level", "severity", "facility", "procid", "msgid",
-           "structured_data", "message")
-
-
-def iso_utc(ts: float | None) -> str | None:
-    """Unix seconds -> `2025-01-30T12:00:00.123Z` (fraction only as long as needed, up to us)."""
-    if ts is None:
-        return None
-    micros = round(ts * 1_000_000)
-    seconds, frac = divmod(micros, 1_000_000)
-    try:
-        base = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return None
-    if frac == 0:
-        return base + "Z"
-    if frac % 1000 == 0:
-        return f"{base}.{frac // 1000:03d}Z"
-    return f"{base}.{frac:06d}Z"
-
-
-def record_view(rec: Record, template_of: Callable[[Record], str] | None = None) -> dict[str, Any]:
-    """The JSON shape `logtided parse` prints for one record."""
-    view: dict[str, Any] = {name: getattr(rec, name) for name in _FIELDS}
-    view["ts"] = iso_utc(rec.ts)
-    if rec.http is not None:
-        view["http"] = msgspec.structs.asdict(rec.http)
-    if rec.inner_format is not None:
-        view["inner_format"] = rec.inner_format
-    if template_of is not None:  # the template grouping of `TOP error` (issue 4)
-        view["template"] = template_of(rec)
-    return view
 
 
 def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from server.records import FORMATS
+from server.records import FORMATS, Format
 
 
 class ParseOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -14,14 +14,7 @@ class ParseOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (`error`, `WARN`, `Fatal`..., whole words, any case; see `levels.infer_severity`).
     """
 
-    formats: list[str] = msgspec.field(default_factory=lambda: list(FORMATS))
-    force: str | None = None
+    formats: list[Format] = msgspec.field(default_factory=lambda: list(FORMATS))
+    force: Format | None = None
     nested: bool = True
     infer_level_from_keywords: bool = True
-
-    def __post_init__(self) -> None:
-        unknown = [f for f in self.formats if f not in FORMATS]
-        if unknown:
-            raise ValueError(f"unknown formats {unknown}; known: {', '.join(FORMATS)}")
-        if self.force is not None and self.force not in FORMATS:
-            raise ValueError(f"unknown format {self.force!r}; known: {', '.join(FORMATS)}")

@@ -14,28 +14,16 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
 
 import aiofiles
-import msgspec
 import structlog
+
+from server.persist.config import ArchiveConfig
 
 log = structlog.get_logger()
 
 CURRENT = "current.log"
 SEGMENT_RE = re.compile(r"^segment-(\d{8}T\d{6}\.\d{6}Z)-(\d{4})\.log(\.gz)?$")
-
-
-class ArchiveConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """`[archive]` in config.toml."""
-
-    enabled: bool = False
-    # systemd's LogsDirectory=logtide is /var/log/logtide (owned by the DynamicUser).
-    directory: str = "/var/log/logtide/archive"
-    max_bytes: Annotated[int, msgspec.Meta(gt=0)] = 64 * 1024 * 1024  # rotate before a segment passes this
-    max_age_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0  # rotate a segment this old; 0 = never by age
-    keep_segments: Annotated[int, msgspec.Meta(ge=0)] = 48  # closed segments kept; 0 = keep all
-    gzip: bool = True
 
 
 def should_rotate(size: int, opened_ts: float, now: float, config: ArchiveConfig, incoming: int = 0) -> bool:

@@ -8,27 +8,21 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
 
+from server.detect.config import DetectConfig
 from server.detect.engine import Engine
+from server.persist.config import StateConfig
 from server.persist.snapshot import load_snapshot, write_snapshot
+from server.stats.config import StatsConfig
 from server.stats.windows import Stats
-
-if TYPE_CHECKING:
-    from server.daemon.config import Config
 
 log = structlog.get_logger()
 
 VERSION = 1
 FILENAME = "state.snapshot"
-
-
-class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    directory: str = ""  # "" = no snapshots; under systemd: /var/lib/logtide (StateDirectory=)
-    snapshot_interval_s: float = 30.0  # at most this much is lost to a crash (kill -9)
 
 
 class _Payload(msgspec.Struct):
@@ -57,7 +51,8 @@ class StateStore:
     def enabled(self) -> bool:
         return self.path is not None
 
-    def load(self, config: Config) -> Restored | None:
+    def load(self, stats: StatsConfig, detect: DetectConfig) -> Restored | None:
+        """The snapshot's statistics and detector state, rebuilt with these sections; None if absent."""
         if self.path is None:
             return None
         snapshot = load_snapshot(self.path, VERSION)
@@ -65,8 +60,8 @@ class StateStore:
             return None
         try:
             payload = _decoder.decode(snapshot.payload)
-            stats = Stats.from_bytes(payload.stats, config.stats)
-            engine = Engine.from_bytes(payload.engine, config.detect)
+            restored_stats = Stats.from_bytes(payload.stats, stats)
+            engine = Engine.from_bytes(payload.engine, detect)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             aside = self.path.with_name(f"{FILENAME}.incompatible-{int(time.time())}")
             self.path.replace(aside)
@@ -86,7 +81,7 @@ class StateStore:
                 lost_at_most_s=self.config.snapshot_interval_s,
                 snapshot_ts=snapshot.created_ts,
             )
-        return Restored(stats=stats, engine=engine, created_ts=snapshot.created_ts)
+        return Restored(stats=restored_stats, engine=engine, created_ts=snapshot.created_ts)
 
     async def save(self, stats: Stats, engine: Engine, now: float, clean: bool = False) -> None:
         if self.path is None:

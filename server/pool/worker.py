@@ -18,8 +18,7 @@ from server.detect.config import DetectConfig
 from server.detect.feed import Feed
 from server.parsing import ParseOptions
 from server.parsing.sniff import parse, plan_for
-from server.offline.parse import record_view
-from server.records import ERROR_SEVERITY, Record, Rejected
+from server.records import ERROR_SEVERITY, Record, Rejected, record_view
 from server.publish.tailfilter import Predicate, compile_filter
 from server.stats.templates import record_template
 
@@ -197,9 +196,6 @@ def warm_up() -> int:
     """Import everything a worker needs before the first batch arrives (pool start-up)."""
     if not _gc_tuned:
         tune_gc()
-    # The prime sieve's numba kernels load in a background thread (~0.6 s when cached): not
-    # on every daemon start's critical path, but ready before the first prime job usually.
-    from server.primes import sieve
-
-    sieve.warm_up_soon()
+    # The prime kernels (numba) are not loaded here: a log worker should not hold them, and
+    # the first prime segment that runs in this worker imports them (see `sieve._kernels`).
     return 0

@@ -12,42 +12,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import secrets
+import struct
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
-import msgspec
-import numpy as np
 import structlog
 
 from server.primes import primality, sieve
+from server.primes.config import PrimeConfig
 from server.primes.numbers import parse_range
 from server.pool.scheduler import JOB, PoolScheduler
 
 log = structlog.get_logger()
-
-LIST_CHUNK = 10_000  # primes per streamed LIST chunk (one JSON line each)
-FINISHED_KEPT = 20  # finished jobs JOBS still shows
-
-
-class PrimeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """`[primes]` in config.toml."""
-
-    max_range: Annotated[int, msgspec.Meta(ge=0)] = 10**12  # hi - lo limit for COUNT
-    max_list: Annotated[int, msgspec.Meta(ge=0)] = 10**7  # hi - lo limit for LIST
-    max_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2  # concurrent COUNT/LIST; more -> "too many jobs"
-    # Segment size, one byte per wheel number (the packed sieve is an eighth: 4 MiB -> 512 KiB,
-    # in L2). 4 MiB = 15.7 M numbers, ~4 ms of work near 1e10 (~16 ms at 1e13): short enough
-    # for ingest to interleave and CANCEL to bite. Each segment also costs a round trip through
-    # the scheduler, during which its worker idles: pi(10^10) with 2 workers took 2.6 / 2.0 /
-    # 1.7 s with 4 / 8 / 16 MiB segments (1 worker: 4.1 / 3.0-3.7 / 2.6-3.3 s, shared box).
-    segment_bytes: Annotated[int, msgspec.Meta(ge=8 * 64, le=1 << 26)] = sieve.SEGMENT_BYTES
-    progress_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
-    # Largest hi. Every segment is shipped the primes up to sqrt(hi) and computes where each
-    # one starts: ~16 ms per 4 MiB segment at 1e13 (227,647 primes, 0.9 MB), ~33 ms at 1e14.
-    max_value: Annotated[int, msgspec.Meta(ge=1)] = 10**13
-    # PRIME COUNT answers with the result when the job ends this soon, else with its id.
-    answer_within_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
 
 
 class JobRejected(Exception):
@@ -195,7 +172,7 @@ class JobManager:
         job.finished = self.clock()
         log.info("prime_job_" + state, id=job.id, elapsed_s=round(job.finished - job.started, 3))
         self._finished.append(job.id)
-        while len(self._finished) > FINISHED_KEPT:
+        while len(self._finished) > self.config.finished_kept:
             self._jobs.pop(self._finished.popleft(), None)
 
     async def wait(self, job_id: str, timeout: float) -> dict | None:
@@ -210,7 +187,7 @@ class JobManager:
 
     # -- LIST -----------------------------------------------------------------------------
     async def list_primes(self, lo: int, hi: int) -> AsyncIterator[list[int]]:
-        """The primes in [lo, hi] in order, in chunks of <= LIST_CHUNK (JobRejected if refused)."""
+        """The primes in [lo, hi] in order, in chunks of <= `list_chunk` (JobRejected if refused)."""
         job = self._new_job("list", lo, hi)
         t0 = time.perf_counter()
         pending: collections.deque[tuple[asyncio.Task, tuple[int, int]]] = collections.deque()
@@ -237,13 +214,14 @@ class JobManager:
                         return  # CANCEL dropped this segment: end the stream quietly
                     raise
                 submit()
-                primes = np.frombuffer(raw, dtype="<i8").tolist()
+                primes = list(struct.unpack(f"<{len(raw) // 8}q", raw))
                 job.done_numbers += b - a + 1
                 job.primes += len(primes)
-                for k in range(0, len(primes), LIST_CHUNK):
+                chunk = self.config.list_chunk
+                for k in range(0, len(primes), chunk):
                     if job.state != "running":
                         return
-                    yield primes[k:k + LIST_CHUNK]
+                    yield primes[k:k + chunk]
             job.result = {"id": job.id, "kind": "list", "lo": lo, "hi": hi, "count": job.primes,
                           "elapsed_s": round(time.perf_counter() - t0, 6)}
             self._finish(job, "done")

@@ -7,9 +7,10 @@ the inner loop is a single AND-and-add. Primes below `_BLOCK` sieve one L1-sized
 (pattern copy for 7..31 first, then crossing off, while the block is in L1); the larger ones hit a
 block less than once per progression and go over the whole segment (L2) in one pass.
 
-Imported lazily by `sieve` (only in worker processes): `import numba` costs ~0.4 s, which the
-daemon's event loop and short tests should not pay. `cache=True` stores the machine code next to
-this file (or in the user cache dir), so a worker loads it in milliseconds after the first compile.
+Imported by `sieve` when the first prime segment runs in a process: `import numba` costs ~0.4 s
+and tens of MiB, which the event loop and the log workers should not pay. `cache=True` stores the
+machine code next to this file (or in the user cache dir), so a worker loads it in milliseconds
+after the first compile, also after a restart.
 """
 from __future__ import annotations
 

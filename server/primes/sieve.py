@@ -10,11 +10,12 @@ returns a compact `SegmentStats` tuple that merges in order.
 from __future__ import annotations
 
 import math
-import threading
 import types
 from typing import Iterator, NamedTuple
 
 import numpy as np
+
+from server.primes.config import SEGMENT_BYTES
 
 WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
 # Multiples of these are pre-sieved by copying one periodic pattern and AND-ing a second;
@@ -22,9 +23,6 @@ WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
 PRESIEVE = (7, 11, 13, 17, 19, 23, 29, 31)
 _GROUPS = ((7, 11, 13, 17), (19, 23, 29, 31))
 SMALL = (2, 3, 5)  # not on the wheel; accounted for by hand
-# Segment size counted as one byte per wheel number (the unit of `segments` and of the config):
-# 4 MiB = 524,288 columns = 15.7 M numbers in a 512 KiB packed buffer (L2: 2 MiB/core here).
-SEGMENT_BYTES = 1 << 22
 
 
 class SegmentStats(NamedTuple):
@@ -109,24 +107,13 @@ def _pattern(g: int, columns: int) -> np.ndarray:
     return pat
 
 
-_warming: threading.Thread | None = None
-
-
-def warm_up_soon() -> None:
-    """Start `warm_up` in a background thread of this process, once (pool worker start-up).
-
-    Loading the kernels costs ~0.6 s (import numba, read the cached machine code; a first-ever
-    compile ~2 s): the daemon should not wait for it at every start, and a log batch arriving
-    meanwhile runs alongside. A prime segment that comes first waits on the import lock.
-    """
-    global _warming
-    if _warming is None:
-        _warming = threading.Thread(target=warm_up, name="prime-kernels", daemon=True)
-        _warming.start()
-
-
 def _kernels() -> types.ModuleType:
-    """The compiled kernels, imported on first use: only worker processes pay for numba."""
+    """The compiled kernels, imported when the first prime segment runs in a process.
+
+    A log worker that never runs a prime job never loads numba (~0.4 s and tens of MiB); the
+    first segment after a restart loads the machine code from numba's on-disk cache
+    (`cache=True` in `kernels`) instead of compiling it again.
+    """
     from server.primes import kernels
 
     return kernels

@@ -15,7 +15,7 @@ from server.publish.protocol import (
 from server.publish.tailfilter import compile_filter
 
 if TYPE_CHECKING:
-    from server.daemon.config import Config
+    from server.publish.protocol import Config
     from server.primes.jobs import JobManager
     from server.stats.windows import Stats as Statistics
 

@@ -8,15 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-import msgspec
-
+from server.publish.config import HttpConfig
 from server.publish.metrics import CONTENT_TYPE
 
-_MAX_HEAD = 8192
-
-
-class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    listen: str = ""  # e.g. "127.0.0.1:9514"; "" = off
+__all__ = ["HttpConfig", "MetricsHttp", "respond"]
 
 
 def respond(head: bytes, metrics: Callable[[], str]) -> bytes:
@@ -44,8 +39,9 @@ def _response(status: int, content_type: str, body: bytes, length: int | None = 
 
 
 class MetricsHttp(asyncio.Protocol):
-    def __init__(self, metrics: Callable[[], str]) -> None:
+    def __init__(self, metrics: Callable[[], str], max_head_bytes: int = HttpConfig().max_head_bytes) -> None:
         self.metrics = metrics
+        self.max_head_bytes = max_head_bytes
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
 
@@ -59,7 +55,7 @@ class MetricsHttp(asyncio.Protocol):
         if end < 0:
             end = self.buffer.find(b"\n\n")
         if end < 0:
-            if len(self.buffer) > _MAX_HEAD:
+            if len(self.buffer) > self.max_head_bytes:
                 self.transport.write(_response(400, "text/plain", b"request head too large\n"))
                 self.transport.close()
             return

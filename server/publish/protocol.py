@@ -7,7 +7,7 @@ answers and `control.py` moves the bytes.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Protocol
 
 import msgspec
 
@@ -16,7 +16,20 @@ from server.publish.pubsub import TOPICS
 from server.publish.tailfilter import Predicate, compile_filter
 
 if TYPE_CHECKING:
-    from server.daemon.config import Config
+    from server.primes.config import PrimeConfig
+    from server.publish.config import ControlConfig
+    from server.stats.config import StatsConfig
+
+
+class Config(Protocol):
+    """The sections of the daemon's config that the control commands read."""
+
+    @property
+    def control(self) -> ControlConfig: ...
+    @property
+    def stats(self) -> StatsConfig: ...
+    @property
+    def primes(self) -> PrimeConfig: ...
 
 __all__ = [
     "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Help",

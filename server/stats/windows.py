@@ -14,47 +14,18 @@ older than the largest window are dropped, and every unbounded field is a fixed-
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from server.stats import sketches
+from server.stats.config import StatsConfig
 from server.stats.aggregate import Bucket, Partial, add_counts, merge_totals
 from server.records import LEVELS
 
 TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
 PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 _HOT_SECONDS = 3  # seconds this close to the anchor keep live sketches (merged into often)
-
-
-def _default_windows() -> dict[str, int]:
-    return {"1m": 60, "5m": 300, "15m": 900}
-
-
-class StatsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The `[stats]` section of config.toml."""
-
-    windows: dict[str, int] = msgspec.field(default_factory=_default_windows)  # name -> seconds
-    topk_lg_size: int = 10  # minute/total/query sketches: 2**10 slots, 768 values tracked
-    second_lg_size: int = 8  # per-second sketches (only window edges read them): 192 values
-    kll_k: int = 200  # latency quantiles: 1.33% rank error
-    max_future_s: int = 300  # lines stamped further ahead of the clock are counted as `future`
-    anchor: Literal["event", "wall"] = "event"  # what a window ends at (see module docstring)
-    report_keys: int = 20  # entries of by_service / by_host in a report
-
-    def __post_init__(self) -> None:
-        if not self.windows:
-            raise ValueError("stats.windows must name at least one window")
-        for name, seconds in self.windows.items():
-            if name == "all":
-                raise ValueError("stats.windows: 'all' is reserved (since start)")
-            if seconds < 1:
-                raise ValueError(f"stats.windows.{name} must be >= 1 second")
-        for key, lo, hi in (("topk_lg_size", 3, 16), ("second_lg_size", 3, 16), ("kll_k", 8, 65535)):
-            if not lo <= getattr(self, key) <= hi:
-                raise ValueError(f"stats.{key} must be in [{lo}, {hi}]")
-        if self.max_future_s < 0 or self.report_keys < 0:
-            raise ValueError("stats.max_future_s and stats.report_keys must be >= 0")
 
 
 class _Snapshot(msgspec.Struct, array_like=True):

@@ -1,0 +1,49 @@
+"""The `[ingest]` and `[pipeline]` sections of config.toml: listeners, framing limits, batching.
+
+Each limit carries its range on the field, so msgspec names the key of a bad value at decode
+time; the few checks that involve two keys are in `server.daemon.config.check_config`.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+# SO_RCVBUF is a C int (setsockopt(2)).
+_C_INT_MAX = 2**31 - 1
+
+
+class TlsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    listen: str = ""  # HOST:PORT; RFC 5425 names 6514
+    cert: str = ""
+    key: str = ""
+
+
+class IngestConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tcp: str = "0.0.0.0:5140"  # "" disables
+    udp: str = "0.0.0.0:5140"  # "" disables
+    # Below 64 bytes even a bare RFC 5424 header is `oversize`; the framer reads octet counts of
+    # up to 9 digits (RFC 6587 §3.4.1), far above the upper bound.
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=64, le=64 << 20)] = 65536
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    idle_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # 0 = never
+    udp_receive_buffer: Annotated[int, msgspec.Meta(ge=4096, le=_C_INT_MAX)] = 4 * 1024 * 1024
+    # Bytes of a rejected frame kept for the rejects file and the `line_rejected` log.
+    reject_sample_bytes: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 256
+    tls: TlsConfig = TlsConfig()
+
+
+class PipelineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    workers: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0  # 0 = one per CPU
+    batch_lines: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 4000
+    batch_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
+    batch_delay_ms: Annotated[float, msgspec.Meta(ge=0, le=60_000)] = 50.0
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4  # batches handed to the pool and not yet merged
+    # Past this every ingest transport pauses reading.
+    max_buffered_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 40)] = 32 << 20
+    # On SIGTERM, how long open senders may finish; 0 = close them at once (what they already
+    # sent is still drained and counted).
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    # Detectors pass a second once the newest event time seen is this far ahead of it (lines
+    # arriving later than that for a second are counted as late by the detectors).
+    event_lateness_s: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 10

@@ -1,0 +1,34 @@
+"""The `[control]` and `[http]` sections of config.toml: the control port and `GET /metrics`.
+
+Each limit carries its range on the field, so msgspec names the key of a bad value at decode
+time; the interval bounds, which involve three keys, are checked in
+`server.daemon.config.check_config`.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class ControlConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    listen: str = "127.0.0.1:5141"
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
+    # Messages; when full the oldest are dropped ("lagged").
+    subscriber_queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    # A subscriber that reads nothing this long is disconnected.
+    stalled_subscriber_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 30.0
+    default_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 1.0  # `SUBSCRIBE stats`
+    min_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 0.05  # shortest `interval=S`
+    max_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0  # longest `interval=S`
+    # A longer command line is refused; below 64 bytes `SUBSCRIBE tail ...` would not fit.
+    max_command_bytes: Annotated[int, msgspec.Meta(ge=64, le=1 << 20)] = 4096
+    max_top_n: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000  # the largest n `TOP` answers
+    default_events: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20  # `EVENTS` without n
+
+
+class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    listen: str = ""  # e.g. "127.0.0.1:9514"; "" = off
+    # A request head longer than this is answered 400; 256 bytes hold any `GET /metrics` a
+    # scraper sends (RFC 9112 §2.3 leaves the limit to the server).
+    max_head_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 << 20)] = 8192
