@@ -1,18 +1,33 @@
-"""`logtide`: ship logs to logtided and ask it what is happening."""
+"""The command line: ship logs to the daemon and ask it what is happening.
+
+One argparse definition serves parsing, `--help`, the completion scripts and the man page.
+"""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
 import sys
-import time
 from typing import Any
 
-from client import render
+import shtab
+
+from client import DAEMON, PROG, client_version, render
 from client.control import Control, ControlError, ask
 from client.send import send_all
+from client.tail import record_row
+from client.terminal import console_for, is_terminal
 
 CONTROL = "127.0.0.1:5141"
+INGEST = "127.0.0.1:5140"
+TOP_FIELDS = ["ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip"]
+SHELLS = ["bash", "zsh", "fish"]
+
+# Options every sub-command takes, before or after its name. Their default is SUPPRESS in both
+# places, so a sub-parser that did not see an option leaves the main parser's value alone
+# (argparse copies a sub-parser's defaults over the main namespace otherwise); `_globals_filled`
+# sets the real defaults once both have parsed.
+GLOBAL_DEFAULTS: dict[str, Any] = {"control": CONTROL, "json": False, "color": "auto"}
 
 
 def _positive(text: str) -> float:
@@ -22,64 +37,104 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count_arg(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _global_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options (before or after the command)")
+    group.add_argument("--control", default=argparse.SUPPRESS, metavar="HOST:PORT",
+                       help=f"{DAEMON} control address (default {CONTROL})")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print JSON (one object per line) instead of text")
+    group.add_argument("--color", choices=["auto", "always", "never"], default=argparse.SUPPRESS,
+                       help="colour for watch, tail and progress: on a terminal (auto), always, or never; "
+                            "NO_COLOR is honoured too")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="logtide", description="Ship logs to logtided and query it.")
-    parser.add_argument("--control", default=CONTROL, help=f"control HOST:PORT (default {CONTROL})")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = _global_options()
+    parser = argparse.ArgumentParser(prog=PROG, parents=[common],
+                                     description=f"Ship logs to {DAEMON} and query it.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {client_version()}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("send", help="stream files (.gz too) or stdin (-) to the ingest port")
-    p.add_argument("paths", nargs="+", metavar="FILE", help="files, .gz files, or - for stdin")
-    p.add_argument("--to", default="127.0.0.1:5140", help="ingest HOST:PORT (default 127.0.0.1:5140)")
-    p.add_argument("--concurrency", type=int, default=8, help="files sent at once (one connection each)")
-    p.add_argument("--octet-count", action="store_true", help="RFC 6587 octet-counted framing for syslog lines (`<PRI>...`); other lines stay LF-terminated")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    p = command("send", "stream files (.gz too) or stdin (-) to the ingest port")
+    paths = p.add_argument("paths", nargs="+", metavar="FILE", help="files, .gz files, or - for stdin")
+    paths.complete = shtab.FILE  # type: ignore[attr-defined]  # read by shtab for `completion`
+    p.add_argument("--to", default=INGEST, metavar="HOST:PORT", help=f"ingest TCP address (default {INGEST})")
+    p.add_argument("--concurrency", type=_count_arg, default=8, metavar="N",
+                   help="files sent at once, one connection each (default 8)")
+    p.add_argument("--octet-count", action="store_true",
+                   help="RFC 6587 octet-counted framing for syslog lines (`<PRI>...`); other lines stay LF-terminated")
     p.add_argument("--wait", action="store_true", help="wait until the server has accounted for every line")
-    p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("stats", help="totals and rolling statistics")
-    p.add_argument("--window", default="all")
-    p.add_argument("--json", action="store_true")
+    p = command("stats", "totals and rolling statistics")
+    p.add_argument("--window", default="all", help="all (default) or a configured window such as 1m, 5m, 1h")
 
-    p = sub.add_parser("top", help="top-N table of a field")
-    p.add_argument("field", choices=["ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip"])
-    p.add_argument("-n", type=int, default=10)
-    p.add_argument("--window", default="all")
-    p.add_argument("--json", action="store_true")
+    p = command("top", "top-N table of a field")
+    p.add_argument("field", choices=TOP_FIELDS, help="the field to rank")
+    p.add_argument("-n", type=_count_arg, default=10, metavar="N", help="rows to show (default 10)")
+    p.add_argument("--window", default="all", help="all (default) or a configured window such as 1m, 5m, 1h")
 
-    p = sub.add_parser("watch", help="statistics refreshing in place")
-    p.add_argument("--interval", type=_positive, default=1.0, help="seconds between refreshes (default 1)")
-    p.add_argument("--window", default="1m", help="window to show (default 1m)")
+    p = command("watch", "a full-screen view of the statistics, refreshed in place like top")
+    p.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS",
+                   help="seconds between refreshes (default 1)")
+    p.add_argument("--window", default="1m", help="window the sections show (default 1m)")
 
-    p = sub.add_parser("events", help="recent anomaly events, then follow new ones")
-    p.add_argument("-n", type=int, default=20)
-    p.add_argument("--no-follow", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p = command("events", "recent anomaly events, then follow new ones")
+    p.add_argument("-n", type=_count_arg, default=20, metavar="N", help="recent events to print first (default 20)")
+    p.add_argument("--no-follow", action="store_true", help="print the recent events and exit")
 
-    p = sub.add_parser("subscribe", help="stream a topic (stats, anomalies, tail, jobs)")
-    p.add_argument("topics", nargs="+")
-    p.add_argument("--json", action="store_true")
+    p = command("subscribe", "stream a topic (stats, anomalies, tail, jobs)")
+    p.add_argument("topics", nargs="+", metavar="TOPIC",
+                   help="stats, anomalies, tail or jobs; interval=S and tail filters such as level>=error")
 
-    p = sub.add_parser("tail", help="live parsed records matching a filter")
+    p = command("tail", "live parsed records matching a filter")
     p.add_argument("--level", help="minimum level, e.g. error")
-    p.add_argument("--service")
-    p.add_argument("--host")
-    p.add_argument("--ip")
-    p.add_argument("--format", help="rfc5424, rfc3164, json, access, app or raw")
-    p.add_argument("--contains", help="substring of the message")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--service", help="only records of this service (app name)")
+    p.add_argument("--host", help="only records from this host")
+    p.add_argument("--ip", help="only access-log records of this client IP")
+    p.add_argument("--format", choices=["rfc5424", "rfc3164", "json", "access", "app", "raw"],
+                   help="only records of this format")
+    p.add_argument("--contains", help="substring of the message (one word)")
 
-    p = sub.add_parser("prime", help="prime-number jobs on the server's worker pool")
-    p.add_argument("action", choices=["count", "list", "is", "jobs", "cancel"])
-    p.add_argument("args", nargs="*")
-    p.add_argument("--json", action="store_true")
+    p = command("prime", "prime-number jobs on the server's worker pool")
+    p.add_argument("action", choices=["count", "list", "is", "jobs", "cancel"],
+                   help="count LO HI, list LO HI, is N, jobs, cancel ID")
+    p.add_argument("args", nargs="*", metavar="ARG", help="the action's numbers or job id")
+
+    p = command("completion", "print a shell completion script")
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete for: " + ", ".join(SHELLS))
     return parser
 
 
+def _globals_filled(args: argparse.Namespace) -> argparse.Namespace:
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _globals_filled(build_parser().parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return asyncio.run(dispatch(args))
     except ControlError as exc:
-        print(f"logtide: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -89,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
 
 async def dispatch(args: argparse.Namespace) -> int:
     command = args.command
+    if command == "completion":
+        from client.completion import completion_script
+
+        sys.stdout.write(completion_script(build_parser(), args.shell))
+        return 0
     if command == "send":
         return await do_send(args)
     if command == "stats":
@@ -100,11 +160,13 @@ async def dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(answer) if args.json else render.top_table(answer))
         return 0
     if command == "watch":
-        return await do_watch(args)
+        from client.watch import run_watch
+
+        return await run_watch(args)
     if command == "events":
         return await do_events(args)
     if command == "subscribe":
-        return await follow(args.control, "SUBSCRIBE " + " ".join(args.topics), args.json)
+        return await follow(args, "SUBSCRIBE " + " ".join(args.topics))
     if command == "tail":
         terms = ["tail"]
         if args.level:
@@ -117,7 +179,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         if any(len(term.split()) != 1 for term in terms):
             # The control protocol splits a command on whitespace; a term cannot hold a space.
             raise ControlError("tail filters are single words (no spaces): " + " ".join(terms[1:]))
-        return await follow(args.control, "SUBSCRIBE " + " ".join(terms), args.json)
+        return await follow(args, "SUBSCRIBE " + " ".join(terms))
     if command == "prime":
         from client.prime import do_prime
 
@@ -129,7 +191,13 @@ async def do_send(args: argparse.Namespace) -> int:
     before = None
     if args.wait:
         before = _accounting(await ask(args.control, "STATS"))
-    results, seconds = await send_all(args.paths, args.to, args.concurrency, args.octet_count)
+    if is_terminal(sys.stderr):
+        from client.progress import SendProgress, total_bytes
+
+        with SendProgress(console_for(sys.stderr, args.color), total_bytes(args.paths)) as bar:
+            results, seconds = await send_all(args.paths, args.to, args.concurrency, args.octet_count, bar.advance)
+    else:
+        results, seconds = await send_all(args.paths, args.to, args.concurrency, args.octet_count)
     lines = sum(r.lines for r in results)
     summary: dict[str, Any] = {
         "files": len(results),
@@ -190,25 +258,6 @@ async def wait_accounted(control_address: str, before: dict[str, Any], lines: in
         await control.close()
 
 
-async def do_watch(args: argparse.Namespace) -> int:
-    """STATS every interval: redrawn in place on a terminal, appended (blank-line separated) otherwise."""
-    tty = sys.stdout.isatty()
-    control = await Control.connect(args.control)
-    try:
-        while True:
-            report = await control.ask(f"STATS {args.window}")
-            text = f"logtide {args.control}  window {args.window}  {time.strftime('%H:%M:%S')}\n\n"
-            text += render.stats_table(report)
-            if tty:
-                sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
-            else:
-                sys.stdout.write(text + "\n\n")
-            sys.stdout.flush()
-            await asyncio.sleep(args.interval)
-    finally:
-        await control.close()
-
-
 async def do_events(args: argparse.Namespace) -> int:
     control = await Control.connect(args.control)
     try:
@@ -227,14 +276,22 @@ async def do_events(args: argparse.Namespace) -> int:
     return 0
 
 
-async def follow(address: str, command: str, raw: bool) -> int:
-    control = await Control.connect(address)
+async def follow(args: argparse.Namespace, command: str) -> int:
+    """Print a subscription's messages: JSON, fixed columns on a terminal, or plain lines."""
+    control = await Control.connect(args.control)
+    columns = (is_terminal(sys.stdout) and args.color != "never") or args.color == "always"
+    console = console_for(sys.stdout, args.color) if columns and not args.json else None
     try:
         first = await control.ask(command)
-        if not raw:
+        if not args.json:
             print(f"# subscribed to {', '.join(first['subscribed'])}", file=sys.stderr)
         async for message in control.stream():
-            print(json.dumps(message) if raw else render.message_line(message), flush=True)
+            if args.json:
+                print(json.dumps(message), flush=True)
+            elif console is not None and message.get("type") == "record":
+                console.print(record_row(message, console.width), crop=True)
+            else:
+                print(render.message_line(message), flush=True)
     finally:
         await control.close()
     return 0

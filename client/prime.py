@@ -1,4 +1,4 @@
-"""`logtide prime`: count, list and test primes on the server's worker pool, with progress."""
+"""`prime`: count, list and test primes on the server's worker pool, with progress."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from client import render
+from client import PROG, render
 from client.control import Control, ControlError, ask
 
 
@@ -14,7 +14,7 @@ async def do_prime(args: argparse.Namespace) -> int:
     action, words = args.action, args.args
     need = {"count": 2, "list": 2, "is": 1, "jobs": 0, "cancel": 1}[action]
     if len(words) != need:
-        raise ControlError(f"logtide prime {action} takes {need} argument(s)")
+        raise ControlError(f"{PROG} prime {action} takes {need} argument(s)")
     if action == "count":
         return await _count(args.control, words[0], words[1], args.json)
     if action == "list":

@@ -1,8 +1,12 @@
-"""Readable text for the terminal: tables for STATS and TOP, one line per event or record."""
+"""Plain text for the terminal and pipes: tables for STATS and TOP, one line per event or record.
+
+Every figure goes through `client.numbers`, so all reports share one number style.
+"""
 from __future__ import annotations
 
-import time
 from typing import Any
+
+from client.numbers import count, duration, iso_time, percent, rate, size
 
 
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...] | None = None) -> str:
@@ -21,42 +25,46 @@ def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...] | None = None) 
 
 
 def _numeric(value: Any) -> bool:
-    return isinstance(value, (int, float)) or (isinstance(value, str) and value.replace(".", "", 1).isdigit())
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and value.replace(",", "").removesuffix("%").replace(".", "", 1).isdigit()
 
 
 def _counts(title: str, counts: dict[str, int] | None, limit: int = 10) -> list[str]:
     if not counts:
         return []
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-    return ["", title, _table([(k, v) for k, v in items])]
+    return ["", title, _table([(k, count(v)) for k, v in items])]
 
 
 def stats_table(report: dict[str, Any]) -> str:
     rejected = report.get("rejected") or {}
     rows: list[tuple[str, ...]] = [
         ("window", str(report.get("window", "all"))),
-        ("received", report.get("received", 0)),
-        ("parsed", report.get("parsed", 0)),
-        ("rejected", sum(rejected.values())),
-        ("bytes", report.get("bytes", 0)),
+        ("received", count(report.get("received", 0))),
+        ("parsed", count(report.get("parsed", 0))),
+        ("rejected", count(sum(rejected.values()))),
+        ("bytes", size(report.get("bytes", 0))),
     ]
     if report.get("errors") is not None:
-        rows.append(("errors", report["errors"]))
+        rows.append(("errors", count(report["errors"])))
     if report.get("error_rate") is not None:
-        rows.append(("error rate", _percent(report["error_rate"])))
+        rows.append(("error rate", percent(report["error_rate"])))
     if report.get("lines_per_s") is not None:
-        rows.append(("lines/s", f"{report['lines_per_s']:.1f}"))
+        rows.append(("lines/s", rate(report["lines_per_s"])))
     for key, label in (("first_ts", "first event"), ("last_ts", "last event")):
         if report.get(key) is not None:
             rows.append((label, iso_time(report[key])))
-    for key in ("late", "future"):
+    # Lines whose event time fell behind the windows (or ahead of the clock) are counted in the
+    # totals but in no window; the label says so rather than a bare `late 450,451`.
+    for key, label in (("late", "late (in no window)"), ("future", "future (in no window)")):
         if report.get(key):
-            rows.append((key, report[key]))
+            rows.append((label, count(report[key])))
     conns = report.get("connections")
     if conns:
-        rows.append(("connections", f"{conns.get('open', 0)} open / {conns.get('total', 0)} total"))
+        rows.append(("connections", f"{count(conns.get('open', 0))} open / {count(conns.get('total', 0))} total"))
     if report.get("uptime_s") is not None:
-        rows.append(("uptime", f"{report['uptime_s']:.0f} s"))
+        rows.append(("uptime", duration(report["uptime_s"])))
     out = [_table(rows)]
     out += _counts("rejected by reason", rejected)
     out += _counts("notes (lines kept)", report.get("notes"))
@@ -67,9 +75,9 @@ def stats_table(report: dict[str, Any]) -> str:
     http = report.get("http") or {}
     if http.get("requests"):
         out += ["", "HTTP", _table([
-            ("requests", http["requests"]),
-            ("5xx rate", _percent(http.get("rate_5xx") or 0.0)),
-            ("bytes sent", http.get("bytes_sent", 0)),
+            ("requests", count(http["requests"])),
+            ("5xx rate", percent(http.get("rate_5xx") or 0.0)),
+            ("bytes sent", size(http.get("bytes_sent", 0))),
         ])]
         out += _counts("HTTP by method", http.get("by_method"))
         out += _counts("HTTP by status class", http.get("by_class"))
@@ -81,21 +89,13 @@ def stats_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def iso_time(ts: float) -> str:
-    """Unix seconds -> `2025-01-30T12:00:00Z` (UTC, as `logtided parse` prints times)."""
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-    except (OverflowError, OSError, ValueError):
-        return str(ts)
-
-
-def _percent(rate: float) -> str:
-    return f"{rate * 100:.2f}%"
-
-
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return count(value)
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
@@ -111,21 +111,26 @@ def items_table(items: list[dict[str, Any]]) -> str:
     if not items:
         return "(none)"
     keys = tuple(items[0].keys())
-    return _table([tuple(_fmt(item.get(k)) for k in keys) for item in items], keys)
+    return _table([tuple(_cell(k, item.get(k)) for k in keys) for item in items], keys)
+
+
+def _cell(key: str, value: Any) -> str:
+    return percent(value) if key == "share" and isinstance(value, (int, float)) else _fmt(value)
 
 
 def send_summary(summary: dict[str, Any]) -> str:
+    per_s = summary["lines_per_s"]
     text = (
-        f"sent {summary['lines']} lines ({summary['bytes']} bytes) from {summary['files']} file(s) "
-        f"in {summary['seconds']} s ({summary['lines_per_s']} lines/s)"
+        f"sent {count(summary['lines'])} lines ({size(summary['bytes'])}) from {summary['files']} file(s) "
+        f"in {summary['seconds']:.2f} s ({'-' if per_s is None else count(per_s)} lines/s)"
     )
     server = summary.get("server")
     if server:
         rejected = server["rejected"]
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items()))
+        reasons = ", ".join(f"{k} {count(v)}" for k, v in sorted(rejected.items()))
         text += (
-            f"\nserver: received {server['received']}, parsed {server['parsed']}, "
-            f"rejected {sum(rejected.values())}" + (f" ({reasons})" if reasons else "")
+            f"\nserver: received {count(server['received'])}, parsed {count(server['parsed'])}, "
+            f"rejected {count(sum(rejected.values()))}" + (f" ({reasons})" if reasons else "")
         )
     for name, error in (summary.get("errors") or {}).items():
         text += f"\nerror: {name}: {error}"

@@ -12,11 +12,14 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from client.control import split_hostport
 
 _CHUNK = 1 << 20
+
+# Told after each chunk: bytes of the file consumed (compressed bytes for a .gz), lines sent.
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -30,23 +33,33 @@ class Sent:
 _GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1
 
 
-def _open(path: str) -> BinaryIO:
-    """stdin for `-`; a gzip file by its magic bytes (rotated `.log.1.gz`, or no suffix at all)."""
+def _open(path: str) -> tuple[BinaryIO, BinaryIO | None]:
+    """(lines source, file on disk): stdin for `-` (no file); a gzip file by its magic bytes
+    (rotated `.log.1.gz`, or no suffix at all), read through the open file so its position
+    tells how much of the file is consumed."""
     if path == "-":
-        return sys.stdin.buffer
-    source = open(path, "rb")
-    if source.read(2) != _GZIP_MAGIC:
-        source.seek(0)
-        return source
-    source.close()
-    return gzip.open(path, "rb")  # type: ignore[return-value]
+        return sys.stdin.buffer, None
+    raw = open(path, "rb")
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic != _GZIP_MAGIC:
+        return raw, raw
+    return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
 
 
-async def send_one(path: str, address: str, octet_count: bool) -> Sent:
+def _close(source: BinaryIO, raw: BinaryIO | None) -> None:
+    if raw is None:
+        return
+    if source is not raw:
+        source.close()  # a GzipFile leaves the file it was given open
+    raw.close()
+
+
+async def send_one(path: str, address: str, octet_count: bool, progress: Progress | None = None) -> Sent:
     result = Sent(path)
     host, port = split_hostport(address, 5140)
     try:
-        source = _open(path)
+        source, raw = _open(path)
     except OSError as exc:
         result.error = exc.strerror or str(exc)
         return result
@@ -54,10 +67,10 @@ async def send_one(path: str, address: str, octet_count: bool) -> Sent:
         _, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
         result.error = f"cannot connect to {host}:{port}: {exc.strerror or exc}"
-        if source is not sys.stdin.buffer:
-            source.close()
+        _close(source, raw)
         return result
     tail = b""
+    consumed = 0
     try:
         while True:
             chunk = await asyncio.to_thread(source.read, _CHUNK)
@@ -66,16 +79,24 @@ async def send_one(path: str, address: str, octet_count: bool) -> Sent:
             data = tail + chunk
             cut = data.rfind(b"\n") + 1
             body, tail = data[:cut], data[cut:]
+            lines = body.count(b"\n")
             if body:
                 writer.write(_frame(body, octet_count))
-                result.lines += body.count(b"\n")
+                result.lines += lines
                 result.bytes += len(body)
+            if progress is not None:
+                position = raw.tell() if raw is not None else consumed + len(chunk)
+                progress(position - consumed, lines)
+                consumed = position
+            if body:
                 await writer.drain()  # the server's backpressure slows us here
         if tail:  # a last line without newline is still a line
             writer.write(_frame(tail + b"\n", octet_count))
             result.lines += 1
             result.bytes += len(tail) + 1
         await writer.drain()
+        if tail and progress is not None:
+            progress(0, 1)
         writer.write_eof()
         writer.close()
         await writer.wait_closed()
@@ -83,8 +104,7 @@ async def send_one(path: str, address: str, octet_count: bool) -> Sent:
         result.error = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         writer.close()
     finally:
-        if source is not sys.stdin.buffer:
-            source.close()
+        _close(source, raw)
     return result
 
 
@@ -102,13 +122,14 @@ def _frame(body: bytes, octet_count: bool) -> bytes:
     return b"".join(out)
 
 
-async def send_all(paths: list[str], address: str, concurrency: int, octet_count: bool) -> tuple[list[Sent], float]:
+async def send_all(paths: list[str], address: str, concurrency: int, octet_count: bool,
+                   progress: Progress | None = None) -> tuple[list[Sent], float]:
     started = time.monotonic()
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def bounded(path: str) -> Sent:
         async with gate:
-            return await send_one(path, address, octet_count)
+            return await send_one(path, address, octet_count, progress)
 
     results = await asyncio.gather(*(bounded(p) for p in paths))
     return list(results), time.monotonic() - started

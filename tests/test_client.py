@@ -364,3 +364,30 @@ def test_prime(start_server, action: str) -> None:
     else:
         out = logtide(server, "prime", "is", "561")
         assert out.stdout.decode().startswith("561 is composite (deterministic")
+
+
+def test_watch_json_appends_one_stats_object_per_refresh(start_server) -> None:
+    server = start_server()
+    send_tcp(server.address("tcp"), "".join(rfc5424(i) + "\n" for i in range(12)).encode())
+    server.wait_received(12)
+    client = Streaming(server, "watch", "--interval", "0.2", "--window", "all", "--json")
+    try:
+        for line in client.read(3):
+            report = json.loads(line)
+            assert report["window"] == "all" and report["received"] == 12 and report["by_level"] == {"INFO": 12}
+    finally:
+        client.stop()
+
+
+def test_tail_color_always_keeps_columns_and_colour_through_a_pipe(start_server) -> None:
+    server = start_server()
+    client = Streaming(server, "tail", "--color", "always")
+    try:
+        wait_subscribers(server, 1)
+        send_tcp(server.address("tcp"), (rfc5424(1, severity=3, message="payment failed") + "\n").encode())
+        (line,) = client.read(1)
+        # rich's SGR codes: dim time, red level; columns as on a terminal.
+        assert line == ("\x1b[2m2025-01-30T12:00:01Z\x1b[0m \x1b[31mERROR  \x1b[0m api        web-1      "
+                        "payment failed")
+    finally:
+        client.stop()

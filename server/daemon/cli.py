@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_daemon(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="logtided", usage=USAGE)
+    parser.add_argument("--version", action="version", version=f"logtided {_version()}",
+                        help="print the version and exit")
     parser.add_argument("--config", help="config.toml (default: built-in defaults)")
     parser.add_argument("--tcp", help="ingest TCP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
@@ -66,6 +68,15 @@ def run_daemon(argv: list[str]) -> int:
     except OSError as exc:  # e.g. the port is taken
         log.error("start_failed", error=str(exc))
         return 1
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("logtide")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
 
 
 def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None) -> Config:
