@@ -90,11 +90,11 @@ class Server:
             self.rejects,
             pause=self.connections.pause,
             resume=self.connections.resume,
+            archive=Archive(config.archive) if config.archive.enabled else None,
+            on_tail=self.hub.publish_tail,
+            on_result=self._batch_done,
             clock=self.clock,
         )
-        self.pipeline.archive = Archive(config.archive) if config.archive.enabled else None
-        self.pipeline.on_tail = self.hub.publish_tail
-        self.pipeline.on_result = self._batch_done
         self.hub.on_leave = lambda sub: self.tail_changed()
 
     # -- start -------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ class Server:
         self.connections.max_connections = new.ingest.max_connections
         self.connections.idle_timeout_s = new.ingest.idle_timeout_s
         self.connections.max_message_bytes = new.ingest.max_message_bytes
-        self.pipeline.config = new.pipeline
+        self.pipeline.reconfigure(new.pipeline)
         self.pipeline.options = msgspec.structs.replace(
             self.pipeline.options, parse=new.parse, detect=new.detect, listener_parse=new.listener_parse()
         )
