@@ -200,7 +200,7 @@ class Server:
 
     def _batch_done(self, seq: int, result: BatchResult | None, now: float) -> None:
         feed = Feed.from_bytes(result.feed) if result is not None else None
-        self._publish_events(self.driver.add(seq, feed, time.monotonic()))
+        self._publish_events(self.driver.add(feed, time.monotonic()))
 
     def _publish_events(self, events: list[Any]) -> None:
         for event in events:
