@@ -358,20 +358,23 @@ def test_unknown_keys_and_bad_pattern_keys_are_rejected() -> None:
 
 
 def test_streaming_through_the_driver_equals_replay() -> None:
-    from server.detect.driver import Driver  # the lead's reorder buffer and event clock
+    from server.detect.driver import Driver  # the event clock, fed in order by the reorder buffer
+    from server.ingest.reorder import Reorder
 
     cfg = DetectConfig()
     feeds = build_feeds(WORKLOAD, cfg, template, batch_lines=300)
     rnd = random.Random(5)
     engine = Engine(cfg)
     driver, events = Driver(engine, lateness_s=10), []
+    reorder: Reorder[bytes] = Reorder()
     flying: list[int] = []
     waiting = list(range(len(feeds)))
     while waiting or flying:
         while waiting and len(flying) < 4:
             flying.append(waiting.pop(0))
         seq = flying.pop(rnd.randrange(len(flying)))
-        events += driver.add(seq, Feed.from_bytes(feeds[seq]), wall=0.0)
+        for data in reorder.put(seq, feeds[seq]):
+            events += driver.add(Feed.from_bytes(data), wall=0.0)
     events += driver.finish()
     assert events == replay(WORKLOAD, cfg, template)
     assert engine.stats().get("late_lines", 0) == 0
@@ -394,7 +397,7 @@ def test_a_live_driver_whose_input_stops_ends_as_a_replay_does(end: int) -> None
     assert any(e.type == "zscore" and e.ts == T0 + 1190 for e in expected) == (end == 1200)
     driver, events = Driver(Engine(cfg), lateness_s=10), []
     for seq, data in enumerate(build_feeds(records, cfg, template, batch_lines=300)):
-        events += driver.add(seq, Feed.from_bytes(data), wall=0.0)
+        events += driver.add(Feed.from_bytes(data), wall=0.0)
     for wall in range(1, 200):
         events += driver.tick(float(wall))
     assert events == expected
@@ -411,7 +414,7 @@ def test_a_line_from_the_future_does_not_move_the_event_clock() -> None:
     records = WORKLOAD[:3000] + [bad] + WORKLOAD[3000:]
     driver, events = Driver(Engine(cfg), lateness_s=10, max_future_s=300, clock=lambda: now), []
     for seq, data in enumerate(build_feeds(records, cfg, template, batch_lines=300)):
-        events += driver.add(seq, Feed.from_bytes(data), wall=0.0)
+        events += driver.add(Feed.from_bytes(data), wall=0.0)
     events += driver.finish()
     assert events == replay(WORKLOAD, cfg, template)
     assert driver.engine.stats()["future_lines"] == 1

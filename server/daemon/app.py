@@ -94,12 +94,12 @@ class Server:
             self.rejects,
             pause=self.connections.pause,
             resume=self.connections.resume,
+            archive=Archive(config.archive) if config.archive.enabled else None,
+            on_tail=self.hub.publish_tail,
+            on_result=self._batch_done,
             clock=self.clock,
             log_limiter=RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s),
         )
-        self.pipeline.archive = Archive(config.archive) if config.archive.enabled else None
-        self.pipeline.on_tail = self.hub.publish_tail
-        self.pipeline.on_result = self._batch_done
         self.hub.on_leave = lambda sub: self.tail_changed()
 
     # -- start -------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Server:
 
     def _batch_done(self, seq: int, result: BatchResult | None, now: float) -> None:
         feed = Feed.from_bytes(result.feed) if result is not None else None
-        self._publish_events(self.driver.add(seq, feed, time.monotonic()))
+        self._publish_events(self.driver.add(feed, time.monotonic()))
 
     def _publish_events(self, events: list[Any]) -> None:
         for event in events:
@@ -348,7 +348,7 @@ class Server:
         self.connections.max_connections = new.ingest.max_connections
         self.connections.idle_timeout_s = new.ingest.idle_timeout_s
         self.connections.max_message_bytes = new.ingest.max_message_bytes
-        self.pipeline.config = new.pipeline
+        self.pipeline.reconfigure(new.pipeline)
         self.pipeline.options = msgspec.structs.replace(
             self.pipeline.options, parse=new.parse, detect=new.detect, listener_parse=new.listener_parse()
         )

@@ -1,19 +1,20 @@
 """Drives the detection engine from batch results, in stream order and on an event-time clock.
 
-Feeds are consumed in batch order (batches finish in any order; their feeds wait here until
-the ones before them are in), so a stream is seen in the order it was sent, as `analyze` sees a
-file. The watermark is the newest event second seen less `lateness_s`; when the input goes
-quiet, the event clock runs on at wall-clock pace from that second, so an error burst at the
-end of a replay still resolves. Seconds more than `max_future_s` ahead of the clock (a sender
-with a bad clock) are counted as `future_lines` and dropped: one such line must not move the
-event clock years ahead and make every line after it late. Sans-I/O: the wall clock (for the
-idle pace) is passed in; `clock` (Unix time, for the future guard) is injected.
+Feeds arrive in batch order (the shell releases results through `server.ingest.reorder`), so a
+stream is seen in the order it was sent, as `analyze` sees a file. The watermark is the newest
+event second seen less `lateness_s`; when the input goes quiet, the event clock runs on at
+wall-clock pace from that second, so an error burst at the end of a replay still resolves.
+Seconds more than `max_future_s` ahead of the clock (a sender with a bad clock) are counted as
+`future_lines` and dropped: one such line must not move the event clock years ahead and make
+every line after it late. Sans-I/O: the wall clock (for the idle pace) is passed in; `clock`
+(Unix time, for the future guard) is injected.
 """
 from __future__ import annotations
 
 import time
 from typing import Callable
 
+from server.detect.config import DetectConfig
 from server.detect.engine import Engine
 from server.detect.events import Event
 from server.detect.feed import Feed
@@ -31,20 +32,19 @@ class Driver:
         self.lateness_s = lateness_s
         self.max_future_s = max_future_s  # as `[stats] max_future_s`: the same lines are `future` there
         self.clock = clock
-        self.next_seq = 0
-        self.waiting: dict[int, Feed | None] = {}
         self.newest: int | None = None  # newest event second consumed
         self.newest_at: float = 0.0  # wall time when `newest` last moved
 
-    def add(self, seq: int, feed: Feed | None, wall: float) -> list[Event]:
-        """A batch's feed (None for a batch that failed); returns the events it lets through."""
-        self.waiting[seq] = feed
-        while self.next_seq in self.waiting:
-            ready = self.waiting.pop(self.next_seq)
-            self.next_seq += 1
-            if ready is None:
-                continue
-            seconds = ready.data.seconds
+    def reconfigure(self, detect: DetectConfig, lateness_s: int) -> None:
+        """SIGHUP: new detector thresholds and lateness; detector state is kept."""
+        self.engine.reconfigure(detect)
+        self.lateness_s = lateness_s
+
+    def add(self, feed: Feed | None, wall: float) -> list[Event]:
+        """The next batch's feed, in stream order (None for a batch that failed: only the clock
+        moves); returns the events it lets through."""
+        if feed is not None:
+            seconds = feed.data.seconds
             if seconds:
                 limit = int(self.clock()) + self.max_future_s
                 for second in [s for s in seconds if s > limit]:
@@ -54,7 +54,7 @@ class Driver:
                 if self.newest is None or top > self.newest:
                     self.newest = top
                     self.newest_at = wall
-            self.engine.consume(ready)
+            self.engine.consume(feed)
         return self.tick(wall)
 
     def tick(self, wall: float) -> list[Event]:

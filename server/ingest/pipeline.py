@@ -1,9 +1,9 @@
-"""Batching, the worker pool hand-off, backpressure and merging: the middle of the flow.
+"""The middle of the flow, live: frames from the listeners to batches, the pool, and `Stats`.
 
-Listeners hand frames to `Pipeline.submit`; frames are cut into batches by size and by a short
-deadline, parsed in the pool (`server.pool.worker.process_batch`) and the partial aggregates merged
-into `Stats`. Past `max_in_flight` batches or `max_buffered_bytes`, every ingest transport is
-paused until the pool catches up: overload slows TCP senders down, it does not drop lines.
+Listeners hand frames to `Pipeline.submit`; the batcher cuts them by size and a short deadline,
+the pool parses them (`server.pool.worker.process_batch`), and results merge in stream order. Past
+`max_in_flight` batches or `max_buffered_bytes` every ingest transport pauses: overload slows TCP
+senders down, it does not drop lines.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import collections
 import time
 from typing import Any, Callable
 
+import msgspec
 import structlog
 
 from server.stats.aggregate import Partial
@@ -23,43 +24,28 @@ from server.persist.rejects import RejectsFile
 from server.pool.scheduler import INGEST, PoolScheduler
 from server.stats.windows import Stats
 from server.pool.worker import BatchResult, WorkerOptions, decode_result, process_batch
+from server.ingest.batching import Batch, Batcher
+from server.ingest.pressure import InFlight, Pressure, Transition
+from server.ingest.reorder import Reorder
 
 log = structlog.get_logger()
 
 
-class Batch:
-    __slots__ = ("frames", "peers", "listeners", "nbytes", "arrival", "seq")
+class PipelineFigures(msgspec.Struct):
+    """STATS `pipeline`."""
 
-    def __init__(self, arrival: float) -> None:
-        self.seq = -1  # numbered when cut, in stream order
-        self.frames: list[bytes] = []
-        self.peers: list[tuple[str, int]] = []  # run-length: (peer, number of frames)
-        self.listeners: list[tuple[str, int]] = []  # run-length: (listener name, number of frames)
-        self.nbytes = 0
-        self.arrival = arrival
-
-    def add(self, frames: list[bytes], peer: str, listener: str) -> None:
-        self.frames.extend(frames)
-        self.nbytes += sum(map(len, frames))
-        _extend_run(self.peers, peer, len(frames))
-        _extend_run(self.listeners, listener, len(frames))
-
-    def peer_of(self, index: int) -> str:
-        for peer, count in self.peers:
-            if index < count:
-                return peer
-            index -= count
-        return "?"
-
-
-def _extend_run(runs: list[tuple[str, int]], name: str, count: int) -> None:
-    if runs and runs[-1][0] == name:
-        runs[-1] = (name, runs[-1][1] + count)
-    else:
-        runs.append((name, count))
+    in_flight: int
+    queued_batches: int
+    buffered_bytes: int
+    paused: bool
+    pauses: int
+    batches: int
 
 
 class Pipeline:
+    """The asyncio shell around the batching, in-flight, reorder and pressure cores: it owns the
+    deadline timer, the tasks that wait on the pool, and the merge of each result in order."""
+
     def __init__(
         self,
         config: PipelineConfig,
@@ -67,64 +53,89 @@ class Pipeline:
         scheduler: PoolScheduler,
         stats: Stats,
         rejects: RejectsFile | None,
+        *,
         pause: Callable[[], None],
         resume: Callable[[], None],
+        archive: Archive | None = None,
+        on_tail: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_result: Callable[[int, BatchResult | None, float], None] | None = None,
         clock: Callable[[], float] = time.time,
         log_limiter: RateLimiter | None = None,
     ) -> None:
-        self.config = config
         self.options = options
         self.scheduler = scheduler
         self.stats = stats
         self.rejects = rejects
+        self.archive = archive
+        self.on_tail = on_tail
+        # Called with (batch number, result or None if the batch failed, now) in stream order.
+        self.on_result = on_result
         self._pause = pause
         self._resume = resume
         self.clock = clock
-        self.current: Batch | None = None
-        self.ready: collections.deque[Batch] = collections.deque()
-        self.in_flight = 0
+        self.config = config
+        self.batcher = Batcher(config.batch_lines, config.batch_bytes, config.batch_delay_ms / 1000)
+        self.flight: InFlight[Batch] = InFlight(config.max_in_flight)
+        self.reorder: Reorder[tuple[Batch, Partial, BatchResult | None]] = Reorder()
+        self.pressure = Pressure(config.max_buffered_bytes, config.max_in_flight)
         self.buffered_bytes = 0
-        self.paused = False
-        self.pauses = 0
         self.batches = 0
         self.batch_seconds_sum = 0.0
         self.batch_errors = 0
+        self.reject_log = RateLimitedLog(log_limiter or RateLimiter())  # `line_rejected` per reason
+        self.tail_skipped = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None  # the deadline `_timer` was set for
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.on_tail: Callable[[list[dict[str, Any]]], None] | None = None
-        # Called with (batch number, result or None if the batch failed, now) in completion order.
-        self.on_result: Callable[[int, BatchResult | None, float], None] | None = None
-        self.archive: Archive | None = None
-        self.reject_log = RateLimitedLog(log_limiter or RateLimiter())  # `line_rejected` per reason
-        self.tail_skipped = 0
-        self.next_seq = 0
-        # Finished batches waiting for an earlier one before they are merged.
-        self._done: dict[int, tuple[Batch, Partial, BatchResult | None]] = {}
-        self._next_merge = 0
+        # Released by the reorder buffer, not merged yet: one task merges at a time, since the
+        # archive write between two merges awaits and the next release must wait its turn.
+        self._to_merge: collections.deque[tuple[Batch, Partial, BatchResult | None]] = collections.deque()
         self._merging = False
+
+    def figures(self) -> PipelineFigures:
+        return PipelineFigures(self.in_flight, self.queued_batches, self.buffered_bytes, self.paused,
+                               self.pauses, self.batches)
+
+    def reconfigure(self, config: PipelineConfig, options: WorkerOptions | None = None) -> None:
+        """New limits and parse options (SIGHUP): the open batch and the batches in flight keep going."""
+        self.config = config
+        if options is not None:
+            self.options = options
+        self.batcher.batch_lines = config.batch_lines
+        self.batcher.batch_bytes = config.batch_bytes
+        self.batcher.batch_delay_s = config.batch_delay_ms / 1000
+        self.flight.limit = config.max_in_flight
+        self.pressure.reconfigure(config.max_buffered_bytes, config.max_in_flight)
+        self._start()
+        self._arm_timer()
+        self._check_pressure()
+
+    @property
+    def in_flight(self) -> int:
+        return self.flight.in_flight
+
+    @property
+    def paused(self) -> bool:
+        return self.pressure.paused
+
+    @property
+    def pauses(self) -> int:
+        return self.pressure.pauses
+
+    @property
+    def queued_batches(self) -> int:
+        return len(self.flight.ready) + (1 if self.batcher.open is not None else 0)
 
     # -- input -------------------------------------------------------------------------------
 
     def submit(self, frames: list[bytes], peer: str, listener: str = "tcp") -> None:
-        while frames:
-            batch = self.current
-            if batch is None:
-                batch = self.current = Batch(self.clock())
-                self._timer = asyncio.get_running_loop().call_later(
-                    self.config.batch_delay_ms / 1000, self._cut
-                )
-            # One read can bring many lines: a batch never takes more than batch_lines.
-            room = self.config.batch_lines - len(batch.frames)
-            taken, frames = frames[:room], frames[room:]
-            before = batch.nbytes
-            batch.add(taken, peer, listener)
-            self.buffered_bytes += batch.nbytes - before
-            self._idle.clear()
-            if len(batch.frames) >= self.config.batch_lines or batch.nbytes >= self.config.batch_bytes:
-                self._cut()
-        self._check_pressure()
+        if not frames:
+            return
+        self.buffered_bytes += sum(map(len, frames))
+        self._idle.clear()
+        self._send(self.batcher.add(frames, peer, listener, self.clock()))
 
     def reject_frames(self, errors: list[FrameError], peer: str) -> None:
         """Frames the framer refused (oversize, truncated): counted here, they never reach a worker."""
@@ -143,22 +154,34 @@ class Pipeline:
 
     # -- batches -----------------------------------------------------------------------------
 
-    def _cut(self) -> None:
+    def _send(self, batches: list[Batch]) -> None:
+        """Queue cut batches for the pool, start what the in-flight bound allows, re-arm the timer."""
+        self.flight.queue(batches)
+        self._start()
+        self._arm_timer()
+        self._check_pressure()
+
+    def _arm_timer(self) -> None:
+        deadline = self.batcher.deadline()
+        if deadline == self._timer_at:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self.current = self.current, None
-        if batch is not None and batch.frames:
-            batch.seq = self.next_seq
-            self.next_seq += 1
-            self.ready.append(batch)
-            self._pump()
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._deadline)
 
-    def _pump(self) -> None:
-        while self.ready and self.in_flight < self.config.max_in_flight:
-            batch = self.ready.popleft()
-            self.in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+    def _deadline(self) -> None:
+        # The loop's timer is this shell's clock: when it fires, the open batch's time is up.
+        self._timer = self._timer_at = None
+        self._send(self.batcher.flush())
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for batch in self.flight.start():
+            task = loop.create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -181,19 +204,18 @@ class Pipeline:
             result = None
         self.batches += 1
         self.batch_seconds_sum += time.monotonic() - started
-        self._done[batch.seq] = (batch, partial, result)
-        await self._merge_in_order()
+        self._to_merge.extend(self.reorder.put(batch.seq, (batch, partial, result)))
+        await self._merge_released()
 
-    async def _merge_in_order(self) -> None:
+    async def _merge_released(self) -> None:
         """Merge finished batches in stream order: the windows' `late`, the archive's line order
         and the detectors then see a stream as it was sent, as `analyze` sees a file."""
         if self._merging:
-            return  # the task already merging picks this batch up when its turn comes
+            return  # the task already merging picks these up when their turn comes
         self._merging = True
         try:
-            while self._next_merge in self._done:
-                batch, partial, result = self._done.pop(self._next_merge)
-                self._next_merge += 1
+            while self._to_merge:
+                batch, partial, result = self._to_merge.popleft()
                 if self.archive is not None:
                     await self.archive.append(batch.frames)  # a slow disk slows ingest, it loses nothing
                 now = self.clock()
@@ -206,35 +228,29 @@ class Pipeline:
                     if result.tail and self.on_tail is not None:
                         self.on_tail(result.tail)
                     self.tail_skipped += result.tail_skipped
-                self.in_flight -= 1
+                self.flight.finish()
                 self.buffered_bytes -= batch.nbytes
-                self._pump()
+                self._start()
                 self._check_pressure()
         finally:
             self._merging = False
-        if self.in_flight == 0 and not self.ready and self.current is None:
+        if self.flight.idle and self.batcher.open is None:
             self._idle.set()
 
     # -- backpressure ------------------------------------------------------------------------
 
     def _check_pressure(self) -> None:
-        limit = self.config.max_buffered_bytes
-        over = self.buffered_bytes >= limit or len(self.ready) >= self.config.max_in_flight
-        if over and not self.paused:
-            self.paused = True
-            self.pauses += 1
-            self._pause()
-        elif self.paused and self.buffered_bytes < limit // 2 and not self.ready:
-            self.paused = False
-            self._resume()
+        match self.pressure.update(self.buffered_bytes, len(self.flight.ready)):
+            case Transition.PAUSE:
+                self._pause()
+            case Transition.RESUME:
+                self._resume()
+            case None:
+                pass
 
     # -- shutdown ----------------------------------------------------------------------------
 
     async def drain(self) -> None:
         """Send the open batch and wait until every batch has been merged."""
-        self._cut()
+        self._send(self.batcher.flush())
         await self._idle.wait()
-
-    @property
-    def queued_batches(self) -> int:
-        return len(self.ready) + (1 if self.current is not None else 0)

@@ -332,7 +332,7 @@ def run_analyze(argv: list[str]) -> int:
 
         def detect(seq: int, result: Any) -> None:
             assert driver is not None
-            events.extend(driver.add(seq, Feed.from_bytes(result.feed), 0.0))
+            events.extend(driver.add(Feed.from_bytes(result.feed), 0.0))
 
         settings["on_result"] = detect
     stats = analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), **settings)
