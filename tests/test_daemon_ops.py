@@ -260,3 +260,71 @@ def test_sighup_moves_the_tcp_listener_and_keeps_open_connections(start_server) 
     assert server.wait_received(22)["received"] == 22
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", first), timeout=2)
+
+
+def test_socket_activation_binds_only_what_systemd_passed(start_server, tmp_path: Path) -> None:
+    # The config names a UDP address; systemd passed only TCP and control, so UDP stays unbound.
+    tcp = socket.create_server(("127.0.0.1", 0))
+    control = socket.create_server(("127.0.0.1", 0))
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    udp_port = probe.getsockname()[1]
+    probe.close()
+    fds = (tcp.fileno(), control.fileno())
+    server = start_server(
+        f'[ingest]\ntcp = "127.0.0.1:0"\nudp = "127.0.0.1:{udp_port}"\n',
+        launcher=[sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), "ingest:control"],
+        extra_args=[],
+        pass_fds=fds,
+    )
+    listening = server.wait_log("listening")
+    assert set(k for k in listening if k in ("tcp", "udp", "tls", "control", "http")) == {"tcp", "control"}
+    free = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    free.bind(("127.0.0.1", udp_port))  # the daemon did not take it
+    free.close()
+    for sock in (tcp, control):
+        sock.close()
+
+
+def test_socket_activation_also_binds_what_the_config_adds(start_server) -> None:
+    tcp = socket.create_server(("127.0.0.1", 0))
+    control = socket.create_server(("127.0.0.1", 0))
+    fds = (tcp.fileno(), control.fileno())
+    server = start_server(
+        '[daemon]\nalso_bind = ["udp"]\n[ingest]\nudp = "127.0.0.1:0"\n',
+        launcher=[sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), "ingest:control"],
+        extra_args=[],
+        pass_fds=fds,
+    )
+    assert server.address("tcp") == tcp.getsockname()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.sendto(b"<14>Jan 30 12:00:00 host udpapp: bound from the config", server.address("udp"))
+    assert server.wait_received(1)["received"] == 1
+    for sock in (tcp, control, sender):
+        sock.close()
+
+
+def test_second_daemon_cannot_share_the_udp_port(start_server) -> None:
+    first = start_server()
+    host, port = first.address("udp")
+    with pytest.raises(AssertionError, match="Address already in use"):
+        start_server(extra_args=["--tcp", "127.0.0.1:0", "--udp", f"{host}:{port}", "--control", "127.0.0.1:0"])
+
+
+@pytest.mark.parametrize("which", ["cert", "key"])
+def test_tls_file_errors_name_the_key_and_file(start_server, tmp_path: Path, which: str) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a pem\n")
+    missing = tmp_path / "missing.pem"
+    cert, key = (missing, garbage) if which == "cert" else (garbage, missing)
+    with pytest.raises(AssertionError) as failed:
+        start_server(f'[ingest.tls]\nlisten = "127.0.0.1:0"\ncert = "{cert}"\nkey = "{key}"\n')
+    assert f"ingest.tls.{which} = '{missing}': no such file" in str(failed.value)
+
+
+def test_tls_garbage_pem_names_both_files(start_server, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a pem\n")
+    with pytest.raises(AssertionError) as failed:
+        start_server(f'[ingest.tls]\nlisten = "127.0.0.1:0"\ncert = "{garbage}"\nkey = "{garbage}"\n')
+    assert f"ingest.tls.cert = '{garbage}', ingest.tls.key = '{garbage}': not a PEM certificate" in str(failed.value)

@@ -39,6 +39,9 @@ class DaemonConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_interval_s: Annotated[float, msgspec.Meta(ge=0.01, le=1.0)] = 0.1
     # systemd STATUS=, the `log_suppressed` summaries and the archive's age rotation.
     status_interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
+    # Under socket activation the daemon serves only the sockets systemd passed; the listeners
+    # named here are bound from this file as well.
+    also_bind: list[Literal["tcp", "udp", "tls", "control", "http"]] = []
 
 
 class ListenerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -8,13 +8,24 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import structlog
 
+from server.ingest.config import IngestConfig
 from server.ingest.framing import FrameError, Framer
 from server.ingest.pipeline import Pipeline
 from server.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()
+
+
+class ConnectionFigures(msgspec.Struct):
+    """STATS `connections`."""
+
+    open: int
+    total: int
+    refused: int
+    idle_closed: int
 
 
 class Connections:
@@ -36,6 +47,15 @@ class Connections:
         self.log = RateLimitedLog(log_limiter or RateLimiter())
         self._all_closed = asyncio.Event()
         self._all_closed.set()
+
+    def figures(self) -> ConnectionFigures:
+        return ConnectionFigures(len(self.open), self.total, self.refused, self.idle_closed)
+
+    def reconfigure(self, ingest: IngestConfig) -> None:
+        """SIGHUP: new limits apply to the next connection and the next sweep."""
+        self.max_connections = ingest.max_connections
+        self.idle_timeout_s = ingest.idle_timeout_s
+        self.max_message_bytes = ingest.max_message_bytes
 
     def pause(self) -> None:
         self.paused = True

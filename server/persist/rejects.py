@@ -28,7 +28,17 @@ class RejectEntry(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 
 
+class RejectsFigures(msgspec.Struct):
+    """STATS `rejects_file`."""
+
+    written: int
+    dropped: int
+
+
 class RejectsFile:
+    def figures(self) -> RejectsFigures:
+        return RejectsFigures(self.written, self.dropped)
+
     def __init__(self, path: str, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes

@@ -67,6 +67,17 @@ class JobManager:
         self._jobs: dict[str, _Job] = {}
         self._finished: collections.deque[str] = collections.deque()
 
+    def reconfigure(self, primes: PrimeConfig) -> None:
+        """SIGHUP: limits apply to the next job; running jobs keep their segments."""
+        self.config = primes
+
+    def states(self) -> dict[str, int]:
+        """How many jobs are in each state (for metrics)."""
+        counts: dict[str, int] = {}
+        for job in self._jobs.values():
+            counts[job.state] = counts.get(job.state, 0) + 1
+        return counts
+
     # -- validation -----------------------------------------------------------------------
     def check(self, kind: str, lo: int, hi: int) -> str | None:
         """Why a COUNT/LIST of [lo, hi] would be refused now, or None."""

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import msgspec
 
+from server.publish.config import ControlConfig
+
 _json = msgspec.json.Encoder()
 
 TOPICS = ("stats", "anomalies", "tail", "jobs")
@@ -84,15 +86,31 @@ class Subscriber:
         self.flush()
 
 
+class HubFigures(msgspec.Struct):
+    """STATS `subscribers` (less `tail_skipped`, which the workers count)."""
+
+    open: int
+    dropped_messages: int
+    disconnected_stalled: int
+
+
 class Hub:
-    def __init__(self, queue_size: int, stalled_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, queue_size: int, stalled_s: float, clock: Callable[[], float],
+                 on_leave: Callable[[Subscriber], None] | None = None) -> None:
         self.queue_size = queue_size
         self.stalled_s = stalled_s
         self.clock = clock
         self.subscribers: set[Subscriber] = set()
         self.disconnected_stalled = 0
         self.dropped_total = 0  # of subscribers that have left
-        self.on_leave: Callable[[Subscriber], None] | None = None
+        self.on_leave = on_leave
+
+    def figures(self) -> HubFigures:
+        return HubFigures(len(self.subscribers), self.dropped, self.disconnected_stalled)
+
+    def reconfigure(self, control: ControlConfig) -> None:
+        self.queue_size = control.subscriber_queue
+        self.stalled_s = control.stalled_subscriber_s
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)

@@ -1,0 +1,184 @@
+"""The daemon's parts, built from the config with every collaborator passed to its constructor,
+and the two things the parts answer together: the STATS/METRICS reports, assembled from each
+part's `figures()`, and SIGHUP, applied through each part's `reconfigure(section)`.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgspec
+import structlog
+
+from server.daemon.config import Config
+from server.detect.driver import Driver
+from server.detect.engine import Engine
+from server.detect.events import Event
+from server.detect.feed import Feed
+from server.ingest.listeners import Connections
+from server.ingest.pipeline import Pipeline
+from server.persist.archive import Archive
+from server.persist.rejects import RejectsFile
+from server.persist.state import StateStore
+from server.pool.scheduler import PoolScheduler
+from server.pool.worker import BatchResult, WorkerOptions
+from server.primes.jobs import JobManager
+from server.publish.commands import Commands
+from server.publish.control import ControlConnection
+from server.publish.metrics import MetricFigures, render_metrics
+from server.publish.pubsub import Hub
+from server.ratelog import RateLimiter
+from server.stats.windows import Stats
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Parts:
+    config: Config
+    clock: Callable[[], float]
+    started_mono: float
+    state: StateStore
+    stats: Stats
+    driver: Driver
+    connections: Connections
+    hub: Hub
+    executor: ProcessPoolExecutor
+    workers: int
+    scheduler: PoolScheduler
+    jobs: JobManager
+    rejects: RejectsFile | None
+    pipeline: Pipeline
+    commands: Commands
+    control_connections: set[ControlConnection]
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def stats_report(self, window: str) -> dict[str, Any]:
+        report = self.stats.report(window, self.clock())
+        report["connections"] = msgspec.to_builtins(self.connections.figures())
+        report["pipeline"] = msgspec.to_builtins(self.pipeline.figures())
+        report["subscribers"] = {**msgspec.to_builtins(self.hub.figures()), "tail_skipped": self.pipeline.tail_skipped}
+        report["detect"] = self.driver.engine.stats()
+        report["uptime_s"] = self.uptime_s()
+        if self.rejects is not None:
+            report["rejects_file"] = msgspec.to_builtins(self.rejects.figures())
+        return report
+
+    def metrics_figures(self) -> MetricFigures:
+        totals = self.stats.report("all", self.clock())
+        connections, pipeline, hub = self.connections.figures(), self.pipeline.figures(), self.hub.figures()
+        return MetricFigures(
+            lines_received=totals["received"],
+            lines_parsed=totals["parsed"],
+            lines_rejected=dict(totals["rejected"]),
+            lines_by_format=dict(totals["by_format"]),
+            bytes_received=totals["bytes"],
+            connections_open=connections.open,
+            connections_total=connections.total,
+            batches_in_flight=pipeline.in_flight + pipeline.queued_batches,
+            buffered_bytes=pipeline.buffered_bytes,
+            batch_seconds_sum=self.pipeline.batch_seconds_sum,
+            batch_seconds_count=pipeline.batches,
+            pool_workers=self.workers,
+            pool_busy_workers=self.scheduler.busy,
+            subscribers=hub.open,
+            subscriber_messages_dropped=hub.dropped_messages,
+            jobs=self.jobs.states(),
+            uptime_s=self.uptime_s(),
+        )
+
+    def metrics_text(self) -> str:
+        return render_metrics(self.metrics_figures())
+
+    def recent_events(self, n: int) -> list[Event]:
+        return list(self.driver.engine.recent(n))
+
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self.started_mono, 3)
+
+    def status_line(self) -> str:
+        report = self.stats.report("1m", self.clock()) if "1m" in self.config.stats.windows else {}
+        return (
+            f"{len(self.connections.open)} connections, "
+            f"{report.get('lines_per_s') or 0:.0f} lines/s (1m), {self.pipeline.in_flight} batches in flight"
+        )
+
+    # -- SIGHUP ------------------------------------------------------------------------------
+
+    def reconfigure(self, new: Config) -> None:
+        """Apply what can change live; `[stats]` shapes the stored state and needs a restart."""
+        self.config = new
+        self.connections.reconfigure(new.ingest)
+        self.pipeline.reconfigure(new.pipeline, worker_options(new, self.pipeline.options.tail_filters))
+        self.driver.reconfigure(new.detect, new.pipeline.event_lateness_s)
+        self.hub.reconfigure(new.control)
+        self.jobs.reconfigure(new.primes)
+        self.commands.reconfigure(new)
+
+    # -- glue between stages -----------------------------------------------------------------
+
+    def tail_changed(self) -> None:
+        """Tell the workers which records the current `tail` subscribers want."""
+        terms = self.hub.tail_terms()
+        if terms != self.pipeline.options.tail_filters:
+            self.pipeline.options = msgspec.structs.replace(self.pipeline.options, tail_filters=terms)
+
+    def publish_events(self, events: list[Event]) -> None:
+        for event in events:
+            log.info("anomaly", **msgspec.to_builtins(event))
+            self.hub.publish("anomalies", event)
+
+
+def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
+    return WorkerOptions(parse=config.parse, detect=config.detect, listener_parse=config.listener_parse(),
+                         tail_filters=tail_filters)
+
+
+def build(config: Config) -> Parts:
+    """Every part of the daemon, restored from the last snapshot where there is one."""
+    clock = time.time
+    state = StateStore(config.state)
+    restored = state.load(config.stats, config.detect)
+    stats = restored.stats if restored else Stats(config.stats, clock())
+    engine = restored.engine if restored else Engine(config.detect)
+    driver = Driver(engine, config.pipeline.event_lateness_s, config.stats.max_future_s)
+    connections = Connections(
+        config.ingest.max_connections, config.ingest.idle_timeout_s, config.ingest.max_message_bytes,
+        config.ingest.reject_sample_bytes,
+        RateLimiter(config.log.connection_events_per_interval, config.log.rate_interval_s),
+    )
+    parts: Parts  # the callbacks below run after it is built
+    hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic,
+              on_leave=lambda sub: parts.tail_changed())
+    workers = config.pipeline.workers or os.cpu_count() or 1
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    scheduler = PoolScheduler(executor, slots=workers)
+    jobs = JobManager(scheduler, config.primes, lambda m: hub.publish("jobs", m))
+    rejects = RejectsFile(config.rejects.path, config.rejects.max_bytes) if config.rejects.path else None
+
+    def batch_done(seq: int, result: BatchResult | None, now: float) -> None:
+        feed = Feed.from_bytes(result.feed) if result is not None else None
+        parts.publish_events(driver.add(feed, time.monotonic()))
+
+    pipeline = Pipeline(
+        config.pipeline, worker_options(config), scheduler, stats, rejects,
+        pause=connections.pause, resume=connections.resume,
+        archive=Archive(config.archive) if config.archive.enabled else None,
+        on_tail=hub.publish_tail, on_result=batch_done, clock=clock,
+        log_limiter=RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s),
+    )
+    commands = Commands(
+        config, stats, jobs, clock,
+        lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
+    )
+    parts = Parts(
+        config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,
+        connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
+        rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
+    )
+    return parts

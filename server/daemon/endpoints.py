@@ -1,0 +1,173 @@
+"""The daemon's listening endpoints as one table: each kind names its config address and its
+systemd socket role, and one opener serves it. Start-up, SIGHUP moves and shutdown all go
+through the table, so adding a kind of listener is one row and one opener.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple, Protocol
+
+import structlog
+
+from server.daemon.config import Config, split_address
+from server.ingest.config import TlsConfig
+from server.ingest.listeners import TcpIngest, UdpIngest
+from server.publish.control import ControlConnection
+from server.publish.http import MetricsHttp
+
+if TYPE_CHECKING:
+    from server.daemon.assembly import Parts
+
+log = structlog.get_logger()
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class Kind(NamedTuple):
+    name: str  # the key of `addresses` and of the `listening` log line
+    role: str  # the socket role systemd passes it under (server.daemon.activation)
+    address: Callable[[Config], str]  # "" = off
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("tcp", "ingest-tcp", lambda c: c.ingest.tcp),
+    Kind("udp", "ingest-udp", lambda c: c.ingest.udp),
+    Kind("tls", "ingest-tls", lambda c: c.ingest.tls.listen),
+    Kind("control", "control", lambda c: c.control.listen),
+    Kind("http", "http", lambda c: c.http.listen),
+)
+_BY_ROLE = {kind.role: kind for kind in KINDS}
+
+# An opener binds `address` (or serves the inherited `sock`) and returns what to close to stop
+# accepting, with the address it is bound to.
+Opener = Callable[[str | None, socket.socket | None], Awaitable[tuple[Closeable, str]]]
+
+
+class Endpoints:
+    """The open listeners by kind. `pinned` kinds (addresses from the command line or from
+    systemd) are left alone by SIGHUP."""
+
+    def __init__(self, openers: dict[str, Opener], pinned: set[str] | None = None) -> None:
+        self.openers = openers
+        self.pinned: set[str] = set(pinned or ())
+        self.addresses: dict[str, str] = {}
+        self._open: dict[str, list[Closeable]] = {}
+
+    async def open_all(self, config: Config, inherited: list[tuple[str, socket.socket]]) -> None:
+        """Serve what systemd passed; bind the rest from the config. Under socket activation only
+        the kinds in `[daemon] also_bind` are bound by the daemon itself."""
+        passed = {_BY_ROLE.get(role, KINDS[0]).name for role, _ in inherited}
+        for role, sock in inherited:
+            await self._start(_BY_ROLE.get(role, KINDS[0]).name, None, sock)
+        unbound = {kind.name for kind in KINDS if kind.name not in config.daemon.also_bind} if inherited else set()
+        for kind in KINDS:
+            address = kind.address(config)
+            if address and kind.name not in unbound and kind.name not in self.addresses:
+                await self._start(kind.name, address, None)
+        self.pinned |= passed | unbound
+
+    async def move(self, old: Config, new: Config) -> None:
+        """SIGHUP: open the listeners the new config adds or moves, close the ones it drops.
+        Connections already accepted stay open (closing a listening socket does not touch them)."""
+        for kind in KINDS:
+            before, after = kind.address(old), kind.address(new)
+            if before == after or kind.name in self.pinned:
+                continue
+            self.close(kind.name)
+            if not after:
+                continue
+            try:
+                await self._start(kind.name, after, None)
+            except (OSError, ssl.SSLError) as exc:
+                log.error("listener_failed", listener=kind.name, address=after, error=str(exc))
+
+    def close(self, *names: str) -> None:
+        """Stop accepting on the named kinds (all when none is named)."""
+        for name in names or tuple(self._open):
+            for closeable in self._open.pop(name, []):
+                closeable.close()
+            self.addresses.pop(name, None)
+
+    async def _start(self, name: str, address: str | None, sock: socket.socket | None) -> None:
+        closeable, bound = await self.openers[name](address, sock)
+        self._open.setdefault(name, []).append(closeable)
+        self.addresses[name] = bound
+
+
+def bound_address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def openers(parts: Parts) -> dict[str, Opener]:
+    """One opener per kind in `KINDS`, serving the daemon's parts."""
+    loop = asyncio.get_running_loop()
+
+    async def serve_stream(factory: Callable[[], asyncio.BaseProtocol], address: str | None,
+                           sock: socket.socket | None, context: ssl.SSLContext | None = None
+                           ) -> tuple[Closeable, str]:
+        if sock is not None:
+            server = await loop.create_server(factory, sock=sock, ssl=context, backlog=1024)
+        else:
+            assert address is not None
+            host, port = split_address(address)
+            server = await loop.create_server(factory, host, port, ssl=context, backlog=1024, reuse_address=True)
+        return server, bound_address(server.sockets[0])
+
+    async def tcp(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        return await serve_stream(lambda: TcpIngest(parts.connections, parts.pipeline, "tcp"), address, sock)
+
+    async def tls(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        context = tls_context(parts.config.ingest.tls)
+        return await serve_stream(lambda: TcpIngest(parts.connections, parts.pipeline, "tls"), address, sock, context)
+
+    async def udp(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        ingest = parts.config.ingest
+        if sock is None:
+            assert address is not None
+            host, port = split_address(address)
+            # No SO_REUSEADDR: on a datagram socket it would let a second daemon bind the same
+            # port and silently take a share of the traffic.
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((host, port))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ingest.udp_receive_buffer)
+        except OSError:
+            pass
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: UdpIngest(parts.pipeline, ingest.max_message_bytes, ingest.reject_sample_bytes), sock=sock
+        )
+        return transport, bound_address(sock)
+
+    async def control(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        def factory() -> ControlConnection:
+            return ControlConnection(parts.commands, parts.hub, parts.control_connections,
+                                     parts.config.control.max_connections, parts.tail_changed)
+
+        return await serve_stream(factory, address, sock)
+
+    async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.config.http.max_head_bytes), address, sock)
+
+    return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "http": http}
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A server context for RFC 5425 ingest; errors name the key and file that failed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    for key, path in (("ingest.tls.cert", tls.cert), ("ingest.tls.key", tls.key)):
+        if not os.path.isfile(path):
+            raise ssl.SSLError(f"{key} = {path!r}: no such file")
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ssl.SSLError(
+            f"ingest.tls.cert = {tls.cert!r}, ingest.tls.key = {tls.key!r}: not a PEM certificate and "
+            f"matching private key ({exc})"
+        ) from exc
+    return context
