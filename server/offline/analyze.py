@@ -2,10 +2,10 @@
 
 `analyze` is the live pipeline without sockets: files (plain or gzip, directories searched
 recursively for `*.log*`) are read in chunks, cut into frames by the same RFC 6587 `Framer`,
-grouped into batches, parsed in a process pool by the same worker function (map: batch ->
-`Partial`), and merged into the same `Stats` (reduce). So `analyze` prints what `STATS all`
-would show had the files been sent over TCP. Memory is bounded by chunk size x batches in flight,
-whatever the file size.
+grouped into batches by the same `Batcher`, parsed in a process pool by the same worker function
+(map: batch -> `Partial`), and merged in order through the same `Reorder` into the same `Stats`
+(reduce). So `analyze` prints what `STATS all` would show had the files been sent over TCP.
+Memory is bounded by batch size x batches in flight, whatever the file size.
 
 `validate` parses every line in this process and lists, per file, the lines per format and the
 first rejected lines with their reasons and line numbers.
@@ -16,7 +16,6 @@ import argparse
 import collections
 import concurrent.futures as cf
 import gzip
-import itertools
 import json
 import os
 import re
@@ -28,10 +27,14 @@ import msgspec
 from typing import IO, Any, Callable, Iterator
 
 from server.stats.aggregate import Partial
+from server.ingest.batching import Batch, Batcher
 from server.ingest.framing import FrameError, Framer
+from server.ingest.pressure import InFlight
+from server.ingest.reorder import Reorder
 from server.stats.windows import Stats, StatsConfig
 
-CHUNK_BYTES = 256 << 10  # read size; a batch is cut from about this much input
+CHUNK_BYTES = 256 << 10  # read size; a batch is cut at this many bytes of frames
+BATCH_LINES = 4000  # as `[pipeline] batch_lines`
 MAX_MESSAGE_BYTES = 65536  # as `[ingest] max_message_bytes`: longer lines are `oversize`
 _GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1
 
@@ -121,6 +124,15 @@ class Progress:
             sys.stderr.write("\n")
 
 
+class _InProcess(cf.Executor):
+    """`--workers 0`: each batch runs when submitted, so the loop below serves both cases."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
 def analyze_paths(
     paths: list[str],
     *,
@@ -130,12 +142,13 @@ def analyze_paths(
     options: Any = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     chunk_bytes: int = CHUNK_BYTES,
+    batch_lines: int = BATCH_LINES,
     clock: Callable[[], float] = time.time,
     progress: bool = False,
     on_merge: Callable[[Partial, float], None] | None = None,
     on_result: Callable[[int, Any], None] | None = None,
 ) -> Stats:
-    """Map every chunk of every file to a `Partial` in `workers` processes (0: in this process),
+    """Map every batch of every file to a `Partial` in `workers` processes (0: in this process),
     reduce them into one `Stats`. `on_merge(partial, now)` sees every partial after it is merged;
     `on_result(batch number, BatchResult)` sees each worker result (detectors, as the server's
     `Pipeline.on_result`)."""
@@ -147,72 +160,68 @@ def analyze_paths(
     meter = Progress(sum(p.stat().st_size for p in files if p.exists()), progress)
     done_before = 0  # raw bytes of the files already finished
 
-    def chunks() -> Iterator[tuple[list[bytes], list[FrameError], int]]:
-        nonlocal done_before
-        for path in files:
-            size = 0
-            for frames, errors, size in read_batches(path, max_message_bytes, chunk_bytes):
-                yield frames, errors, done_before + size
-            done_before += size
-
     def merge(partial: Partial) -> None:
         now = clock()
         stats.merge(partial, now)
         if on_merge is not None:
             on_merge(partial, now)
 
-    def merge_result(seq: int, data: bytes) -> None:
-        result = _decode(data)
-        merge(Partial.from_bytes(result.partial))
-        if on_result is not None:
-            on_result(seq, result)
+    # The daemon's cores: batches are cut by size only (a file is read faster than any deadline),
+    # a bounded number are unmerged at a time (memory is bounded by batch size x that bound,
+    # whatever the file size), and results merge in stream order whichever worker finishes first:
+    # what counts as `late` (and where rejected lines are filed) depends on the order of merges,
+    # and a file must give the same report on every run and with any number of workers.
+    batcher = Batcher(batch_lines, chunk_bytes, batch_delay_s=0.0)
+    flight: InFlight[Batch] = InFlight(2 * workers or 1)  # 2 per worker keeps every worker busy
+    reorder: Reorder[tuple[Batch, bytes]] = Reorder()
+    running: dict[cf.Future[bytes], Batch] = {}
+    # Framing errors merge just before the batch numbered as the one open when they were found.
+    errors_before: dict[int, list[FrameError]] = collections.defaultdict(list)
 
-    seqs = itertools.count()
+    def merge_errors(seq: int) -> None:
+        errors = errors_before.pop(seq, None)
+        if errors:
+            partial = Partial()
+            for error in errors:
+                partial.reject(error.reason, error.size)
+            merge(partial)
 
-    def errors_partial(errors: list[FrameError]) -> Partial:
-        partial = Partial()
-        for error in errors:
-            partial.reject(error.reason, error.size)
-        return partial
+    def start(pool: cf.Executor) -> None:
+        for batch in flight.start():
+            running[pool.submit(batch_fn, batch.frames, batch.arrival, options, batch.seq)] = batch
 
-    if workers == 0:
-        for frames, errors, done in chunks():
-            if errors:
-                merge(errors_partial(errors))
-            if frames:
-                seq = next(seqs)
-                merge_result(seq, batch_fn(frames, clock(), options, seq))
-            meter.update(done, stats.received)
-    else:
-        # Results are merged in file order, whichever worker finishes first: what counts as
-        # `late` (and where rejected lines are filed) depends on the order of merges, and a
-        # file must give the same report on every run and with any number of workers.
-        limit = 2 * workers  # batches in flight: bounds memory and keeps every worker busy
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            queue: collections.deque[tuple[int, cf.Future[bytes]] | Partial] = collections.deque()
-            in_flight = 0
+    def collect(pool: cf.Executor) -> None:
+        """Wait for at least one batch, merge what the reorder buffer releases."""
+        finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        for future in finished:
+            batch = running.pop(future)
+            for ready, data in reorder.put(batch.seq, (batch, future.result())):
+                merge_errors(ready.seq)
+                result = _decode(data)
+                merge(Partial.from_bytes(result.partial))
+                if on_result is not None:
+                    on_result(ready.seq, result)
+                flight.finish()
+        start(pool)
 
-            def merge_oldest() -> None:
-                nonlocal in_flight
-                item = queue.popleft()
-                if isinstance(item, Partial):
-                    merge(item)
-                else:
-                    in_flight -= 1
-                    merge_result(item[0], item[1].result())
-
-            for frames, errors, done in chunks():
+    pool: cf.Executor = cf.ProcessPoolExecutor(max_workers=workers) if workers else _InProcess()
+    with pool:
+        for path in files:
+            size = 0
+            for frames, errors, size in read_batches(path, max_message_bytes, chunk_bytes):
                 if errors:
-                    queue.append(errors_partial(errors))
-                if frames:
-                    seq = next(seqs)
-                    queue.append((seq, pool.submit(batch_fn, frames, clock(), options, seq)))
-                    in_flight += 1
-                while in_flight >= limit or (queue and isinstance(queue[0], Partial)):
-                    merge_oldest()
-                meter.update(done, stats.received)
-            while queue:
-                merge_oldest()
+                    errors_before[batcher.next_seq].extend(errors)
+                flight.queue(batcher.add(frames, str(path), "file", clock()))
+                start(pool)
+                while flight.ready:
+                    collect(pool)
+                meter.update(done_before + size, stats.received)
+            done_before += size
+        flight.queue(batcher.flush())
+        start(pool)
+        while running:
+            collect(pool)
+    merge_errors(batcher.next_seq)
     meter.update(done_before, stats.received, force=True)
     meter.done()
     return stats
@@ -320,6 +329,7 @@ def run_analyze(argv: list[str]) -> int:
         "stats_config": config.stats,
         "options": WorkerOptions(parse=config.parse, detect=config.detect),
         "max_message_bytes": config.ingest.max_message_bytes,
+        "batch_lines": config.pipeline.batch_lines,
     }
     events: list[Any] = []
     driver = None
