@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         from server.offline.parse import run_parse
         from server.stats.templates import record_template
 
-        # The same pure function the workers key `TOP error` by (issue 4), so the printed
+        # The same pure function the workers key `TOP error` by, so the printed
         # template is exactly the one the server would count the message under.
         return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=record_template)
     if argv and argv[0] == "analyze":

@@ -1,0 +1,1 @@
+"""Persistence: snapshots of state, the raw archive and the rejects file."""

@@ -1,0 +1,1 @@
+"""Statistics: the mergeable partial aggregates workers build, sketches, templates, and event-time windows."""
