@@ -1,10 +1,10 @@
-"""Throughput and peak memory of `logtided analyze` on a generated directory of logs.
+"""Throughput and peak memory of `logtallyd analyze` on a generated directory of logs.
 
     python bench/analyze.py [--lines 1000000] [--workers 1 2] [--files 4]
 
 Writes `--lines` realistic mixed lines (the generator of bench/ingest.py: RFC 5424, RFC 3164,
 access log with latency, app lines, JSON) into `--files` files (every other one gzip), runs
-`logtided analyze DIR --json --workers N` as a subprocess for each N, and prints lines/s and the
+`logtallyd analyze DIR --json --workers N` as a subprocess for each N, and prints lines/s and the
 peak RSS of the whole process tree (main + workers, sampled VmHWM summed).
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def write_corpus(folder: Path, lines: int, files: int) -> int:
 
 
 def run(folder: Path, workers: int, rss_tree_kb) -> tuple[float, int, dict]:
-    code = "import sys; from server.offline.analyze import run_analyze; sys.exit(run_analyze(sys.argv[1:]))"
+    code = "import sys; from logtallyd.offline.analyze import run_analyze; sys.exit(run_analyze(sys.argv[1:]))"
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder), "--json", "--workers", str(workers)],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.detect.config import DetectConfig  # noqa: E402
-from server.detect.engine import Engine  # noqa: E402
-from server.detect.feed import Feed  # noqa: E402
-from server.records import Http, Record, is_error  # noqa: E402
+from logtallyd.detect.config import DetectConfig  # noqa: E402
+from logtallyd.detect.engine import Engine  # noqa: E402
+from logtallyd.detect.feed import Feed  # noqa: E402
+from logtallyd.records import Http, Record, is_error  # noqa: E402
 
 T0 = 1_700_000_000
 

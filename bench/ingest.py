@@ -1,14 +1,14 @@
-"""End-to-end ingest benchmark: logtided against rsyslog on the same input, in the same run.
+"""End-to-end ingest benchmark: logtallyd against rsyslog on the same input, in the same run.
 
-    python bench/ingest.py [--lines 1000000] [--connections 4] [--runs 3] [--only logtide]
+    python bench/ingest.py [--lines 1000000] [--connections 4] [--runs 3] [--only logtally]
 
 Generates realistic mixed lines (RFC 5424, RFC 3164, combined access log with latency, app lines,
 JSON), sends them over K TCP connections, and times until STATS shows every line received and
 accounted for (parsed + rejected). rsyslog (Debian package; imtcp with octet-counted framing off,
 omfile) gets the same bytes; its time is until its output file holds every line. Prints lines/s,
-peak RSS (logtided's main process + workers), CPU time per line of logtided's main process and of
+peak RSS (logtallyd's main process + workers), CPU time per line of logtallyd's main process and of
 its pool workers (a figure that other load on a shared box disturbs far less than lines/s), and
-the ratio logtide/rsyslog; medians over runs. `--only logtide` skips rsyslog (no ratio).
+the ratio logtally/rsyslog; medians over runs. `--only logtally` skips rsyslog (no ratio).
 """
 from __future__ import annotations
 
@@ -143,11 +143,11 @@ def control(address: tuple[str, int], command: str) -> dict:
     return json.loads(buf)
 
 
-def run_logtide(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict, tuple[float, float]]:
+def run_logtally(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict, tuple[float, float]]:
     config = workdir / "config.toml"
     config.write_text(f'[rejects]\npath = "{workdir / "rejects.log"}"\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
+        [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -245,7 +245,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=("logtide", "rsyslog"), help="run one side only (no ratio)")
+    parser.add_argument("--only", choices=("logtally", "rsyslog"), help="run one side only (no ratio)")
     args = parser.parse_args()
     data = generate(args.lines)
     print(f"input: {args.lines} lines, {len(data) / 1e6:.1f} MB, {args.connections} connections, {args.runs} runs")
@@ -255,15 +255,15 @@ def main() -> int:
     for run in range(args.runs):
         if args.only != "rsyslog":
             with tempfile.TemporaryDirectory() as tmp:
-                elapsed, rss, report, (cpu_main, cpu_workers) = run_logtide(
+                elapsed, rss, report, (cpu_main, cpu_workers) = run_logtally(
                     data, args.lines, args.connections, Path(tmp)
                 )
             ours.append((args.lines / elapsed, rss))
             cpu_us.append((cpu_main / args.lines * 1e6, cpu_workers / args.lines * 1e6))
-            print(f"run {run + 1}: logtide {args.lines / elapsed:,.0f} lines/s, peak RSS {rss / 1024:.0f} MiB, "
+            print(f"run {run + 1}: logtally {args.lines / elapsed:,.0f} lines/s, peak RSS {rss / 1024:.0f} MiB, "
                   f"CPU/line main {cpu_us[-1][0]:.1f} µs + workers {cpu_us[-1][1]:.1f} µs, "
                   f"parsed {report['parsed']}, rejected {sum(report['rejected'].values())}, by_format {report['by_format']}")
-        if args.only == "logtide":
+        if args.only == "logtally":
             continue
         with tempfile.TemporaryDirectory() as tmp:
             result = run_rsyslog(data, args.lines, args.connections, Path(tmp))
@@ -272,7 +272,7 @@ def main() -> int:
                 print(f"run {run + 1}: rsyslog {args.lines / result[0]:,.0f} lines/s, peak RSS {result[1] / 1024:.0f} MiB")
     if ours:
         med_ours = statistics.median(r for r, _ in ours)
-        print(f"\nlogtide median: {med_ours:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in ours) / 1024:.0f} MiB, "
+        print(f"\nlogtally median: {med_ours:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in ours) / 1024:.0f} MiB, "
               f"CPU/line median main {statistics.median(c for c, _ in cpu_us):.1f} µs + workers "
               f"{statistics.median(c for _, c in cpu_us):.1f} µs")
     if theirs and not ours:
@@ -281,7 +281,7 @@ def main() -> int:
         med_theirs = statistics.median(r for r, _ in theirs)
         ratios = [o[0] / t[0] for o, t in zip(ours, theirs)]
         print(f"rsyslog median: {med_theirs:,.0f} lines/s, peak RSS median {statistics.median(m for _, m in theirs) / 1024:.0f} MiB")
-        print(f"ratio logtide/rsyslog: median {statistics.median(ratios):.2f} (per run: {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"ratio logtally/rsyslog: median {statistics.median(ratios):.2f} (per run: {', '.join(f'{r:.2f}' for r in ratios)})")
     return 0
 
 

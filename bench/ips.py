@@ -1,5 +1,5 @@
 """Cardinality: stream access-log lines from N distinct client IPs (and as many paths and user
-agents) into logtided and watch the daemon's RSS; top-N tables are sketches, so it must level off.
+agents) into logtallyd and watch the daemon's RSS; top-N tables are sketches, so it must level off.
 
     python bench/ips.py [--ips 1000000] [--step 100000]
 

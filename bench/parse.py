@@ -1,4 +1,4 @@
-"""Per-format micro-benchmark of `server.parsing.parse_line`: lines/s on one core.
+"""Per-format micro-benchmark of `logtallyd.parsing.parse_line`: lines/s on one core.
 
 Each format gets a few thousand varied, realistic lines (seeded, generated here); every run
 parses all of them, the figure is the median of several runs. Run: `python bench/parse.py`
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.parsing import parse_line  # noqa: E402
+from logtallyd.parsing import parse_line  # noqa: E402
 
 REF_TS = 1764000000.0  # 2025-11-24
 HOSTS = [f"web{i:02d}.example.com" for i in range(20)]

@@ -27,8 +27,8 @@ from bench.subscribers import start_server  # noqa: E402
 
 def batch_mean_s(ctl: tuple[str, int]) -> float:
     text = control(ctl, "METRICS")["metrics"]
-    total = float(re.search(r"^logtide_batch_seconds_sum (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    count = float(re.search(r"^logtide_batch_seconds_count (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    total = float(re.search(r"^logtally_batch_seconds_sum (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    count = float(re.search(r"^logtally_batch_seconds_count (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
     return total / count if count else 0.0
 
 

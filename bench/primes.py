@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import structlog  # noqa: E402
 
-from server.primes import sieve  # noqa: E402
-from server.primes.jobs import JobManager, PrimeConfig  # noqa: E402
-from server.pool.scheduler import INGEST, PoolScheduler  # noqa: E402
+from logtallyd.primes import sieve  # noqa: E402
+from logtallyd.primes.jobs import JobManager, PrimeConfig  # noqa: E402
+from logtallyd.pool.scheduler import INGEST, PoolScheduler  # noqa: E402
 
 PI = {9: 50847534, 10: 455052511}
 

@@ -1,4 +1,4 @@
-"""Query latency at full ingest load: `STATS 15m` and `TOP ... 15m` timed while logtided ingests
+"""Query latency at full ingest load: `STATS 15m` and `TOP ... 15m` timed while logtallyd ingests
 as fast as it can (issue 4: a query must stay under 50 ms).
 
     python bench/query_load.py [--lines 1200000]

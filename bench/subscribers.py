@@ -53,7 +53,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], tuple[str, int],
     config = workdir / "config.toml"
     config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
+        [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -1,4 +1,4 @@
-"""Grouping accuracy of `server.stats.templates.template_of` on the loghub-2k corpus.
+"""Grouping accuracy of `logtallyd.stats.templates.template_of` on the loghub-2k corpus.
 
 Usage: python bench/templates.py [--raw] [--show DATASET]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.stats.templates import template_of  # noqa: E402
+from logtallyd.stats.templates import template_of  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "loghub-2k"
 DATASETS = ("Apache", "HDFS", "Hadoop", "HealthApp", "Linux", "OpenSSH", "Spark", "Zookeeper")
@@ -90,7 +90,7 @@ def main() -> int:
         return 0
     scores = evaluate(args.raw)
     print(f"input: {'raw line' if args.raw else 'Content column'}")
-    print(f"{'dataset':<10} {'logtide':>8} {'Drain':>8}")
+    print(f"{'dataset':<10} {'logtally':>8} {'Drain':>8}")
     for name, score in scores.items():
         print(f"{name:<10} {score:8.4f} {DRAIN[name]:8.4f}")
     avg = sum(scores.values()) / len(scores)

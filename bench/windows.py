@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.stats.aggregate import Partial  # noqa: E402
-from server.records import SEVERITY_OF, Http, Record  # noqa: E402
-from server.stats.windows import TOP_FIELDS, Stats, StatsConfig  # noqa: E402
+from logtallyd.stats.aggregate import Partial  # noqa: E402
+from logtallyd.records import SEVERITY_OF, Http, Record  # noqa: E402
+from logtallyd.stats.windows import TOP_FIELDS, Stats, StatsConfig  # noqa: E402
 
 T0 = 1_700_000_000
 
@@ -64,7 +64,7 @@ def encode_second(records: list[Record], second: int) -> bytes:
 
 def bench_sketches() -> None:
     """Cost of the DataSketches operations a merge is made of (full sketches)."""
-    from server.stats import sketches
+    from logtallyd.stats import sketches
 
     def per_op(fn, n: int = 2000) -> float:
         t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""logtide: the command-line client (send, stats, top, watch, events, tail, prime).
+"""logtally: the command-line client (send, stats, top, watch, events, tail, prime).
 
 The program's name is written here once; the parser, messages, completion scripts and man page
 take it from `PROG`.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-PROG = "logtide"
+PROG = "logtally"
 DAEMON = PROG + "d"
 DISTRIBUTION = PROG
 

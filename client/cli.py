@@ -12,11 +12,11 @@ from typing import Any
 
 import shtab
 
-from client import DAEMON, PROG, client_version, render
-from client.control import Control, ControlError, ask
-from client.send import send_all
-from client.tail import record_row
-from client.terminal import console_for, is_terminal
+from logtally import DAEMON, PROG, client_version, render
+from logtally.control import Control, ControlError, ask
+from logtally.send import send_all
+from logtally.tail import record_row
+from logtally.terminal import console_for, is_terminal
 
 CONTROL = "127.0.0.1:5141"
 INGEST = "127.0.0.1:5140"
@@ -138,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `logtide tail | head`
+    except BrokenPipeError:  # `logtally tail | head`
         return 0
 
 
 async def dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "completion":
-        from client.completion import completion_script
+        from logtally.completion import completion_script
 
         sys.stdout.write(completion_script(build_parser(), args.shell))
         return 0
@@ -160,7 +160,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(answer) if args.json else render.top_table(answer))
         return 0
     if command == "watch":
-        from client.watch import run_watch
+        from logtally.watch import run_watch
 
         return await run_watch(args)
     if command == "events":
@@ -181,7 +181,7 @@ async def dispatch(args: argparse.Namespace) -> int:
             raise ControlError("tail filters are single words (no spaces): " + " ".join(terms[1:]))
         return await follow(args, "SUBSCRIBE " + " ".join(terms))
     if command == "prime":
-        from client.prime import do_prime
+        from logtally.prime import do_prime
 
         return await do_prime(args)
     return 2
@@ -192,7 +192,7 @@ async def do_send(args: argparse.Namespace) -> int:
     if args.wait:
         before = _accounting(await ask(args.control, "STATS"))
     if is_terminal(sys.stderr):
-        from client.progress import SendProgress, total_bytes
+        from logtally.progress import SendProgress, total_bytes
 
         with SendProgress(console_for(sys.stderr, args.color), total_bytes(args.paths)) as bar:
             results, seconds = await send_all(args.paths, args.to, args.concurrency, args.octet_count, bar.advance)

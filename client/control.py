@@ -31,7 +31,7 @@ class Control:
         try:
             reader, writer = await asyncio.open_connection(host, port, limit=64 << 20)
         except OSError as exc:
-            raise ControlError(f"cannot reach logtided control port at {host}:{port}: {exc.strerror or exc}") from None
+            raise ControlError(f"cannot reach logtallyd control port at {host}:{port}: {exc.strerror or exc}") from None
         return cls(reader, writer)
 
     async def send(self, command: str) -> None:
@@ -48,7 +48,7 @@ class Control:
         try:
             answer = json.loads(line)
         except ValueError:
-            raise ControlError(f"not a logtided control port (answered {line[:60]!r})") from None
+            raise ControlError(f"not a logtallyd control port (answered {line[:60]!r})") from None
         if not isinstance(answer, dict):
             raise ControlError(f"unexpected answer {line[:60]!r}")
         return answer

@@ -1,7 +1,7 @@
 """The `watch` screen as a pure function: a snapshot of the daemon's answers and a terminal size in,
 rich Text lines out (the key figures first, then as many sections as the height allows).
 
-No I/O and no clock here, so a layout is tested with plain values; `client.watch` polls and draws.
+No I/O and no clock here, so a layout is tested with plain values; `logtally.watch` polls and draws.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from client import PROG
-from client.numbers import count, duration, iso_time, percent, rate, size
-from client.terminal import LEVEL_STYLES, error_rate_style, level_style, status_style
+from logtally import PROG
+from logtally.numbers import count, duration, iso_time, percent, rate, size
+from logtally.terminal import LEVEL_STYLES, error_rate_style, level_style, status_style
 
 __all__ = ["Section", "Snapshot", "screen", "sections", "sparkline"]
 

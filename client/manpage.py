@@ -1,6 +1,6 @@
 """The man page, generated from the argparse definitions by argparse-manpage.
 
-`python -m client.manpage [DIR]` writes `DIR/<prog>.1` (DIR defaults to `man`); it is a build step,
+`python -m logtally.manpage [DIR]` writes `DIR/<prog>.1` (DIR defaults to `man`); it is a build step,
 so argparse-manpage is in the `man` and `test` extras, not a run-time dependency.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from client import DAEMON, PROG, client_version
+from logtally import DAEMON, PROG, client_version
 
 __all__ = ["manpage", "write_manpage"]
 
@@ -16,7 +16,7 @@ __all__ = ["manpage", "write_manpage"]
 def manpage() -> str:
     from argparse_manpage.manpage import Manpage
 
-    from client.cli import build_parser
+    from logtally.cli import build_parser
 
     page = Manpage(build_parser(), _data={
         "project_name": PROG,

@@ -41,7 +41,7 @@ def size(n: int | float) -> str:
 
 
 def iso_time(ts: float) -> str:
-    """Unix seconds -> `2025-01-30T12:00:00Z` (UTC, as `logtided parse` prints times)."""
+    """Unix seconds -> `2025-01-30T12:00:00Z` (UTC, as `logtallyd parse` prints times)."""
     try:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
     except (OverflowError, OSError, ValueError):

@@ -6,8 +6,8 @@ import json
 import sys
 from typing import Any
 
-from client import PROG, render
-from client.control import Control, ControlError, ask
+from logtally import PROG, render
+from logtally.control import Control, ControlError, ask
 
 
 async def do_prime(args: argparse.Namespace) -> int:

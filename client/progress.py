@@ -12,7 +12,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, ProgressColumn, 
                            TextColumn, TimeRemainingColumn)
 from rich.text import Text
 
-from client.numbers import count
+from logtally.numbers import count
 
 __all__ = ["SendProgress", "total_bytes"]
 

@@ -1,12 +1,12 @@
 """Plain text for the terminal and pipes: tables for STATS and TOP, one line per event or record.
 
-Every figure goes through `client.numbers`, so all reports share one number style.
+Every figure goes through `logtally.numbers`, so all reports share one number style.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from client.numbers import count, duration, iso_time, percent, rate, size
+from logtally.numbers import count, duration, iso_time, percent, rate, size
 
 
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...] | None = None) -> str:

@@ -1,4 +1,4 @@
-"""`logtide send`: stream files (plain or gzip) or stdin to logtided over TCP, several at once.
+"""`logtally send`: stream files (plain or gzip) or stdin to logtallyd over TCP, several at once.
 
 Each file gets its own connection; lines go out as they are (LF-terminated, the framing every
 syslog sender understands) or RFC 6587 octet-counted. Only whole lines are written, so the
@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from client.control import split_hostport
+from logtally.control import split_hostport
 
 _CHUNK = 1 << 20
 
@@ -113,7 +113,7 @@ def _frame(body: bytes, octet_count: bool) -> bytes:
     if not octet_count:
         return body
     # RFC 6587 §3.4.1 octet counting: `MSG-LEN SP SYSLOG-MSG`. Only a syslog message (it opens
-    # with `<PRI>`) may be sent this way: logtided, like any receiver that must also take plain
+    # with `<PRI>`) may be sent this way: logtallyd, like any receiver that must also take plain
     # lines such as `10.1.3.6 - - [...]`, reads a digit-led frame as octet-counted only when the
     # count is followed by ` <`. Other lines keep their LF (§3.4.2); the receiver decides per frame.
     out = []

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.text import Text
 
-from client.terminal import level_style
+from logtally.terminal import level_style
 
 __all__ = ["COLUMNS", "record_row"]
 

@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 from rich.live import Live
 
-from client import PROG, render
-from client.control import Control
-from client.dashboard import Snapshot, screen
-from client.terminal import console_for, is_terminal
+from logtally import PROG, render
+from logtally.control import Control
+from logtally.dashboard import Snapshot, screen
+from logtally.terminal import console_for, is_terminal
 
 KEEP_RATES = 120  # refreshes of lines/s kept for the sparkline
 EVENTS_ASKED = 1000  # recent events asked each refresh, to count those in the window

@@ -1,1 +1,1 @@
-"""logtided: the logtide daemon (listeners, framing, worker pool, windows, detectors, control)."""
+"""logtallyd: the logtally daemon (listeners, framing, worker pool, windows, detectors, control)."""

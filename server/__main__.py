@@ -1,6 +1,6 @@
-"""`python -m server` is `logtided`."""
+"""`python -m logtallyd` is `logtallyd`."""
 import sys
 
-from server.daemon.cli import main
+from logtallyd.daemon.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Typed records: what a parser makes of one log line, and the one level scale everything shares.
 
 Parsers (worker processes) produce `Record` or `Rejected`; aggregation, detectors and the
-`tail` topic consume them; `record_view` is the JSON shape `tail` and `logtided parse` show.
+`tail` topic consume them; `record_view` is the JSON shape `tail` and `logtallyd parse` show.
 Nothing here does I/O.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def iso_utc(ts: float | None) -> str | None:
 
 
 def record_view(rec: Record, template_of: Callable[[Record], str] | None = None) -> dict[str, Any]:
-    """The JSON shape of one record, as `logtided parse` prints it and `tail` subscribers get it."""
+    """The JSON shape of one record, as `logtallyd parse` prints it and `tail` subscribers get it."""
     view: dict[str, Any] = {name: getattr(rec, name) for name in _VIEW_FIELDS}
     view["ts"] = iso_utc(rec.ts)
     if rec.http is not None:

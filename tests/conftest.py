@@ -1,4 +1,4 @@
-"""Shared fixtures: a real `logtided` subprocess on ephemeral loopback ports, and the corpus path."""
+"""Shared fixtures: a real `logtallyd` subprocess on ephemeral loopback ports, and the corpus path."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,7 @@ def split_address(text: str) -> tuple[str, int]:
 
 
 class ServerProcess:
-    """`logtided` started as a subprocess; its JSON log lines are collected as they come."""
+    """`logtallyd` started as a subprocess; its JSON log lines are collected as they come."""
 
     def __init__(self, workdir: Path, config_text: str = "", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = (),
@@ -35,7 +35,7 @@ class ServerProcess:
         if "[rejects]" in config_text:
             base = ""
         self.config_path.write_text(base + config_text)
-        args = [sys.executable, "-m", "server", "--config", str(self.config_path)]
+        args = [sys.executable, "-m", "logtallyd", "--config", str(self.config_path)]
         if extra_args is None:
             extra_args = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
         self.logs: list[dict[str, Any]] = []

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.daemon import activation
+from logtallyd.daemon import activation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
 
 CHILD = r"""
 import json, os, socket, sys
-from server.daemon.activation import ENV_VARS, inherited_listeners, inherited_sockets, is_listening, listener_role, socket_kind
+from logtallyd.daemon.activation import ENV_VARS, inherited_listeners, inherited_sockets, is_listening, listener_role, socket_kind
 if sys.argv[1] == "listeners":
     pairs = inherited_listeners()
     print(json.dumps({"roles": [role for role, _ in pairs], "kinds": [socket_kind(s) for _, s in pairs],
@@ -89,7 +89,7 @@ def test_lines_flow_through_inherited_tcp_and_udp_sockets() -> None:
     tcp, udp, control = listeners()
     tcp_addr, udp_addr = tcp.getsockname(), udp.getsockname()
     n_udp = 100
-    # The names systemd gives with systemd/logtided.socket + logtided-control.socket.
+    # The names systemd gives with systemd/logtallyd.socket + logtallyd-control.socket.
     child = spawn([tcp.fileno(), udp.fileno(), control.fileno()], "ingest:ingest:control", "ship", str(n_udp))
     for sock in (tcp, udp, control):
         sock.close()  # from here on only the child holds the listeners
@@ -162,9 +162,9 @@ def test_not_activated_or_garbage_gives_nothing() -> None:
 def test_listener_role_from_name_and_type() -> None:
     tcp, udp, _control = listeners()
     try:
-        assert activation.listener_role("ingest", tcp) == "ingest-tcp"  # logtided.socket: one name, two types
+        assert activation.listener_role("ingest", tcp) == "ingest-tcp"  # logtallyd.socket: one name, two types
         assert activation.listener_role("ingest", udp) == "ingest-udp"
-        assert activation.listener_role("logtided.socket", udp) == "ingest-udp"
+        assert activation.listener_role("logtallyd.socket", udp) == "ingest-udp"
         assert activation.listener_role("unknown", tcp) == "ingest-tcp"
         assert activation.listener_role("ingest-tcp", tcp) == "ingest-tcp"
         assert activation.listener_role("ingest-udp", udp) == "ingest-udp"

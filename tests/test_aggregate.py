@@ -1,4 +1,4 @@
-"""Partial aggregates (server.stats.aggregate): exact counts per event second, sketches, merge laws.
+"""Partial aggregates (logtallyd.stats.aggregate): exact counts per event second, sketches, merge laws.
 
 The column-wise tally is checked against `reference`, a line-at-a-time count written here.
 """
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.stats.aggregate import HTTP_METHODS, MAX_VALUE_LEN, Bucket, Partial, by_second
-from server.stats import sketches
-from server.records import LEVELS, SEVERITY_OF, Http, Record
+from logtallyd.stats.aggregate import HTTP_METHODS, MAX_VALUE_LEN, Bucket, Partial, by_second
+from logtallyd.stats import sketches
+from logtallyd.records import LEVELS, SEVERITY_OF, Http, Record
 
 
 def rec(level: str = "INFO", ts: float | None = 1000.0, **http: object) -> Record:

@@ -1,4 +1,4 @@
-"""`logtided analyze` / `validate` (server.offline.analyze) on generated files with known ground truth."""
+"""`logtallyd analyze` / `validate` (logtallyd.offline.analyze) on generated files with known ground truth."""
 from __future__ import annotations
 
 import collections
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server.offline.analyze import analyze_paths, find_files, run_analyze, run_validate
-from server.stats.windows import StatsConfig, quantile_rank_error
+from logtallyd.offline.analyze import analyze_paths, find_files, run_analyze, run_validate
+from logtallyd.stats.windows import StatsConfig, quantile_rank_error
 
 LEVELS = ["info", "info", "info", "warning", "error", "debug", "critical"]
 METHODS = ["GET", "GET", "POST", "PUT", "DELETE"]
@@ -199,7 +199,7 @@ def test_config_limits_and_merge_hook(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def _even_batches_slow(frames: list[bytes], arrival: float, options: object, seq: int = 0) -> bytes:
     """The worker function, with every even batch finishing last (runs in the pool)."""
-    from server.pool.worker import process_batch
+    from logtallyd.pool.worker import process_batch
 
     if seq % 2 == 0:
         time.sleep(0.15)
@@ -208,7 +208,7 @@ def _even_batches_slow(frames: list[bytes], arrival: float, options: object, seq
 
 def test_results_merge_in_file_order_whichever_worker_finishes_first(tmp_path: Path) -> None:
     """What counts as late depends on the order of merges: a file must give one answer."""
-    from server.pool.worker import WorkerOptions
+    from logtallyd.pool.worker import WorkerOptions
 
     start = int(time.time()) - 3600
     lines = [json.dumps({"ts": start + i, "msg": "x" * 60}) for i in range(1000)]

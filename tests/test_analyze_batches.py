@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.offline.analyze import analyze_paths
+from logtallyd.offline.analyze import analyze_paths
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from server.persist.archive import (
+from logtallyd.persist.archive import (
     CURRENT,
     Archive,
     ArchiveConfig,
@@ -182,7 +182,7 @@ def test_batch_fast_path_equals_per_frame_rule() -> None:
 
 
 async def test_failed_rotation_keeps_archiving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import server.persist.archive as archive_module
+    import logtallyd.persist.archive as archive_module
 
     archive = Archive(config(tmp_path, max_bytes=10, gzip=False))
     await archive.append([b"first line"], now=T0)

@@ -1,4 +1,4 @@
-"""The raw archive: every accepted line is kept, and `logtided analyze` over it gives the stats back."""
+"""The raw archive: every accepted line is kept, and `logtallyd analyze` over it gives the stats back."""
 from __future__ import annotations
 
 import json
@@ -34,7 +34,7 @@ def test_analyze_over_the_archive_reproduces_the_stats(start_server, tmp_path: P
     assert len(segments) > 1  # rotated by size
     assert any(name.endswith(".gz") for name in segments)  # closed segments are compressed
     out = subprocess.run(
-        [sys.executable, "-m", "server", "analyze", str(archive), "--json", "--workers", "1"],
+        [sys.executable, "-m", "logtallyd", "analyze", str(archive), "--json", "--workers", "1"],
         capture_output=True, text=True, timeout=120, cwd=ROOT, check=True,
     )
     replayed = json.loads(out.stdout)

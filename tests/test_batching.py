@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ingest.batching import Batch, Batcher
+from logtallyd.ingest.batching import Batch, Batcher
 
 
 def shape(batches: list[Batch]) -> list[tuple[int, list[bytes]]]:

@@ -1,4 +1,4 @@
-"""CLI conventions of `logtide` and `logtided`: --version, help text on every option, global options
+"""CLI conventions of `logtally` and `logtallyd`: --version, help text on every option, global options
 before or after the sub-command, completion scripts run by real bash, zsh and fish, the man page."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from client import PROG
-from client.cli import build_parser
+from logtally import PROG
+from logtally.cli import build_parser
 from tests.conftest import ROOT, send_tcp
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -30,14 +30,14 @@ def require(tool: str) -> str:
     return path
 
 
-def run(*args: str, module: str = "client.cli") -> subprocess.CompletedProcess:
+def run(*args: str, module: str = "logtally.cli") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=60, env=ENV, cwd=ROOT)
 
 
 def installed_version() -> str:
     try:
-        return version("logtide")
+        return version("logtally")
     except PackageNotFoundError:
         return "0+unknown"
 
@@ -51,9 +51,9 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_version_of_the_client_and_the_daemon() -> None:
     out = run("--version")
-    assert out.returncode == 0 and out.stdout == f"logtide {installed_version()}\n"
-    out = run("--version", module="server")
-    assert out.returncode == 0 and out.stdout == f"logtided {installed_version()}\n"
+    assert out.returncode == 0 and out.stdout == f"logtally {installed_version()}\n"
+    out = run("--version", module="logtallyd")
+    assert out.returncode == 0 and out.stdout == f"logtallyd {installed_version()}\n"
 
 
 # -- help ----------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_global_options_before_or_after_the_command(start_server) -> None:
     assert out.returncode == 0 and json.loads(out.stdout)["received"] == 3
     out = run("--control", control, "stats", "--control", "127.0.0.1:1")
     assert out.returncode == 1
-    assert out.stderr.startswith("logtide: cannot reach logtided control port at 127.0.0.1:1")
+    assert out.stderr.startswith("logtally: cannot reach logtallyd control port at 127.0.0.1:1")
 
 
 # -- completion ---------------------------------------------------------------------------------------
@@ -107,29 +107,29 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
     bash = require("bash")
     out = run("completion", "bash")
     assert out.returncode == 0
-    script = tmp_path / "logtide.bash"
+    script = tmp_path / "logtally.bash"
     script.write_text(out.stdout)
 
     def complete(*words: str) -> list[str]:
         line = " ".join(words)
         probe = (f'source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; '
                  f'COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}; '
-                 f'_shtab_logtide logtide "{words[-1]}" "{words[-2]}"; printf "%s\\n" "${{COMPREPLY[@]}}"')
+                 f'_shtab_logtally logtally "{words[-1]}" "{words[-2]}"; printf "%s\\n" "${{COMPREPLY[@]}}"')
         result = subprocess.run([bash, "-c", probe], capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
         return sorted(result.stdout.split())
 
-    assert complete("logtide", "s") == ["send", "stats", "subscribe"]
-    assert complete("logtide", "stats", "--c") == ["--color", "--control"]
-    assert complete("logtide", "completion", "") == ["bash", "fish", "zsh"]
-    assert complete("logtide", "top", "suspicious") == ["suspicious_ip"]
+    assert complete("logtally", "s") == ["send", "stats", "subscribe"]
+    assert complete("logtally", "stats", "--c") == ["--color", "--control"]
+    assert complete("logtally", "completion", "") == ["bash", "fish", "zsh"]
+    assert complete("logtally", "top", "suspicious") == ["suspicious_ip"]
 
 
 def test_fish_completion_completes_commands_options_and_choices(tmp_path: Path) -> None:
     fish = require("fish")
     out = run("completion", "fish")
     assert out.returncode == 0
-    script = tmp_path / "logtide.fish"
+    script = tmp_path / "logtally.fish"
     script.write_text(out.stdout)
 
     def complete(line: str) -> list[str]:
@@ -138,25 +138,25 @@ def test_fish_completion_completes_commands_options_and_choices(tmp_path: Path) 
         assert result.returncode == 0, result.stderr
         return sorted(entry.split("\t")[0] for entry in result.stdout.splitlines())
 
-    assert complete("logtide st") == ["stats"]
-    assert complete("logtide tail --") == ["--color", "--contains", "--control", "--format", "--help",
+    assert complete("logtally st") == ["stats"]
+    assert complete("logtally tail --") == ["--color", "--contains", "--control", "--format", "--help",
                                            "--host", "--ip", "--json", "--level", "--service"]
-    assert complete("logtide tail --format ") == ["access", "app", "json", "raw", "rfc3164", "rfc5424"]
-    assert complete("logtide completion ") == ["bash", "fish", "zsh"]
+    assert complete("logtally tail --format ") == ["access", "app", "json", "raw", "rfc3164", "rfc5424"]
+    assert complete("logtally completion ") == ["bash", "fish", "zsh"]
 
 
 def test_zsh_completion_is_valid_zsh_naming_every_command(tmp_path: Path) -> None:
     zsh = require("zsh")
     out = run("completion", "zsh")
-    assert out.returncode == 0 and out.stdout.startswith("#compdef logtide\n")
-    script = tmp_path / "_logtide"
+    assert out.returncode == 0 and out.stdout.startswith("#compdef logtally\n")
+    script = tmp_path / "_logtally"
     script.write_text(out.stdout)
     check = subprocess.run([zsh, "-n", str(script)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
     # Loaded into zsh, the script defines the completion function compdef names.
-    loaded = subprocess.run([zsh, "-f", "-c", f"source {script} 2>/dev/null; whence -w _shtab_logtide"],
+    loaded = subprocess.run([zsh, "-f", "-c", f"source {script} 2>/dev/null; whence -w _shtab_logtally"],
                             capture_output=True, text=True, timeout=30)
-    assert loaded.stdout.strip() == "_shtab_logtide: function"
+    assert loaded.stdout.strip() == "_shtab_logtally: function"
     for name, p in subcommands(build_parser()).items():
         assert f"\n    {name}:'" in out.stdout, name
         for action in p._actions:
@@ -172,14 +172,14 @@ def test_completion_of_an_unknown_shell_is_refused() -> None:
 # -- man page -------------------------------------------------------------------------------------------
 
 def test_man_page_is_generated_from_the_parser_and_names_every_command_and_option(tmp_path: Path) -> None:
-    out = run(str(tmp_path / "man"), module="client.manpage")
+    out = run(str(tmp_path / "man"), module="logtally.manpage")
     assert out.returncode == 0, out.stderr
-    page = (tmp_path / "man" / "logtide.1").read_text()
-    assert page.startswith(f'.TH LOGTIDE "1" ')
-    assert f'"logtide {installed_version()}"' in page.splitlines()[0]
+    page = (tmp_path / "man" / "logtally.1").read_text()
+    assert page.startswith(f'.TH LOGTALLY "1" ')
+    assert f'"logtally {installed_version()}"' in page.splitlines()[0]
     for name, p in subcommands(build_parser()).items():
-        assert f"\\fBlogtide\\fR \\fI\\,{name}\\/\\fR" in page, name  # the command list
-        assert f".SH COMMAND \\fI\\,'logtide {name}'\\/\\fR" in page, name  # its own section
+        assert f"\\fBlogtally\\fR \\fI\\,{name}\\/\\fR" in page, name  # the command list
+        assert f".SH COMMAND \\fI\\,'logtally {name}'\\/\\fR" in page, name  # its own section
         for action in p._actions:
             if isinstance(action, argparse._HelpAction):
                 continue  # argparse-manpage leaves -h out of every section
@@ -187,6 +187,6 @@ def test_man_page_is_generated_from_the_parser_and_names_every_command_and_optio
                 assert flag.replace("-", "\\-") in page, (name, flag)
     man = shutil.which("man")
     if man:  # when man is there, the page also renders
-        shown = subprocess.run([man, "-l", str(tmp_path / "man" / "logtide.1")], capture_output=True, text=True,
+        shown = subprocess.run([man, "-l", str(tmp_path / "man" / "logtally.1")], capture_output=True, text=True,
                                timeout=30, env={**os.environ, "MANPAGER": "cat", "COLUMNS": "100"})
-        assert "logtide - ship logs to logtided and query it" in shown.stdout
+        assert "logtally - ship logs to logtallyd and query it" in shown.stdout

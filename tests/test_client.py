@@ -1,4 +1,4 @@
-"""The `logtide` CLI (`python -m client.cli`) against a real `logtided` subprocess on loopback.
+"""The `logtally` CLI (`python -m logtally.cli`) against a real `logtallyd` subprocess on loopback.
 
 send (files, gzip, stdin, several at once, `--wait` summary), stats, top, events, subscribe,
 tail and watch, each checked against exact counts the test itself put into the server.
@@ -23,19 +23,19 @@ from tests.conftest import ROOT, ServerProcess, send_tcp
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def logtide(server: ServerProcess, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def logtally(server: ServerProcess, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", "--control", server.addresses["control"], *args],
+        [sys.executable, "-m", "logtally", "--control", server.addresses["control"], *args],
         input=stdin, capture_output=True, timeout=timeout, env=ENV, cwd=ROOT,
     )
 
 
 class Streaming:
-    """A long-running `logtide` subprocess whose stdout lines are read with a timeout."""
+    """A long-running `logtally` subprocess whose stdout lines are read with a timeout."""
 
     def __init__(self, server: ServerProcess, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "--control", server.addresses["control"], *args],
+            [sys.executable, "-m", "logtally", "--control", server.addresses["control"], *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT, text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -99,7 +99,7 @@ def test_send_files_gzip_stdin_concurrently_with_exact_wait_summary(start_server
     # One empty line, rejected as `empty` by the server: the summary must show it.
     stdin = ("".join(json_line(i) + "\n" for i in range(700)) + "\n").encode()
 
-    out = logtide(server, "send", "--to", server.addresses["tcp"], "--wait", "--json", "--concurrency", "3",
+    out = logtally(server, "send", "--to", server.addresses["tcp"], "--wait", "--json", "--concurrency", "3",
                   str(plain), str(app), str(zipped), str(rotated), "-", stdin=stdin)
     assert out.returncode == 0, out.stderr.decode()
     summary = json.loads(out.stdout)
@@ -114,7 +114,7 @@ def test_send_files_gzip_stdin_concurrently_with_exact_wait_summary(start_server
     assert report["by_level"]["WARNING"] == 1200
 
     # A second send: the summary counts this send only, not the server's totals.
-    out = logtide(server, "send", "--to", server.addresses["tcp"], "--wait", str(plain))
+    out = logtally(server, "send", "--to", server.addresses["tcp"], "--wait", str(plain))
     assert out.returncode == 0
     text = out.stderr.decode()
     assert "sent 3000 lines" in text and "server: received 3000, parsed 3000, rejected 0" in text
@@ -126,7 +126,7 @@ def test_send_octet_counted_syslog_mixed_with_ip_led_lines(start_server, tmp_pat
     # Syslog lines go octet-counted, IP-led access lines LF-terminated, on one connection; a
     # syslog message may then carry a line break of its own... but the file has none.
     path.write_text("".join(access_line(i, ip=f"10.1.3.{i % 7}") + "\n" + rfc5424(i) + "\n" for i in range(1000)))
-    out = logtide(server, "send", "--to", server.addresses["tcp"], "--octet-count", "--wait", "--json", str(path))
+    out = logtally(server, "send", "--to", server.addresses["tcp"], "--octet-count", "--wait", "--json", str(path))
     summary = json.loads(out.stdout)
     assert summary["lines"] == 2000
     assert summary["server"] == {"received": 2000, "parsed": 2000, "rejected": {}}
@@ -139,7 +139,7 @@ def test_send_reports_missing_and_corrupt_files_and_still_sends_the_rest(start_s
     good.write_text("one\ntwo\n")
     broken = tmp_path / "broken.log.gz"
     broken.write_bytes(gzip.compress(b"x\n" * 10000)[:50])  # truncated gzip
-    out = logtide(server, "send", "--to", server.addresses["tcp"], "--wait", "--json",
+    out = logtally(server, "send", "--to", server.addresses["tcp"], "--wait", "--json",
                   str(good), str(tmp_path / "missing.log"), str(broken))
     assert out.returncode == 1
     summary = json.loads(out.stdout)
@@ -149,16 +149,16 @@ def test_send_reports_missing_and_corrupt_files_and_still_sends_the_rest(start_s
 
 
 def test_send_to_a_closed_port_fails_cleanly(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "client.cli", "--control", "127.0.0.1:1", "stats"],
+    out = subprocess.run([sys.executable, "-m", "logtally", "--control", "127.0.0.1:1", "stats"],
                          capture_output=True, timeout=30, env=ENV, cwd=ROOT)
     assert out.returncode == 1
-    assert out.stderr.decode().startswith("logtide: cannot reach logtided control port at 127.0.0.1:1")
+    assert out.stderr.decode().startswith("logtally: cannot reach logtallyd control port at 127.0.0.1:1")
 
 
 # -- stats and top -----------------------------------------------------------------------------
 
 def table_rows(text: str) -> dict[str, str]:
-    """The first block of a `logtide stats` table: `label  value` rows."""
+    """The first block of a `logtally stats` table: `label  value` rows."""
     rows = {}
     for line in text.split("\n\n")[0].splitlines():
         label, _, value = line.rpartition("  ")
@@ -173,7 +173,7 @@ def test_stats_table_and_json(start_server) -> None:
     send_tcp(server.address("tcp"), ("\n".join(lines) + "\n\n").encode())
     server.wait_received(71)
 
-    out = logtide(server, "stats", "--json")
+    out = logtally(server, "stats", "--json")
     assert out.returncode == 0
     report = json.loads(out.stdout)
     assert report["received"] == 71 and report["parsed"] == 70 and report["rejected"] == {"empty": 1}
@@ -181,7 +181,7 @@ def test_stats_table_and_json(start_server) -> None:
     # An access-log line with a 5xx status is an ERROR line, so errors are 10 + 5.
     assert report["errors"] == 15 and report["http"]["by_class"] == {"2xx": 15, "5xx": 5}
 
-    out = logtide(server, "stats")
+    out = logtally(server, "stats")
     assert out.returncode == 0
     text = out.stdout.decode()
     rows = table_rows(text)
@@ -191,9 +191,9 @@ def test_stats_table_and_json(start_server) -> None:
     assert "\nrejected by reason\nempty  1\n" in text
     assert "\nHTTP by status class\n2xx  15\n5xx   5\n" in text
 
-    out = logtide(server, "stats", "--window", "5m", "--json")
+    out = logtally(server, "stats", "--window", "5m", "--json")
     assert json.loads(out.stdout)["window"] == "5m"
-    out = logtide(server, "stats", "--window", "7m")
+    out = logtally(server, "stats", "--window", "7m")
     assert out.returncode == 1 and "unknown window '7m'" in out.stderr.decode()
 
 
@@ -203,13 +203,13 @@ def test_top_table_and_json(start_server) -> None:
     send_tcp(server.address("tcp"), "".join(access_line(i, ip=ip) + "\n" for i, ip in enumerate(ips)).encode())
     server.wait_received(len(ips))
 
-    out = logtide(server, "top", "ip", "-n", "2", "--json")
+    out = logtally(server, "top", "ip", "-n", "2", "--json")
     assert out.returncode == 0
     answer = json.loads(out.stdout)
     assert answer["field"] == "ip" and answer["n"] == 2
     assert [(t["value"], t["count"]) for t in answer["top"]] == [("10.0.0.1", 5), ("10.0.0.2", 3)]
 
-    out = logtide(server, "top", "ip")
+    out = logtally(server, "top", "ip")
     lines = out.stdout.decode().splitlines()
     assert lines[0] == "top ip (all)"
     assert lines[1].split() == ["value", "count", "share"]
@@ -239,19 +239,19 @@ def wait_events(server: ServerProcess, n: int, timeout: float = 20.0) -> list[di
 
 def test_events_no_follow(start_server) -> None:
     server = start_server()
-    out = logtide(server, "events", "--no-follow")
+    out = logtally(server, "events", "--no-follow")
     assert out.returncode == 0 and out.stdout == b""
 
     send_tcp(server.address("tcp"), ("\n".join(BRUTE_FORCE) + "\n").encode())
     assert len(wait_events(server, 1)) == 1
 
-    out = logtide(server, "events", "--no-follow", "--json")
+    out = logtally(server, "events", "--no-follow", "--json")
     assert out.returncode == 0
     (event,) = [json.loads(line) for line in out.stdout.decode().splitlines()]
     assert event["type"] == "pattern" and event["key"] == "203.0.113.9" and event["pattern"] == "ssh_brute_force"
     assert event["timestamps"] == [1738404001.0, 1738404002.0, 1738404003.0, 1738404005.0]
 
-    out = logtide(server, "events", "--no-follow")
+    out = logtally(server, "events", "--no-follow")
     assert out.stdout.decode().splitlines() == [
         "2025-02-01T10:00:05Z  pattern        pattern  key=203.0.113.9  pattern=ssh_brute_force field=ip"
     ]
@@ -326,8 +326,8 @@ def test_subscribe_stats_stream(start_server) -> None:
 
 def test_subscribe_unknown_topic_is_an_error(start_server) -> None:
     server = start_server()
-    out = logtide(server, "subscribe", "nonsense")
-    assert out.returncode == 1 and out.stderr.decode().startswith("logtide: usage: SUBSCRIBE")
+    out = logtally(server, "subscribe", "nonsense")
+    assert out.returncode == 1 and out.stderr.decode().startswith("logtally: usage: SUBSCRIBE")
 
 
 def test_watch_without_a_terminal_appends_snapshots(start_server) -> None:
@@ -335,7 +335,7 @@ def test_watch_without_a_terminal_appends_snapshots(start_server) -> None:
     send_tcp(server.address("tcp"), "".join(rfc5424(i) + "\n" for i in range(12)).encode())
     server.wait_received(12)
     client = Streaming(server, "watch", "--interval", "0.3", "--window", "all")
-    header = f"logtide {server.addresses['control']}  window all  "
+    header = f"logtally {server.addresses['control']}  window all  "
     try:
         # Each refresh: a header line, a blank line, the table, a blank line; read two of them.
         lines = client.read(1)
@@ -356,13 +356,13 @@ def test_watch_without_a_terminal_appends_snapshots(start_server) -> None:
 def test_prime(start_server, action: str) -> None:
     server = start_server()
     if action == "count":
-        out = logtide(server, "prime", "count", "1", "1e6", "--json")
+        out = logtally(server, "prime", "count", "1", "1e6", "--json")
         result = json.loads(out.stdout)
         assert result["count"] == 78498 and result["last"] == 999983
-        out = logtide(server, "prime", "count", "10", "1")
+        out = logtally(server, "prime", "count", "10", "1")
         assert out.returncode == 1 and "below lo" in out.stderr.decode()
     else:
-        out = logtide(server, "prime", "is", "561")
+        out = logtally(server, "prime", "is", "561")
         assert out.stdout.decode().startswith("561 is composite (deterministic")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.numbers import ago, count, duration, iso_time, percent, rate, size
+from logtally.numbers import ago, count, duration, iso_time, percent, rate, size
 
 
 @pytest.mark.parametrize(("value", "text"), [

@@ -15,7 +15,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from server.daemon.config import Config, ConfigError, check_config, decode_config
+from logtallyd.daemon.config import Config, ConfigError, check_config, decode_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config.toml"
@@ -250,7 +250,7 @@ def test_non_numeric_constraints_name_the_key(raw: dict, message: str) -> None:
 
 
 def test_loading_the_config_imports_neither_numpy_nor_numba() -> None:
-    code = "import server.daemon.config, sys; print('numpy' in sys.modules, 'numba' in sys.modules)"
+    code = "import logtallyd.daemon.config, sys; print('numpy' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout == "False False\n"
 

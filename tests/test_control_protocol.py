@@ -9,17 +9,17 @@ import msgspec
 import pytest
 from hypothesis import given, strategies as st
 
-from server.daemon.config import Config, ControlConfig
-from server.primes.commands import Cancel, IsPrime, Jobs, PrimeCount, PrimeLimits, PrimeList
-from server.primes.jobs import JobRejected
-from server.publish.commands import Commands
-from server.publish.control import ControlConnection
-from server.publish.lines import LineReader
-from server.publish.protocol import (
+from logtallyd.daemon.config import Config, ControlConfig
+from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCount, PrimeLimits, PrimeList
+from logtallyd.primes.jobs import JobRejected
+from logtallyd.publish.commands import Commands
+from logtallyd.publish.control import ControlConnection
+from logtallyd.publish.lines import LineReader
+from logtallyd.publish.protocol import (
     CommandError, CommandLimits, Events, Help, Metrics, Ping, Quit, Stats, Subscribe, Top,
     Unsubscribe, decode_command,
 )
-from server.publish.pubsub import Hub
+from logtallyd.publish.pubsub import Hub
 
 LIMITS = CommandLimits.from_config(Config())
 WINDOWS = "windows: all, 1m, 5m, 15m"

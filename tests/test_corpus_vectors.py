@@ -5,9 +5,9 @@ Counting rules (see the corpus README):
 - go-syslog `valid:false` agrees when we do not label the line `rfc5424` (falling back to
   rfc3164/raw or rejecting is fine).
 - `rfc5424_compliant_msg` cases are invalid only under go-syslog's `WithCompliantMsg()`; with
-  default options (what logtide does: it receives text already decoded with errors="replace")
+  default options (what logtally does: it receives text already decoded with errors="replace")
   they are valid RFC 5424, so they must come out `rfc5424`.
-- Messages: go-syslog keeps a leading BOM, logtide strips it (RFC 5424 §6.4), so expected
+- Messages: go-syslog keeps a leading BOM, logtally strips it (RFC 5424 §6.4), so expected
   messages are compared without it. Invalid UTF-8 is compared after the same replacement decode.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from server.parsing import parse_line
-from server.records import Record
+from logtallyd.parsing import parse_line
+from logtallyd.records import Record
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")

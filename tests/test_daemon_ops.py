@@ -56,7 +56,7 @@ def test_sd_notify_ready_reloading_stopping(start_server, tmp_path: Path) -> Non
 
 
 def test_abstract_notify_socket(start_server) -> None:
-    name = f"logtide-test-{os.getpid()}-{time.monotonic_ns()}"
+    name = f"logtally-test-{os.getpid()}-{time.monotonic_ns()}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind("\0" + name)
     start_server(env={"NOTIFY_SOCKET": "@" + name})
@@ -209,12 +209,12 @@ def test_metrics_on_control_port_and_http(start_server) -> None:
             f.name for f in text_string_to_metric_families(text)
         ]
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    received = families["logtide_lines_received"].samples[0].value
+    received = families["logtally_lines_received"].samples[0].value
     assert received == 42
-    rejected = {s.labels["reason"]: s.value for s in families["logtide_lines_rejected"].samples}
+    rejected = {s.labels["reason"]: s.value for s in families["logtally_lines_rejected"].samples}
     assert rejected == {"empty": 2}
     control_text = server.command("METRICS")["metrics"]
-    assert "logtide_lines_received_total 42" in control_text
+    assert "logtally_lines_received_total 42" in control_text
     with pytest.raises(urllib.error.HTTPError) as excinfo:
         urllib.request.urlopen(f"http://{host}:{port}/other", timeout=10)
     assert excinfo.value.code == 404

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.daemon.config import Config, ConfigError, check_config, decode_config
-from server.detect.config import DetectConfig, SpikeConfig
-from server.detect.engine import DetectFigures, Engine
-from server.detect.events import decode_event, encode_event
-from server.detect.feed import Feed
-from server.detect.replay import build_feeds, replay
-from server.records import Http, Record
+from logtallyd.daemon.config import Config, ConfigError, check_config, decode_config
+from logtallyd.detect.config import DetectConfig, SpikeConfig
+from logtallyd.detect.engine import DetectFigures, Engine
+from logtallyd.detect.events import decode_event, encode_event
+from logtallyd.detect.feed import Feed
+from logtallyd.detect.replay import build_feeds, replay
+from logtallyd.records import Http, Record
 
 T0 = 1_700_000_000
 
@@ -358,8 +358,8 @@ def test_unknown_keys_and_bad_pattern_keys_are_rejected() -> None:
 
 
 def test_streaming_through_the_driver_equals_replay() -> None:
-    from server.detect.driver import Driver  # the event clock, fed in order by the reorder buffer
-    from server.ingest.reorder import Reorder
+    from logtallyd.detect.driver import Driver  # the event clock, fed in order by the reorder buffer
+    from logtallyd.ingest.reorder import Reorder
 
     cfg = DetectConfig()
     feeds = build_feeds(WORKLOAD, cfg, template, batch_lines=300)
@@ -385,7 +385,7 @@ def test_a_live_driver_whose_input_stops_ends_as_a_replay_does(end: int) -> None
     """After the input stops the server's event clock runs on at wall pace: the events it then
     finds (resolved episodes, the last z-score interval) are those `analyze --events` lists,
     whether the input ends inside an interval or at its end (with a flood in the last one)."""
-    from server.detect.driver import Driver
+    from logtallyd.detect.driver import Driver
 
     cfg = DetectConfig()
     records = [r for r in WORKLOAD if r.ts is not None and r.ts < T0 + end]
@@ -406,7 +406,7 @@ def test_a_live_driver_whose_input_stops_ends_as_a_replay_does(end: int) -> None
 def test_a_line_from_the_future_does_not_move_the_event_clock() -> None:
     """One line stamped years ahead (a bad clock) is counted as `future_lines` and dropped:
     the lines after it are not late and the events are those of the stream without it."""
-    from server.detect.driver import Driver
+    from logtallyd.detect.driver import Driver
 
     cfg = DetectConfig()
     now = float(T0 + 1300)

@@ -1,4 +1,4 @@
-"""Detector feeds (server.detect.feed): the column-wise tally against `reference`, a
+"""Detector feeds (logtallyd.detect.feed): the column-wise tally against `reference`, a
 line-at-a-time count written here, and the same bytes however a batch is split into calls.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.detect.config import DetectConfig, Pattern, PatternLimits, SSH_BRUTE_FORCE
-from server.detect.feed import MAX_LINE_CHARS, NO_SERVICE, Feed, ip_in
-from server.detect.histogram import bucket_of
-from server.records import LEVELS, Http, Record
+from logtallyd.detect.config import DetectConfig, Pattern, PatternLimits, SSH_BRUTE_FORCE
+from logtallyd.detect.feed import MAX_LINE_CHARS, NO_SERVICE, Feed, ip_in
+from logtallyd.detect.histogram import bucket_of
+from logtallyd.records import LEVELS, Http, Record
 
 REGEX = Pattern(name="disk", key="host", steps=["re:disk [0-9]+ full", "re:^b$"], max_gap_s=60.0)
 

@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from server.detect.config import DetectConfig, NewTemplateConfig, SpikeConfig
-from server.detect.engine import Engine
-from server.detect.events import NewTemplate
-from server.detect.feed import Feed
-from server.detect.replay import build_feeds, replay
-from server.records import Record
+from logtallyd.detect.config import DetectConfig, NewTemplateConfig, SpikeConfig
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import NewTemplate
+from logtallyd.detect.feed import Feed
+from logtallyd.detect.replay import build_feeds, replay
+from logtallyd.records import Record
 
 T0 = 1_700_000_000
 

@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from server.detect.config import DetectConfig, Pattern, PatternLimits, SSH_BRUTE_FORCE
-from server.detect.engine import Engine
-from server.detect.events import PatternMatch
-from server.detect.feed import Feed
-from server.detect.replay import build_feeds, replay
-from server.records import Http, Record
+from logtallyd.detect.config import DetectConfig, Pattern, PatternLimits, SSH_BRUTE_FORCE
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import PatternMatch
+from logtallyd.detect.feed import Feed
+from logtallyd.detect.replay import build_feeds, replay
+from logtallyd.records import Http, Record
 
 T0 = 1_700_000_000
 FAIL = "Failed password for root from {ip} port 22 ssh2"

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import re
 
-from server.detect.config import DetectConfig, SpikeConfig
-from server.detect.engine import Engine
-from server.detect.events import ErrorSpike, Resolved, TemplateCount
-from server.detect.feed import Feed
-from server.detect.replay import build_feeds, replay
-from server.records import Record
+from logtallyd.detect.config import DetectConfig, SpikeConfig
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import ErrorSpike, Resolved, TemplateCount
+from logtallyd.detect.feed import Feed
+from logtallyd.detect.replay import build_feeds, replay
+from logtallyd.records import Record
 
 T0 = 1_700_000_000  # a multiple of 10 and of 60
 SPIKE = SpikeConfig(

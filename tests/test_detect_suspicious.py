@@ -5,12 +5,12 @@ import re
 
 import pytest
 
-from server.detect.config import DetectConfig, SuspiciousConfig
-from server.detect.engine import Engine
-from server.detect.events import Resolved, SuspiciousIp
-from server.detect.feed import Feed
-from server.detect.replay import build_feeds, replay
-from server.records import Http, Record
+from logtallyd.detect.config import DetectConfig, SuspiciousConfig
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import Resolved, SuspiciousIp
+from logtallyd.detect.feed import Feed
+from logtallyd.detect.replay import build_feeds, replay
+from logtallyd.records import Http, Record
 
 T0 = 1_700_000_000
 SUSPICIOUS = dict(window_s=10, min_bad=30, min_requests=20, share=0.8, resolve_ratio=0.5)

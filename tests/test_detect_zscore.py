@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from server.detect.config import DetectConfig, ZScoreConfig
-from server.detect.events import ZScore
-from server.detect.histogram import histogram_of, quantile
-from server.detect.replay import replay
-from server.records import Http, Record
+from logtallyd.detect.config import DetectConfig, ZScoreConfig
+from logtallyd.detect.events import ZScore
+from logtallyd.detect.histogram import histogram_of, quantile
+from logtallyd.detect.replay import replay
+from logtallyd.records import Http, Record
 
 T0 = 1_700_000_000  # a multiple of every interval used here
 
@@ -132,9 +132,9 @@ def test_silent_intervals_are_not_samples() -> None:
 
 
 def test_services_beyond_the_limit_are_counted() -> None:
-    from server.detect.engine import Engine
-    from server.detect.feed import Feed
-    from server.detect.replay import build_feeds
+    from logtallyd.detect.engine import Engine
+    from logtallyd.detect.feed import Feed
+    from logtallyd.detect.replay import build_feeds
 
     engine = Engine(config(max_services=2))
     for data in build_feeds(stream(30, ("a", "b", "c")), engine.config, template):

@@ -1,12 +1,12 @@
 """Issue 5 acceptance: anomaly events from a real server over real sockets, and the same events
-from `logtided analyze --events` replaying the same file.
+from `logtallyd analyze --events` replaying the same file.
 
 One generated file holds five minutes of steady traffic with one scenario after another (an
 error burst, brute-force sequences that must and must not match, a scanning IP, a new error
 template, a latency jump, and a flood in the file's last seconds); a second file is the steady
 traffic alone. Both are streamed to servers (one subscriber on `SUBSCRIBE anomalies`) and
 replayed by `analyze`. After input stops, each server's event clock runs on at wall pace (see
-`server.detect.driver`), so the config uses small windows and a short lateness to finish quickly.
+`logtallyd.detect.driver`), so the config uses small windows and a short lateness to finish quickly.
 """
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def steady_lines(t0: int) -> list[str]:
 
 def analyze_events(path: Path, config: Path) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [sys.executable, "-m", "server", "analyze", str(path), "--json", "--events", "--workers", "2",
+        [sys.executable, "-m", "logtallyd", "analyze", str(path), "--json", "--events", "--workers", "2",
          "--config", str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
     )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ingest.framing import Framer
+from logtallyd.ingest.framing import Framer
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -45,7 +45,7 @@ def _imports(name: str, path: Path) -> set[str]:
             found.update(f"{base}.{alias.name}" for alias in node.names)
     targets = set()
     for target in found:
-        while target and target not in MODULES:  # `from server.x import name`: the module x
+        while target and target not in MODULES:  # `from logtallyd.x import name`: the module x
             target = target.rpartition(".")[0]
         if target and target != name:
             targets.add(target)
@@ -64,15 +64,15 @@ def test_every_module_imports(name: str) -> None:
 # the control protocol answers with typed Structs instead (strict: this list must then shrink).
 _KNOWN: set[str] = set()
 _STAGE_MODULES = [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="imports server.daemon.app")) if n in _KNOWN else n
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="imports logtallyd.daemon.app")) if n in _KNOWN else n
     for n in sorted(MODULES) if n.count(".") >= 1 and n.split(".")[1] in STAGES
 ]
 
 
 @pytest.mark.parametrize("name", _STAGE_MODULES)
 def test_no_stage_module_imports_the_daemon(name: str) -> None:
-    assert {t for t in GRAPH[name] if t == "server.daemon" or t.startswith("server.daemon.")} == set()
-    assert {t for t in GRAPH[name] if t.startswith("server.offline")} == set()  # a core never imports a CLI
+    assert {t for t in GRAPH[name] if t == "logtallyd.daemon" or t.startswith("logtallyd.daemon.")} == set()
+    assert {t for t in GRAPH[name] if t.startswith("logtallyd.offline")} == set()  # a core never imports a CLI
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -116,15 +116,15 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_no_import_cycles() -> None:
-    graph = {name: targets - ({"server.daemon.app"} if name in _KNOWN else set()) for name, targets in GRAPH.items()}
+    graph = {name: targets - ({"logtallyd.daemon.app"} if name in _KNOWN else set()) for name, targets in GRAPH.items()}
     assert _cycles(graph) == []
 
 
 def _warm_worker_modules() -> tuple[bool, bool]:
-    from server.pool.worker import warm_up
+    from logtallyd.pool.worker import warm_up
 
     warm_up()
-    return "numba" in sys.modules, "server.primes.kernels" in sys.modules
+    return "numba" in sys.modules, "logtallyd.primes.kernels" in sys.modules
 
 
 def test_a_warmed_up_log_worker_has_not_loaded_numba() -> None:
@@ -133,7 +133,7 @@ def test_a_warmed_up_log_worker_has_not_loaded_numba() -> None:
 
 
 def _kernels_loaded_after_a_segment() -> bool:
-    from server.primes import sieve
+    from logtallyd.primes import sieve
 
     sieve.segment_stats(1, 1000, sieve.base_primes(1000))
     return "numba" in sys.modules
@@ -145,7 +145,7 @@ def test_a_prime_segment_loads_the_kernels_in_the_worker() -> None:
 
 
 _CACHE_PROBE = """
-from server.primes import kernels, sieve
+from logtallyd.primes import kernels, sieve
 sieve.segment_stats(1, 10_000, sieve.base_primes(10_000))
 sieve.segment_primes(1, 100, sieve.base_primes(100))
 misses = sum(sum(k.stats.cache_misses.values()) for k in (kernels.sieve_segment, kernels.stats, kernels.primes_of))

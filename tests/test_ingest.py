@@ -1,4 +1,4 @@
-"""Ingestion end to end: a real logtided subprocess, real clients, exact counts."""
+"""Ingestion end to end: a real logtallyd subprocess, real clients, exact counts."""
 from __future__ import annotations
 
 import json
@@ -282,11 +282,11 @@ def test_config_error_names_the_key(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[ingest]\nmax_message_bytes = \"big\"\n")
-    out = subprocess.run([sys.executable, "-m", "server", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "logtallyd", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "ingest.max_message_bytes" in out.stderr
     bad.write_text("[ingest]\nmax_mesage_bytes = 10\n")
-    out = subprocess.run([sys.executable, "-m", "server", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "logtallyd", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "max_mesage_bytes" in out.stderr
 
@@ -297,7 +297,7 @@ def test_shipped_config_loads() -> None:
 
     import msgspec
 
-    from server.daemon.config import Config, load_config
+    from logtallyd.daemon.config import Config, load_config
 
     path = Path(__file__).resolve().parents[1] / "config.toml"
     config = load_config(path)
@@ -305,8 +305,8 @@ def test_shipped_config_loads() -> None:
     assert config.control.listen == "127.0.0.1:5141"
     # Keys the shipped file deliberately sets differently from the built-in defaults: none. Paths
     # stay at their defaults too (rejects.log in the working directory, snapshots off, archive off
-    # under /var/log/logtide), so `logtided --config config.toml` behaves exactly like `logtided`;
-    # the README's systemd section says which paths to set in /etc/logtide/config.toml.
+    # under /var/log/logtally), so `logtallyd --config config.toml` behaves exactly like `logtallyd`;
+    # the README's systemd section says which paths to set in /etc/logtally/config.toml.
     deliberate: dict[str, object] = {}
     assert config == msgspec.structs.replace(Config(), **deliberate)
 

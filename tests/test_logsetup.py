@@ -12,13 +12,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from server.daemon.logsetup import LogConfig
+from logtallyd.daemon.logsetup import LogConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import logging, sys, structlog
-from server.daemon.logsetup import LogConfig, configure_logging
+from logtallyd.daemon.logsetup import LogConfig, configure_logging
 as_json = configure_logging(LogConfig(level=sys.argv[1], format=sys.argv[2]))
 log = structlog.get_logger()
 log.debug("hidden_debug")

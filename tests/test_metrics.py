@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.publish.metrics import CONTENT_TYPE, MetricFigures, render_metrics
+from logtallyd.publish.metrics import CONTENT_TYPE, MetricFigures, render_metrics
 
 parser = pytest.importorskip("prometheus_client.parser")  # test-only dependency ([test] extra)
 
@@ -49,31 +49,31 @@ def types(text: str) -> dict[str, str]:
 def test_every_figure_round_trips() -> None:
     got = samples(render_metrics(FIGURES))
     expected = {
-        ("logtide_lines_received_total", ()): 200_017,
-        ("logtide_lines_parsed_total", ()): 199_990,
-        ("logtide_lines_rejected_total", (("reason", "empty"),)): 1,
-        ("logtide_lines_rejected_total", (("reason", "invalid_utf8"),)): 6,
-        ("logtide_lines_rejected_total", (("reason", "oversize"),)): 20,
-        ("logtide_lines_by_format_total", (("format", "access"),)): 79_990,
-        ("logtide_lines_by_format_total", (("format", "rfc5424"),)): 120_000,
-        ("logtide_bytes_received_total", ()): 31_337_000,
-        ("logtide_connections_open", ()): 3,
-        ("logtide_connections_total", ()): 41,
-        ("logtide_batches_in_flight", ()): 2,
-        ("logtide_buffered_bytes", ()): 8192,
-        ("logtide_batch_seconds", (("quantile", "0.5"),)): 0.0125,
-        ("logtide_batch_seconds", (("quantile", "0.9"),)): 0.031,
-        ("logtide_batch_seconds", (("quantile", "0.99"),)): 0.25,
-        ("logtide_batch_seconds_sum", ()): 42.5,
-        ("logtide_batch_seconds_count", ()): 3125,
-        ("logtide_pool_workers", ()): 2,
-        ("logtide_pool_busy_workers", ()): 1,
-        ("logtide_subscribers", ()): 4,
-        ("logtide_subscriber_messages_dropped_total", ()): 17,
-        ("logtide_jobs", (("state", "done"),)): 9,
-        ("logtide_jobs", (("state", "queued"),)): 1,
-        ("logtide_jobs", (("state", "running"),)): 2,
-        ("logtide_uptime_seconds", ()): 3600.5,
+        ("logtally_lines_received_total", ()): 200_017,
+        ("logtally_lines_parsed_total", ()): 199_990,
+        ("logtally_lines_rejected_total", (("reason", "empty"),)): 1,
+        ("logtally_lines_rejected_total", (("reason", "invalid_utf8"),)): 6,
+        ("logtally_lines_rejected_total", (("reason", "oversize"),)): 20,
+        ("logtally_lines_by_format_total", (("format", "access"),)): 79_990,
+        ("logtally_lines_by_format_total", (("format", "rfc5424"),)): 120_000,
+        ("logtally_bytes_received_total", ()): 31_337_000,
+        ("logtally_connections_open", ()): 3,
+        ("logtally_connections_total", ()): 41,
+        ("logtally_batches_in_flight", ()): 2,
+        ("logtally_buffered_bytes", ()): 8192,
+        ("logtally_batch_seconds", (("quantile", "0.5"),)): 0.0125,
+        ("logtally_batch_seconds", (("quantile", "0.9"),)): 0.031,
+        ("logtally_batch_seconds", (("quantile", "0.99"),)): 0.25,
+        ("logtally_batch_seconds_sum", ()): 42.5,
+        ("logtally_batch_seconds_count", ()): 3125,
+        ("logtally_pool_workers", ()): 2,
+        ("logtally_pool_busy_workers", ()): 1,
+        ("logtally_subscribers", ()): 4,
+        ("logtally_subscriber_messages_dropped_total", ()): 17,
+        ("logtally_jobs", (("state", "done"),)): 9,
+        ("logtally_jobs", (("state", "queued"),)): 1,
+        ("logtally_jobs", (("state", "running"),)): 2,
+        ("logtally_uptime_seconds", ()): 3600.5,
     }
     assert got == expected
 
@@ -82,14 +82,14 @@ def test_types_follow_conventions() -> None:
     text = render_metrics(FIGURES)
     kinds = types(text)
     # prometheus_client names a counter family without its `_total` suffix.
-    assert kinds["logtide_lines_received"] == "counter"
-    assert kinds["logtide_lines_rejected"] == "counter"
-    assert kinds["logtide_subscriber_messages_dropped"] == "counter"
-    assert kinds["logtide_connections_open"] == "gauge"
-    assert kinds["logtide_batch_seconds"] == "summary"
-    assert kinds["logtide_jobs"] == "gauge"
+    assert kinds["logtally_lines_received"] == "counter"
+    assert kinds["logtally_lines_rejected"] == "counter"
+    assert kinds["logtally_subscriber_messages_dropped"] == "counter"
+    assert kinds["logtally_connections_open"] == "gauge"
+    assert kinds["logtally_batch_seconds"] == "summary"
+    assert kinds["logtally_jobs"] == "gauge"
     assert text.endswith("\n") and "\n\n" not in text
-    assert "# TYPE logtide_lines_received_total counter\n" in text
+    assert "# TYPE logtally_lines_received_total counter\n" in text
     assert CONTENT_TYPE.startswith("text/plain; version=0.0.4")
 
 
@@ -103,27 +103,27 @@ def test_plain_dict_input_is_converted_and_validated() -> None:
 
 def test_empty_figures_still_parse() -> None:
     got = samples(render_metrics(MetricFigures()))
-    assert got[("logtide_lines_received_total", ())] == 0
-    assert not any(name == "logtide_lines_rejected_total" for name, _ in got)
+    assert got[("logtally_lines_received_total", ())] == 0
+    assert not any(name == "logtally_lines_rejected_total" for name, _ in got)
 
 
 def test_non_finite_quantiles_use_prometheus_spelling() -> None:
     text = render_metrics(MetricFigures(batch_seconds_quantiles={0.5: math.nan, 1.0: math.inf}))
-    assert 'logtide_batch_seconds{quantile="0.5"} NaN\n' in text
-    assert 'logtide_batch_seconds{quantile="1.0"} +Inf\n' in text
+    assert 'logtally_batch_seconds{quantile="0.5"} NaN\n' in text
+    assert 'logtally_batch_seconds{quantile="1.0"} +Inf\n' in text
     got = samples(text)
-    assert math.isnan(got[("logtide_batch_seconds", (("quantile", "0.5"),))])
-    assert got[("logtide_batch_seconds", (("quantile", "1.0"),))] == math.inf
+    assert math.isnan(got[("logtally_batch_seconds", (("quantile", "0.5"),))])
+    assert got[("logtally_batch_seconds", (("quantile", "1.0"),))] == math.inf
 
 
 def test_label_escaping_exact() -> None:
     text = render_metrics(MetricFigures(lines_rejected={'a"b\\c\nd': 2}))
-    assert 'logtide_lines_rejected_total{reason="a\\"b\\\\c\\nd"} 2\n' in text
+    assert 'logtally_lines_rejected_total{reason="a\\"b\\\\c\\nd"} 2\n' in text
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=30), st.integers(0, 2**53), max_size=6))
 def test_any_reason_text_round_trips(reasons: dict[str, int]) -> None:
     got = samples(render_metrics(MetricFigures(lines_rejected=reasons)))
-    back = {labels[0][1]: value for (name, labels), value in got.items() if name == "logtide_lines_rejected_total"}
+    back = {labels[0][1]: value for (name, labels), value in got.items() if name == "logtally_lines_rejected_total"}
     assert back == reasons

@@ -2,7 +2,7 @@
 
 A generated file with known ground truth (five formats, exact counts per level, method, status,
 service and host; latency values whose percentiles are known exactly; a known set of top IPs,
-user agents, paths and error templates) is analysed by `logtided analyze --json` (a subprocess)
+user agents, paths and error templates) is analysed by `logtallyd analyze --json` (a subprocess)
 and streamed over TCP to a real server. Counts must be exact, quantiles within the stated KLL
 bound, and `STATS all` / every `TOP` list of the server must equal what `analyze` printed.
 A second file holds lines far out of order and in the future: they are counted, not windowed.
@@ -21,10 +21,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from server.offline.analyze import analyze_paths
-from server.daemon.config import load_config
-from server.stats.templates import path_template
-from server.stats.windows import StatsConfig, quantile_rank_error
+from logtallyd.offline.analyze import analyze_paths
+from logtallyd.daemon.config import load_config
+from logtallyd.stats.templates import path_template
+from logtallyd.stats.windows import StatsConfig, quantile_rank_error
 from tests.conftest import ROOT, ServerProcess, send_tcp
 
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -147,7 +147,7 @@ def generate(start: int, seed: int = 4) -> Truth:
             if status >= 400:
                 truth.count("suspicious_ip", ip)
             if status >= 500:
-                # A failed request counts under the request itself (server.stats.templates.record_template).
+                # A failed request counts under the request itself (logtallyd.stats.templates.record_template).
                 truth.error(f"{method} {path_template(path)} {status}", line)
             truth.latency.append(float(latency))
             truth.bytes_sent += 0 if nbytes == "-" else int(nbytes)
@@ -230,7 +230,7 @@ def ranked(counter: collections.Counter[Any], n: int = 10) -> list[tuple[Any, in
 
 def run_analyze(path: Path, config: Path, *extra: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "server", "analyze", str(path), "--json", "--config", str(config), *extra],
+        [sys.executable, "-m", "logtallyd", "analyze", str(path), "--json", "--config", str(config), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
     )
     return json.loads(out.stdout)

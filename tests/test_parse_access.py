@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from server.parsing import ParseOptions, parse_line
-from server.records import Http, Record, Rejected
+from logtallyd.parsing import ParseOptions, parse_line
+from logtallyd.records import Http, Record, Rejected
 
 REF = 1764000000.0
 

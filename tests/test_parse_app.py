@@ -1,12 +1,12 @@
-"""Application lines: the layouts listed in `server.parsing.applog`."""
+"""Application lines: the layouts listed in `logtallyd.parsing.applog`."""
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
 
-from server.parsing import ParseOptions, parse_line
-from server.records import Record, Rejected
+from logtallyd.parsing import ParseOptions, parse_line
+from logtallyd.records import Record, Rejected
 
 REF = 1764000000.0
 

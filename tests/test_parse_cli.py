@@ -1,10 +1,10 @@
-"""`logtided parse` (server.offline.parse.run_parse): one JSON object per input line."""
+"""`logtallyd parse` (logtallyd.offline.parse.run_parse): one JSON object per input line."""
 from __future__ import annotations
 
 import io
 import json
 
-from server.offline.parse import iso_utc, run_parse
+from logtallyd.offline.parse import iso_utc, run_parse
 
 
 def run(text: str, *argv: str, template_of=None) -> tuple[int, list[dict]]:

@@ -1,6 +1,6 @@
-"""`logtided parse` prints a `template` for every record: the one the server counts it under (issue 4).
+"""`logtallyd parse` prints a `template` for every record: the one the server counts it under (issue 4).
 
-Run as a real subprocess (`python -m server parse`), and checked against a real server: the
+Run as a real subprocess (`python -m logtallyd parse`), and checked against a real server: the
 templates `parse` prints for the error lines are exactly the `TOP error` entries, with the counts.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ LINES = [
 
 def run_parse(text: str, *args: str) -> list[dict]:
     out = subprocess.run(
-        [sys.executable, "-m", "server", "parse", *args],
+        [sys.executable, "-m", "logtallyd", "parse", *args],
         input=text.encode(), capture_output=True, timeout=60, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

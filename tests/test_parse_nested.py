@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server.parsing import ParseOptions, parse_line
-from server.records import Http, Record
+from logtallyd.parsing import ParseOptions, parse_line
+from logtallyd.records import Http, Record
 
 REF = dt.datetime(2025, 11, 24, tzinfo=dt.timezone.utc).timestamp()
 ACCESS = '1.2.3.4 - - [12/Jan/2025:06:29:59 +0100] "GET /foo HTTP/1.1" 503 96 "-" "curl/8" 0.012'

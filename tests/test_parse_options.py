@@ -4,8 +4,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from server.parsing import ParseOptions, parse_line
-from server.records import Record, Rejected
+from logtallyd.parsing import ParseOptions, parse_line
+from logtallyd.records import Record, Rejected
 
 REF = 1764000000.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.parsing import ParseOptions, parse_line
-from server.records import FORMATS, LEVELS, Record, Rejected
+from logtallyd.parsing import ParseOptions, parse_line
+from logtallyd.records import FORMATS, LEVELS, Record, Rejected
 
 # Prefixes that steer the detector into each parser, then arbitrary text after them.
 PREFIXES = [

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server.parsing import parse_line
-from server.records import Record
+from logtallyd.parsing import parse_line
+from logtallyd.records import Record
 
 
 def utc(*args: int, micro: int = 0, offset_minutes: int = 0) -> float:

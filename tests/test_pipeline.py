@@ -5,10 +5,10 @@ import asyncio
 import json
 from typing import Any, Callable
 
-from server.daemon.config import PipelineConfig
-from server.ingest.pipeline import Pipeline
-from server.pool.worker import BatchResult, WorkerOptions
-from server.stats.windows import Stats, StatsConfig
+from logtallyd.daemon.config import PipelineConfig
+from logtallyd.ingest.pipeline import Pipeline
+from logtallyd.pool.worker import BatchResult, WorkerOptions
+from logtallyd.stats.windows import Stats, StatsConfig
 
 NOW = 1_700_000_000.0
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ingest.pressure import PAUSE, RESUME, InFlight, Pressure, Transition
+from logtallyd.ingest.pressure import PAUSE, RESUME, InFlight, Pressure, Transition
 
 # high = 100 bytes (low 50 by default), max_ready = 4: (buffered bytes, ready batches, transition)
 STEPS = [

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.primes import primality
-from server.primes.primality import DETERMINISTIC_LIMIT, check, is_strong_probable_prime
+from logtallyd.primes import primality
+from logtallyd.primes.primality import DETERMINISTIC_LIMIT, check, is_strong_probable_prime
 
 MERSENNE_PRIME_EXPONENTS = [521, 607, 1279, 2203, 2281]
 # Carmichael numbers (OEIS A002997), and larger ones (Pinch's tables)

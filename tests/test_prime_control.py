@@ -1,4 +1,4 @@
-"""Prime jobs through the control port and the `logtide prime` CLI, against a real server."""
+"""Prime jobs through the control port and the `logtally prime` CLI, against a real server."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from tests.conftest import ROOT, ServerProcess, send_tcp
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     host, port = server.address("control")
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", "--control", f"{host}:{port}", *args],
+        [sys.executable, "-m", "logtally", "--control", f"{host}:{port}", *args],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
 

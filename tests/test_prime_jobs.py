@@ -8,9 +8,9 @@ from typing import AsyncIterator
 
 import pytest
 
-from server.primes import sieve
-from server.primes.jobs import JobManager, JobRejected, PrimeConfig
-from server.pool.scheduler import INGEST, PoolScheduler
+from logtallyd.primes import sieve
+from logtallyd.primes.jobs import JobManager, JobRejected, PrimeConfig
+from logtallyd.pool.scheduler import INGEST, PoolScheduler
 
 SMALL_SEGMENTS = 1 << 14  # 61,440 numbers per segment: many segments, quick
 

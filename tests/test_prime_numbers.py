@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from server.primes.numbers import MAX_DIGITS, parse_number, parse_range
+from logtallyd.primes.numbers import MAX_DIGITS, parse_number, parse_range
 
 
 @pytest.mark.parametrize("text,value", [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from server.primes import primality, sieve
+from logtallyd.primes import primality, sieve
 
 # pi(10^k), k = 1..10 (OEIS A006880)
 PI = [4, 25, 168, 1229, 9592, 78498, 664579, 5761455, 50847534, 455052511]
@@ -43,7 +43,7 @@ def test_pi_of_powers_of_ten(k: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LOGTIDE_SLOW"), reason="~4 s on one core; set LOGTIDE_SLOW=1")
+@pytest.mark.skipif(not os.environ.get("LOGTALLY_SLOW"), reason="~4 s on one core; set LOGTALLY_SLOW=1")
 def test_pi_of_ten_to_the_ten() -> None:
     r = count_range(1, 10**10)
     assert (r.count, r.twins, r.last) == (PI[9], TWINS[9], LAST[10])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from server.ratelog import OVERFLOW_KEY, RateLimitedLog, RateLimiter
+from logtallyd.ratelog import OVERFLOW_KEY, RateLimitedLog, RateLimiter
 
 
 def test_window_edges_exact() -> None:

@@ -10,9 +10,9 @@ from typing import get_args
 
 import pytest
 
-from server.ingest.framing import Framer
-from server.parsing import ParseOptions, parse_line
-from server.records import FORMATS, REJECT_REASONS, FrameErrorReason, ParseRejectReason, Rejected
+from logtallyd.ingest.framing import Framer
+from logtallyd.parsing import ParseOptions, parse_line
+from logtallyd.records import FORMATS, REJECT_REASONS, FrameErrorReason, ParseRejectReason, Rejected
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = 1764000000.0

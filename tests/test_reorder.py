@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ingest.reorder import Reorder
+from logtallyd.ingest.reorder import Reorder
 
 # (order of puts, released after each put, waiting after each put)
 ORDERS = [

@@ -1,4 +1,4 @@
-"""rsyslog's omfwd forwarding to logtided over TCP, in both RFC 6587 framings, unmodified."""
+"""rsyslog's omfwd forwarding to logtallyd over TCP, in both RFC 6587 framings, unmodified."""
 from __future__ import annotations
 
 import shutil

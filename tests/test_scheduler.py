@@ -1,4 +1,4 @@
-"""Pool scheduler (server.pool.scheduler): log batches queue ahead in the pool, prime segments take
+"""Pool scheduler (logtallyd.pool.scheduler): log batches queue ahead in the pool, prime segments take
 at most `slots` places, and a freed place goes to the highest priority waiting."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from server.pool.scheduler import INGEST, JOB, PoolScheduler
+from logtallyd.pool.scheduler import INGEST, JOB, PoolScheduler
 
 
 class Gates:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.daemon import sdnotify
+from logtallyd.daemon import sdnotify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def path_socket() -> Iterator[tuple[str, socket.socket]]:
 
 @pytest.fixture
 def abstract_socket() -> Iterator[tuple[str, socket.socket]]:
-    name = f"logtide-test-{uuid.uuid4().hex}"
+    name = f"logtally-test-{uuid.uuid4().hex}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(b"\0" + name.encode())
     sock.settimeout(5)
@@ -78,7 +78,7 @@ def test_missing_socket_is_logged_not_raised(tmp_path: Path) -> None:
 def test_subprocess_notifies_through_inherited_environment(abstract_socket: tuple[str, socket.socket]) -> None:
     """The way systemd runs us: NOTIFY_SOCKET in the environment of another process."""
     name, sock = abstract_socket
-    code = "from server.daemon import sdnotify; sdnotify.notify(sdnotify.READY); sdnotify.notify(sdnotify.STOPPING)"
+    code = "from logtallyd.daemon import sdnotify; sdnotify.notify(sdnotify.READY); sdnotify.notify(sdnotify.STOPPING)"
     env = {**os.environ, "NOTIFY_SOCKET": name, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
     assert [sock.recv(4096), sock.recv(4096)] == [b"READY=1", b"STOPPING=1"]

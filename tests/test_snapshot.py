@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from server.persist import snapshot
-from server.persist.snapshot import MAGIC, Snapshot, load_snapshot, read_snapshot, write_snapshot
+from logtallyd.persist import snapshot
+from logtallyd.persist.snapshot import MAGIC, Snapshot, load_snapshot, read_snapshot, write_snapshot
 
 PAYLOAD = b"\x00state:" + bytes(range(256)) * 4
 NOW = 1_764_018_000.0  # 2025-11-24T21:00:00Z

@@ -1,8 +1,8 @@
 """The shipped systemd units: `systemd-analyze verify` accepts them, and they say what the daemon expects.
 
-verify fails when ExecStart= names a binary that does not exist. When `logtided` is installed
+verify fails when ExecStart= names a binary that does not exist. When `logtallyd` is installed
 at the path the unit names, the unit is verified unmodified; otherwise a copy in a temp dir
-gets ExecStart= rewritten to the installed `logtided` (or `python -m server`), and only that
+gets ExecStart= rewritten to the installed `logtallyd` (or `python -m logtallyd`), and only that
 line differs from the shipped file.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from server.daemon.activation import GENERIC_INGEST, ROLES
+from logtallyd.daemon.activation import GENERIC_INGEST, ROLES
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
-NAMES = ["logtided.service", "logtided.socket", "logtided-control.socket"]
-SHIPPED_EXEC = "/usr/local/bin/logtided"
+NAMES = ["logtallyd.service", "logtallyd.socket", "logtallyd-control.socket"]
+SHIPPED_EXEC = "/usr/local/bin/logtallyd"
 
 
 def directives(path: Path) -> dict[str, list[tuple[str, str]]]:
@@ -43,18 +43,18 @@ def values(path: Path, section: str, key: str) -> list[str]:
 
 
 def test_service_directives() -> None:
-    service = UNITS / "logtided.service"
+    service = UNITS / "logtallyd.service"
     expected = {
         "Type": ["notify"],
         "NotifyAccess": ["main"],
         "WatchdogSec": ["30"],
-        "ExecStart": [f"{SHIPPED_EXEC} --config /etc/logtide/config.toml"],
+        "ExecStart": [f"{SHIPPED_EXEC} --config /etc/logtally/config.toml"],
         "ExecReload": ["/bin/kill -HUP $MAINPID"],
         "KillMode": ["mixed"],
         "Restart": ["on-failure"],
         "DynamicUser": ["yes"],
-        "StateDirectory": ["logtide"],
-        "LogsDirectory": ["logtide"],
+        "StateDirectory": ["logtally"],
+        "LogsDirectory": ["logtally"],
         "ProtectSystem": ["strict"],
         "ProtectHome": ["yes"],
         "PrivateTmp": ["yes"],
@@ -62,12 +62,12 @@ def test_service_directives() -> None:
         "CapabilityBoundingSet": [""],
     }
     assert {key: values(service, "Service", key) for key in expected} == expected
-    assert values(service, "Install", "Also") == ["logtided.socket logtided-control.socket"]
+    assert values(service, "Install", "Also") == ["logtallyd.socket logtallyd-control.socket"]
 
 
 def test_sockets_match_the_daemon_defaults_and_names() -> None:
-    ingest = UNITS / "logtided.socket"
-    control = UNITS / "logtided-control.socket"
+    ingest = UNITS / "logtallyd.socket"
+    control = UNITS / "logtallyd-control.socket"
     assert values(ingest, "Socket", "ListenStream") == ["5140"]
     assert values(ingest, "Socket", "ListenDatagram") == ["5140"]
     assert values(control, "Socket", "ListenStream") == ["127.0.0.1:5141"]
@@ -75,7 +75,7 @@ def test_sockets_match_the_daemon_defaults_and_names() -> None:
     assert names == ["ingest", "control"]
     assert all(name in GENERIC_INGEST or name in ROLES for name in names)  # activation.listener_role maps them
     for unit in (ingest, control):
-        assert values(unit, "Socket", "Service") == ["logtided.service"]
+        assert values(unit, "Socket", "Service") == ["logtallyd.service"]
 
 
 def verify(directory: Path) -> subprocess.CompletedProcess[str]:
@@ -91,17 +91,17 @@ def complaints(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def prepared(tmp_path: Path) -> Path:
-    installed = shutil.which("logtided")
+    installed = shutil.which("logtallyd")
     for name in NAMES:
         shutil.copy(UNITS / name, tmp_path / name)
     if installed and Path(installed).resolve() == Path(SHIPPED_EXEC).resolve():
         return tmp_path  # verified exactly as shipped
-    command = installed or f"{sys.executable} -m server"
-    service = tmp_path / "logtided.service"
+    command = installed or f"{sys.executable} -m logtallyd"
+    service = tmp_path / "logtallyd.service"
     text = service.read_text()
-    shipped_line = f"ExecStart={SHIPPED_EXEC} --config /etc/logtide/config.toml"
+    shipped_line = f"ExecStart={SHIPPED_EXEC} --config /etc/logtally/config.toml"
     assert text.count(shipped_line) == 1
-    service.write_text(text.replace(shipped_line, f"ExecStart={command} --config /etc/logtide/config.toml"))
+    service.write_text(text.replace(shipped_line, f"ExecStart={command} --config /etc/logtally/config.toml"))
     return tmp_path
 
 
@@ -121,7 +121,7 @@ def test_units_verify_cleanly(tmp_path: Path) -> None:
 def test_verify_would_catch_a_typo(tmp_path: Path) -> None:
     """Guards the test above: the same check fails on a broken unit."""
     directory = prepared(tmp_path)
-    service = directory / "logtided.service"
+    service = directory / "logtallyd.service"
     service.write_text(service.read_text().replace("Type=notify", "Type=notiffy"))
     assert any("notiffy" in line for line in complaints(verify(directory)))
 
@@ -129,9 +129,9 @@ def test_verify_would_catch_a_typo(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("analyze")
 def test_verify_would_catch_a_missing_binary(tmp_path: Path) -> None:
     directory = prepared(tmp_path)
-    service = directory / "logtided.service"
+    service = directory / "logtallyd.service"
     lines = [
-        "ExecStart=/nonexistent/logtided --config /etc/logtide/config.toml" if line.startswith("ExecStart=") else line
+        "ExecStart=/nonexistent/logtallyd --config /etc/logtally/config.toml" if line.startswith("ExecStart=") else line
         for line in service.read_text().splitlines()
     ]
     service.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,4 @@
-"""Message templates (server.stats.templates): masking rules, and grouping accuracy on loghub-2k."""
+"""Message templates (logtallyd.stats.templates): masking rules, and grouping accuracy on loghub-2k."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.stats.templates import template_of
+from logtallyd.stats.templates import template_of
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_masks(message: str, template: str) -> None:
 def test_same_template_for_the_issue_example_and_deterministic_across_processes() -> None:
     a = template_of("Database connection failed for user 42")
     assert a == template_of("Database connection failed for user 7")
-    code = "from server.stats.templates import template_of as t; print(t('job 17 failed on node-3 in 12ms'))"
+    code = "from logtallyd.stats.templates import template_of as t; print(t('job 17 failed on node-3 in 12ms'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == template_of("job 17 failed on node-3 in 12ms") == "job <*> failed on <*> in <*>"
 
@@ -87,7 +87,7 @@ def test_grouping_accuracy_metric() -> None:
 
 
 def test_messages_differing_in_digits_share_the_cache_but_not_the_answer() -> None:
-    from server.stats.templates import _template
+    from logtallyd.stats.templates import _template
 
     rng = __import__("random").Random(7)
     alphabet = "0123456789abcdefABCDEF:.-/ =_x@[]()\"'%+~,;Tusmk\u0663 "
@@ -101,8 +101,8 @@ def test_messages_differing_in_digits_share_the_cache_but_not_the_answer() -> No
 
 
 def test_http_errors_are_grouped_by_request_not_by_whole_line() -> None:
-    from server.parsing import parse_line
-    from server.stats.templates import path_template, record_template
+    from logtallyd.parsing import parse_line
+    from logtallyd.stats.templates import path_template, record_template
 
     a = parse_line('10.0.0.1 - - [30/Jan/2025:12:00:00 +0000] "GET /api/v1/users/42?x=1 HTTP/1.1" 503 9 "-" "c"', 0.0)
     b = parse_line('10.0.0.9 - - [30/Jan/2025:12:00:07 +0000] "GET /api/v1/users/7 HTTP/1.1" 503 12 "-" "d"', 0.0)

@@ -1,5 +1,5 @@
 """The client on a real terminal: `watch`, `tail` and `send` run inside tmux at 80x24 against a real
-`logtided`, read back with capture-pane; the scrollback size says whether `watch` drew in place."""
+`logtallyd`, read back with capture-pane; the scrollback size says whether `watch` drew in place."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from client.numbers import rate, size
-from client.tail import COLUMNS
+from logtally.numbers import rate, size
+from logtally.tail import COLUMNS
 from tests.conftest import ROOT, ServerProcess, send_tcp
 from tests.test_cli_conventions import require
 from tests.test_client import BRUTE_FORCE, access_line, rfc5424, wait_events
@@ -75,7 +75,7 @@ class Tmux:
 
 
 def client(server: ServerProcess, *args: str) -> list[str]:
-    return [sys.executable, "-m", "client.cli", *args, "--control", server.addresses["control"]]
+    return [sys.executable, "-m", "logtally", *args, "--control", server.addresses["control"]]
 
 
 # -- watch -----------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_watch_at_80x24_shows_key_figures_first_and_redraws_in_place(start_serve
         try:
             screen = tmux.wait_screen(lambda s: s[1].startswith("lines/s ") and "received" in s[1])
             assert tmux.show("alternate_on") == "1"
-            assert screen[0].startswith(f"logtide {server.addresses['control']}  window all  up ")
+            assert screen[0].startswith(f"logtally {server.addresses['control']}  window all  up ")
             assert screen[1].startswith("lines/s ")
             assert screen[1].endswith(f"  received 75  bytes {size(report['bytes'])}")
             assert screen[2] == f"errors 15  error rate 20.00%  p95 {rate(p95)} ms  connections 1  anomalies 1"

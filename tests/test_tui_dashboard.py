@@ -2,7 +2,7 @@
 fits, and the sparkline."""
 from __future__ import annotations
 
-from client.dashboard import Snapshot, screen, sections, sparkline
+from logtally.dashboard import Snapshot, screen, sections, sparkline
 
 REPORT = {
     "received": 12345, "bytes": 70355291824, "errors": 600, "error_rate": 0.0486,
@@ -14,7 +14,7 @@ REPORT = {
 TOTALS = {**REPORT, "uptime_s": 3725, "connections": {"open": 2}}
 SNAPSHOT = Snapshot("127.0.0.1:5141", "all", REPORT, TOTALS, [], {}, [1.0, 4.0, 2.0], 1738238400.0)
 KEY_LINES = [
-    "logtide 127.0.0.1:5141  window all  up 1h 02m  2025-01-30T12:00:00Z  q quits".ljust(80),
+    "logtally 127.0.0.1:5141  window all  up 1h 02m  2025-01-30T12:00:00Z  q quits".ljust(80),
     "lines/s 2.0  ▃█▅  received 12,345  bytes 65.5 GiB",
     "errors 600  error rate 4.86%  p95 9.5 ms  connections 2  anomalies 0",
     "─" * 80,

@@ -1,4 +1,4 @@
-"""Rolling windows (server.stats.windows): event-time buckets, window edges, late/future, top-N."""
+"""Rolling windows (logtallyd.stats.windows): event-time buckets, window edges, late/future, top-N."""
 from __future__ import annotations
 
 import random
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.stats.aggregate import Partial
-from server.records import SEVERITY_OF, Http, Record
-from server.stats.windows import Stats, StatsConfig, quantile_rank_error
+from logtallyd.stats.aggregate import Partial
+from logtallyd.records import SEVERITY_OF, Http, Record
+from logtallyd.stats.windows import Stats, StatsConfig, quantile_rank_error
 
 NOW = 1_700_000_000.0
 

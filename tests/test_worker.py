@@ -1,13 +1,13 @@
-"""Worker side of ingestion (server.pool.worker): one batch in, one mergeable result out."""
+"""Worker side of ingestion (logtallyd.pool.worker): one batch in, one mergeable result out."""
 from __future__ import annotations
 
-from server.stats.aggregate import Partial
-from server.detect.config import DetectConfig
-from server.detect.feed import Feed
-from server.parsing import parse_line
-from server.records import Rejected, is_error
-from server.stats.templates import record_template
-from server.pool.worker import WorkerOptions, decode_result, process_batch
+from logtallyd.stats.aggregate import Partial
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.feed import Feed
+from logtallyd.parsing import parse_line
+from logtallyd.records import Rejected, is_error
+from logtallyd.stats.templates import record_template
+from logtallyd.pool.worker import WorkerOptions, decode_result, process_batch
 
 ARRIVAL = 1738238400.0
 FRAMES = [

@@ -1,6 +1,6 @@
 """Socket activation: take listening sockets from systemd (`LISTEN_FDS`) instead of binding them.
 
-sd_listen_fds(3): systemd passes the sockets of `logtided.socket` as fds 3, 4, ... and names
+sd_listen_fds(3): systemd passes the sockets of `logtallyd.socket` as fds 3, 4, ... and names
 them with `FileDescriptorName=` in `LISTEN_FDNAMES`. With them the service binds nothing itself,
 so it needs no privilege even for port 514.
 """
@@ -74,9 +74,9 @@ def socket_kind(sock: socket.socket) -> str:
 
 ROLES = {"ingest-tcp": "tcp", "ingest-udp": "udp", "ingest-tls": "tcp", "control": "tcp", "http": "tcp"}
 # Names that say "ingest" without the transport: one .socket unit names all its fds alike
-# (systemd.socket(5) FileDescriptorName=), so logtided.socket holds TCP and UDP as "ingest";
+# (systemd.socket(5) FileDescriptorName=), so logtallyd.socket holds TCP and UDP as "ingest";
 # the unit's own name is systemd's default, "unknown" ours when names are missing.
-GENERIC_INGEST = {"ingest", "logtided.socket", UNKNOWN_NAME}
+GENERIC_INGEST = {"ingest", "logtallyd.socket", UNKNOWN_NAME}
 
 
 def listener_role(name: str, sock: socket.socket) -> str | None:

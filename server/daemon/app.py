@@ -1,7 +1,7 @@
 """The server's lifecycle: start-up, the periodic jobs, signals, reload and the ordered shutdown.
 
-The parts come built (`server.daemon.assembly`) and the listeners from one table
-(`server.daemon.endpoints`); this module only decides when each step happens.
+The parts come built (`logtallyd.daemon.assembly`) and the listeners from one table
+(`logtallyd.daemon.endpoints`); this module only decides when each step happens.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from typing import Awaitable, Callable
 import msgspec
 import structlog
 
-from server.daemon import sdnotify
-from server.daemon.assembly import Parts, build
-from server.daemon.config import Config, ConfigError, load_config
-from server.daemon.endpoints import Endpoints, openers
-from server.daemon.logsetup import configure_logging
-from server.pool.worker import warm_up
-from server.ratelog import RateLimitedLog, RateLimiter
+from logtallyd.daemon import sdnotify
+from logtallyd.daemon.assembly import Parts, build
+from logtallyd.daemon.config import Config, ConfigError, load_config
+from logtallyd.daemon.endpoints import Endpoints, openers
+from logtallyd.daemon.logsetup import configure_logging
+from logtallyd.pool.worker import warm_up
+from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -185,7 +185,7 @@ class Server:
 
 
 async def serve(config: Config, config_path: str | None = None, pinned: set[str] | None = None) -> int:
-    from server.daemon.activation import inherited_listeners
+    from logtallyd.daemon.activation import inherited_listeners
 
     server = Server(build(config), config_path, pinned)
     await server.start(inherited_listeners())

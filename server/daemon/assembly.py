@@ -14,25 +14,25 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
-from server.daemon.config import Config
-from server.detect.driver import Driver
-from server.detect.engine import Engine
-from server.detect.events import Event
-from server.detect.feed import Feed
-from server.ingest.listeners import Connections
-from server.ingest.pipeline import Pipeline
-from server.persist.archive import Archive
-from server.persist.rejects import RejectsFile
-from server.persist.state import StateStore
-from server.pool.scheduler import PoolScheduler
-from server.pool.worker import BatchResult, WorkerOptions
-from server.primes.jobs import JobManager
-from server.publish.commands import Commands
-from server.publish.control import ControlConnection
-from server.publish.metrics import MetricFigures, render_metrics
-from server.publish.pubsub import Hub
-from server.ratelog import RateLimiter
-from server.stats.windows import Stats
+from logtallyd.daemon.config import Config
+from logtallyd.detect.driver import Driver
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import Event
+from logtallyd.detect.feed import Feed
+from logtallyd.ingest.listeners import Connections
+from logtallyd.ingest.pipeline import Pipeline
+from logtallyd.persist.archive import Archive
+from logtallyd.persist.rejects import RejectsFile
+from logtallyd.persist.state import StateStore
+from logtallyd.pool.scheduler import PoolScheduler
+from logtallyd.pool.worker import BatchResult, WorkerOptions
+from logtallyd.primes.jobs import JobManager
+from logtallyd.publish.commands import Commands
+from logtallyd.publish.control import ControlConnection
+from logtallyd.publish.metrics import MetricFigures, render_metrics
+from logtallyd.publish.pubsub import Hub
+from logtallyd.ratelog import RateLimiter
+from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
 

@@ -1,4 +1,4 @@
-"""`logtided`: run the daemon, or look at logs the way it would (parse, analyze, validate)."""
+"""`logtallyd`: run the daemon, or look at logs the way it would (parse, analyze, validate)."""
 from __future__ import annotations
 
 import argparse
@@ -7,33 +7,35 @@ import sys
 import msgspec
 import structlog
 
-from server.daemon.config import Config, ConfigError, load_config, split_address
+from logtallyd.daemon.config import Config, ConfigError, load_config, split_address
+from logtallyd.daemon.shipped import UNITS, shipped_text
 
 log = structlog.get_logger()
 
 USAGE = """\
-logtided [--config FILE] [--tcp HOST:PORT] [--udp HOST:PORT] [--control HOST:PORT]   run the daemon
-logtided parse [--format F]          read lines on stdin, print how each one is parsed (JSON)
-logtided analyze PATH... [--json] [--workers N] [--events]   statistics for files, .gz and directories
-logtided validate PATH...            per file: lines per format, first rejected lines with reasons
+logtallyd [--config FILE] [--tcp HOST:PORT] [--udp HOST:PORT] [--control HOST:PORT]   run the daemon
+logtallyd --print-config | --print-unit UNIT   the shipped default config, a shipped systemd unit
+logtallyd parse [--format F]          read lines on stdin, print how each one is parsed (JSON)
+logtallyd analyze PATH... [--json] [--workers N] [--events]   statistics for files, .gz and directories
+logtallyd validate PATH...            per file: lines per format, first rejected lines with reasons
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "parse":
-        from server.offline.parse import run_parse
-        from server.stats.templates import record_template
+        from logtallyd.offline.parse import run_parse
+        from logtallyd.stats.templates import record_template
 
         # The same pure function the workers key `TOP error` by, so the printed
         # template is exactly the one the server would count the message under.
         return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=record_template)
     if argv and argv[0] == "analyze":
-        from server.offline.analyze import run_analyze
+        from logtallyd.offline.analyze import run_analyze
 
         return run_analyze(argv[1:])
     if argv and argv[0] == "validate":
-        from server.offline.analyze import run_validate
+        from logtallyd.offline.analyze import run_validate
 
         return run_validate(argv[1:])
     if argv and argv[0] == "run":
@@ -42,25 +44,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_daemon(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="logtided", usage=USAGE)
-    parser.add_argument("--version", action="version", version=f"logtided {_version()}",
+    parser = argparse.ArgumentParser(prog="logtallyd", usage=USAGE)
+    parser.add_argument("--version", action="version", version=f"logtallyd {_version()}",
                         help="print the version and exit")
     parser.add_argument("--config", help="config.toml (default: built-in defaults)")
     parser.add_argument("--tcp", help="ingest TCP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the shipped, commented default config.toml and exit")
+    parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
+                        help=f"print a shipped systemd unit and exit ({', '.join(UNITS)})")
     args = parser.parse_args(argv)
+    if args.print_config or args.print_unit:
+        sys.stdout.write(shipped_text(args.print_unit or "config.toml"))
+        return 0
     try:
         config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control)
     except ConfigError as exc:
-        print(f"logtided: {exc}", file=sys.stderr)
+        print(f"logtallyd: {exc}", file=sys.stderr)
         return 2
-    from server.daemon.logsetup import configure_logging
+    from logtallyd.daemon.logsetup import configure_logging
 
     configure_logging(config.log)
     import uvloop
 
-    from server.daemon.app import serve
+    from logtallyd.daemon.app import serve
 
     pinned = {name for name in ("tcp", "udp", "control") if getattr(args, name) is not None}
     try:
@@ -74,7 +83,7 @@ def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("logtide")
+        return version("logtally")
     except PackageNotFoundError:  # a source tree that was never installed
         return "0+unknown"
 

@@ -14,14 +14,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from server.daemon.logsetup import LogConfig
-from server.detect.config import DetectConfig
-from server.ingest.config import IngestConfig, PipelineConfig, TlsConfig
-from server.parsing.options import ParseOptions
-from server.persist.config import ArchiveConfig, RejectsConfig, StateConfig
-from server.primes.config import PrimeConfig
-from server.publish.config import ControlConfig, HttpConfig
-from server.stats.config import StatsConfig
+from logtallyd.daemon.logsetup import LogConfig
+from logtallyd.detect.config import DetectConfig
+from logtallyd.ingest.config import IngestConfig, PipelineConfig, TlsConfig
+from logtallyd.parsing.options import ParseOptions
+from logtallyd.persist.config import ArchiveConfig, RejectsConfig, StateConfig
+from logtallyd.primes.config import PrimeConfig
+from logtallyd.publish.config import ControlConfig, HttpConfig
+from logtallyd.stats.config import StatsConfig
 
 __all__ = [
     "ArchiveConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple, Protocol
 
 import structlog
 
-from server.daemon.config import Config, split_address
-from server.ingest.config import TlsConfig
-from server.ingest.listeners import TcpIngest, UdpIngest
-from server.publish.control import ControlConnection
-from server.publish.http import MetricsHttp
+from logtallyd.daemon.config import Config, split_address
+from logtallyd.ingest.config import TlsConfig
+from logtallyd.ingest.listeners import TcpIngest, UdpIngest
+from logtallyd.publish.control import ControlConnection
+from logtallyd.publish.http import MetricsHttp
 
 if TYPE_CHECKING:
-    from server.daemon.assembly import Parts
+    from logtallyd.daemon.assembly import Parts
 
 log = structlog.get_logger()
 
@@ -30,7 +30,7 @@ class Closeable(Protocol):
 
 class Kind(NamedTuple):
     name: str  # the key of `addresses` and of the `listening` log line
-    role: str  # the socket role systemd passes it under (server.daemon.activation)
+    role: str  # the socket role systemd passes it under (logtallyd.daemon.activation)
     address: Callable[[Config], str]  # "" = off
 
 

@@ -26,7 +26,7 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     format: Literal["auto", "json", "console"] = "auto"  # auto: console on a TTY, JSON otherwise
-    # Per-line and per-connection events are rate limited (`server.ratelog`), so a garbage
+    # Per-line and per-connection events are rate limited (`logtallyd.ratelog`), so a garbage
     # flood or a connect storm cannot flood the journal; what is dropped is still counted.
     rate_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
     rejected_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5  # `line_rejected`, per reason
@@ -94,13 +94,13 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
-    handler.set_name("logtide")
+    handler.set_name("logtally")
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     ))
     root = logging.getLogger()
-    for old in [h for h in root.handlers if h.get_name() == "logtide"]:
+    for old in [h for h in root.handlers if h.get_name() == "logtally"]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -3,7 +3,7 @@
 Decoded by msgspec like the rest of the config (unknown keys fail at start and on SIGHUP); each
 limit's range is on its field, and the checks between keys (a resolve level below its
 threshold, the empty walk covering the longest window, pattern names unique, step regexes that
-compile) are in `server.daemon.config.check_config`.
+compile) are in `logtallyd.daemon.config.check_config`.
 """
 from __future__ import annotations
 

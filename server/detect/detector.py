@@ -1,6 +1,6 @@
 """The one shape every anomaly detector has: an event-time second of merged feeds in, events out.
 
-The engine (`server.detect.engine`) holds a table of `Detector`s and drives them alike: `step`
+The engine (`logtallyd.detect.engine`) holds a table of `Detector`s and drives them alike: `step`
 each processed second, `reconfigure` on SIGHUP (state kept), `figures` for STATS.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from server.detect.config import DetectConfig
-from server.detect.events import Event
-from server.detect.feed import Second
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.events import Event
+from logtallyd.detect.feed import Second
 
 __all__ = ["Detector", "SectionDetector"]
 

@@ -1,6 +1,6 @@
 """Drives the detection engine from batch results, in stream order and on an event-time clock.
 
-Feeds arrive in batch order (the shell releases results through `server.ingest.reorder`), so a
+Feeds arrive in batch order (the shell releases results through `logtallyd.ingest.reorder`), so a
 stream is seen in the order it was sent, as `analyze` sees a file. The watermark is the newest
 event second seen less `lateness_s`; when the input goes quiet, the event clock runs on at
 wall-clock pace from that second, so an error burst at the end of a replay still resolves.
@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from server.detect.config import DetectConfig
-from server.detect.engine import Engine
-from server.detect.events import Event
-from server.detect.feed import Feed
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import Event
+from logtallyd.detect.feed import Feed
 
 
 class Driver:

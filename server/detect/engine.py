@@ -9,15 +9,15 @@ from typing import Iterable
 
 import msgspec
 
-from server.detect.config import DetectConfig
-from server.detect.detector import Detector
-from server.detect.events import AnyEvent, Event
-from server.detect.feed import Feed, Match, Second, merge_second, pattern_id
-from server.detect.newtemplate import NewTemplateDetector, NewTemplateState
-from server.detect.pattern import PatternDetector, PatternState
-from server.detect.spike import SpikeDetector, SpikeState
-from server.detect.suspicious import SuspiciousDetector, SuspiciousState
-from server.detect.zscore import ZScoreDetector, ZScoreState
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.detector import Detector
+from logtallyd.detect.events import AnyEvent, Event
+from logtallyd.detect.feed import Feed, Match, Second, merge_second, pattern_id
+from logtallyd.detect.newtemplate import NewTemplateDetector, NewTemplateState
+from logtallyd.detect.pattern import PatternDetector, PatternState
+from logtallyd.detect.spike import SpikeDetector, SpikeState
+from logtallyd.detect.suspicious import SuspiciousDetector, SuspiciousState
+from logtallyd.detect.zscore import ZScoreDetector, ZScoreState
 
 
 class EngineState(msgspec.Struct):
@@ -138,7 +138,7 @@ class Engine:
         """Process everything buffered (end of input). With `drain`, walk on without data until
         every sliding window has emptied and the last z-score interval has closed, so open
         episodes send `resolved` and the last interval is judged: what a live server does as
-        its event clock runs on after the input stops (server.detect.driver.Driver), so a replay
+        its event clock runs on after the input stops (logtallyd.detect.driver.Driver), so a replay
         lists the same events as a stream. The drained seconds count as processed (later data
         for them is late), so do not drain a live stream."""
         st = self._state

@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import msgspec
 
-from server.stats.aggregate import Groups, by_second
-from server.detect.config import DetectConfig, Pattern
-from server.detect.histogram import bucket_of, merge_into
-from server.records import ERROR_SEVERITY, Record
+from logtallyd.stats.aggregate import Groups, by_second
+from logtallyd.detect.config import DetectConfig, Pattern
+from logtallyd.detect.histogram import bucket_of, merge_into
+from logtallyd.records import ERROR_SEVERITY, Record
 
 NO_SERVICE = "-"  # the service key of records that name none
 MAX_LINE_CHARS = 512  # matched messages are kept this long at most (they end up in events)
@@ -31,7 +31,7 @@ Order = tuple[float, int, int]
 class ServiceTally(msgspec.Struct, array_like=True):
     lines: int = 0
     errors: int = 0
-    latency: dict[int, int] = {}  # histogram bucket -> count (server.detect.histogram)
+    latency: dict[int, int] = {}  # histogram bucket -> count (logtallyd.detect.histogram)
 
 
 class TemplateTally(msgspec.Struct, array_like=True):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import DetectConfig, NewTemplateConfig
-from server.detect.detector import SectionDetector
-from server.detect.events import Event, NewTemplate
-from server.detect.feed import Second
+from logtallyd.detect.config import DetectConfig, NewTemplateConfig
+from logtallyd.detect.detector import SectionDetector
+from logtallyd.detect.events import Event, NewTemplate
+from logtallyd.detect.feed import Second
 
 
 class NewTemplateState(msgspec.Struct):

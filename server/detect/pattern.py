@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import DetectConfig, Pattern, PatternLimits
-from server.detect.events import Event, PatternMatch
-from server.detect.feed import Match, Second, pattern_id
+from logtallyd.detect.config import DetectConfig, Pattern, PatternLimits
+from logtallyd.detect.events import Event, PatternMatch
+from logtallyd.detect.feed import Match, Second, pattern_id
 
 
 class Prefix(msgspec.Struct, array_like=True):

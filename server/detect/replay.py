@@ -6,11 +6,11 @@ from __future__ import annotations
 import itertools
 from typing import Callable, Iterable
 
-from server.detect.config import DetectConfig
-from server.detect.engine import Engine
-from server.detect.events import Event
-from server.detect.feed import Feed
-from server.records import Record, is_error
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.engine import Engine
+from logtallyd.detect.events import Event
+from logtallyd.detect.feed import Feed
+from logtallyd.records import Record, is_error
 
 
 def second_of(record: Record, arrival: float) -> int:

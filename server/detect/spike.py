@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import DetectConfig, SpikeConfig
-from server.detect.detector import SectionDetector
-from server.detect.events import ErrorSpike, Event, Resolved, TemplateCount
-from server.detect.feed import Second
+from logtallyd.detect.config import DetectConfig, SpikeConfig
+from logtallyd.detect.detector import SectionDetector
+from logtallyd.detect.events import ErrorSpike, Event, Resolved, TemplateCount
+from logtallyd.detect.feed import Second
 
 OVERALL = "*"
 TEMPLATES_PER_SECOND = 20  # per key and second; top templates are taken from these

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import msgspec
 
-from server.detect.config import DetectConfig, SuspiciousConfig
-from server.detect.detector import SectionDetector
-from server.detect.events import Event, Resolved, SuspiciousIp
-from server.detect.feed import Second
+from logtallyd.detect.config import DetectConfig, SuspiciousConfig
+from logtallyd.detect.detector import SectionDetector
+from logtallyd.detect.events import Event, Resolved, SuspiciousIp
+from logtallyd.detect.feed import Second
 
 
 class Entry(msgspec.Struct, array_like=True):

@@ -8,11 +8,11 @@ import math
 
 import msgspec
 
-from server.detect.config import DetectConfig, ZScoreConfig
-from server.detect.detector import SectionDetector
-from server.detect.events import Event, ZScore
-from server.detect.feed import Second
-from server.detect.histogram import merge_into, quantile
+from logtallyd.detect.config import DetectConfig, ZScoreConfig
+from logtallyd.detect.detector import SectionDetector
+from logtallyd.detect.events import Event, ZScore
+from logtallyd.detect.feed import Second
+from logtallyd.detect.histogram import merge_into, quantile
 
 METRICS = ("lines_per_s", "error_rate", "p95_latency_ms")
 

@@ -1,7 +1,7 @@
 """The `[ingest]` and `[pipeline]` sections of config.toml: listeners, framing limits, batching.
 
 Each limit carries its range on the field, so msgspec names the key of a bad value at decode
-time; the few checks that involve two keys are in `server.daemon.config.check_config`.
+time; the few checks that involve two keys are in `logtallyd.daemon.config.check_config`.
 """
 from __future__ import annotations
 

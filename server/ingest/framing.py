@@ -10,7 +10,7 @@ import re
 
 import msgspec
 
-from server.records import FrameErrorReason
+from logtallyd.records import FrameErrorReason
 
 # Octet counting is chosen only for `[1-9][0-9]{0,8} <`: a syslog message always opens with
 # `<PRI>`, so a line such as `10.1.3.6 - - [30/Jan/2025...] "GET / ..."` or `200 OK` stays a

@@ -11,10 +11,10 @@ import time
 import msgspec
 import structlog
 
-from server.ingest.config import IngestConfig
-from server.ingest.framing import FrameError, Framer
-from server.ingest.pipeline import Pipeline
-from server.ratelog import RateLimitedLog, RateLimiter
+from logtallyd.ingest.config import IngestConfig
+from logtallyd.ingest.framing import FrameError, Framer
+from logtallyd.ingest.pipeline import Pipeline
+from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()
 

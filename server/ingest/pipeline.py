@@ -1,7 +1,7 @@
 """The middle of the flow, live: frames from the listeners to batches, the pool, and `Stats`.
 
 Listeners hand frames to `Pipeline.submit`; the batcher cuts them by size and a short deadline,
-the pool parses them (`server.pool.worker.process_batch`), and results merge in stream order. Past
+the pool parses them (`logtallyd.pool.worker.process_batch`), and results merge in stream order. Past
 `max_in_flight` batches or `max_buffered_bytes` every ingest transport pauses: overload slows TCP
 senders down, it does not drop lines.
 """
@@ -15,18 +15,18 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
-from server.stats.aggregate import Partial
-from server.ingest.config import PipelineConfig
-from server.persist.archive import Archive
-from server.ingest.framing import FrameError
-from server.ratelog import RateLimitedLog, RateLimiter
-from server.persist.rejects import RejectsFile
-from server.pool.scheduler import INGEST, PoolScheduler
-from server.stats.windows import Stats
-from server.pool.worker import BatchResult, WorkerOptions, decode_result, process_batch
-from server.ingest.batching import Batch, Batcher
-from server.ingest.pressure import InFlight, Pressure, Transition
-from server.ingest.reorder import Reorder
+from logtallyd.stats.aggregate import Partial
+from logtallyd.ingest.config import PipelineConfig
+from logtallyd.persist.archive import Archive
+from logtallyd.ingest.framing import FrameError
+from logtallyd.ratelog import RateLimitedLog, RateLimiter
+from logtallyd.persist.rejects import RejectsFile
+from logtallyd.pool.scheduler import INGEST, PoolScheduler
+from logtallyd.stats.windows import Stats
+from logtallyd.pool.worker import BatchResult, WorkerOptions, decode_result, process_batch
+from logtallyd.ingest.batching import Batch, Batcher
+from logtallyd.ingest.pressure import InFlight, Pressure, Transition
+from logtallyd.ingest.reorder import Reorder
 
 log = structlog.get_logger()
 

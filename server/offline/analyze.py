@@ -1,4 +1,4 @@
-"""Batch analysis of log files: `logtided analyze` and `logtided validate`.
+"""Batch analysis of log files: `logtallyd analyze` and `logtallyd validate`.
 
 `analyze` is the live pipeline without sockets: files (plain or gzip, directories searched
 recursively for `*.log*`) are read in chunks, cut into frames by the same RFC 6587 `Framer`,
@@ -26,19 +26,19 @@ from pathlib import Path
 import msgspec
 from typing import IO, Any, Callable, Iterator
 
-from server.stats.aggregate import Partial
-from server.ingest.batching import Batch, Batcher
-from server.ingest.framing import FrameError, Framer
-from server.ingest.pressure import InFlight
-from server.ingest.reorder import Reorder
-from server.stats.windows import Stats, StatsConfig
+from logtallyd.stats.aggregate import Partial
+from logtallyd.ingest.batching import Batch, Batcher
+from logtallyd.ingest.framing import FrameError, Framer
+from logtallyd.ingest.pressure import InFlight
+from logtallyd.ingest.reorder import Reorder
+from logtallyd.stats.windows import Stats, StatsConfig
 
 CHUNK_BYTES = 256 << 10  # read size; a batch is cut at this many bytes of frames
 BATCH_LINES = 4000  # as `[pipeline] batch_lines`
 MAX_MESSAGE_BYTES = 65536  # as `[ingest] max_message_bytes`: longer lines are `oversize`
 _GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1
 
-# A batch function: (frames, arrival, options) -> encoded `server.pool.worker.BatchResult`.
+# A batch function: (frames, arrival, options) -> encoded `logtallyd.pool.worker.BatchResult`.
 BatchFn = Callable[[list[bytes], float, Any], bytes]
 
 
@@ -88,13 +88,13 @@ def read_batches(
 
 def default_batch_fn() -> tuple[BatchFn, Any]:
     """The server's own worker function and its default options."""
-    from server.pool.worker import WorkerOptions, process_batch
+    from logtallyd.pool.worker import WorkerOptions, process_batch
 
     return process_batch, WorkerOptions()
 
 
 def _decode(result: bytes) -> Any:
-    from server.pool.worker import decode_result
+    from logtallyd.pool.worker import decode_result
 
     return decode_result(result)
 
@@ -298,8 +298,8 @@ def _ts(value: float | None) -> str:
 
 
 def run_analyze(argv: list[str]) -> int:
-    """`logtided analyze PATH... [--json] [--workers N] [--top N]`."""
-    ap = argparse.ArgumentParser(prog="logtided analyze", description="Statistics of log files.")
+    """`logtallyd analyze PATH... [--json] [--workers N] [--top N]`."""
+    ap = argparse.ArgumentParser(prog="logtallyd analyze", description="Statistics of log files.")
     ap.add_argument("paths", nargs="+", metavar="PATH", help="files, .gz files or directories")
     ap.add_argument("--json", action="store_true", help="print the STATS `all` object as JSON")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -312,18 +312,18 @@ def run_analyze(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
-        print(f"logtided analyze: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        print(f"logtallyd analyze: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.workers < 0:
-        print("logtided analyze: --workers must be >= 0", file=sys.stderr)
+        print("logtallyd analyze: --workers must be >= 0", file=sys.stderr)
         return 2
-    from server.daemon.config import ConfigError, load_config
-    from server.pool.worker import WorkerOptions
+    from logtallyd.daemon.config import ConfigError, load_config
+    from logtallyd.pool.worker import WorkerOptions
 
     try:
         config = load_config(args.config)  # None: the built-in defaults, as the daemon's
     except ConfigError as exc:
-        print(f"logtided analyze: {exc}", file=sys.stderr)
+        print(f"logtallyd analyze: {exc}", file=sys.stderr)
         return 2
     settings: dict[str, Any] = {
         "stats_config": config.stats,
@@ -334,9 +334,9 @@ def run_analyze(argv: list[str]) -> int:
     events: list[Any] = []
     driver = None
     if args.events:
-        from server.detect.engine import Engine
-        from server.detect.feed import Feed
-        from server.detect.driver import Driver
+        from logtallyd.detect.engine import Engine
+        from logtallyd.detect.feed import Feed
+        from logtallyd.detect.driver import Driver
 
         driver = Driver(Engine(config.detect), config.pipeline.event_lateness_s, config.stats.max_future_s)
 
@@ -390,7 +390,7 @@ def validate_file(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> FileCheck:
     """Parse every frame of a file; line numbers count frames (LF-terminated lines) from 1."""
-    from server.records import Rejected
+    from logtallyd.records import Rejected
 
     check = FileCheck(path)
     arrival = time.time()
@@ -417,17 +417,17 @@ def validate_file(
 
 
 def run_validate(argv: list[str]) -> int:
-    """`logtided validate PATH... [--json] [--examples N]`; exit status 1 when a line is rejected."""
-    ap = argparse.ArgumentParser(prog="logtided validate", description="Check how log lines parse.")
+    """`logtallyd validate PATH... [--json] [--examples N]`; exit status 1 when a line is rejected."""
+    ap = argparse.ArgumentParser(prog="logtallyd validate", description="Check how log lines parse.")
     ap.add_argument("paths", nargs="+", metavar="PATH", help="files, .gz files or directories")
     ap.add_argument("--json", action="store_true", help="one JSON object per file")
     ap.add_argument("--examples", type=int, default=10, metavar="N", help="rejected lines shown per file")
     args = ap.parse_args(argv)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
-        print(f"logtided validate: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        print(f"logtallyd validate: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    from server.parsing import ParseOptions, parse_line
+    from logtallyd.parsing import ParseOptions, parse_line
 
     options = ParseOptions()
     any_rejected = False

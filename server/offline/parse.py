@@ -1,4 +1,4 @@
-"""`logtided parse [--format F]`: show how logtide reads each line of stdin, one JSON object per line.
+"""`logtallyd parse [--format F]`: show how logtally reads each line of stdin, one JSON object per line.
 
 The thin I/O shell around `parse_line`: it reads the clock (once per line, for the RFC 3164
 year) and writes the normalised record, or `{"rejected": reason, "line": ...}`.
@@ -13,8 +13,8 @@ from typing import Any, Callable, TextIO
 
 import msgspec
 
-from server.records import FORMATS, Record, iso_utc, record_view
-from server.parsing import ParseOptions, parse_line
+from logtallyd.records import FORMATS, Record, iso_utc, record_view
+from logtallyd.parsing import ParseOptions, parse_line
 
 __all__ = ["iso_utc", "record_view", "run_parse"]
 
@@ -23,8 +23,8 @@ _encoder = msgspec.json.Encoder()
 
 def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,
               template_of: Callable[[Record], str] | None = None) -> int:
-    """Implements `logtided parse`; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="logtided parse",
+    """Implements `logtallyd parse`; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="logtallyd parse",
                                  description="Parse log lines from stdin, print one JSON record per line.")
     ap.add_argument("--format", choices=("auto",) + FORMATS, default="auto",
                     help="force one format (default: detect per line)")

@@ -19,9 +19,9 @@ keeping facility and severity, so no data is lost; it is never labelled `rfc5424
 """
 from __future__ import annotations
 
-from server.records import Record, Rejected
-from server.parsing.sniff import DEFAULT_PLAN, parse, plan_for
-from server.parsing.options import ParseOptions
+from logtallyd.records import Record, Rejected
+from logtallyd.parsing.sniff import DEFAULT_PLAN, parse, plan_for
+from logtallyd.parsing.options import ParseOptions
 
 __all__ = ["ParseOptions", "parse_line"]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 
-from server.records import LEVELS, Http, Record
-from server.parsing.timestamps import clf_epoch
+from logtallyd.records import LEVELS, Http, Record
+from logtallyd.parsing.timestamps import clf_epoch
 
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 # One match per line (no nested quantifiers over the same characters, so no runaway

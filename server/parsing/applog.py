@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 
-from server.records import LEVELS, Record
-from server.parsing.levels import severity_of_name
-from server.parsing.timestamps import (
+from logtallyd.records import LEVELS, Record
+from logtallyd.parsing.levels import severity_of_name
+from logtallyd.parsing.timestamps import (
     ISO_LENIENT, MONTHS, day_epoch_cached, iso_epoch,
 )
 

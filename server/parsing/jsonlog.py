@@ -21,15 +21,15 @@ from typing import Any, Union
 
 import msgspec
 
-from server.records import LEVELS, Http, Record, Rejected
-from server.parsing.levels import severity_of_name, severity_of_number
-from server.parsing.timestamps import parse_iso
+from logtallyd.records import LEVELS, Http, Record, Rejected
+from logtallyd.parsing.levels import severity_of_name, severity_of_number
+from logtallyd.parsing.timestamps import parse_iso
 
 _Scalar = Union[str, int, float, None]
 
 
 class JsonLine(msgspec.Struct):
-    """The keys of a JSON log line that logtide understands (see the module docstring)."""
+    """The keys of a JSON log line that logtally understands (see the module docstring)."""
 
     timestamp: _Scalar = None
     ts: _Scalar = None

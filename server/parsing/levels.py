@@ -1,4 +1,4 @@
-"""Level names of every format mapped onto the one syslog-severity scale of `server.records.LEVELS`.
+"""Level names of every format mapped onto the one syslog-severity scale of `logtallyd.records.LEVELS`.
 
 Used by the JSON, application-line and raw parsers; syslog formats take severity from PRI instead.
 """

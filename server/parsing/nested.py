@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import msgspec
 
-from server.records import Record
-from server.parsing.access import parse_access
-from server.parsing.jsonlog import parse_json
+from logtallyd.records import Record
+from logtallyd.parsing.access import parse_access
+from logtallyd.parsing.jsonlog import parse_json
 
 
 def nest(outer: Record, allowed: frozenset[str]) -> Record:

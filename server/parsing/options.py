@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from server.records import FORMATS, Format
+from logtallyd.records import FORMATS, Format
 
 
 class ParseOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

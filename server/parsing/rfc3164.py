@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from server.records import LEVELS, Record
-from server.parsing.timestamps import ISO_LENIENT, MONTHS, bsd_epoch, iso_epoch
+from logtallyd.records import LEVELS, Record
+from logtallyd.parsing.timestamps import ISO_LENIENT, MONTHS, bsd_epoch, iso_epoch
 
 _BSD_TS = re.compile(
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}([0-9]{1,2}) "

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from server.records import LEVELS, Record
-from server.parsing.timestamps import iso_second_epoch, offset_seconds
+from logtallyd.records import LEVELS, Record
+from logtallyd.parsing.timestamps import iso_second_epoch, offset_seconds
 
 # §6: VERSION = NONZERO-DIGIT 0*2DIGIT; TIMESTAMP = NILVALUE / FULL-DATE "T" FULL-TIME (§6.2.3:
 # TIME-SECFRAC at most 6 digits, upper-case T and Z); HOSTNAME 1*255, APP-NAME 1*48,

@@ -17,16 +17,16 @@ import re
 
 import msgspec
 
-from server.records import FORMATS, LEVELS, Record, Rejected
-from server.parsing.access import parse_access
-from server.parsing.applog import parse_app
-from server.parsing.jsonlog import INVALID_JSON, parse_json
-from server.parsing.levels import infer_severity
-from server.parsing.nested import nest
-from server.parsing.options import ParseOptions
-from server.parsing.rfc3164 import parse_rfc3164
-from server.parsing.rfc5424 import parse_rfc5424
-from server.parsing.timestamps import MONTHS
+from logtallyd.records import FORMATS, LEVELS, Record, Rejected
+from logtallyd.parsing.access import parse_access
+from logtallyd.parsing.applog import parse_app
+from logtallyd.parsing.jsonlog import INVALID_JSON, parse_json
+from logtallyd.parsing.levels import infer_severity
+from logtallyd.parsing.nested import nest
+from logtallyd.parsing.options import ParseOptions
+from logtallyd.parsing.rfc3164 import parse_rfc3164
+from logtallyd.parsing.rfc5424 import parse_rfc5424
+from logtallyd.parsing.timestamps import MONTHS
 
 EMPTY = Rejected("empty")
 BAD_PRI = Rejected("bad_pri")

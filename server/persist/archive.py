@@ -3,7 +3,7 @@
 Rotation is decided by the pure `should_rotate` (size and age, time handed in); closed segments
 are gzipped in a thread and the oldest deleted past `keep_segments`, all off the ingest path.
 One frame is one archive line: LF and NUL inside a frame (octet-counted frames may carry them)
-become a space, so `logtided analyze` over the archive sees the same number of lines.
+become a space, so `logtallyd analyze` over the archive sees the same number of lines.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import aiofiles
 import structlog
 
-from server.persist.config import ArchiveConfig
+from logtallyd.persist.config import ArchiveConfig
 
 log = structlog.get_logger()
 

@@ -18,7 +18,7 @@ import structlog
 
 log = structlog.get_logger()
 
-MAGIC = "logtide-snapshot"
+MAGIC = "logtally-snapshot"
 
 
 class Snapshot(msgspec.Struct, frozen=True, array_like=True):

@@ -1,6 +1,6 @@
 """What survives a restart: statistics, detector state and recent events, in one snapshot file.
 
-Written periodically and at shutdown through `server.persist.snapshot` (temp file, fsync, rename);
+Written periodically and at shutdown through `logtallyd.persist.snapshot` (temp file, fsync, rename);
 restored at start. A damaged or incompatible snapshot is set aside and the daemon starts empty.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from server.detect.config import DetectConfig
-from server.detect.engine import Engine
-from server.persist.config import StateConfig
-from server.persist.snapshot import load_snapshot, write_snapshot
-from server.stats.config import StatsConfig
-from server.stats.windows import Stats
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.engine import Engine
+from logtallyd.persist.config import StateConfig
+from logtallyd.persist.snapshot import load_snapshot, write_snapshot
+from logtallyd.stats.config import StatsConfig
+from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
 

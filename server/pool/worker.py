@@ -13,14 +13,14 @@ from typing import Any
 
 import msgspec
 
-from server.stats.aggregate import Partial, by_second
-from server.detect.config import DetectConfig
-from server.detect.feed import Feed
-from server.parsing import ParseOptions
-from server.parsing.sniff import parse, plan_for
-from server.records import ERROR_SEVERITY, Record, Rejected, record_view
-from server.publish.tailfilter import Predicate, compile_filter
-from server.stats.templates import record_template
+from logtallyd.stats.aggregate import Partial, by_second
+from logtallyd.detect.config import DetectConfig
+from logtallyd.detect.feed import Feed
+from logtallyd.parsing import ParseOptions
+from logtallyd.parsing.sniff import parse, plan_for
+from logtallyd.records import ERROR_SEVERITY, Record, Rejected, record_view
+from logtallyd.publish.tailfilter import Predicate, compile_filter
+from logtallyd.stats.templates import record_template
 
 
 class WorkerOptions(msgspec.Struct, frozen=True):
@@ -39,7 +39,7 @@ class BatchResult(msgspec.Struct):
     # (index in the batch, reason) for every rejected frame; the main process still holds the
     # frames, so only indices cross the pipe.
     rejected: list[tuple[int, str]]
-    tail: list[dict[str, Any]] = []  # records for `tail` subscribers, as `logtided parse` shows them
+    tail: list[dict[str, Any]] = []  # records for `tail` subscribers, as `logtallyd parse` shows them
     tail_skipped: int = 0  # matching records beyond `max_tail`
 
 

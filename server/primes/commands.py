@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import msgspec
 
-from server.primes.jobs import JobRejected
-from server.primes.numbers import parse_number, parse_range
+from logtallyd.primes.jobs import JobRejected
+from logtallyd.primes.numbers import parse_number, parse_range
 
 if TYPE_CHECKING:
-    from server.primes.jobs import JobManager
+    from logtallyd.primes.jobs import JobManager
 
 __all__ = [
     "Cancel", "Cancelled", "IsPrime", "JobList", "JobRunning", "Jobs", "ListDone", "PrimeAnswer",

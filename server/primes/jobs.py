@@ -19,10 +19,10 @@ from typing import AsyncIterator, Callable
 
 import structlog
 
-from server.primes import primality, sieve
-from server.primes.config import PrimeConfig
-from server.primes.numbers import parse_range
-from server.pool.scheduler import JOB, PoolScheduler
+from logtallyd.primes import primality, sieve
+from logtallyd.primes.config import PrimeConfig
+from logtallyd.primes.numbers import parse_range
+from logtallyd.pool.scheduler import JOB, PoolScheduler
 
 log = structlog.get_logger()
 

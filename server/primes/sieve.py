@@ -15,7 +15,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from server.primes.config import SEGMENT_BYTES
+from logtallyd.primes.config import SEGMENT_BYTES
 
 WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
 # Multiples of these are pre-sieved by copying one periodic pattern and AND-ing a second;
@@ -114,7 +114,7 @@ def _kernels() -> types.ModuleType:
     first segment after a restart loads the machine code from numba's on-disk cache
     (`cache=True` in `kernels`) instead of compiling it again.
     """
-    from server.primes import kernels
+    from logtallyd.primes import kernels
 
     return kernels
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, assert_never
 
-from server.primes.commands import Cancel, IsPrime, Jobs, PrimeCommands, PrimeCount, PrimeList
-from server.publish.protocol import (
+from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCommands, PrimeCount, PrimeList
+from logtallyd.publish.protocol import (
     Answer, Close, Command, CommandError, CommandLimits, Error, EventList, Events, Help, HelpList, Join,
     Leave, Metrics, MetricsText, Ping, Pong, Quit, Stats, Subscribe, Top, TopList, Unsubscribe, help_text,
 )
-from server.publish.tailfilter import compile_filter
+from logtallyd.publish.tailfilter import compile_filter
 
 if TYPE_CHECKING:
-    from server.publish.protocol import Config
-    from server.primes.jobs import JobManager
-    from server.stats.windows import Stats as Statistics
+    from logtallyd.publish.protocol import Config
+    from logtallyd.primes.jobs import JobManager
+    from logtallyd.stats.windows import Stats as Statistics
 
 
 class Commands:

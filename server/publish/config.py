@@ -2,7 +2,7 @@
 
 Each limit carries its range on the field, so msgspec names the key of a bad value at decode
 time; the interval bounds, which involve three keys, are checked in
-`server.daemon.config.check_config`.
+`logtallyd.daemon.config.check_config`.
 """
 from __future__ import annotations
 

@@ -14,12 +14,12 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
-from server.publish.commands import Commands
-from server.publish.lines import LineReader
-from server.publish.protocol import (
+from logtallyd.publish.commands import Commands
+from logtallyd.publish.lines import LineReader
+from logtallyd.publish.protocol import (
     Answer, Close, CommandError, Error, Join, Leave, Subscribed, Unsubscribed, decode_command,
 )
-from server.publish.pubsub import Hub, Subscriber
+from logtallyd.publish.pubsub import Hub, Subscriber
 
 log = structlog.get_logger()
 

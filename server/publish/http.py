@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from server.publish.config import HttpConfig
-from server.publish.metrics import CONTENT_TYPE
+from logtallyd.publish.config import HttpConfig
+from logtallyd.publish.metrics import CONTENT_TYPE
 
 __all__ = ["HttpConfig", "MetricsHttp", "respond"]
 

@@ -4,7 +4,7 @@ Sans-I/O: bytes in, lines (or a `CommandError` for a line too long) out, in the 
 """
 from __future__ import annotations
 
-from server.publish.protocol import CommandError
+from logtallyd.publish.protocol import CommandError
 
 __all__ = ["LineReader"]
 

@@ -1,7 +1,7 @@
 """Prometheus text exposition (format 0.0.4) of the daemon's own figures, for `METRICS` and `/metrics`.
 
 A pure function of a `MetricFigures` value: the server fills the Struct from its counters and
-gauges, this module only renders. Names follow the Prometheus conventions: `logtide_` prefix,
+gauges, this module only renders. Names follow the Prometheus conventions: `logtally_` prefix,
 base units (`_seconds`, `_bytes`), `_total` on counters.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
     if not isinstance(figures, MetricFigures):
         figures = msgspec.convert(figures, MetricFigures)
     f = figures
-    p = "logtide_"
+    p = "logtally_"
     quantiles = [
         sample(f"{p}batch_seconds", seconds, {"quantile": format_value(float(q))})
         for q, seconds in sorted(f.batch_seconds_quantiles.items())

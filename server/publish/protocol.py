@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Protoco
 
 import msgspec
 
-from server.primes.commands import PrimeCommand, PrimeLimits, decode_prime
-from server.publish.pubsub import TOPICS
-from server.publish.tailfilter import Predicate, compile_filter
+from logtallyd.primes.commands import PrimeCommand, PrimeLimits, decode_prime
+from logtallyd.publish.pubsub import TOPICS
+from logtallyd.publish.tailfilter import Predicate, compile_filter
 
 if TYPE_CHECKING:
-    from server.primes.config import PrimeConfig
-    from server.publish.config import ControlConfig
-    from server.stats.config import StatsConfig
+    from logtallyd.primes.config import PrimeConfig
+    from logtallyd.publish.config import ControlConfig
+    from logtallyd.stats.config import StatsConfig
 
 
 class Config(Protocol):

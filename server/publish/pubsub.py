@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from server.publish.config import ControlConfig
+from logtallyd.publish.config import ControlConfig
 
 _json = msgspec.json.Encoder()
 

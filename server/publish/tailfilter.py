@@ -1,13 +1,13 @@
 """Filters for the `tail` topic: `level>=error service=api ip=1.2.3.4 host=web1 format=json contains:text`.
 
 All terms must hold. A filter is compiled once into a predicate over a record dict (the record as
-`logtided parse` prints it), so the same filter runs in workers and in the main process.
+`logtallyd parse` prints it), so the same filter runs in workers and in the main process.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from server.records import SEVERITY_OF
+from logtallyd.records import SEVERITY_OF
 
 Predicate = Callable[[dict[str, Any]], bool]
 

@@ -2,7 +2,7 @@
 
 A `Partial` holds the batch's accounting and one `Bucket` per event second (exact counts for
 bounded domains, DataSketches for unbounded ones), counted column by column in `add_many`; it
-crosses the pipe as bytes and merges (associative, commutative) into `server.stats.windows`.
+crosses the pipe as bytes and merges (associative, commutative) into `logtallyd.stats.windows`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any, Iterable, Sequence
 
 import msgspec
 
-from server.stats import sketches
-from server.records import ERROR_SEVERITY, SEVERITY_OF, Record
+from logtallyd.stats import sketches
+from logtallyd.records import ERROR_SEVERITY, SEVERITY_OF, Record
 
 # Sketch sizes used by workers. The main process merges into sketches sized by `[stats]`.
 TOPK_LG = 9  # 512-slot map: tracks up to 384 values exactly per sketch before it purges

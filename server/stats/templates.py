@@ -2,14 +2,14 @@
 
 `template_of` is a pure function of the message (no learned state, no clustering), so every
 worker process and every run gives the same template for the same message, and counts keyed by
-template merge across processes. Used for `TOP error` and by `logtided parse`.
+template merge across processes. Used for `TOP error` and by `logtallyd parse`.
 """
 from __future__ import annotations
 
 import functools
 import re
 
-from server.records import Record
+from logtallyd.records import Record
 
 WILDCARD = "<*>"
 
@@ -99,7 +99,7 @@ def _template(message: str) -> str:
 
 
 def record_template(record: Record) -> str:
-    """What a record counts under in `TOP error` (and `logtided parse` shows as `template`).
+    """What a record counts under in `TOP error` (and `logtallyd parse` shows as `template`).
 
     An HTTP request (an access line, bare or inside syslog) is its request, not its whole line:
     `GET /api/users/<*> 503`, so failing endpoints are told apart. Anything else is the masked

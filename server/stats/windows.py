@@ -18,10 +18,10 @@ from typing import Any
 
 import msgspec
 
-from server.stats import sketches
-from server.stats.config import StatsConfig
-from server.stats.aggregate import Bucket, Partial, add_counts, merge_totals
-from server.records import LEVELS
+from logtallyd.stats import sketches
+from logtallyd.stats.config import StatsConfig
+from logtallyd.stats.aggregate import Bucket, Partial, add_counts, merge_totals
+from logtallyd.records import LEVELS
 
 TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
 PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
