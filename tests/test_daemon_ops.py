@@ -328,3 +328,30 @@ def test_tls_garbage_pem_names_both_files(start_server, tmp_path: Path) -> None:
     with pytest.raises(AssertionError) as failed:
         start_server(f'[ingest.tls]\nlisten = "127.0.0.1:0"\ncert = "{garbage}"\nkey = "{garbage}"\n')
     assert f"ingest.tls.cert = '{garbage}', ingest.tls.key = '{garbage}': not a PEM certificate" in str(failed.value)
+
+
+def test_ctrl_c_stops_quietly_without_worker_tracebacks(tmp_path: Path) -> None:
+    # Ctrl-C in a terminal sends SIGINT to the whole foreground process group: daemon, forkserver
+    # and workers alike. Only the daemon should act on it.
+    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logtallyd", "--config", str(tmp_path / "config.toml"),
+         "--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if '"listening"' in line:
+            break
+    tcp = json.loads(lines[-1])["tcp"]
+    host, port = tcp.rsplit(":", 1)
+    send_tcp((host, int(port)), app_lines(100))
+    time.sleep(0.5)  # let a batch reach the workers, so they are running when the signal lands
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    stopped = [json.loads(line) for line in out.splitlines() if '"stopped"' in line]
+    assert len(stopped) == 1 and stopped[0]["received"] == 100 and stopped[0]["balanced"] is True

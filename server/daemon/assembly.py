@@ -25,7 +25,7 @@ from logtallyd.persist.archive import Archive
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.persist.state import StateStore
 from logtallyd.pool.scheduler import PoolScheduler
-from logtallyd.pool.worker import BatchResult, WorkerOptions
+from logtallyd.pool.worker import BatchResult, WorkerOptions, start_worker
 from logtallyd.primes.jobs import JobManager
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
@@ -156,7 +156,8 @@ def build(config: Config) -> Parts:
     hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic,
               on_leave=lambda sub: parts.tail_changed())
     workers = config.pipeline.workers or os.cpu_count() or 1
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=start_worker)
     scheduler = PoolScheduler(executor, slots=workers)
     jobs = JobManager(scheduler, config.primes, lambda m: hub.publish("jobs", m))
     rejects = RejectsFile(config.rejects.path, config.rejects.max_bytes) if config.rejects.path else None

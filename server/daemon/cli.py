@@ -22,7 +22,14 @@ logtallyd validate PATH...            per file: lines per format, first rejected
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # Ctrl-C before the daemon's own handler is installed, or in a file tool
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "parse":
         from logtallyd.offline.parse import run_parse
         from logtallyd.stats.templates import record_template

@@ -31,6 +31,7 @@ from logtallyd.ingest.batching import Batch, Batcher
 from logtallyd.ingest.framing import FrameError, Framer
 from logtallyd.ingest.pressure import InFlight
 from logtallyd.ingest.reorder import Reorder
+from logtallyd.pool.worker import start_worker
 from logtallyd.stats.windows import Stats, StatsConfig
 
 CHUNK_BYTES = 256 << 10  # read size; a batch is cut at this many bytes of frames
@@ -204,7 +205,7 @@ def analyze_paths(
                 flight.finish()
         start(pool)
 
-    pool: cf.Executor = cf.ProcessPoolExecutor(max_workers=workers) if workers else _InProcess()
+    pool: cf.Executor = cf.ProcessPoolExecutor(max_workers=workers, initializer=start_worker) if workers else _InProcess()
     with pool:
         for path in files:
             size = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import signal
 import multiprocessing
 import operator
 from typing import Any
@@ -190,6 +191,13 @@ def _decode_all(frames: list[bytes], partial: Partial) -> list[str]:
 
 
 _TS = operator.attrgetter("ts")
+
+
+def start_worker() -> None:
+    """Pool initializer. Ctrl-C reaches the whole foreground process group, but the main process
+    alone decides how to stop (drain, snapshot, exit), so a worker ignores SIGINT instead of
+    dying with a `KeyboardInterrupt` traceback; the pool shuts it down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def warm_up() -> int:
