@@ -1,9 +1,7 @@
-"""Socket activation: take listening sockets from systemd (`LISTEN_FDS`) instead of binding them.
-
-sd_listen_fds(3): systemd passes the sockets of `logtallyd.socket` as fds 3, 4, ... and names
-them with `FileDescriptorName=` in `LISTEN_FDNAMES`. With them the service binds nothing itself,
-so it needs no privilege even for port 514.
-"""
+"""Socket activation: take listening sockets from systemd (`LISTEN_FDS`) instead of binding them."""
+# sd_listen_fds(3): systemd passes the sockets of `logtallyd.socket` as fds 3, 4, ... and names
+# them with `FileDescriptorName=` in `LISTEN_FDNAMES`. With them the service binds nothing
+# itself, so it needs no privilege even for port 514.
 from __future__ import annotations
 
 import os

@@ -1,10 +1,9 @@
-"""The daemon's configuration: `config.toml` decoded by msgspec into typed Structs.
-
-Every limit carries its range on its field (`Annotated[int, msgspec.Meta(ge=...)]`), so a wrong
-type, a value out of range or an unknown key fails at start (and on SIGHUP) with a message that
-names the key, e.g. `Expected `int` >= 1 - at `$.control.max_connections``; the checks that
-involve more than one key are all in `check_config`. Each stage's sections live with the stage.
-"""
+"""The daemon's configuration: `config.toml` decoded by msgspec into typed Structs."""
+# Every limit carries its range on its field (`Annotated[int, msgspec.Meta(ge=...)]`), so a
+# wrong type, a value out of range or an unknown key fails at start (and on SIGHUP) with a
+# message that names the key, e.g. `Expected `int` >= 1 - at `$.control.max_connections``; the
+# checks that involve more than one key are all in `check_config`. Each stage's sections live
+# with the stage.
 from __future__ import annotations
 
 import re

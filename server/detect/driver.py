@@ -1,14 +1,12 @@
-"""Drives the detection engine from batch results, in stream order and on an event-time clock.
-
-Feeds arrive in batch order (the shell releases results through `logtallyd.ingest.reorder`), so a
-stream is seen in the order it was sent, as `analyze` sees a file. The watermark is the newest
-event second seen less `lateness_s`; when the input goes quiet, the event clock runs on at
-wall-clock pace from that second, so an error burst at the end of a replay still resolves.
-Seconds more than `max_future_s` ahead of the clock (a sender with a bad clock) are counted as
-`future_lines` and dropped: one such line must not move the event clock years ahead and make
-every line after it late. Sans-I/O: the wall clock (for the idle pace) is passed in; `clock`
-(Unix time, for the future guard) is injected.
-"""
+"""Drives the detection engine from batch results, in stream order and on an event-time clock."""
+# Feeds arrive in batch order (the shell releases results through `logtallyd.ingest.reorder`),
+# so a stream is seen in the order it was sent, as `analyze` sees a file. The watermark is the
+# newest event second seen less `lateness_s`; when the input goes quiet, the event clock runs on
+# at wall-clock pace from that second, so an error burst at the end of a replay still resolves.
+# Seconds more than `max_future_s` ahead of the clock (a sender with a bad clock) are counted as
+# `future_lines` and dropped: one such line must not move the event clock years ahead and make
+# every line after it late. Sans-I/O: the wall clock (for the idle pace) is passed in; `clock`
+# (Unix time, for the future guard) is injected.
 from __future__ import annotations
 
 import time

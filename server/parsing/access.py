@@ -1,19 +1,17 @@
-"""HTTP access logs: Apache/nginx common and combined formats, and Apache's mod_ssl request log.
-
-`[vhost ]client ident user [dd/Mon/yyyy:hh:mm:ss +zzzz] "request" status bytes["referer" "ua"][ extra]`
-- client is kept as logged in `Http.ip` (IPv4, IPv6 or, with HostnameLookups, a host name);
-  a leading vhost (Apache `%v`/`vhost_combined`) becomes `Record.host`.
-- request `"-"` (a connection closed before a request, e.g. status 408) or junk that is not
-  `METHOD path[ HTTP/x]` leaves method/path/protocol empty; status and bytes `-` are None.
-- extra: unquoted words after the user agent (quoted ones such as `"$http_x_forwarded_for"` are
-  skipped). When all of them are numbers or `-`, the first number is the request time: with a
-  `.` it is seconds (nginx `$request_time`, `0.005`), without one microseconds (Apache `%D`,
-  `5123`); both become `latency_ms`. Anything else there (`PID 1 Time Taken 0`) is left alone.
-- level follows the status: 5xx is ERROR, 4xx WARNING, the rest INFO, so server errors count as
-  errors everywhere.
-mod_ssl `ssl_request_log`: `[time] client TLS-version cipher "request" bytes` (no status).
-The message is the whole line.
-"""
+"""HTTP access logs: Apache/nginx common and combined formats, and Apache's mod_ssl request log."""
+# `[vhost ]client ident user [dd/Mon/yyyy:hh:mm:ss +zzzz] "request" status bytes["referer" "ua"][ extra]`
+# - client is kept as logged in `Http.ip` (IPv4, IPv6 or, with HostnameLookups, a host name);
+#   a leading vhost (Apache `%v`/`vhost_combined`) becomes `Record.host`.
+# - request `"-"` (a connection closed before a request, e.g. status 408) or junk that is not
+#   `METHOD path[ HTTP/x]` leaves method/path/protocol empty; status and bytes `-` are None.
+# - extra: unquoted words after the user agent (quoted ones such as `"$http_x_forwarded_for"` are
+#   skipped). When all of them are numbers or `-`, the first number is the request time: with a
+#   `.` it is seconds (nginx `$request_time`, `0.005`), without one microseconds (Apache `%D`,
+#   `5123`); both become `latency_ms`. Anything else there (`PID 1 Time Taken 0`) is left alone.
+# - level follows the status: 5xx is ERROR, 4xx WARNING, the rest INFO, so server errors count as
+#   errors everywhere.
+# mod_ssl `ssl_request_log`: `[time] client TLS-version cipher "request" bytes` (no status).
+# The message is the whole line.
 from __future__ import annotations
 
 import re

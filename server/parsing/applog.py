@@ -1,20 +1,20 @@
-"""Application log lines: a timestamp, a level word, an optional `[service]` and `logger:`, a message.
-
-Layouts recognised (the time is read as UTC unless the timestamp carries a zone):
-  `2025-01-30 12:00:00,123 ERROR [payments] card declined`     (`T` or space; `,` or `.` fraction)
-  `2025-01-30T12:00:00.123Z [WARN] db.pool: slow checkout`      (level in brackets, logger prefix)
-  `2025-01-30 12:00:00,123 INFO [main] org.apache.X: started`   (log4j `%d %p [%t] %c: %m`)
-  `2025-01-30 12:00:00,123 - INFO  [thread:Class@42] - msg`     (Zookeeper; service = Class)
-  `2025-01-30 12:00:00,123 - myapp.db - ERROR - msg`            (Python logging's cookbook format)
-  `17/06/09 20:10:40 INFO executor.Backend: msg`                (Spark, yy/mm/dd)
-  `081109 203615 148 INFO dfs.DataNode: msg`                    (HDFS, yymmdd hhmmss pid)
-  `[Sun Dec 04 04:47:44 2005] [notice] msg`, `[... 2000] [core:error] [pid 1:tid 2] msg`
-                                                                (Apache error log)
-The level word must be a known one (see `levels`), or the line is not an app line.
-service: a dotted (or `$`-nested) logger name such as `org.apache.X` names the component and wins
-over a bracket, which in log4j layouts is the thread; otherwise the bracket; otherwise a lower
-case `name:` prefix. A logger prefix that is used is cut from the message.
+"""Application log lines: a timestamp, a level word, an optional `[service]` and `logger:`, a
+message.
 """
+# Layouts recognised (the time is read as UTC unless the timestamp carries a zone):
+#   `2025-01-30 12:00:00,123 ERROR [payments] card declined`     (`T` or space; `,` or `.` fraction)
+#   `2025-01-30T12:00:00.123Z [WARN] db.pool: slow checkout`      (level in brackets, logger prefix)
+#   `2025-01-30 12:00:00,123 INFO [main] org.apache.X: started`   (log4j `%d %p [%t] %c: %m`)
+#   `2025-01-30 12:00:00,123 - INFO  [thread:Class@42] - msg`     (Zookeeper; service = Class)
+#   `2025-01-30 12:00:00,123 - myapp.db - ERROR - msg`            (Python logging's cookbook format)
+#   `17/06/09 20:10:40 INFO executor.Backend: msg`                (Spark, yy/mm/dd)
+#   `081109 203615 148 INFO dfs.DataNode: msg`                    (HDFS, yymmdd hhmmss pid)
+#   `[Sun Dec 04 04:47:44 2005] [notice] msg`, `[... 2000] [core:error] [pid 1:tid 2] msg`
+#                                                                 (Apache error log)
+# The level word must be a known one (see `levels`), or the line is not an app line.
+# service: a dotted (or `$`-nested) logger name such as `org.apache.X` names the component and wins
+# over a bracket, which in log4j layouts is the thread; otherwise the bracket; otherwise a lower
+# case `name:` prefix. A logger prefix that is used is cut from the message.
 from __future__ import annotations
 
 import re

@@ -1,20 +1,18 @@
-"""JSON lines: one object per line, decoded by msgspec straight into a typed Struct.
-
-Known keys (the first present wins, in this order):
-  time: `timestamp`, `ts`, `time`, `@timestamp` -- an ISO 8601 string, or an epoch number in
-        seconds (values above 1e11 are read as ms, above 1e14 as us, above 1e17 as ns);
-  level: `level`, `severity`, `log.level` -- a name (normalised by `levels`) or a number
-        (0..7 syslog severity, 10..60 pino/bunyan);
-  service: `service`, `app`, `logger`;  message: `message`, `msg`;  host: `host`, `hostname`;
-  HTTP: `ip`/`client_ip`/`remote_addr`, `method`, `path`/`url`, `protocol`, `status`, `bytes`,
-        `latency_ms`/`duration_ms` (milliseconds) or `request_time` (seconds, nginx), `user_agent`,
-        `referer`. A record gets `http` when `method`, `path`/`url` or `status` is present.
-Unknown keys are skipped by the decoder and not kept in the record; when the line has no
-`message`/`msg` the whole line is the message, so nothing the sender wrote is lost to the reader.
-A key whose value has an unexpected type (say `"level": ["x"]`) is ignored rather than failing
-the line. A line that is not valid JSON (or nests deeper than msgspec decodes, or holds a number
-no float can hold in a known key) is `Rejected("invalid_json")`.
-"""
+"""JSON lines: one object per line, decoded by msgspec straight into a typed Struct."""
+# Known keys (the first present wins, in this order):
+#   time: `timestamp`, `ts`, `time`, `@timestamp` -- an ISO 8601 string, or an epoch number in
+#         seconds (values above 1e11 are read as ms, above 1e14 as us, above 1e17 as ns);
+#   level: `level`, `severity`, `log.level` -- a name (normalised by `levels`) or a number
+#         (0..7 syslog severity, 10..60 pino/bunyan);
+#   service: `service`, `app`, `logger`;  message: `message`, `msg`;  host: `host`, `hostname`;
+#   HTTP: `ip`/`client_ip`/`remote_addr`, `method`, `path`/`url`, `protocol`, `status`, `bytes`,
+#         `latency_ms`/`duration_ms` (milliseconds) or `request_time` (seconds, nginx), `user_agent`,
+#         `referer`. A record gets `http` when `method`, `path`/`url` or `status` is present.
+# Unknown keys are skipped by the decoder and not kept in the record; when the line has no
+# `message`/`msg` the whole line is the message, so nothing the sender wrote is lost to the reader.
+# A key whose value has an unexpected type (say `"level": ["x"]`) is ignored rather than failing
+# the line. A line that is not valid JSON (or nests deeper than msgspec decodes, or holds a number
+# no float can hold in a known key) is `Rejected("invalid_json")`.
 from __future__ import annotations
 
 from typing import Any, Union

@@ -1,12 +1,12 @@
 """Syslog messages whose MSG is itself a JSON object or an access-log line (apps and web servers
 logging through syslog): the inner line is parsed too and fills what the syslog layer lacks.
-
-The syslog layer keeps its own ts, host and service (APP-NAME/TAG); the inner layer adds
-`http`, and service/ts/host only where the outer has none. The level is the worse of the two:
-an nginx 5xx or `{"level":"error"}` logged at `user.info` is still an error. For JSON the
-inner `message`/`msg` replaces the MSG (the JSON text is not kept); an access line stays the
-message. `inner_format` names the inner layer. An inner line that does not parse changes nothing.
 """
+# The syslog layer keeps its own ts, host and service (APP-NAME/TAG); the inner layer adds
+# `http`, and service/ts/host only where the outer has none. The level is the worse of the two:
+# an nginx 5xx or `{"level":"error"}` logged at `user.info` is still an error. For JSON the
+# inner `message`/`msg` replaces the MSG (the JSON text is not kept); an access line stays the
+# message. `inner_format` names the inner layer. An inner line that does not parse changes
+# nothing.
 from __future__ import annotations
 
 import msgspec

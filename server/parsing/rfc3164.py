@@ -1,14 +1,12 @@
-"""RFC 3164 / BSD syslog as real senders write it: `[<PRI>]TIMESTAMP [HOST] [TAG[PID]:] MSG`.
-
-TIMESTAMP is `Mmm dd hh:mm:ss` (optionally with a fraction) or an ISO 8601 timestamp (rsyslog's
-high-precision templates). The BSD form has no year and no zone: the year is the latest one that
-does not put the line more than a week after its arrival time (`timestamps.bsd_epoch`: a Dec 31
-line received on Jan 1 belongs to the previous year, a Jan 1 line received on Dec 31 to the
-next) and the time is read as UTC. After the timestamp the first word is
-the HOST unless it already looks like a TAG (`name:` or `name[pid]:`), as in `logger` output
-sent without a hostname. A line with a PRI but no recognisable timestamp is still accepted, all of
-it as MSG (RFC 3164 §4.3.3), with no timestamp.
-"""
+"""RFC 3164 / BSD syslog as real senders write it: `[<PRI>]TIMESTAMP [HOST] [TAG[PID]:] MSG`."""
+# TIMESTAMP is `Mmm dd hh:mm:ss` (optionally with a fraction) or an ISO 8601 timestamp
+# (rsyslog's high-precision templates). The BSD form has no year and no zone: the year is the
+# latest one that does not put the line more than a week after its arrival time
+# (`timestamps.bsd_epoch`: a Dec 31 line received on Jan 1 belongs to the previous year, a Jan 1
+# line received on Dec 31 to the next) and the time is read as UTC. After the timestamp the
+# first word is the HOST unless it already looks like a TAG (`name:` or `name[pid]:`), as in
+# `logger` output sent without a hostname. A line with a PRI but no recognisable timestamp is
+# still accepted, all of it as MSG (RFC 3164 §4.3.3), with no timestamp.
 from __future__ import annotations
 
 import re

@@ -1,10 +1,9 @@
-"""Timestamp arithmetic for the parsers: civil date -> Unix seconds without `strptime` or `datetime`.
-
-Each parser slices the fields out of its own layout and calls these helpers. A timestamp's text
-up to the second repeats on every line of that second, so its epoch is memoised in bounded dicts
-keyed by the exact text (hour and date parts too): most lines cost one dict lookup. Nothing here
-reads a clock: RFC 3164 year inference takes the arrival time it is handed.
-"""
+"""Timestamp arithmetic for the parsers: civil date -> Unix seconds without `strptime` or `datetime`."""
+# Each parser slices the fields out of its own layout and calls these helpers. A timestamp's
+# text up to the second repeats on every line of that second, so its epoch is memoised in
+# bounded dicts keyed by the exact text (hour and date parts too): most lines cost one dict
+# lookup. Nothing here reads a clock: RFC 3164 year inference takes the arrival time it is
+# handed.
 from __future__ import annotations
 
 import re

@@ -1,12 +1,10 @@
-"""Shares the worker pool between log batches and prime-job segments, log batches first.
-
-Work enters the `ProcessPoolExecutor` only through `PoolScheduler.run`. Prime segments (JOB)
-take at most `slots` places in the pool; log batches (INGEST) may also queue `ahead` more
-there, so a worker that finishes a batch starts the next one at once instead of idling for a
-round trip through the main process (result back, merge, next batch pickled and sent). Whenever
-a place frees it goes to the waiting task of the highest priority (lowest number). Prime
-segments are short, so a log batch waits at most one segment before it runs.
-"""
+"""Shares the worker pool between log batches and prime-job segments, log batches first."""
+# Work enters the `ProcessPoolExecutor` only through `PoolScheduler.run`. Prime segments (JOB)
+# take at most `slots` places in the pool; log batches (INGEST) may also queue `ahead` more
+# there, so a worker that finishes a batch starts the next one at once instead of idling for a
+# round trip through the main process (result back, merge, next batch pickled and sent).
+# Whenever a place frees it goes to the waiting task of the highest priority (lowest number).
+# Prime segments are short, so a log batch waits at most one segment before it runs.
 from __future__ import annotations
 
 import asyncio

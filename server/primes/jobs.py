@@ -1,12 +1,10 @@
-"""The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL.
-
-A job computes its base primes once (in the pool), then feeds its segments to the
-`PoolScheduler` at priority JOB through at most `scheduler.slots` lanes, so log batches
-(priority INGEST) always get the next free worker and a CANCEL waits for at most one
-short segment per lane. Segment results merge in order (`sieve.merge`), whatever order they
-finish in. The lead wires this into the control protocol; bad requests raise `JobRejected`
-with the reason to send back.
-"""
+"""The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL."""
+# A job computes its base primes once (in the pool), then feeds its segments to the
+# `PoolScheduler` at priority JOB through at most `scheduler.slots` lanes, so log batches
+# (priority INGEST) always get the next free worker and a CANCEL waits for at most one short
+# segment per lane. Segment results merge in order (`sieve.merge`), whatever order they finish
+# in. The lead wires this into the control protocol; bad requests raise `JobRejected` with the
+# reason to send back.
 from __future__ import annotations
 
 import asyncio

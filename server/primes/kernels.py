@@ -1,17 +1,18 @@
-"""Compiled (numba) inner loops of the segmented sieve: bit-packed mod-30 wheel, one byte per 30 numbers.
-
-Byte i of a segment starting at wheel column c0 holds the numbers 30*(c0+i) + r for r in WHEEL,
-bit k for WHEEL[k]. A prime p >= 37 crosses off its multiples p*q with q coprime to 30 as eight
-arithmetic progressions, one per residue of q: each has a fixed bit and a stride of p bytes, so
-the inner loop is a single AND-and-add. Primes below `_BLOCK` sieve one L1-sized block at a time
-(pattern copy for 7..31 first, then crossing off, while the block is in L1); the larger ones hit a
-block less than once per progression and go over the whole segment (L2) in one pass.
-
-Imported by `sieve` when the first prime segment runs in a process: `import numba` costs ~0.4 s
-and tens of MiB, which the event loop and the log workers should not pay. `cache=True` stores the
-machine code next to this file (or in the user cache dir), so a worker loads it in milliseconds
-after the first compile, also after a restart.
+"""Compiled (numba) inner loops of the segmented sieve: bit-packed mod-30 wheel, one byte per 30
+numbers.
 """
+# Byte i of a segment starting at wheel column c0 holds the numbers 30*(c0+i) + r for r in
+# WHEEL, bit k for WHEEL[k]. A prime p >= 37 crosses off its multiples p*q with q coprime to 30
+# as eight arithmetic progressions, one per residue of q: each has a fixed bit and a stride of p
+# bytes, so the inner loop is a single AND-and-add. Primes below `_BLOCK` sieve one L1-sized
+# block at a time (pattern copy for 7..31 first, then crossing off, while the block is in L1);
+# the larger ones hit a block less than once per progression and go over the whole segment (L2)
+# in one pass.
+#
+# Imported by `sieve` when the first prime segment runs in a process: `import numba` costs ~0.4
+# s and tens of MiB, which the event loop and the log workers should not pay. `cache=True`
+# stores the machine code next to this file (or in the user cache dir), so a worker loads it in
+# milliseconds after the first compile, also after a restart.
 from __future__ import annotations
 
 import itertools

@@ -1,11 +1,9 @@
-"""Thin wrappers over Apache DataSketches: top-K (frequent items) and quantiles (KLL).
-
-Workers fold a batch's values into sketches and ship them as bytes; the main process
-deserializes and merges them into time buckets. Both sketch kinds merge associatively and
-commutatively, and their size is bounded by their parameter, whatever the cardinality.
-Sketch objects are created and merged only through these functions, so a swap of library
-touches one file.
-"""
+"""Thin wrappers over Apache DataSketches: top-K (frequent items) and quantiles (KLL)."""
+# Workers fold a batch's values into sketches and ship them as bytes; the main process
+# deserializes and merges them into time buckets. Both sketch kinds merge associatively and
+# commutatively, and their size is bounded by their parameter, whatever the cardinality. Sketch
+# objects are created and merged only through these functions, so a swap of library touches one
+# file.
 from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence

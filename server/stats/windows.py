@@ -1,17 +1,15 @@
-"""Rolling statistics: partial aggregates merged into event-time buckets, queried per window.
-
-The main process merges each worker `Partial` into per-second buckets, per-minute rollups and
-a running total. A window of W seconds is the W event seconds ending at the *anchor*: with
-`anchor = "event"` (default) the newest event second seen, so a replayed file yields the same
-windows as the same lines streamed live; with `anchor = "wall"`, the current clock second.
-A query merges the rollups of the whole minutes inside the window and the seconds at its two
-edges, so `15m` merges at most 15 + 118 buckets.
-
-Time guards: a line more than `max_future_s` ahead of the clock is `future`; a line older than
-the largest window (relative to the anchor at merge time) is `late`. Both are counted in `all`
-and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
-older than the largest window are dropped, and every unbounded field is a fixed-size sketch.
-"""
+"""Rolling statistics: partial aggregates merged into event-time buckets, queried per window."""
+# The main process merges each worker `Partial` into per-second buckets, per-minute rollups and
+# a running total. A window of W seconds is the W event seconds ending at the *anchor*: with
+# `anchor = "event"` (default) the newest event second seen, so a replayed file yields the same
+# windows as the same lines streamed live; with `anchor = "wall"`, the current clock second. A
+# query merges the rollups of the whole minutes inside the window and the seconds at its two
+# edges, so `15m` merges at most 15 + 118 buckets.
+#
+# Time guards: a line more than `max_future_s` ahead of the clock is `future`; a line older than
+# the largest window (relative to the anchor at merge time) is `late`. Both are counted in `all`
+# and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
+# older than the largest window are dropped, and every unbounded field is a fixed-size sketch.
 from __future__ import annotations
 
 from typing import Any
