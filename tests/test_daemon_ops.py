@@ -355,3 +355,36 @@ def test_ctrl_c_stops_quietly_without_worker_tracebacks(tmp_path: Path) -> None:
     assert "Traceback" not in out and "KeyboardInterrupt" not in out
     stopped = [json.loads(line) for line in out.splitlines() if '"stopped"' in line]
     assert len(stopped) == 1 and stopped[0]["received"] == 100 and stopped[0]["balanced"] is True
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_kill_9_takes_the_whole_pool_with_it(start_server) -> None:
+    server = start_server()
+    send_tcp(server.address("tcp"), app_lines(100))
+    server.wait_received(100)
+    pool = _descendants(server.proc.pid)
+    # The resource tracker, the forkserver and its workers (2 or more).
+    assert len(pool) >= 4
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pool):
+        time.sleep(0.1)
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in pool if Path(f"/proc/{p}").exists()}
+    assert left == {}

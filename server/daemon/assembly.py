@@ -157,7 +157,7 @@ def build(config: Config) -> Parts:
               on_leave=lambda sub: parts.tail_changed())
     workers = config.pipeline.workers or os.cpu_count() or 1
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=start_worker)
+                                   initializer=start_worker, initargs=(os.getpid(),))
     scheduler = PoolScheduler(executor, slots=workers)
     jobs = JobManager(scheduler, config.primes, lambda m: hub.publish("jobs", m))
     rejects = RejectsFile(config.rejects.path, config.rejects.max_bytes) if config.rejects.path else None

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
+import select
 import signal
+import threading
+import time
 import multiprocessing
 import operator
 from typing import Any
@@ -193,11 +197,34 @@ def _decode_all(frames: list[bytes], partial: Partial) -> list[str]:
 _TS = operator.attrgetter("ts")
 
 
-def start_worker() -> None:
+def start_worker(main_pid: int | None = None) -> None:
     """Pool initializer. Ctrl-C reaches the whole foreground process group, but the main process
     alone decides how to stop (drain, snapshot, exit), so a worker ignores SIGINT instead of
-    dying with a `KeyboardInterrupt` traceback; the pool shuts it down."""
+    dying with a `KeyboardInterrupt` traceback. With `main_pid`, the worker exits as soon as
+    that process is gone, however it died."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if main_pid is not None:
+        threading.Thread(target=_exit_with, args=(main_pid,), name="main-watch", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    # A forkserver worker's parent is the forkserver, which waits for its workers to exit before
+    # it exits itself, so the parent-death signal cannot help; watch the main process instead.
+    # pidfd_open(2) becomes readable when the process exits (no pid reuse race); where it is
+    # missing, poll.
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        while True:
+            time.sleep(0.25)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+    select.select([fd], [], [])
+    os._exit(1)
 
 
 def warm_up() -> int:
