@@ -388,3 +388,21 @@ def test_kill_9_takes_the_whole_pool_with_it(start_server) -> None:
         time.sleep(0.1)
     left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in pool if Path(f"/proc/{p}").exists()}
     assert left == {}
+
+
+def test_sigterm_stops_the_daemon_when_stdout_is_a_closed_pipe(tmp_path: Path) -> None:
+    # `logtallyd ... | head -1`: head exits after the first line, stdout becomes a broken pipe.
+    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n')
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logtallyd", "--config", str(tmp_path / "config.toml"),
+         "--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0"],
+        cwd=tmp_path, stdout=write_end, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = reader.readline()  # the first log line, then the reader goes away
+    assert b'"listening"' in first
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0

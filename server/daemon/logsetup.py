@@ -65,6 +65,37 @@ class JournalPrefixed:
         return f"<{JOURNAL_PRIORITY.get(level, 6)}>{self.renderer(logger, method_name, event_dict)}"
 
 
+class PipeSafe:
+    """The log stream, made safe for a reader that went away (`logtallyd ... | head -1`): once
+    stdout is a broken pipe the daemon's own logs are dropped, so a log call (in a signal
+    handler, say) can never raise and stop the daemon from running or from stopping cleanly."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
 def configure_logging(
     config: LogConfig | None = None, stream: TextIO | None = None, environ: Mapping[str, str] = os.environ
 ) -> bool:
@@ -78,6 +109,8 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    colors = stream.isatty()
+    stream = stream if isinstance(stream, PipeSafe) else PipeSafe(stream)  # type: ignore[assignment]
     renderer: Any
     if as_json:
         shared.append(structlog.processors.format_exc_info)  # tracebacks as one string field
@@ -85,7 +118,7 @@ def configure_logging(
         if connected_to_journal(stream, environ):
             renderer = JournalPrefixed(renderer)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
     level = LEVEL_NUMBERS[config.level]
     structlog.configure(
         processors=[*shared, renderer],
