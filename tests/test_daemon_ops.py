@@ -406,3 +406,27 @@ def test_sigterm_stops_the_daemon_when_stdout_is_a_closed_pipe(tmp_path: Path) -
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_unusable_state_directory_costs_snapshots_not_the_daemon(start_server, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    server = start_server(
+        f'[state]\ndirectory = "{blocker / "state"}"\nsnapshot_interval_s = 0.2\n'
+        '[ingest]\nidle_timeout_s = 1.0\n'
+    )
+    server.wait_log("snapshot_failed")
+    # The periodic work goes on: idle senders are closed, stats subscribers are served.
+    idle = socket.create_connection(server.address("tcp"))
+    idle.sendall(app_lines(10))
+    server.wait_received(10)
+    server.wait_log("connection_idle_closed", timeout=15)
+    with socket.create_connection(server.address("control")) as control:
+        control.sendall(b"SUBSCRIBE stats interval=0.2\n")
+        reader = control.makefile("rb")
+        assert json.loads(reader.readline()) == {"subscribed": ["stats"]}
+        assert json.loads(reader.readline())["type"] == "stats"
+    idle.close()
+    assert server.stop() == 0
+    stopped = server.wait_log("stopped")
+    assert stopped["received"] == 10 and stopped["balanced"] is True

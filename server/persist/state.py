@@ -46,6 +46,7 @@ class StateStore:
         self.config = config
         self.path = Path(config.directory) / FILENAME if config.directory else None
         self.saved = 0
+        self.failed = 0
 
     @property
     def enabled(self) -> bool:
@@ -87,9 +88,10 @@ class StateStore:
         if self.path is None:
             return
         data = _encoder.encode(_Payload(stats=stats.to_bytes(), engine=engine.to_bytes(), clean=clean))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_snapshot, self.path, data, VERSION, now)
             self.saved += 1
-        except OSError as exc:
+        except OSError as exc:  # an unusable state directory costs the snapshot, never the daemon
+            self.failed += 1
             log.error("snapshot_failed", path=str(self.path), error=str(exc))
