@@ -28,6 +28,23 @@ class RejectEntry(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 
 
+def plan_writes(size: int, entries: list[bytes], max_bytes: int) -> list[tuple[bool, list[bytes]]]:
+    """Cut queued entries into appends that keep the file within `max_bytes`: each item is
+    (rotate to PATH.1 first, entries to append). `size` is the file's current size."""
+    plan: list[tuple[bool, list[bytes]]] = []
+    rotate, run = False, []
+    for entry in entries:
+        if size + len(entry) > max_bytes and size > 0:
+            if run:
+                plan.append((rotate, run))
+            rotate, run, size = True, [], 0
+        run.append(entry)
+        size += len(entry)
+    if run:
+        plan.append((rotate, run))
+    return plan
+
+
 class RejectsFigures(msgspec.Struct):
     """STATS `rejects_file`."""
 
@@ -56,7 +73,9 @@ class RejectsFile:
         if len(self._pending) >= _QUEUE_BOUND:
             self.dropped += 1
             return
-        entry = RejectEntry(ts, reason, peer, line.decode("utf-8", "replace"))
+        # One entry never outgrows the file's bound: its line excerpt is cut to half of it.
+        text = line[: self.max_bytes // 2].decode("utf-8", "replace")
+        entry = RejectEntry(ts, reason, peer, text)
         self._pending.append(_encoder.encode(entry) + b"\n")
         self._wake.set()
 
@@ -66,18 +85,18 @@ class RejectsFile:
             await self._wake.wait()
             self._wake.clear()
             chunk, self._pending = self._pending, []
-            if chunk:
-                data = b"".join(chunk)
-                if size + len(data) > self.max_bytes and size > 0:
-                    await asyncio.to_thread(os.replace, self.path, self.path + ".1")
-                    size = 0
+            for rotate, pieces in plan_writes(size, chunk, self.max_bytes):
+                data = b"".join(pieces)
                 try:
+                    if rotate:
+                        await asyncio.to_thread(os.replace, self.path, self.path + ".1")
+                        size = 0
                     async with aiofiles.open(self.path, "ab") as f:
                         await f.write(data)
                     size += len(data)
-                    self.written += len(chunk)
+                    self.written += len(pieces)
                 except OSError as exc:
-                    self.dropped += len(chunk)
+                    self.dropped += len(pieces)
                     log.error("rejects_write_failed", path=self.path, error=str(exc))
             if self._closing and not self._pending:
                 return
