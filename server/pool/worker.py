@@ -26,6 +26,7 @@ from logtallyd.parsing.sniff import parse, plan_for
 from logtallyd.records import ERROR_SEVERITY, Record, Rejected, record_view
 from logtallyd.publish.tailfilter import Predicate, compile_filter
 from logtallyd.stats.templates import record_template
+from logtallyd.stats.webreport import WebConfig, collect
 
 
 class WorkerOptions(msgspec.Struct, frozen=True):
@@ -36,6 +37,8 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     # The filters of the current `tail` subscribers; records matching any of them come back.
     tail_filters: tuple[tuple[str, ...], ...] = ()
     max_tail: int = 1000  # tail records returned per batch at most (the rest are counted)
+    # `analyze`'s web report (GoAccess's panels); None, as in the daemon, collects nothing.
+    web: WebConfig | None = None
 
 
 class BatchResult(msgspec.Struct):
@@ -46,6 +49,7 @@ class BatchResult(msgspec.Struct):
     rejected: list[tuple[int, str]]
     tail: list[dict[str, Any]] = []  # records for `tail` subscribers, as `logtallyd parse` shows them
     tail_skipped: int = 0  # matching records beyond `max_tail`
+    web: bytes = b""  # WebPartial.to_bytes() when `WorkerOptions.web` asks for one
 
 
 _result_encoder = msgspec.msgpack.Encoder()
@@ -103,9 +107,11 @@ def summarise(
     tail: list[dict[str, Any]] = []
     keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
     feed = Feed(options.detect, origin=seq)
-    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners)
+    web: list[bytes] = []
+    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners, web)
     return BatchResult(
-        partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped
+        partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped,
+        web=web[0] if web else b"",
     )
 
 
@@ -123,6 +129,7 @@ def summarise_partial(
     keep: Predicate | None = None,
     tail: list[dict[str, Any]] | None = None,
     listeners: list[tuple[str, int]] | None = None,
+    web: list[bytes] | None = None,
 ) -> tuple[Partial, list[tuple[int, str]], int]:
     partial = Partial()
     rejected: list[tuple[int, str]] = []
@@ -161,6 +168,8 @@ def summarise_partial(
     partial.add_many(records, sizes, seconds, templates, groups)
     if feed is not None:
         feed.add_many(records, seconds, templates, groups)
+    if web is not None and options.web is not None:
+        web.append(collect(records, options.web).to_bytes())
     skipped = 0
     if keep is not None and tail is not None:
         for record in records:

@@ -1,0 +1,492 @@
+"""Web analytics of access logs, GoAccess's panels: a mergeable `WebPartial` per batch and its summary.
+
+Pool workers fold a batch's HTTP records into a `WebPartial` (only when `analyze` asks for a web
+report); the main process merges them in batch order and `summarise` turns the result into plain
+values for the text, HTML and JSON reports.
+"""
+from __future__ import annotations
+
+import functools
+import heapq
+import time
+from typing import Annotated, Any, Iterable, Sequence
+
+import datasketches as ds
+import msgspec
+import numpy as np  # a datasketches dependency; KLL takes a batch of values as one array
+
+from logtallyd.records import Record
+
+__all__ = [
+    "PANELS", "STATUS_CLASSES", "WebConfig", "WebPartial", "browser_and_os", "collect",
+    "referring_site", "summarise", "visitor_rel_err",
+]
+
+# GoAccess 1.7's default `static-file` extensions (goaccess.conf), matched at the end of the path
+# without its query string, case-insensitively.
+STATIC_EXTENSIONS = (
+    ".css", ".js", ".jpg", ".png", ".gif", ".ico", ".jpeg", ".pdf", ".csv", ".mpeg", ".mpg", ".swf",
+    ".woff", ".woff2", ".xls", ".xlsx", ".doc", ".docx", ".ppt", ".pptx", ".txt", ".zip", ".ogg",
+    ".mp3", ".mp4", ".exe", ".iso", ".gz", ".rar", ".svg", ".bmp", ".tar", ".tgz", ".tiff", ".tif",
+    ".ttf", ".flv", ".dmg", ".xz", ".zst",
+)
+
+
+class WebConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the web report tracks; every per-key table is bounded by `max_keys` (days: `max_days`)."""
+
+    # Keys kept per panel; lighter keys beyond it are folded into one "other" row that says how
+    # many keys it holds, so a file with millions of client IPs stays within bounded memory.
+    max_keys: Annotated[int, msgspec.Meta(ge=24, le=100_000)] = 1000
+    max_days: Annotated[int, msgspec.Meta(ge=1, le=36_600)] = 3660
+    # HLL sketch size of every visitor count: relative error 1.04 / sqrt(2**lg_k), 1.6% at 12.
+    lg_k: Annotated[int, msgspec.Meta(ge=4, le=16)] = 12
+    kll_k: Annotated[int, msgspec.Meta(ge=8, le=65535)] = 200  # latency quantiles per endpoint
+    # GoAccess leaves 4xx responses out of unique visitors unless `--4xx-to-unique-count`.
+    visitors_4xx: bool = False
+    static_extensions: tuple[str, ...] = STATIC_EXTENSIONS
+
+
+# Panel name -> title, in the order the reports show them (GoAccess's order, then ours).
+PANELS: dict[str, str] = {
+    "days": "Unique visitors per day",
+    "hours": "Time distribution (hour of day, UTC)",
+    "requests": "Requested files (URLs)",
+    "static": "Static requests",
+    "not_found": "Not found URLs (404s)",
+    "hosts": "Visitor hosts and IPs",
+    "os": "Operating systems",
+    "browsers": "Browsers",
+    "referrers": "Referrer URLs",
+    "referring_sites": "Referring sites",
+    "status": "HTTP status codes",
+    "endpoints": "Latency per endpoint (ms)",
+}
+_BY_KEY = ("days", "hours")  # shown in key order (time), the others heaviest first
+
+# RFC 9110 §15: the first digit of a status code defines its class.
+STATUS_CLASSES = {
+    "1": "1xx Informational", "2": "2xx Success", "3": "3xx Redirection",
+    "4": "4xx Client errors", "5": "5xx Server errors",
+}
+
+_HLL_TYPE = ds.tgt_hll_type.HLL_8  # the fastest to update and merge; 2**lg_k bytes at most
+
+
+def visitor_rel_err(lg_k: int) -> float:
+    """Relative standard error of a merged visitor count (one standard deviation)."""
+    return abs(ds.hll_sketch.get_rel_err(True, True, lg_k, 1))
+
+
+# -- the user agent and referrer readings ------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8192)
+def browser_and_os(user_agent: str) -> tuple[str, str]:
+    """(browser family, OS family) as ua-parser names them; "Other" when it does not know.
+
+    A file holds few distinct user agents and ua-parser takes about a millisecond for each, so
+    the readings are cached per exact string (bounded; the least recently used go first)."""
+    import ua_parser  # loaded by the workers that build a web report, not by every worker
+
+    result = ua_parser.parser(user_agent, ua_parser.Domain.USER_AGENT | ua_parser.Domain.OS)
+    browser = result.user_agent.family if result.user_agent is not None else "Other"
+    os_family = result.os.family if result.os is not None else "Other"
+    return browser, os_family
+
+
+def referring_site(referer: str) -> str:
+    """The host of a referrer URL (RFC 3986 §3.2: authority without userinfo and port)."""
+    rest = referer.partition("://")[2] or referer
+    for stop in "/?#":
+        rest = rest.partition(stop)[0]
+    rest = rest.rpartition("@")[2]
+    if rest.startswith("["):  # IPv6 literal, RFC 3986 §3.2.2
+        return rest.partition("]")[0] + "]"
+    return rest.partition(":")[0].lower()
+
+
+# -- the partial -------------------------------------------------------------------------------
+
+
+class _Row:
+    """One key of a panel: hits, bytes sent, distinct visitors, latencies (endpoints only)."""
+
+    __slots__ = ("hits", "bytes", "visitors", "latency")
+
+    def __init__(self, hits: int = 0, nbytes: int = 0, visitors: Any = None, latency: Any = None) -> None:
+        self.hits = hits
+        self.bytes = nbytes
+        self.visitors = visitors  # ds.hll_union or None
+        self.latency = latency  # ds.kll_floats_sketch or None
+
+    def absorb(self, other: _Row, lg_k: int) -> None:
+        self.hits += other.hits
+        self.bytes += other.bytes
+        if other.visitors is not None:
+            if self.visitors is None:
+                self.visitors = ds.hll_union(lg_k)
+            self.visitors.update(other.visitors.get_result(_HLL_TYPE))
+        if other.latency is not None:
+            if self.latency is None:
+                self.latency = ds.kll_floats_sketch(other.latency.k)
+            self.latency.merge(other.latency)
+
+
+class _RowWire(msgspec.Struct, array_like=True):
+    key: str
+    hits: int
+    sent: int  # response bytes
+    visitors: bytes = b""  # HLL sketch, compact
+    latency: bytes = b""  # KLL sketch
+
+
+class _PanelWire(msgspec.Struct, array_like=True):
+    rows: list[_RowWire]
+    other: _RowWire | None = None
+    other_keys: bytes = b""  # HLL sketch of the keys folded into `other`
+
+
+class _Wire(msgspec.Struct, array_like=True):
+    requests: int
+    sent: int
+    undated: int
+    visitors: bytes
+    panels: dict[str, _PanelWire]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(_Wire)
+
+
+class _Panel:
+    """Rows by key, at most `limit`; lighter keys overflow into `other`, counted by a sketch."""
+
+    __slots__ = ("limit", "rows", "other", "other_keys")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.rows: dict[str, _Row] = {}
+        self.other: _Row | None = None
+        self.other_keys: Any = None  # ds.hll_union of the overflowed keys
+
+    def merge(self, rows: dict[str, _Row], other: _Row | None, other_keys: Any, lg_k: int) -> None:
+        mine = self.rows
+        new: dict[str, _Row] = {}
+        for key, row in rows.items():
+            if key in mine:
+                mine[key].absorb(row, lg_k)
+            else:
+                new[key] = row
+        if other is not None:
+            self._overflow_row(other, lg_k)
+        if other_keys is not None:
+            self._overflow_keys(other_keys.get_result(_HLL_TYPE), lg_k)
+        excess = len(mine) + len(new) - self.limit
+        if excess > 0:
+            # Keep the heaviest keys (ties: the smaller key stays), whichever side they came
+            # from, so the outcome does not depend on which partial is merged into which.
+            both = [(row.hits, _Desc(key)) for key, row in mine.items()]
+            both += [(row.hits, _Desc(key)) for key, row in new.items()]
+            gone = heapq.nsmallest(excess, both)
+            names = ds.hll_sketch(lg_k, _HLL_TYPE)
+            for _, desc in gone:
+                key = desc.key
+                row = mine.pop(key, None) or new.pop(key)
+                self._overflow_row(row, lg_k)
+                names.update(key)
+            self._overflow_keys(names, lg_k)
+        mine.update(new)
+
+    def _overflow_row(self, row: _Row, lg_k: int) -> None:
+        if self.other is None:
+            self.other = _Row()
+        self.other.absorb(row, lg_k)
+
+    def _overflow_keys(self, sketch: Any, lg_k: int) -> None:
+        if self.other_keys is None:
+            self.other_keys = ds.hll_union(lg_k)
+        self.other_keys.update(sketch)
+
+
+@functools.total_ordering
+class _Desc:
+    """A key that sorts in reverse, so `nsmallest((hits, _Desc(key)))` drops the larger key first."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Desc) -> bool:
+        return self.key > other.key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.key == other.key
+
+
+class WebPartial:
+    """The web panels of some batches. `merge` is commutative, and associative while no panel
+    overflows its bound (beyond it the heaviest keys are kept, as top-K sketches do); totals,
+    bytes and visitor sketches merge exactly in any order."""
+
+    def __init__(self, config: WebConfig) -> None:
+        self.config = config
+        self.requests = 0
+        self.bytes = 0
+        self.undated = 0  # requests without a timestamp: in every panel but days and hours
+        self.visitors = ds.hll_union(config.lg_k)
+        self.panels = {
+            name: _Panel(config.max_days if name == "days" else config.max_keys) for name in PANELS
+        }
+
+    def merge(self, other: WebPartial) -> None:
+        lg_k = self.config.lg_k
+        self.requests += other.requests
+        self.bytes += other.bytes
+        self.undated += other.undated
+        self.visitors.update(other.visitors.get_result(_HLL_TYPE))
+        for name, panel in self.panels.items():
+            theirs = other.panels[name]
+            panel.merge(theirs.rows, theirs.other, theirs.other_keys, lg_k)
+
+    def to_bytes(self) -> bytes:
+        panels = {}
+        for name, panel in self.panels.items():
+            if not panel.rows and panel.other is None:
+                continue
+            panels[name] = _PanelWire(
+                rows=[_row_wire(key, row) for key, row in panel.rows.items()],
+                other=None if panel.other is None else _row_wire("", panel.other),
+                other_keys=b"" if panel.other_keys is None else _hll_bytes(panel.other_keys),
+            )
+        return _encoder.encode(_Wire(self.requests, self.bytes, self.undated, _hll_bytes(self.visitors), panels))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: WebConfig) -> WebPartial:
+        wire = _decoder.decode(data)
+        out = cls(config)
+        out.requests, out.bytes, out.undated = wire.requests, wire.sent, wire.undated
+        out.visitors.update(ds.hll_sketch.deserialize(wire.visitors))
+        lg_k = config.lg_k
+        for name, pw in wire.panels.items():
+            panel = out.panels[name]
+            panel.rows = {rw.key: _row_from_wire(rw, lg_k) for rw in pw.rows}
+            panel.other = None if pw.other is None else _row_from_wire(pw.other, lg_k)
+            if pw.other_keys:
+                panel.other_keys = ds.hll_union(lg_k)
+                panel.other_keys.update(ds.hll_sketch.deserialize(pw.other_keys))
+        return out
+
+
+def _hll_bytes(union: Any) -> bytes:
+    return union.get_result(_HLL_TYPE).serialize_compact()
+
+
+def _row_wire(key: str, row: _Row) -> _RowWire:
+    return _RowWire(
+        key, row.hits, row.bytes,
+        b"" if row.visitors is None else _hll_bytes(row.visitors),
+        b"" if row.latency is None else row.latency.serialize(),
+    )
+
+
+def _row_from_wire(rw: _RowWire, lg_k: int) -> _Row:
+    visitors = None
+    if rw.visitors:
+        visitors = ds.hll_union(lg_k)
+        visitors.update(ds.hll_sketch.deserialize(rw.visitors))
+    latency = ds.kll_floats_sketch.deserialize(rw.latency) if rw.latency else None
+    return _Row(rw.hits, rw.sent, visitors, latency)
+
+
+# -- collecting a batch ------------------------------------------------------------------------
+
+
+class _Scratch:
+    """One panel key within a batch: plain counters and the set of its visitors' keys."""
+
+    __slots__ = ("hits", "bytes", "visitors", "latencies")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.bytes = 0
+        self.visitors: set[str] = set()
+        self.latencies: list[float] = []
+
+
+def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
+    """The web panels of one batch's parsed records (those with an HTTP request)."""
+    out = WebPartial(config)
+    scratch: dict[str, dict[str, _Scratch]] = {name: {} for name in PANELS}
+    everyone: set[str] = set()
+    static = tuple(ext.lower() for ext in config.static_extensions)
+    day_names: dict[int, str] = {}
+
+    def count(panel: str, key: str, nbytes: int, visitor: str | None, latency: float | None = None) -> None:
+        rows = scratch[panel]
+        s = rows.get(key)
+        if s is None:
+            s = rows[key] = _Scratch()
+        s.hits += 1
+        s.bytes += nbytes
+        if visitor is not None:
+            s.visitors.add(visitor)
+        if latency is not None:
+            s.latencies.append(latency)
+
+    for record in records:
+        http = record.http
+        if http is None:
+            continue
+        out.requests += 1
+        nbytes = http.bytes or 0
+        out.bytes += nbytes
+        status = http.status
+        ts = record.ts
+        if ts is None:
+            out.undated += 1
+            day = "-"
+        else:
+            days = int(ts // 86400)
+            day = day_names.get(days)
+            if day is None:
+                day = day_names[days] = time.strftime("%Y-%m-%d", time.gmtime(days * 86400))
+        # GoAccess's unique visitor: one (IP, date, user agent); 4xx answers do not make one.
+        visitor: str | None = f"{http.ip}|{day}|{http.user_agent or ''}"
+        if status is not None and 400 <= status < 500 and not config.visitors_4xx:
+            visitor = None
+        else:
+            everyone.add(visitor)  # type: ignore[arg-type]
+        if ts is not None:
+            count("days", day, nbytes, visitor)
+            count("hours", f"{int(ts % 86400) // 3600:02d}", nbytes, visitor)
+        path = http.path
+        if path is not None:
+            bare = path.partition("?")[0]
+            if status == 404:
+                count("not_found", path, nbytes, visitor)
+            elif bare.lower().endswith(static):
+                count("static", path, nbytes, visitor)
+            else:
+                count("requests", path, nbytes, visitor)
+            if http.latency_ms is not None:
+                count("endpoints", f"{http.method or '-'} {bare}", nbytes, visitor, http.latency_ms)
+        if http.ip is not None:
+            count("hosts", http.ip, nbytes, visitor)
+        browser, os_family = browser_and_os(http.user_agent) if http.user_agent else ("Other", "Other")
+        count("browsers", browser, nbytes, visitor)
+        count("os", os_family, nbytes, visitor)
+        if http.referer:
+            count("referrers", http.referer, nbytes, visitor)
+            count("referring_sites", referring_site(http.referer), nbytes, visitor)
+        count("status", "-" if status is None else str(status), nbytes, visitor)
+
+    lg_k, kll_k = config.lg_k, config.kll_k
+    _update(out.visitors, everyone, lg_k)
+    for name, rows in scratch.items():
+        sealed = {key: _seal(s, lg_k, kll_k) for key, s in rows.items()}
+        out.panels[name].merge(sealed, None, None, lg_k)
+    return out
+
+
+def _update(union: Any, keys: set[str], lg_k: int) -> None:
+    if keys:
+        sk = ds.hll_sketch(lg_k, _HLL_TYPE)
+        for key in keys:
+            sk.update(key)
+        union.update(sk)
+
+
+def _seal(s: _Scratch, lg_k: int, kll_k: int) -> _Row:
+    visitors = None
+    if s.visitors:
+        visitors = ds.hll_union(lg_k)
+        _update(visitors, s.visitors, lg_k)
+    latency = None
+    if s.latencies:
+        latency = ds.kll_floats_sketch(kll_k)
+        latency.update(np.asarray(s.latencies, dtype=np.float32))
+    return _Row(s.hits, s.bytes, visitors, latency)
+
+
+# -- the summary -------------------------------------------------------------------------------
+
+
+def _estimate(union: Any) -> int:
+    return 0 if union is None else round(union.get_estimate())
+
+
+def _row_values(key: str, row: _Row, with_latency: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {"key": key, "hits": row.hits, "visitors": _estimate(row.visitors), "bytes": row.bytes}
+    if with_latency:
+        lat = row.latency
+        for name, rank in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            values[name] = None if lat is None else float(lat.get_quantile(rank, True))
+        values["max"] = None if lat is None else float(lat.get_max_value())
+    return values
+
+
+def summarise(web: WebPartial, top: int | None = None) -> dict[str, Any]:
+    """Plain values of every panel (JSON-ready): `top` heaviest rows per panel (days and hours:
+    all, in time order), each panel's key count and its overflow row."""
+    cfg = web.config
+    panels: dict[str, Any] = {}
+    for name, panel in web.panels.items():
+        with_latency = name == "endpoints"
+        if name in _BY_KEY:
+            items = sorted(panel.rows.items())
+        else:
+            items = sorted(panel.rows.items(), key=lambda kv: (-kv[1].hits, kv[0]))
+        shown = items if top is None or name in _BY_KEY else items[:top]
+        other = None
+        if panel.other is not None:
+            other = _row_values("", panel.other, with_latency)
+            other["keys"] = _estimate(panel.other_keys)
+            del other["key"]
+        panels[name] = {
+            "title": PANELS[name],
+            "keys": len(panel.rows) + (0 if other is None else other["keys"]),
+            "hits": sum(row.hits for row in panel.rows.values()) + (0 if panel.other is None else panel.other.hits),
+            "rows": [_row_values(key, row, with_latency) for key, row in shown],
+            "other": other,
+        }
+    return {
+        "requests": web.requests,
+        "bytes": web.bytes,
+        "undated": web.undated,
+        "visitors": _estimate(web.visitors),
+        "visitors_rel_err": visitor_rel_err(cfg.lg_k),
+        "visitors_lg_k": cfg.lg_k,
+        "visitors_4xx": cfg.visitors_4xx,
+        "max_keys": cfg.max_keys,
+        "panels": panels,
+        "status_classes": _status_classes(web.panels["status"], cfg.lg_k),
+    }
+
+
+def _status_classes(panel: _Panel, lg_k: int) -> list[dict[str, Any]]:
+    """The status codes grouped by class, each class with its codes, heaviest first."""
+    groups: dict[str, list[tuple[str, _Row]]] = {}
+    for key, row in panel.rows.items():
+        groups.setdefault(key[:1] if key[:1] in STATUS_CLASSES else "-", []).append((key, row))
+    out = []
+    for digit in sorted(groups):
+        rows = sorted(groups[digit], key=lambda kv: (-kv[1].hits, kv[0]))
+        total = _Row()
+        for _, row in rows:
+            total.absorb(row, lg_k)
+        out.append({
+            "class": STATUS_CLASSES.get(digit, "Other (no valid status)"),
+            **{k: v for k, v in _row_values("", total, False).items() if k != "key"},
+            "codes": [_row_values(key, row, False) for key, row in rows],
+        })
+    return out
+
+
+def merge_all(parts: Sequence[WebPartial], config: WebConfig) -> WebPartial:
+    """One partial from many, merged left to right (tests and callers that hold a list)."""
+    out = WebPartial(config)
+    for part in parts:
+        out.merge(part)
+    return out
