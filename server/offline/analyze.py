@@ -101,28 +101,36 @@ def _decode(result: bytes) -> Any:
 
 
 class Progress:
-    """One self-overwriting stderr line, only when stderr is a terminal."""
+    """A rich progress bar on stderr (bytes, lines/s, ETA), drawn only when stderr is a terminal."""
 
     def __init__(self, total_bytes: int, enabled: bool) -> None:
-        self.total = max(total_bytes, 1)
         self.enabled = enabled
-        self.started = time.monotonic()
-        self._last = 0.0
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress as Bar, TaskProgressColumn, TextColumn,
+                                   TimeRemainingColumn)
+
+        self._bar = Bar(
+            TextColumn("[bold]analyze"), BarColumn(), TaskProgressColumn(), DownloadColumn(binary_units=True),
+            TextColumn("{task.fields[rate]} lines/s"), TextColumn("eta"), TimeRemainingColumn(),
+            console=Console(file=sys.stderr), transient=False,
+        )
+        self._task = self._bar.add_task("analyze", total=max(total_bytes, 1), rate="-")
+        self._started = time.monotonic()
+        self._bar.start()
 
     def update(self, done_bytes: int, lines: int, force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if not force and now - self._last < 0.25:
-            return
-        self._last = now
-        rate = lines / max(now - self.started, 1e-9)
-        sys.stderr.write(f"\r{100 * done_bytes / self.total:5.1f}%  {lines:,} lines  {rate:,.0f} lines/s ")
-        sys.stderr.flush()
+        elapsed = time.monotonic() - self._started
+        rate = f"{lines / elapsed:,.0f}" if elapsed > 0 else "-"
+        self._bar.update(self._task, completed=done_bytes, rate=rate, refresh=force)
 
     def done(self) -> None:
         if self.enabled:
-            sys.stderr.write("\n")
+            self._bar.refresh()
+            self._bar.stop()
 
 
 class _InProcess(cf.Executor):
@@ -228,81 +236,17 @@ def analyze_paths(
     return stats
 
 
-# -- output ----------------------------------------------------------------------------------
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """A readable rendering of a STATS report (the JSON object, as tables)."""
-    lines: list[str] = []
-
-    def section(title: str, rows: dict[str, Any]) -> None:
-        if not rows:
-            return
-        lines.append(f"{title}:")
-        width = max(len(str(k)) for k in rows)
-        for key, value in rows.items():
-            lines.append(f"  {str(key):<{width}}  {_fmt(value)}")
-
-    http = report["http"]
-    section("lines", {
-        "received": report["received"], "parsed": report["parsed"],
-        "rejected": sum(report["rejected"].values()), "bytes": report["bytes"],
-        "errors": report["errors"], "error rate": report["error_rate"],
-        "first event": _ts(report["first_ts"]), "last event": _ts(report["last_ts"]),
-        "lines/s": report["lines_per_s"], "late": report["late"], "future": report["future"],
-    })
-    section("rejected", report["rejected"])
-    section("notes", report.get("notes", {}))
-    section("by format", report["by_format"])
-    section("by level", report["by_level"])
-    section("by service", report["by_service"])
-    section("by host", report["by_host"])
-    if http["requests"]:
-        section("http", {"requests": http["requests"], "5xx rate": http["rate_5xx"],
-                         "bytes sent": http["bytes_sent"]})
-        section("by method", http["by_method"])
-        section("by status class", http["by_class"])
-        section("by status", http["by_status"])
-        section("latency ms", {k: v for k, v in http["latency_ms"].items()})
-    return "\n".join(lines)
-
-
-def format_top(title: str, rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return f"top {title}: (none)"
-    out = [f"top {title}:"]
-    for row in rows:
-        extra = ""
-        if "example" in row:
-            extra = f"   e.g. {row['example']}"
-        elif "requests" in row:
-            extra = f"   of {row['requests']} requests"
-        out.append(f"  {row['count']:>10,}  {_fmt(row['share']):>7}  {row['value']}{extra}")
-    return "\n".join(out)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "-" if value is None else str(value)
-
-
-def _ts(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
-
-
 # -- commands --------------------------------------------------------------------------------
 
 
 def run_analyze(argv: list[str]) -> int:
-    """`logtallyd analyze PATH... [--json] [--workers N] [--top N]`."""
+    """`logtallyd analyze PATH... [--json] [--html FILE] [--events] [--workers N] [--top N]`."""
     ap = argparse.ArgumentParser(prog="logtallyd analyze", description="Statistics of log files.")
     ap.add_argument("paths", nargs="+", metavar="PATH", help="files, .gz files or directories")
-    ap.add_argument("--json", action="store_true", help="print the STATS `all` object as JSON")
+    ap.add_argument("--json", action="store_true",
+                    help="print the STATS `all` object as JSON, with `top`, `web` (access logs) and `events`")
+    ap.add_argument("--html", metavar="FILE",
+                    help="also write the report as one self-contained HTML page (no network needed to view it)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="worker processes (0: parse in this process)")
     ap.add_argument("--top", type=int, default=10, metavar="N", help="entries per top-N table")
@@ -310,6 +254,8 @@ def run_analyze(argv: list[str]) -> int:
                     help="config.toml: [stats], [parse], [detect] and the max message size")
     ap.add_argument("--events", action="store_true",
                     help="also run the anomaly detectors and list their events (as the server would)")
+    ap.add_argument("--no-web", action="store_true",
+                    help="skip the web panels (visitors, URLs, browsers...) of access logs")
     args = ap.parse_args(argv)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
@@ -319,16 +265,19 @@ def run_analyze(argv: list[str]) -> int:
         print("logtallyd analyze: --workers must be >= 0", file=sys.stderr)
         return 2
     from logtallyd.daemon.config import ConfigError, load_config
+    from logtallyd.offline.report import AnalyzeResult, format_html, format_text
     from logtallyd.pool.worker import WorkerOptions
+    from logtallyd.stats.webreport import WebConfig, WebPartial, summarise
 
     try:
         config = load_config(args.config)  # None: the built-in defaults, as the daemon's
     except ConfigError as exc:
         print(f"logtallyd analyze: {exc}", file=sys.stderr)
         return 2
+    web_config = None if args.no_web else WebConfig()
     settings: dict[str, Any] = {
         "stats_config": config.stats,
-        "options": WorkerOptions(parse=config.parse, detect=config.detect),
+        "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config),
         "max_message_bytes": config.ingest.max_message_bytes,
         "batch_lines": config.pipeline.batch_lines,
     }
@@ -340,12 +289,17 @@ def run_analyze(argv: list[str]) -> int:
         from logtallyd.detect.driver import Driver
 
         driver = Driver(Engine(config.detect), config.pipeline.event_lateness_s, config.stats.max_future_s)
+    web = WebPartial(web_config) if web_config is not None else None
 
-        def detect(seq: int, result: Any) -> None:
-            assert driver is not None
+    def on_result(seq: int, result: Any) -> None:
+        # Results come in batch order: the web panels' bounded tables and the detectors both
+        # depend on it, so a file gives the same report with any number of workers.
+        if driver is not None:
             events.extend(driver.add(Feed.from_bytes(result.feed), 0.0))
+        if web is not None and result.web:
+            web.merge(WebPartial.from_bytes(result.web, web.config))
 
-        settings["on_result"] = detect
+    settings["on_result"] = on_result
     stats = analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), **settings)
     if driver is not None:
         events.extend(driver.finish())
@@ -353,18 +307,23 @@ def run_analyze(argv: list[str]) -> int:
     report = stats.report("all", now)
     fields = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
     tops = {field: stats.top(field, args.top, "all", now) for field in fields}
+    summary = summarise(web, args.top) if web is not None else None
+    event_values = [msgspec.to_builtins(e) for e in events] if args.events else None
+    result = AnalyzeResult(report, tops, summary, event_values, stats.horizon, config.stats.max_future_s,
+                           args.paths)
+    if args.html:
+        try:
+            Path(args.html).write_text(format_html(result), encoding="utf-8")
+        except OSError as exc:
+            print(f"logtallyd analyze: cannot write {args.html}: {exc}", file=sys.stderr)
+            return 2
     if args.json:
-        extra = {"events": [msgspec.to_builtins(e) for e in events]} if args.events else {}
+        extra: dict[str, Any] = {"events": event_values} if args.events else {}
+        if summary is not None:
+            extra["web"] = summary
         print(json.dumps({**report, "top": tops, **extra}))
     else:
-        print(format_report(report))
-        for field, rows in tops.items():
-            if rows:
-                print(format_top(field, rows))
-        if args.events:
-            print(f"events ({len(events)}):")
-            for event in events:
-                print("  " + json.dumps(msgspec.to_builtins(event)))
+        print(format_text(result))
     return 0
 
 
