@@ -263,8 +263,10 @@ def event_text(event: dict[str, Any]) -> str:
             continue
         if k == "started":
             v = iso_time(v)
+        elif k == "share" or (event.get("metric") == "error_rate" and k in ("value", "mean", "std")):
+            v = percent(v)
         elif isinstance(v, float):
-            v = f"{v:.3g}" if k not in ("share",) else percent(v)
+            v = f"{v:,.2f}"
         elif isinstance(v, int):
             v = count(v)
         figures.append(f"{k}={v}")

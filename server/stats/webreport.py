@@ -241,6 +241,7 @@ class WebPartial:
         }
 
     def merge(self, other: WebPartial) -> None:
+        """Add `other` into this partial; `other` is consumed (its rows move over)."""
         lg_k = self.config.lg_k
         self.requests += other.requests
         self.bytes += other.bytes
@@ -304,14 +305,17 @@ def _row_from_wire(rw: _RowWire, lg_k: int) -> _Row:
 
 
 class _Scratch:
-    """One panel key within a batch: plain counters and the set of its visitors' keys."""
+    """One panel key within a batch: plain counters and its visitors' keys, in the order first seen.
+
+    A dict rather than a set: an HLL estimate (HIP) depends on the order of its updates, and a
+    set's order follows the per-process string hash, so a report would change with the workers."""
 
     __slots__ = ("hits", "bytes", "visitors", "latencies")
 
     def __init__(self) -> None:
         self.hits = 0
         self.bytes = 0
-        self.visitors: set[str] = set()
+        self.visitors: dict[str, None] = {}
         self.latencies: list[float] = []
 
 
@@ -319,7 +323,7 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
     """The web panels of one batch's parsed records (those with an HTTP request)."""
     out = WebPartial(config)
     scratch: dict[str, dict[str, _Scratch]] = {name: {} for name in PANELS}
-    everyone: set[str] = set()
+    everyone: dict[str, None] = {}  # ordered, as _Scratch.visitors
     static = tuple(ext.lower() for ext in config.static_extensions)
     day_names: dict[int, str] = {}
 
@@ -331,7 +335,7 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
         s.hits += 1
         s.bytes += nbytes
         if visitor is not None:
-            s.visitors.add(visitor)
+            s.visitors[visitor] = None
         if latency is not None:
             s.latencies.append(latency)
 
@@ -357,7 +361,7 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
         if status is not None and 400 <= status < 500 and not config.visitors_4xx:
             visitor = None
         else:
-            everyone.add(visitor)  # type: ignore[arg-type]
+            everyone[visitor] = None
         if ts is not None:
             count("days", day, nbytes, visitor)
             count("hours", f"{int(ts % 86400) // 3600:02d}", nbytes, visitor)
@@ -390,7 +394,7 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
     return out
 
 
-def _update(union: Any, keys: set[str], lg_k: int) -> None:
+def _update(union: Any, keys: dict[str, None], lg_k: int) -> None:
     if keys:
         sk = ds.hll_sketch(lg_k, _HLL_TYPE)
         for key in keys:

@@ -1,0 +1,178 @@
+"""`logtallyd analyze`'s reports on a generated access log: the text report's panels and number
+style, the one-file offline HTML page, `--json`'s `web` key, the progress bar (a TTY only), and
+agreement with GoAccess on the same file."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from logtallyd.offline.analyze import run_analyze
+from tests.conftest import ROOT
+from tests.test_webreport import generate
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def access_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "access.log"
+    path.write_text("\n".join(generate(5000, seed=11)) + "\n")
+    return path
+
+
+def analyze_json(capsys: pytest.CaptureFixture[str], path: Path, *extra: str) -> dict:
+    assert run_analyze([str(path), "--json", "--workers", "0", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_text_report_has_every_panel(access_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_analyze([str(access_log), "--workers", "0", "--events"]) == 0
+    text = capsys.readouterr().out
+    for title in ("Unique visitors per day:", "Time distribution (hour of day, UTC):", "Requested files (URLs):",
+                  "Static requests:", "Not found URLs (404s):", "Visitor hosts and IPs", "Operating systems:",
+                  "Browsers:", "Referrer URLs:", "Referring sites:", "HTTP status codes:",
+                  "Latency per endpoint (ms), top 8 by hits:", "top error: error templates",
+                  "top suspicious_ip: suspicious IPs (4xx/5xx answers)", "events: "):
+        assert title in text, title
+    assert "relative error ≈1.6%" in text and "unique visitors  ≈" in text
+    assert re.search(r"^  2024-10-10  █+[▏▎▍▌▋▊▉]?\s+[\d,]+\s", text, re.M)  # a day with its bar
+    assert re.search(r"^  00    █+", text, re.M)  # an hour with its bar
+    assert "  4xx Client errors" in text and "    404" in text
+    assert re.search(r"^  /missing\s+[\d,]+\s+\d+\.\d%\s+0\s+[\d.]+ (KiB|MiB)$", text, re.M)
+    assert "Chrome" in text and "Mobile Safari" in text and "iOS" in text
+    assert "search.example.org" in text
+    # One number style: ISO times, counts with separators, shares with %, no raw fractions.
+    assert "first event  2024-10-10T" in text and "received     5,000" in text
+    assert re.search(r"^  late         [\d,]+ \(more than 15m older than the newest line read before them", text, re.M)
+    assert re.search(r"^  future       0 \(more than 300s ahead of this machine's clock", text, re.M)
+    assert not re.search(r"\b0\.\d{4,}\b", text)
+    assert re.search(r"^  10\.0\.\d+\.\d+\s+[\d,]+ error responses of [\d,]+ requests \(\d+\.\d%\)$", text, re.M)
+    # Events are listed one per line with ISO times, not as JSON objects.
+    events = text.split("events: ", 1)[1].splitlines()[1:]
+    assert events and all(re.match(r"  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  \w+", line) for line in events
+                          if not line.startswith("      "))
+    assert not any(line.lstrip().startswith("{") for line in events)
+
+
+def test_json_keeps_its_keys_and_adds_web(access_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = analyze_json(capsys, access_log, "--top", "3")
+    for key in ("window", "received", "parsed", "rejected", "bytes", "http", "late", "future", "top"):
+        assert key in out
+    assert out["received"] == 5000 and out["http"]["requests"] == 5000
+    web = out["web"]
+    assert web["requests"] == 5000 and web["bytes"] == out["http"]["bytes_sent"]
+    assert len(web["panels"]["hosts"]["rows"]) == 3 and len(web["panels"]["days"]["rows"]) == 3
+    assert sum(r["hits"] for r in web["panels"]["days"]["rows"]) == 5000
+    assert {r["key"] for r in web["panels"]["browsers"]["rows"]} <= {"Chrome", "Firefox", "curl", "Mobile Safari"}
+    assert "web" not in analyze_json(capsys, access_log, "--no-web")
+
+
+def _without_quantiles(web: dict) -> dict:
+    """KLL sketches compact at random, so latency quantiles vary within their rank error."""
+    for row in web["panels"]["endpoints"]["rows"]:
+        for name in ("p50", "p95", "p99"):
+            assert row.pop(name) is not None
+    return web
+
+
+def test_two_workers_give_the_same_report(access_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alone = _without_quantiles(analyze_json(capsys, access_log)["web"])
+    assert _without_quantiles(analyze_json(capsys, access_log, "--workers", "2")["web"]) == alone
+
+
+def test_html_is_one_offline_file_with_every_panel(
+    access_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "report.html"
+    assert run_analyze([str(access_log), "--workers", "0", "--events", "--html", str(page)]) == 0
+    capsys.readouterr()
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert not re.search(r"<script[^>]*\bsrc=|<link\b|<img\b|@import|url\(", text, re.I)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text, re.I)
+    out = analyze_json(capsys, access_log, "--top", "10")
+    web = out["web"]
+    for name in ("days", "hours", "requests", "static", "not_found", "hosts", "os", "browsers", "referrers",
+                 "referring_sites", "endpoints"):
+        panel = web["panels"][name]
+        assert f'id="{name}"' in text, name
+        top = panel["rows"][0]
+        assert f"<td>{top['key'] if name != 'referrers' else top['key'].replace('&', '&amp;')}</td>" in text, name
+    assert 'id="status"' in text and "<td>2xx Success</td>" in text
+    assert text.count("<svg") == 2 and text.count('class="bar"') == 3 + 24  # 3 days, 24 hours
+    assert f"≈{web['visitors']:,}" in text
+    assert "Error templates" in text and "Suspicious IPs" in text and 'id="events"' in text
+
+
+def test_progress_bar_on_a_tty_and_nothing_on_a_pipe(access_log: Path) -> None:
+    args = [sys.executable, "-m", "logtallyd", "analyze", str(access_log), "--workers", "0", "--json"]
+    piped = subprocess.run(args, capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
+    assert piped.returncode == 0 and piped.stderr == ""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=slave, timeout=120, env=ENV, cwd=ROOT)
+        os.close(slave)
+        slave = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed and everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["received"] == 5000
+    screen = drawn.decode("utf-8", "replace")
+    assert "analyze" in screen and "lines/s" in screen and "100%" in screen
+    assert re.search(r"\d+(\.\d)? KiB", screen)
+
+
+def require(tool: str) -> str:
+    """The tool's path; a missing tool fails under CI (which installs it) and skips elsewhere."""
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is not installed; .ci/run installs it")
+        pytest.skip(f"{tool} not installed")
+    return path
+
+
+def test_agrees_with_goaccess(access_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    goaccess = require("goaccess")
+    out = tmp_path / "goaccess.json"
+    # With its shipped goaccess.conf, whose static-file list the web report follows.
+    subprocess.run([goaccess, str(access_log), "--log-format=COMBINED", "-o", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    theirs = json.loads(out.read_text())
+    ours = analyze_json(capsys, access_log, "--top", "100")
+    web = ours["web"]
+    assert theirs["general"]["total_requests"] == ours["received"] == web["requests"] == 5000
+    assert theirs["general"]["bandwidth"] == web["bytes"]
+    exact = theirs["general"]["unique_visitors"]
+    assert abs(web["visitors"] - exact) <= 3 * web["visitors_rel_err"] * exact
+    their_codes = {item["data"].split(" ", 1)[0]: item["hits"]["count"]
+                   for group in theirs["status_codes"]["data"] for item in group["items"]}
+    assert their_codes == {k: v for k, v in ours["http"]["by_status"].items()} == {
+        row["key"]: row["hits"] for row in web["panels"]["status"]["rows"]}
+    their_404 = {item["data"]: item["hits"]["count"] for item in theirs["not_found"]["data"]}
+    assert their_404 == {row["key"]: row["hits"] for row in web["panels"]["not_found"]["rows"]}
+    their_days = {item["data"]: (item["hits"]["count"], item["bytes"]["count"]) for item in theirs["visitors"]["data"]}
+    assert their_days == {row["key"].replace("-", ""): (row["hits"], row["bytes"]) for row in web["panels"]["days"]["rows"]}
+    their_hours = {item["data"]: item["hits"]["count"] for item in theirs["visit_time"]["data"]}
+    assert their_hours == {row["key"]: row["hits"] for row in web["panels"]["hours"]["rows"]}
+    their_static = {item["data"]: item["hits"]["count"] for item in theirs["static_requests"]["data"]}
+    assert their_static == {row["key"]: row["hits"] for row in web["panels"]["static"]["rows"]}
