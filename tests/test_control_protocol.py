@@ -228,6 +228,13 @@ class MockTransport:
     def __init__(self) -> None:
         self.buffer = b""
         self.closed = False
+        self.reading_paused = False
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
 
     def get_extra_info(self, key: str) -> Any:
         return ("127.0.0.1", 40000) if key == "peername" else None
@@ -332,7 +339,7 @@ class Shell:
     async def send(self, data: bytes) -> list[bytes]:
         """Feed bytes, let the connection answer everything it can, and return its lines."""
         self.conn.data_received(data)
-        for _ in range(10):  # the answers need no I/O: a few turns of the loop finish them
+        for _ in range(100):  # the answers need no I/O: a few turns of the loop (two a command) finish them
             await asyncio.sleep(0)
         return self.transport.lines()
 
@@ -458,7 +465,18 @@ async def test_answers_queue_behind_a_paused_stream() -> None:
     shell.hub.publish("jobs", {"type": "job_progress"})
     assert await shell.send(b"PING\n") == []
     shell.conn.resume_writing()
-    assert shell.transport.lines() == [b'{"type":"job_progress"}\n', b'{"pong":true}\n']
+    assert await shell.send(b"") == [b'{"type":"job_progress"}\n', b'{"pong":true}\n']
+
+
+async def test_a_client_with_too_many_unanswered_commands_stops_being_read() -> None:
+    shell = Shell(msgspec.structs.replace(Config(), control=msgspec.structs.replace(
+        Config().control, max_pending_commands=4)))
+    shell.conn.pause_writing()  # its answers are not being read
+    assert await shell.send(b"PING\n" * 10) == []
+    assert shell.transport.reading_paused
+    shell.conn.resume_writing()
+    assert await shell.send(b"") == [b'{"pong":true}\n'] * 10
+    assert not shell.transport.reading_paused
 
 
 async def test_end_of_input_closes_a_subscriber_too() -> None:

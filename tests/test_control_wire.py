@@ -58,6 +58,7 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
         "pipeline": {"in_flight": 0, "queued_batches": 0, "buffered_bytes": 0, "paused": False, "pauses": 0,
                      "batches": LIVE},
         "subscribers": {"open": 0, "dropped_messages": 0, "disconnected_stalled": 0, "tail_skipped": 0},
+        "udp": {"datagrams": 0, "kernel_drops": 0},
         "detect": {
             "feeds": LIVE, "records": 2, "dropped_matches": 0, "pending_seconds": LIVE, "untracked_spike_errors": 0,
             "untracked_zscore_lines": 0, "untracked_ip_requests": 0, "untracked_pattern_keys": 0,
@@ -100,6 +101,10 @@ METRICS = (
     "# TYPE logtally_subscriber_messages_dropped_total counter\nlogtally_subscriber_messages_dropped_total 0\n"
     "# HELP logtally_jobs Jobs by state.\n"
     "# TYPE logtally_jobs gauge\n"
+    "# HELP logtally_udp_datagrams_total Datagrams read from UDP ingest sockets.\n"
+    "# TYPE logtally_udp_datagrams_total counter\nlogtally_udp_datagrams_total 0\n"
+    "# HELP logtally_udp_kernel_drops_total Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).\n"
+    "# TYPE logtally_udp_kernel_drops_total counter\nlogtally_udp_kernel_drops_total 0\n"
     "# HELP logtally_uptime_seconds Seconds since the daemon started.\n"
     "# TYPE logtally_uptime_seconds gauge\nlogtally_uptime_seconds <LIVE>\n"
 )

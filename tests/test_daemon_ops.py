@@ -430,3 +430,37 @@ def test_unusable_state_directory_costs_snapshots_not_the_daemon(start_server, t
     assert server.stop() == 0
     stopped = server.wait_log("stopped")
     assert stopped["received"] == 10 and stopped["balanced"] is True
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_pipelining_client_that_never_reads_starves_nobody(start_server) -> None:
+    server = start_server()
+    before = _rss_kib(server.proc.pid)
+    greedy = socket.socket()
+    greedy.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    greedy.connect(server.address("control"))
+    greedy.settimeout(5)
+    sent, payload = 0, b"STATS\n" * 2_000_000  # 12 MB, more than any socket buffers hold
+    try:  # the daemon stops reading this client once its answers pile up: sendall blocks
+        while sent < len(payload):
+            sent += greedy.send(payload[sent:sent + 65536])
+    except socket.timeout:
+        pass
+    assert sent < len(payload)
+    # Meanwhile another client is answered, and lines are still taken in.
+    with socket.create_connection(server.address("control")) as polite:
+        polite.settimeout(10)
+        polite.sendall(b"PING\n")
+        assert json.loads(polite.makefile("rb").readline()) == {"pong": True}
+    send_tcp(server.address("tcp"), app_lines(100))
+    assert server.wait_received(100)["received"] == 100
+    # Unread answers are bounded by socket buffers, not by what the client asked for.
+    assert _rss_kib(server.proc.pid) - before < 64 * 1024
+    greedy.close()

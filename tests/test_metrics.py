@@ -31,6 +31,8 @@ FIGURES = MetricFigures(
     subscriber_messages_dropped=17,
     jobs={"queued": 1, "running": 2, "done": 9},
     uptime_s=3600.5,
+    udp_datagrams=1234,
+    udp_kernel_drops=56,
 )
 
 
@@ -73,6 +75,8 @@ def test_every_figure_round_trips() -> None:
         ("logtally_jobs", (("state", "done"),)): 9,
         ("logtally_jobs", (("state", "queued"),)): 1,
         ("logtally_jobs", (("state", "running"),)): 2,
+        ("logtally_udp_datagrams_total", ()): 1234,
+        ("logtally_udp_kernel_drops_total", ()): 56,
         ("logtally_uptime_seconds", ()): 3600.5,
     }
     assert got == expected

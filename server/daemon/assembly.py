@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import msgspec
@@ -19,7 +19,7 @@ from logtallyd.detect.driver import Driver
 from logtallyd.detect.engine import Engine
 from logtallyd.detect.events import Event
 from logtallyd.detect.feed import Feed
-from logtallyd.ingest.listeners import Connections
+from logtallyd.ingest.listeners import Connections, UdpIngest
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive
 from logtallyd.persist.rejects import RejectsFile
@@ -55,6 +55,7 @@ class Parts:
     pipeline: Pipeline
     commands: Commands
     control_connections: set[ControlConnection]
+    udp: list[UdpIngest] = field(default_factory=list)  # one per UDP socket served, closed ones too
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -63,6 +64,8 @@ class Parts:
         report["connections"] = msgspec.to_builtins(self.connections.figures())
         report["pipeline"] = msgspec.to_builtins(self.pipeline.figures())
         report["subscribers"] = {**msgspec.to_builtins(self.hub.figures()), "tail_skipped": self.pipeline.tail_skipped}
+        report["udp"] = {"datagrams": sum(u.datagrams for u in self.udp),
+                         "kernel_drops": sum(u.kernel_drops() for u in self.udp)}
         report["detect"] = self.driver.engine.stats()
         report["uptime_s"] = self.uptime_s()
         if self.rejects is not None:
@@ -89,6 +92,8 @@ class Parts:
             subscribers=hub.open,
             subscriber_messages_dropped=hub.dropped_messages,
             jobs=self.jobs.states(),
+            udp_datagrams=sum(u.datagrams for u in self.udp),
+            udp_kernel_drops=sum(u.kernel_drops() for u in self.udp),
             uptime_s=self.uptime_s(),
         )
 

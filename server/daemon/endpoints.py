@@ -139,9 +139,10 @@ def openers(parts: Parts) -> dict[str, Opener]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ingest.udp_receive_buffer)
         except OSError:
             pass
-        transport, _ = await loop.create_datagram_endpoint(
+        transport, protocol = await loop.create_datagram_endpoint(
             lambda: UdpIngest(parts.pipeline, ingest.max_message_bytes, ingest.reject_sample_bytes), sock=sock
         )
+        parts.udp.append(protocol)
         return transport, bound_address(sock)
 
     async def control(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:

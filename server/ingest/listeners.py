@@ -6,6 +6,7 @@ TCP (plain or TLS, RFC 5425) gets one `Framer` per connection; UDP is one datagr
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import msgspec
@@ -13,6 +14,7 @@ import structlog
 
 from logtallyd.ingest.config import IngestConfig
 from logtallyd.ingest.framing import FrameError, Framer
+from logtallyd.ingest.udpdrops import socket_drops
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
@@ -171,6 +173,13 @@ class UdpIngest(asyncio.DatagramProtocol):
         self.max_message_bytes = max_message_bytes
         self.sample_bytes = sample_bytes
         self.datagrams = 0
+        self.sock: socket.socket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.sock = transport.get_extra_info("socket")
+
+    def kernel_drops(self) -> int:
+        return (socket_drops(self.sock) or 0) if self.sock is not None else 0
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         self.datagrams += 1

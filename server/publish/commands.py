@@ -27,6 +27,7 @@ class Commands:
                  stats_report: Callable[[str], dict[str, Any]], recent_events: Callable[[int], list[Any]],
                  metrics_text: Callable[[], str]) -> None:
         self.limits = CommandLimits.from_config(config)
+        self.max_pending_commands = config.control.max_pending_commands
         self.statistics = statistics
         self.clock = clock
         self.stats_report = stats_report
@@ -37,6 +38,7 @@ class Commands:
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: the next command is decoded with the new limits."""
         self.limits = CommandLimits.from_config(config)
+        self.max_pending_commands = config.control.max_pending_commands
 
     async def answer(self, command: Command | CommandError) -> Answer:
         match command:

@@ -25,6 +25,9 @@ class ControlConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_command_bytes: Annotated[int, msgspec.Meta(ge=64, le=1 << 20)] = 4096
     max_top_n: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000  # the largest n `TOP` answers
     default_events: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20  # `EVENTS` without n
+    # Commands read from one connection and not yet answered; past it that client's reads pause,
+    # so a client that pipelines without reading its answers holds only its own socket buffers.
+    max_pending_commands: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -40,6 +40,9 @@ class ControlConnection(asyncio.Protocol):
         self._reader = LineReader(commands.limits.max_command_bytes)
         self._lines: asyncio.Queue[str | CommandError | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._reading_paused = False
+        self._writable = asyncio.Event()  # cleared while the transport's write buffer is full
+        self._writable.set()
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -56,6 +59,9 @@ class ControlConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for line in self._reader.feed(data):
             self._lines.put_nowait(line)
+        if self._lines.qsize() >= self.max_pending and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         # `echo STATS | nc host port` half-closes after the command: answer, then close.
@@ -70,17 +76,30 @@ class ControlConnection(asyncio.Protocol):
             self._task.cancel()
 
     def pause_writing(self) -> None:
+        self._writable.clear()
         if self.subscriber is not None:
             self.subscriber.pause_writing()
 
     def resume_writing(self) -> None:
+        self._writable.set()
         if self.subscriber is not None:
             self.subscriber.resume_writing()
+
+    @property
+    def max_pending(self) -> int:
+        return self.commands.max_pending_commands
 
     # -- commands ----------------------------------------------------------------------------
 
     async def _serve(self) -> None:
         while (line := await self._lines.get()) is not None:
+            if self._reading_paused and self._lines.qsize() <= self.max_pending // 2 and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            # Answers wait while this client's unread answers fill the write buffer; the turn
+            # goes back to the loop after each command, so one client cannot hold it.
+            await self._writable.wait()
+            await asyncio.sleep(0)
             command = line if isinstance(line, CommandError) else decode_command(line, self.commands.limits)
             try:
                 if not await self._apply(await self.commands.answer(command)):

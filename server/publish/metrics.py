@@ -39,6 +39,8 @@ class MetricFigures(msgspec.Struct, forbid_unknown_fields=True):
     subscriber_messages_dropped: int = 0  # counter: dropped to lagging subscribers
     jobs: dict[str, int] = {}  # gauge by state: {"queued": 1, "running": 2, "done": 7}
     uptime_s: float = 0.0  # gauge
+    udp_datagrams: int = 0  # counter: datagrams read from UDP ingest sockets
+    udp_kernel_drops: int = 0  # counter: datagrams the kernel dropped (receive buffer full)
 
 
 def escape_label_value(value: str) -> str:
@@ -118,6 +120,11 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
         *family(f"{p}subscriber_messages_dropped_total", "counter", "Messages dropped to lagging subscribers.",
                 [sample(f"{p}subscriber_messages_dropped_total", f.subscriber_messages_dropped)]),
         *family(f"{p}jobs", "gauge", "Jobs by state.", labelled(f"{p}jobs", "state", f.jobs)),
+        *family(f"{p}udp_datagrams_total", "counter", "Datagrams read from UDP ingest sockets.",
+                [sample(f"{p}udp_datagrams_total", f.udp_datagrams)]),
+        *family(f"{p}udp_kernel_drops_total", "counter",
+                "Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).",
+                [sample(f"{p}udp_kernel_drops_total", f.udp_kernel_drops)]),
         *family(f"{p}uptime_seconds", "gauge", "Seconds since the daemon started.",
                 [sample(f"{p}uptime_seconds", float(f.uptime_s))]),
     ]
