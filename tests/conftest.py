@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def require_tool(tool: str, *fallbacks: str) -> str:
+    """The tool's path (on PATH, else the first fallback path that exists); a missing tool fails
+    under CI, which installs it (.ci/run), and skips elsewhere."""
+    path = shutil.which(tool) or next((p for p in fallbacks if Path(p).exists()), None)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is not installed; .ci/run installs it")
+        pytest.skip(f"{tool} not installed")
+    return path
 
 
 def split_address(text: str) -> tuple[str, int]:

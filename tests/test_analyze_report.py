@@ -7,7 +7,6 @@ import json
 import os
 import pty
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from logtallyd.offline.analyze import run_analyze
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_tool
 from tests.test_webreport import generate
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -141,18 +140,8 @@ def test_progress_bar_on_a_tty_and_nothing_on_a_pipe(access_log: Path) -> None:
     assert re.search(r"\d+(\.\d)? KiB", screen)
 
 
-def require(tool: str) -> str:
-    """The tool's path; a missing tool fails under CI (which installs it) and skips elsewhere."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is not installed; .ci/run installs it")
-        pytest.skip(f"{tool} not installed")
-    return path
-
-
 def test_agrees_with_goaccess(access_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    goaccess = require("goaccess")
+    goaccess = require_tool("goaccess")
     out = tmp_path / "goaccess.json"
     # With its shipped goaccess.conf, whose static-file list the web report follows.
     subprocess.run([goaccess, str(access_log), "--log-format=COMBINED", "-o", str(out)],

@@ -1,7 +1,6 @@
 """rsyslog's omfwd forwarding to logtallyd over TCP, in both RFC 6587 framings, unmodified."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -9,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess
-
-RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
+from tests.conftest import ServerProcess, require_tool
 
 CONF = """\
 global(workDirectory="{work}")
@@ -30,7 +27,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(RSYSLOGD is None, reason="rsyslog not installed")
 @pytest.mark.parametrize(
     ("framing", "template", "expected_format", "logger_format"),
     [
@@ -42,12 +38,14 @@ def _free_port() -> int:
 def test_rsyslog_omfwd(
     server: ServerProcess, tmp_path: Path, framing: str, template: str, expected_format: str, logger_format: str
 ) -> None:
+    rsyslogd = require_tool("rsyslogd", "/usr/sbin/rsyslogd")
+    logger = require_tool("logger")
     port = _free_port()
     _, target = server.address("tcp")
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(CONF.format(work=tmp_path, port=port, target=target, framing=framing, template=template))
     proc = subprocess.Popen(
-        [RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
+        [rsyslogd, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -63,7 +61,7 @@ def test_rsyslog_omfwd(
                 time.sleep(0.1)
         messages = tmp_path / "messages.txt"
         messages.write_text("".join(f"forwarded message {i} from rsyslog\n" for i in range(50)))
-        subprocess.run(["logger", logger_format, "--tcp", "-n", "127.0.0.1", "-P", str(port), "-t", "relayed",
+        subprocess.run([logger, logger_format, "--tcp", "-n", "127.0.0.1", "-P", str(port), "-t", "relayed",
                         "-f", str(messages)], check=True, timeout=30)
         report = server.wait_received(50, timeout=30)
     finally:
