@@ -7,7 +7,6 @@ values for the text, HTML and JSON reports.
 from __future__ import annotations
 
 import functools
-import heapq
 import time
 from typing import Annotated, Any, Iterable, Sequence
 
@@ -186,12 +185,11 @@ class _Panel:
         if excess > 0:
             # Keep the heaviest keys (ties: the smaller key stays), whichever side they came
             # from, so the outcome does not depend on which partial is merged into which.
-            both = [(row.hits, _Desc(key)) for key, row in mine.items()]
-            both += [(row.hits, _Desc(key)) for key, row in new.items()]
-            gone = heapq.nsmallest(excess, both)
+            ranked = [(-row.hits, key) for key, row in mine.items()]
+            ranked += [(-row.hits, key) for key, row in new.items()]
+            ranked.sort()
             names = ds.hll_sketch(lg_k, _HLL_TYPE)
-            for _, desc in gone:
-                key = desc.key
+            for _, key in ranked[self.limit:]:
                 row = mine.pop(key, None) or new.pop(key)
                 self._overflow_row(row, lg_k)
                 names.update(key)
@@ -207,22 +205,6 @@ class _Panel:
         if self.other_keys is None:
             self.other_keys = ds.hll_union(lg_k)
         self.other_keys.update(sketch)
-
-
-@functools.total_ordering
-class _Desc:
-    """A key that sorts in reverse, so `nsmallest((hits, _Desc(key)))` drops the larger key first."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __lt__(self, other: _Desc) -> bool:
-        return self.key > other.key
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Desc) and self.key == other.key
 
 
 class WebPartial:
@@ -389,8 +371,26 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
     lg_k, kll_k = config.lg_k, config.kll_k
     _update(out.visitors, everyone, lg_k)
     for name, rows in scratch.items():
+        panel = out.panels[name]
+        other = other_keys = None
+        if len(rows) > panel.limit:
+            # Fold the lightest keys before any sketch is built for them (as `_Panel.merge`
+            # would fold them after): a batch of unique client IPs costs counters, not sketches.
+            ranked = sorted((-s.hits, key) for key, s in rows.items())
+            rest = _Scratch()
+            other_keys = ds.hll_union(lg_k)
+            names: dict[str, None] = {}
+            for _, key in ranked[panel.limit:]:
+                s = rows.pop(key)
+                rest.hits += s.hits
+                rest.bytes += s.bytes
+                rest.visitors.update(s.visitors)
+                rest.latencies += s.latencies
+                names[key] = None
+            _update(other_keys, names, lg_k)
+            other = _seal(rest, lg_k, kll_k)
         sealed = {key: _seal(s, lg_k, kll_k) for key, s in rows.items()}
-        out.panels[name].merge(sealed, None, None, lg_k)
+        panel.merge(sealed, other, other_keys, lg_k)
     return out
 
 
