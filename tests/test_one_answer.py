@@ -385,7 +385,7 @@ def test_server_counts_and_quantiles(run: Run) -> None:
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """A STATS report without what only a server has and without the sketch-estimated figures."""
     out = {k: v for k, v in report.items() if k not in (
-        "connections", "pipeline", "subscribers", "detect", "uptime_s", "rejects_file", "top")}
+        "connections", "pipeline", "subscribers", "udp", "detect", "uptime_s", "rejects_file", "top")}
     latency = dict(out["http"]["latency_ms"])
     for key in ("p50", "p95", "p99", "avg"):
         latency.pop(key)
