@@ -11,23 +11,12 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pytest
 
 from logtally import PROG
 from logtally.cli import build_parser
-from tests.conftest import ROOT, send_tcp
+from tests.conftest import ROOT, require_tool, send_tcp
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def require(tool: str) -> str:
-    """The tool's path; a missing tool fails under CI (which installs it) and skips elsewhere."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is not installed; .ci/run installs it")
-        pytest.skip(f"{tool} not installed")
-    return path
 
 
 def run(*args: str, module: str = "logtally.cli") -> subprocess.CompletedProcess:
@@ -104,7 +93,7 @@ def test_global_options_before_or_after_the_command(start_server) -> None:
 # -- completion ---------------------------------------------------------------------------------------
 
 def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
-    bash = require("bash")
+    bash = require_tool("bash")
     out = run("completion", "bash")
     assert out.returncode == 0
     script = tmp_path / "logtally.bash"
@@ -126,7 +115,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
 
 
 def test_fish_completion_completes_commands_options_and_choices(tmp_path: Path) -> None:
-    fish = require("fish")
+    fish = require_tool("fish")
     out = run("completion", "fish")
     assert out.returncode == 0
     script = tmp_path / "logtally.fish"
@@ -146,7 +135,7 @@ def test_fish_completion_completes_commands_options_and_choices(tmp_path: Path) 
 
 
 def test_zsh_completion_is_valid_zsh_naming_every_command(tmp_path: Path) -> None:
-    zsh = require("zsh")
+    zsh = require_tool("zsh")
     out = run("completion", "zsh")
     assert out.returncode == 0 and out.stdout.startswith("#compdef logtally\n")
     script = tmp_path / "_logtally"

@@ -13,8 +13,7 @@ from typing import Callable
 
 from logtally.numbers import rate, size
 from logtally.tail import COLUMNS
-from tests.conftest import ROOT, ServerProcess, send_tcp
-from tests.test_cli_conventions import require
+from tests.conftest import ROOT, ServerProcess, require_tool, send_tcp
 from tests.test_client import BRUTE_FORCE, access_line, rfc5424, wait_events
 
 WIDTH, HEIGHT = 80, 24
@@ -24,7 +23,7 @@ class Tmux:
     """One tmux server on a private socket with one WIDTHxHEIGHT pane running a command."""
 
     def __init__(self, tmp_path: Path, command: list[str]) -> None:
-        self.tmux = require("tmux")
+        self.tmux = require_tool("tmux")
         self.socket = str(tmp_path / "tmux.sock")
         config = tmp_path / "tmux.conf"
         # No status line (the pane is the whole 80x24); a finished command's last screen stays.
