@@ -11,7 +11,6 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-
 from logtally import PROG
 from logtally.cli import build_parser
 from tests.conftest import ROOT, require_tool, send_tcp
