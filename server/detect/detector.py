@@ -5,6 +5,7 @@ each processed second, `reconfigure` on SIGHUP (state kept), `figures` for STATS
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
@@ -44,7 +45,7 @@ C = TypeVar("C", bound=_Section)
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-class SectionDetector(Generic[C, S]):
+class SectionDetector(ABC, Generic[C, S]):
     """A detector set by one section of `[detect]` (`section` picks it), whose whole state is
     one Struct that the engine's snapshot holds. A new section replaces the old one; the state
     stays, so windows and episodes survive a reload (a shorter window expires more next step)."""
@@ -53,8 +54,8 @@ class SectionDetector(Generic[C, S]):
         self.config: C = self.section(config)
         self.state = state
 
-    def section(self, config: DetectConfig) -> C:
-        raise NotImplementedError
+    @abstractmethod
+    def section(self, config: DetectConfig) -> C: ...
 
     @property
     def enabled(self) -> bool:
@@ -63,8 +64,8 @@ class SectionDetector(Generic[C, S]):
     def reconfigure(self, config: DetectConfig) -> None:
         self.config = self.section(config)
 
-    def step(self, second: int, data: Second | None) -> list[Event]:
-        raise NotImplementedError
+    @abstractmethod
+    def step(self, second: int, data: Second | None) -> list[Event]: ...
 
     def figures(self) -> dict[str, int]:
         return {}
