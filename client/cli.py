@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -27,7 +28,8 @@ SHELLS = ["bash", "zsh", "fish"]
 # places, so a sub-parser that did not see an option leaves the main parser's value alone
 # (argparse copies a sub-parser's defaults over the main namespace otherwise); `_globals_filled`
 # sets the real defaults once both have parsed.
-GLOBAL_DEFAULTS: dict[str, Any] = {"control": CONTROL, "json": False, "color": "auto"}
+GLOBAL_DEFAULTS: dict[str, Any] = {"control": CONTROL, "token_file": None, "json": False, "color": "auto"}
+TOKEN_ENV = "LOGTALLY_TOKEN_FILE"  # the default of --token-file
 
 
 def _positive(text: str) -> float:
@@ -47,8 +49,12 @@ def _count_arg(text: str) -> int:
 def _global_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("global options (before or after the command)")
-    group.add_argument("--control", default=argparse.SUPPRESS, metavar="HOST:PORT",
-                       help=f"{DAEMON} control address (default {CONTROL})")
+    group.add_argument("--control", default=argparse.SUPPRESS, metavar="ADDRESS",
+                       help=f"{DAEMON} control address, HOST:PORT or unix:PATH for its Unix socket (default {CONTROL})")
+    token = group.add_argument("--token-file", default=argparse.SUPPRESS, metavar="FILE",
+                               help=f"send AUTH with the token in FILE before tail, subscribe and prime jobs over TCP "
+                                    f"(default ${TOKEN_ENV})")
+    token.complete = shtab.FILE  # type: ignore[attr-defined]
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                        help="print JSON (one object per line) instead of text")
     group.add_argument("--color", choices=["auto", "always", "never"], default=argparse.SUPPRESS,
@@ -122,6 +128,8 @@ def _globals_filled(args: argparse.Namespace) -> argparse.Namespace:
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
+    if args.token_file is None:
+        args.token_file = os.environ.get(TOKEN_ENV) or None
     return args
 
 
@@ -278,7 +286,7 @@ async def do_events(args: argparse.Namespace) -> int:
 
 async def follow(args: argparse.Namespace, command: str) -> int:
     """Print a subscription's messages: JSON, fixed columns on a terminal, or plain lines."""
-    control = await Control.connect(args.control)
+    control = await Control.connect(args.control, args.token_file)
     columns = (is_terminal(sys.stdout) and args.color != "never") or args.color == "always"
     console = console_for(sys.stdout, args.color) if columns and not args.json else None
     try:

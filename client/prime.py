@@ -16,9 +16,9 @@ async def do_prime(args: argparse.Namespace) -> int:
     if len(words) != need:
         raise ControlError(f"{PROG} prime {action} takes {need} argument(s)")
     if action == "count":
-        return await _count(args.control, words[0], words[1], args.json)
+        return await _count(args.control, args.token_file, words[0], words[1], args.json)
     if action == "list":
-        return await _list(args.control, words[0], words[1], args.json)
+        return await _list(args.control, args.token_file, words[0], words[1], args.json)
     if action == "is":
         answer = await ask(args.control, f"ISPRIME {words[0]}")
         if args.json:
@@ -34,13 +34,13 @@ async def do_prime(args: argparse.Namespace) -> int:
         else:
             print(render.items_table(answer["jobs"]))
         return 0
-    answer = await ask(args.control, f"CANCEL {words[0]}")
+    answer = await ask(args.control, f"CANCEL {words[0]}", args.token_file)
     print(json.dumps(answer) if args.json else f"cancelled {answer['cancelled']}")
     return 0
 
 
-async def _count(address: str, lo: str, hi: str, raw: bool) -> int:
-    control = await Control.connect(address)
+async def _count(address: str, token_file: str | None, lo: str, hi: str, raw: bool) -> int:
+    control = await Control.connect(address, token_file)
     tty = sys.stderr.isatty() and not raw
     try:
         await control.ask("SUBSCRIBE jobs")  # first, so no progress message is missed
@@ -93,8 +93,8 @@ def _print_result(result: dict[str, Any], raw: bool) -> int:
     return 0
 
 
-async def _list(address: str, lo: str, hi: str, raw: bool) -> int:
-    control = await Control.connect(address)
+async def _list(address: str, token_file: str | None, lo: str, hi: str, raw: bool) -> int:
+    control = await Control.connect(address, token_file)
     try:
         await control.send(f"PRIME LIST {lo} {hi}")
         async for message in control.stream():

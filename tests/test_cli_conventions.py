@@ -61,7 +61,7 @@ def test_every_option_of_every_command_has_help_text() -> None:
     # Every sub-command takes the global options, so its --help lists them.
     for name in commands:
         text = run(name, "--help").stdout
-        assert "--control HOST:PORT" in text and "--json" in text and "--color" in text, name
+        assert all(option in text for option in ("--control ADDRESS", "--token-file FILE", "--json", "--color")), name
 
 
 # -- global options before or after the command ------------------------------------------------------
@@ -128,7 +128,7 @@ def test_fish_completion_completes_commands_options_and_choices(tmp_path: Path) 
 
     assert complete("logtally st") == ["stats"]
     assert complete("logtally tail --") == ["--color", "--contains", "--control", "--format", "--help",
-                                           "--host", "--ip", "--json", "--level", "--service"]
+                                           "--host", "--ip", "--json", "--level", "--service", "--token-file"]
     assert complete("logtally tail --format ") == ["access", "app", "json", "raw", "rfc3164", "rfc5424"]
     assert complete("logtally completion ") == ["bash", "fish", "zsh"]
 
