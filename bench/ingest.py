@@ -134,13 +134,15 @@ def rss_tree_kb(pid: int) -> int:
     return total
 
 
-def control(address: tuple[str, int], command: str) -> dict:
+def control(address: tuple[str, int], command: str, token: str | None = None) -> dict:
+    """One command's answer; with `token`, AUTH first (privileged commands need it over TCP)."""
     with socket.create_connection(address) as sock:
+        reader = sock.makefile("rb")
+        if token is not None:
+            sock.sendall(f"AUTH {token}\n".encode())
+            assert json.loads(reader.readline()) == {"auth": "ok"}
         sock.sendall(command.encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            buf += sock.recv(1 << 16)
-    return json.loads(buf)
+        return json.loads(reader.readline())
 
 
 def run_logtally(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict, tuple[float, float]]:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import control, generate, send_parallel, split_connections  # noqa: E402
-from bench.subscribers import start_server  # noqa: E402
+from bench.subscribers import TOKEN, start_server  # noqa: E402
 
 
 def batch_mean_s(ctl: tuple[str, int]) -> float:
@@ -37,7 +37,7 @@ def measure(data: bytes, n: int, with_job: bool) -> tuple[float, float, float]:
         proc, tcp, ctl = start_server(Path(tmp))
         job = None
         if with_job:
-            job = control(ctl, "PRIME COUNT 1 1e12")["job"]
+            job = control(ctl, "PRIME COUNT 1 1e12", TOKEN)["job"]
             time.sleep(0.5)  # the job's lanes are busy before logs arrive
         started = time.perf_counter()
         send_parallel(tcp, split_connections(data, 4))
@@ -49,7 +49,7 @@ def measure(data: bytes, n: int, with_job: bool) -> tuple[float, float, float]:
         if job is not None:
             state = [j for j in control(ctl, "JOBS")["jobs"] if j["id"] == job][0]
             percent = state["percent"]
-            assert control(ctl, f"CANCEL {job}") == {"cancelled": job}
+            assert control(ctl, f"CANCEL {job}", TOKEN) == {"cancelled": job}
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     return n / elapsed, batch, percent

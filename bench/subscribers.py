@@ -49,9 +49,18 @@ def lines(n: int) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
+# The bench daemon's AUTH token (`SUBSCRIBE tail` and prime jobs need it over TCP). A constant, so
+# reader processes see the same one however they start; the daemon is temporary and on loopback.
+TOKEN = "bench-only-token-0123456789abcdef"
+
+
 def start_server(workdir: Path) -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
     config = workdir / "config.toml"
-    config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n')
+    token_file = workdir / "control.token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n'
+                      f'token_file = "{token_file}"\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],
@@ -81,7 +90,7 @@ def readers(address: tuple[str, int], reading: int, stalled: int, ready: multipr
         if i >= reading:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(address)
-        sock.sendall(subscribe)
+        sock.sendall(f"AUTH {TOKEN}\n".encode() + subscribe)
         socks.append(sock)
         if i < reading:
             sock.setblocking(False)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,17 +37,35 @@ def split_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def with_token_file(config_text: str, token_file: Path) -> str:
+    """`config_text` with `[control] token_file` set (TOML allows one `[control]` table)."""
+    line = f'token_file = "{token_file}"'
+    if "[control]" in config_text:
+        return config_text.replace("[control]\n", f"[control]\n{line}\n", 1)
+    return f"{config_text.rstrip()}\n[control]\n{line}\n"
+
+
 class ServerProcess:
-    """`logtallyd` started as a subprocess; its JSON log lines are collected as they come."""
+    """`logtallyd` started as a subprocess; its JSON log lines are collected as they come.
+
+    It has an AUTH token (`self.token`, in `self.token_file`) unless `token=False` or the config
+    sets `token_file` itself; `command(line, auth=True)` sends AUTH first.
+    """
 
     def __init__(self, workdir: Path, config_text: str = "", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = (),
-                 launcher: list[str] | None = None) -> None:
+                 launcher: list[str] | None = None, token: bool = True) -> None:
         self.workdir = workdir
         self.config_path = workdir / "config.toml"
         base = f'[rejects]\npath = "{workdir / "rejects.log"}"\n'
         if "[rejects]" in config_text:
             base = ""
+        self.token_file = workdir / "control.token"
+        self.token = secrets.token_hex(16)
+        self.token_file.write_text(self.token + "\n")
+        self.token_file.chmod(0o600)
+        if token and "token_file" not in config_text:
+            config_text = with_token_file(config_text, self.token_file)
         self.config_path.write_text(base + config_text)
         args = [sys.executable, "-m", "logtallyd", "--config", str(self.config_path)]
         if extra_args is None:
@@ -65,7 +85,8 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         listening = self.wait_log("listening", timeout=30)
-        self.addresses: dict[str, str] = {k: v for k, v in listening.items() if isinstance(v, str) and ":" in v}
+        self.addresses: dict[str, str] = {k: v for k, v in listening.items()
+                                          if isinstance(v, str) and (":" in v or v.startswith("/"))}
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -95,8 +116,11 @@ class ServerProcess:
     def address(self, name: str) -> tuple[str, int]:
         return split_address(self.addresses[name])
 
-    def command(self, line: str, timeout: float = 10.0) -> dict[str, Any]:
+    def command(self, line: str, timeout: float = 10.0, auth: bool = False) -> dict[str, Any]:
         with socket.create_connection(self.address("control"), timeout=timeout) as sock:
+            if auth:
+                sock.sendall(f"AUTH {self.token}\n".encode())
+                assert json.loads(_read_line(sock)) == {"auth": "ok"}
             sock.sendall(line.encode() + b"\n")
             return json.loads(_read_line(sock))
 
@@ -148,6 +172,16 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def control_socket() -> Iterator[str]:
+    """A path for a control Unix socket: short (sun_path holds 107 bytes, pytest's tmp_path may be
+    longer) and in a directory any user may enter, so the socket's own mode decides who connects."""
+    directory = Path(tempfile.mkdtemp(prefix="logtally-"))
+    directory.chmod(0o755)
+    yield str(directory / "control.sock")
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -170,6 +170,10 @@ def test_listener_role_from_name_and_type() -> None:
         assert activation.listener_role("ingest-udp", udp) == "ingest-udp"
         assert activation.listener_role("control", tcp) == "control"
         assert activation.listener_role("control", udp) is None  # wrong type for the role
+        with socket.socket(socket.AF_UNIX) as unix:  # logtallyd-control.socket's second ListenStream=
+            assert activation.listener_role("control", unix) == "control-unix"
+            assert activation.listener_role("control-unix", unix) == "control-unix"
+            assert activation.listener_role("control-unix", tcp) is None
         assert activation.listener_role("ingest-udp", tcp) is None
         assert activation.listener_role("metrics-typo", tcp) is None
     finally:

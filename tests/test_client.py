@@ -25,7 +25,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 def logtally(server: ServerProcess, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "logtally", "--control", server.addresses["control"], *args],
+        [sys.executable, "-m", "logtally", "--control", server.addresses["control"],
+         "--token-file", str(server.token_file), *args],
         input=stdin, capture_output=True, timeout=timeout, env=ENV, cwd=ROOT,
     )
 
@@ -33,9 +34,13 @@ def logtally(server: ServerProcess, *args: str, stdin: bytes | None = None, time
 class Streaming:
     """A long-running `logtally` subprocess whose stdout lines are read with a timeout."""
 
-    def __init__(self, server: ServerProcess, *args: str) -> None:
+    def __init__(self, server: ServerProcess, *args: str, control: str | None = None, token: bool = True) -> None:
+        """Over TCP with the server's token file, unless `control` (e.g. `unix:PATH`) or `token=False`."""
+        options = ["--control", control or server.addresses["control"]]
+        if token:
+            options += ["--token-file", str(server.token_file)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logtally", "--control", server.addresses["control"], *args],
+            [sys.executable, "-m", "logtally", *options, *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT, text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -391,3 +396,40 @@ def test_tail_color_always_keeps_columns_and_colour_through_a_pipe(start_server)
                         "payment failed")
     finally:
         client.stop()
+
+
+def test_tail_over_the_unix_socket_needs_no_token(start_server, control_socket: str) -> None:
+    server = start_server(f'[control]\nunix_socket = "{control_socket}"\n')
+    client = Streaming(server, "tail", "--level", "error", control=f"unix:{control_socket}", token=False)
+    try:
+        wait_subscribers(server, 1)
+        send_tcp(server.address("tcp"), (rfc5424(1) + "\n" + rfc5424(2, severity=3, message="disk {i} full") + "\n").encode())
+        assert client.read(1) == ["2025-01-30T12:00:02Z  ERROR   api  disk 2 full"]
+    finally:
+        client.stop()
+    assert server.stats()["control"] == {"auth_ok": 0, "refused": {}}
+
+
+def test_tail_over_tcp_without_a_token_is_refused(start_server) -> None:
+    server = start_server()
+    client = Streaming(server, "tail", token=False)
+    assert client.proc.wait(30) == 1
+    assert client.proc.stderr is not None
+    assert client.proc.stderr.read() == (
+        "logtally: auth required: send AUTH <token> first, or use the control Unix socket\n")
+    client.stop()
+    assert server.stats()["control"] == {"auth_ok": 0, "refused": {"auth_required": 1}}
+
+
+def test_token_file_from_the_environment_and_a_wrong_one(start_server, tmp_path: Path) -> None:
+    server = start_server()
+    command = [sys.executable, "-m", "logtally", "--control", server.addresses["control"], "prime", "list", "10", "30"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env={**ENV, "LOGTALLY_TOKEN_FILE": str(server.token_file)})
+    assert (out.returncode, out.stdout.split()) == (0, ["11", "13", "17", "19", "23", "29"]), out.stderr
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-right-token-at-all\n")
+    out = subprocess.run([*command[:5], "--token-file", str(wrong), *command[5:]], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env=ENV)
+    assert (out.returncode, out.stderr) == (1, f"logtally: AUTH with token file {wrong}: auth failed\n")
+    assert server.stats()["control"] == {"auth_ok": 1, "refused": {"auth_failed": 1}}

@@ -12,11 +12,12 @@ from hypothesis import given, strategies as st
 from logtallyd.daemon.config import Config, ControlConfig
 from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCount, PrimeLimits, PrimeList
 from logtallyd.primes.jobs import JobRejected
+from logtallyd.publish.access import Access, Gate, is_privileged, redacted
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.lines import LineReader
 from logtallyd.publish.protocol import (
-    CommandError, CommandLimits, Events, Help, Metrics, Ping, Quit, Stats, Subscribe, Top,
+    Auth, CommandError, CommandLimits, Events, Help, Metrics, Ping, Quit, Stats, Subscribe, Top,
     Unsubscribe, decode_command,
 )
 from logtallyd.publish.pubsub import Hub
@@ -40,6 +41,11 @@ DECODE = [
     ("quit now", Quit()),
     ("JOBS", Jobs()),
     ("jobs x", Jobs()),
+    # AUTH <token>: exactly one word, kept as given (case and all)
+    ("AUTH s3cret-Token", Auth("s3cret-Token")),
+    ("auth s3cret-Token", Auth("s3cret-Token")),
+    ("AUTH", error("usage: AUTH <token>")),
+    ("AUTH two words", error("usage: AUTH <token>")),
     # STATS [window]
     ("STATS", Stats("all")),
     ("stats 5m", Stats("5m")),
@@ -314,17 +320,21 @@ class Shell:
     """One ControlConnection over a MockTransport, with recording collaborators."""
 
     def __init__(self, config: Config = Config(), registry: set[ControlConnection] | None = None,
-                 max_connections: int = 10) -> None:
+                 max_connections: int = 10, access: Access = "unix", token: str | None = None,
+                 commands: Commands | None = None) -> None:
         self.hub = Hub(100, 30.0, lambda: 0.0)
         self.jobs = FakeJobs()
         self.tail_changes = 0
         self.reports: list[str] = []
-        self.commands = Commands(config, FakeStatistics(), self.jobs, lambda: 1000.0,  # type: ignore[arg-type]
-                                 self.stats_report, lambda n: [f"event{i}" for i in range(min(n, 2))],
-                                 lambda: "metric 1\n")
+        self.now = 0.0
+        self.commands = commands or Commands(
+            config, FakeStatistics(), self.jobs, lambda: 1000.0,  # type: ignore[arg-type]
+            self.stats_report, lambda n: [f"event{i}" for i in range(min(n, 2))], lambda: "metric 1\n",
+            token, lambda: self.now,
+        )
         self.transport = MockTransport()
         self.conn = ControlConnection(self.commands, self.hub, set() if registry is None else registry,
-                                      max_connections, self.tail_changed)
+                                      max_connections, self.tail_changed, access)
         self.conn.connection_made(self.transport)  # type: ignore[arg-type]
 
     def stats_report(self, window: str) -> dict[str, Any]:
@@ -370,7 +380,8 @@ async def test_help_names_every_verb() -> None:
     assert list(msgspec.json.decode(line)["commands"]) == [
         "HELP", "PING", "STATS [window]", "TOP <field> [n] [window]", "EVENTS [n]",
         "SUBSCRIBE <topic>... [interval=S] [filter...]", "UNSUBSCRIBE [topic...]", "METRICS",
-        "PRIME COUNT <lo> <hi>", "PRIME LIST <lo> <hi>", "ISPRIME <n>", "JOBS", "CANCEL <id>", "QUIT",
+        "PRIME COUNT <lo> <hi>", "PRIME LIST <lo> <hi>", "ISPRIME <n>", "JOBS", "CANCEL <id>", "AUTH <token>",
+        "QUIT",
     ]
 
 
@@ -515,3 +526,112 @@ async def test_reconfigure_applies_to_the_next_command() -> None:
     ]
     shell.commands.reconfigure(msgspec.structs.replace(Config(), control=ControlConfig(max_top_n=5)))
     assert await shell.send(b"TOP ip 6\n") == [b'{"error":"n must be between 1 and 5"}\n']
+
+
+# -- access ----------------------------------------------------------------------------------
+
+TOKEN = "0123456789abcdef0123"
+REFUSED = b'{"error":"auth required: send AUTH <token> first, or use the control Unix socket"}\n'
+
+PRIVILEGED = [
+    ("SUBSCRIBE tail", True),
+    ("SUBSCRIBE stats tail", True),
+    ("SUBSCRIBE tail level>=error", True),
+    ("PRIME COUNT 1 10", True),
+    ("PRIME LIST 1 10", True),
+    ("CANCEL job1", True),
+    ("SUBSCRIBE stats anomalies jobs", False),
+    ("UNSUBSCRIBE tail", False),
+    ("ISPRIME 7", False),
+    ("JOBS", False),
+    ("STATS", False),
+    ("TOP ip", False),
+    ("EVENTS", False),
+    ("METRICS", False),
+    ("PING", False),
+    ("HELP", False),
+    ("QUIT", False),
+    ("AUTH x", False),
+    ("PRIME COUNT 1", False),  # not a command: its usage error is the answer
+]
+
+
+@pytest.mark.parametrize(("line", "privileged"), PRIVILEGED)
+def test_which_commands_are_privileged(line: str, privileged: bool) -> None:
+    assert is_privileged(decode_command(line, LIMITS)) is privileged
+
+
+def test_an_auth_line_is_redacted_for_logs() -> None:
+    assert redacted(f"AUTH {TOKEN}") == "AUTH <redacted>"
+    assert redacted(f"auth  {TOKEN} more") == "AUTH <redacted>"
+    assert redacted("STATS 5m") == "STATS 5m"
+    assert TOKEN not in repr(Auth(TOKEN))
+
+
+def test_gate_throttles_exactly_at_the_limit_for_sixty_seconds() -> None:
+    gate = Gate(TOKEN, failures_per_minute=3)
+    assert [gate.authenticate("wrong", t) for t in (0.0, 1.0, 2.0)] == ["auth_failed"] * 3
+    # The limit is reached: even the right token is not checked until the first failure is 60 s old.
+    assert gate.authenticate(TOKEN, 59.9) == "auth_throttled"
+    assert gate.authenticate(TOKEN, 60.0) is None
+    assert gate.authenticate("wrong", 60.5) == "auth_failed"  # the one at 0.0 dropped out, 1.0 and 2.0 remain
+    assert gate.authenticate(TOKEN, 60.9) == "auth_throttled"  # 1.0 is not yet 60 s old
+    assert gate.figures() == msgspec.convert(
+        {"auth_ok": 1, "refused": {"auth_failed": 4, "auth_throttled": 2}}, type(gate.figures()))
+
+
+def test_gate_without_a_token_refuses_every_auth() -> None:
+    gate = Gate(None, failures_per_minute=1)
+    assert [gate.authenticate(x, 0.0) for x in ("", TOKEN, "x")] == ["auth_unconfigured"] * 3
+    assert gate.figures().refused == {"auth_unconfigured": 3}
+
+
+async def test_anonymous_tcp_is_refused_privileged_commands_and_answered_the_rest() -> None:
+    shell = Shell(access="anonymous", token=TOKEN)
+    assert await shell.send(b"SUBSCRIBE tail\nPRIME COUNT 1 10\nPRIME LIST 1 10\nCANCEL job1\nPING\nISPRIME 7\n") == [
+        REFUSED, REFUSED, REFUSED, REFUSED, b'{"pong":true}\n', b'{"n":7,"prime":true}\n',
+    ]
+    assert shell.hub.subscribers == set() and shell.jobs.running == set() and not shell.transport.closed
+    assert shell.commands.gate.figures().refused == {"auth_required": 4}
+
+
+async def test_auth_with_the_token_allows_privileged_commands() -> None:
+    shell = Shell(access="anonymous", token=TOKEN)
+    assert await shell.send(f"AUTH {TOKEN}\nSUBSCRIBE tail\n".encode()) == [
+        b'{"auth":"ok"}\n', b'{"subscribed":["tail"]}\n',
+    ]
+    assert shell.conn.access == "token"
+
+
+async def test_a_wrong_token_answers_and_closes() -> None:
+    shell = Shell(access="anonymous", token=TOKEN)
+    assert await shell.send(f"AUTH {TOKEN}x\nPING\n".encode()) == [b'{"error":"auth failed"}\n']
+    assert shell.transport.closed and shell.conn.access == "anonymous"
+
+
+async def test_throttled_auth_is_refused_even_with_the_token() -> None:
+    first = Shell(access="anonymous", token=TOKEN,
+                  config=msgspec.structs.replace(Config(), control=ControlConfig(auth_failures_per_minute=1)))
+    assert await first.send(b"AUTH nope\n") == [b'{"error":"auth failed"}\n']
+    second = Shell(access="anonymous", commands=first.commands)
+    assert await second.send(f"AUTH {TOKEN}\n".encode()) == [
+        b'{"error":"auth refused: too many failed AUTHs in the last minute"}\n']
+    first.now = 60.0
+    third = Shell(access="anonymous", commands=first.commands)
+    assert await third.send(f"AUTH {TOKEN}\nCANCEL x\n".encode()) == [
+        b'{"auth":"ok"}\n', b'{"error":"no running job \'x\'"}\n']
+
+
+async def test_auth_without_a_configured_token_says_so() -> None:
+    shell = Shell(access="anonymous")
+    assert await shell.send(b"AUTH anything\n") == [
+        b'{"error":"auth unavailable: the daemon has no control.token_file; use the control Unix socket"}\n']
+    assert shell.transport.closed
+
+
+async def test_a_new_token_on_sighup_applies_to_the_next_auth() -> None:
+    shell = Shell(access="anonymous", token=TOKEN)
+    shell.commands.reconfigure(Config(), "another-token-of-16+")
+    again = Shell(access="anonymous", commands=shell.commands)
+    assert await shell.send(f"AUTH {TOKEN}\n".encode()) == [b'{"error":"auth failed"}\n']
+    assert await again.send(b"AUTH another-token-of-16+\n") == [b'{"auth":"ok"}\n']

@@ -59,6 +59,7 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
                      "batches": LIVE},
         "subscribers": {"open": 0, "dropped_messages": 0, "disconnected_stalled": 0, "tail_skipped": 0},
         "udp": {"datagrams": 0, "kernel_drops": 0},
+        "control": {"auth_ok": 0, "refused": {}},
         "detect": {
             "feeds": LIVE, "records": 2, "dropped_matches": 0, "pending_seconds": LIVE, "untracked_spike_errors": 0,
             "untracked_zscore_lines": 0, "untracked_ip_requests": 0, "untracked_pattern_keys": 0,
@@ -151,11 +152,16 @@ def test_metrics(daemon: ServerProcess) -> None:
 
 
 def test_subscribe_by_hand(daemon: ServerProcess) -> None:
-    """`nc 127.0.0.1 5141`, then typing the README's two SUBSCRIBE lines."""
+    """`nc 127.0.0.1 5141`, then typing the README's SUBSCRIBE and AUTH lines."""
     with socket.create_connection(daemon.address("control"), timeout=30) as sock:
         stream = sock.makefile("rb")
         sock.sendall(b"SUBSCRIBE anomalies\n")
         assert stream.readline() == b'{"subscribed":["anomalies"]}\n'
+        sock.sendall(b"SUBSCRIBE tail level>=error service=api\n")
+        assert stream.readline() == (
+            b'{"error":"auth required: send AUTH <token> first, or use the control Unix socket"}\n')
+        sock.sendall(f"AUTH {daemon.token}\n".encode())
+        assert stream.readline() == b'{"auth":"ok"}\n'
         sock.sendall(b"SUBSCRIBE tail level>=error service=api\n")
         assert stream.readline() == b'{"subscribed":["anomalies","tail"]}\n'
         send_tcp(daemon.address("tcp"), LINE)
@@ -163,7 +169,9 @@ def test_subscribe_by_hand(daemon: ServerProcess) -> None:
 
 
 def test_prime_count_and_isprime(daemon: ServerProcess) -> None:
-    answer = json.loads(nc(daemon, "PRIME COUNT 1 1e6"))
+    authorized, raw = nc(daemon, f"AUTH {daemon.token}\nPRIME COUNT 1 1e6").split(b"\n", 1)
+    assert authorized == b'{"auth":"ok"}'
+    answer = json.loads(raw)
     assert_like(answer, {
         "id": LIVE, "kind": "count", "lo": 1, "hi": 1000000, "count": 78498, "first": 2, "last": 999983,
         "largest_gap": 114, "largest_gap_after": 492113, "twin_pairs": 8169, "elapsed_s": LIVE,

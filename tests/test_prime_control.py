@@ -13,7 +13,7 @@ from tests.conftest import ROOT, ServerProcess, send_tcp
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     host, port = server.address("control")
     return subprocess.run(
-        [sys.executable, "-m", "logtally", "--control", f"{host}:{port}", *args],
+        [sys.executable, "-m", "logtally", "--control", f"{host}:{port}", "--token-file", str(server.token_file), *args],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
 
@@ -23,7 +23,7 @@ def test_count_small_range_answers_at_once(start_server) -> None:
     # second, more on a loaded machine): a wide answer window keeps this test about the answer,
     # not about the clock.
     server = start_server("[primes]\nanswer_within_s = 60\n")
-    answer = server.command("PRIME COUNT 1 1e6", timeout=90)
+    answer = server.command("PRIME COUNT 1 1e6", timeout=90, auth=True)
     assert answer["count"] == 78498
     assert answer["first"] == 2 and answer["last"] == 999983
     assert answer["twin_pairs"] == 8169
@@ -33,7 +33,7 @@ def test_count_small_range_answers_at_once(start_server) -> None:
 def test_bad_input_gets_json_errors(server: ServerProcess) -> None:
     for command in ("PRIME COUNT -5 10", "PRIME COUNT 10 2", "PRIME COUNT ten 20", "PRIME COUNT 1 1e30",
                     "ISPRIME 2**x", "PRIME LIST 1 1e12", "CANCEL nosuchjob", "PRIME COUNT 1"):
-        answer = server.command(command)
+        answer = server.command(command, auth=True)
         assert set(answer) == {"error"}, (command, answer)
 
 
@@ -49,7 +49,8 @@ def test_isprime_deterministic_and_probable(server: ServerProcess) -> None:
 def test_list_streams_chunks(server: ServerProcess) -> None:
     with socket.create_connection(server.address("control")) as sock:
         f = sock.makefile("rb")
-        sock.sendall(b"PRIME LIST 100 200\n")
+        sock.sendall(f"AUTH {server.token}\nPRIME LIST 100 200\n".encode())
+        assert json.loads(f.readline()) == {"auth": "ok"}
         primes: list[int] = []
         while True:
             message = json.loads(f.readline())
@@ -63,7 +64,8 @@ def test_list_streams_chunks(server: ServerProcess) -> None:
 def test_long_job_returns_id_reports_progress_and_cancels(server: ServerProcess) -> None:
     with socket.create_connection(server.address("control")) as sock:
         f = sock.makefile("rb")
-        sock.sendall(b"SUBSCRIBE jobs\n")
+        sock.sendall(f"AUTH {server.token}\nSUBSCRIBE jobs\n".encode())
+        assert json.loads(f.readline()) == {"auth": "ok"}
         assert "subscribed" in json.loads(f.readline())
         sock.sendall(b"PRIME COUNT 1 1e12\n")
         messages = []
@@ -77,8 +79,12 @@ def test_long_job_returns_id_reports_progress_and_cancels(server: ServerProcess)
         assert 0 <= progress["percent"] <= 100
         jobs = server.command("JOBS")["jobs"]
         assert [j["state"] for j in jobs if j["id"] == job] == ["running"]
+        # Another connection cancels: without AUTH it may not, with it it may.
+        assert server.command(f"CANCEL {job}") == {
+            "error": "auth required: send AUTH <token> first, or use the control Unix socket"}
+        assert [j["state"] for j in server.command("JOBS")["jobs"] if j["id"] == job] == ["running"]
         started = time.monotonic()
-        assert server.command(f"CANCEL {job}") == {"cancelled": job}
+        assert server.command(f"CANCEL {job}", auth=True) == {"cancelled": job}
         while True:
             message = json.loads(f.readline())
             if message.get("type") == "job_cancelled":
@@ -101,3 +107,21 @@ def test_cli_prime_commands(server: ServerProcess) -> None:
     assert out.stdout.split() == ["11", "13", "17", "19", "23", "29"]
     out = cli(server, "prime", "count", "5", "1")
     assert out.returncode == 1 and "below" in out.stderr
+
+
+def test_jobs_need_auth_over_tcp_and_not_over_the_unix_socket(start_server, control_socket: str) -> None:
+    path = control_socket
+    server = start_server(f'[control]\nunix_socket = "{path}"\n[primes]\nanswer_within_s = 60\n')
+    refused = "auth required: send AUTH <token> first, or use the control Unix socket"
+    for command in ("PRIME COUNT 1 1e6", "PRIME LIST 1 100", "CANCEL nosuchjob"):
+        assert server.command(command) == {"error": refused}, command
+    assert server.command("JOBS") == {"jobs": []}  # refused commands started nothing
+    assert server.command("ISPRIME 97")["prime"] is True  # a single test stays open
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(90)
+        sock.connect(path)
+        f = sock.makefile("rb")
+        sock.sendall(b"PRIME COUNT 1 1e6\nCANCEL nosuchjob\n")
+        assert json.loads(f.readline())["count"] == 78498
+        assert json.loads(f.readline()) == {"error": "no running job 'nosuchjob'"}
+    assert server.stats()["control"] == {"auth_ok": 0, "refused": {"auth_required": 3}}

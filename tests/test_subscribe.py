@@ -1,20 +1,29 @@
 """Publish/subscribe on the control port: topics, filters, lagging and stalled subscribers."""
 from __future__ import annotations
 
+import grp
 import json
+import os
 import socket
+import stat
 import time
+from typing import Iterator
+
+import pytest
 
 from tests.conftest import ServerProcess, send_tcp
 
 
 def subscribe(server: ServerProcess, command: str, rcvbuf: int | None = None) -> tuple[socket.socket, "socket.SocketIO"]:
+    """`command` on a TCP connection that sent AUTH first (`SUBSCRIBE tail` needs it)."""
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.connect(server.address("control"))
     sock.settimeout(15)
     f = sock.makefile("rb")
+    sock.sendall(f"AUTH {server.token}\n".encode())
+    assert json.loads(f.readline()) == {"auth": "ok"}
     sock.sendall(command.encode() + b"\n")
     first = json.loads(f.readline())
     assert "subscribed" in first, first
@@ -111,3 +120,97 @@ def test_stalled_subscriber_is_disconnected(start_server) -> None:
     assert report["subscribers"]["open"] == 0
     assert server.wait_received(3000)["received"] == 3000  # ingestion went on regardless
     sock.close()
+
+
+REFUSED = b'{"error":"auth required: send AUTH <token> first, or use the control Unix socket"}\n'
+
+
+def test_unauthenticated_tail_over_tcp_is_refused(server: ServerProcess) -> None:
+    with socket.create_connection(server.address("control"), timeout=15) as sock:
+        f = sock.makefile("rb")
+        sock.sendall(b"SUBSCRIBE tail\nSUBSCRIBE stats tail interval=5\nSUBSCRIBE anomalies\nPING\n")
+        assert f.readline() == REFUSED
+        assert f.readline() == REFUSED  # tail among other topics: the whole command is refused
+        assert f.readline() == b'{"subscribed":["anomalies"]}\n'  # the open topics stay open
+        assert f.readline() == b'{"pong":true}\n'
+        send_tcp(server.address("tcp"), b"2025-01-30 12:00:00 ERROR [api] secret line\n")
+        assert server.wait_received(1)["received"] == 1
+        report = server.stats()
+        assert report["subscribers"]["open"] == 1  # the anomalies subscriber only
+        assert report["control"] == {"auth_ok": 0, "refused": {"auth_required": 2}}
+        sock.sendall(b"AUTH not-the-token-at-all\n")  # one wrong guess ends the connection
+        assert f.readline() == b'{"error":"auth failed"}\n'
+        assert f.readline() == b""
+    assert server.token not in "".join(server.raw_output)
+    assert server.stats()["control"] == {"auth_ok": 0, "refused": {"auth_failed": 1, "auth_required": 2}}
+
+
+def _subscribe_as(uid: int | None, groups: list[int], path: str) -> "socket.SocketIO":
+    """`SUBSCRIBE tail` on the Unix socket from a forked child with that uid and groups (as root),
+    or as ourselves; the child's lines (`EACCES` if it may not connect) come back through a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: syscalls only, then _exit, never back into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            if uid is not None:
+                os.setgroups(groups)
+                os.setgid(groups[0])
+                os.setuid(uid)
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(30)
+            try:
+                sock.connect(path)
+            except PermissionError:
+                os.write(write_end, b"EACCES\n")
+            else:
+                sock.sendall(b"SUBSCRIBE tail\n")
+                stream = sock.makefile("rb")
+                for _ in range(2):  # the answer, then one record
+                    os.write(write_end, stream.readline())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    reader = os.fdopen(read_end, "rb")
+    _CHILDREN.append(pid)
+    return reader
+
+
+_CHILDREN: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    yield
+    while _CHILDREN:
+        pid = _CHILDREN.pop()
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+
+
+def test_tail_over_the_unix_socket_with_the_right_group_works(start_server, control_socket: str) -> None:
+    root = os.geteuid() == 0
+    try:  # as root, a group the unprivileged test user is not in; else our own
+        group = grp.getgrnam("adm") if root else grp.getgrgid(os.getegid())
+    except KeyError:
+        pytest.skip("no adm group")
+    server = start_server(f'[control]\nunix_socket = "{control_socket}"\nunix_group = "{group.gr_name}"\n')
+    assert server.addresses["control_unix"] == control_socket
+    info = os.stat(control_socket)
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o660 and info.st_gid == group.gr_gid
+    if root:
+        nobody = 65534
+        outsider = _subscribe_as(nobody, [nobody], control_socket)
+        assert outsider.readline() == b"EACCES\n"  # not in the group: the file mode keeps it out
+        member = _subscribe_as(nobody, [nobody, group.gr_gid], control_socket)
+    else:
+        member = _subscribe_as(None, [], control_socket)
+    assert member.readline() == b'{"subscribed":["tail"]}\n'  # no AUTH on the socket
+    send_tcp(server.address("tcp"), b"2025-01-30 12:00:00 ERROR [api] for the group\n")
+    assert json.loads(member.readline())["message"] == "for the group"
+    assert server.stats()["control"] == {"auth_ok": 0, "refused": {}}

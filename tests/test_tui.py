@@ -74,7 +74,8 @@ class Tmux:
 
 
 def client(server: ServerProcess, *args: str) -> list[str]:
-    return [sys.executable, "-m", "logtally", *args, "--control", server.addresses["control"]]
+    return [sys.executable, "-m", "logtally", *args, "--control", server.addresses["control"],
+            "--token-file", str(server.token_file)]
 
 
 # -- watch -----------------------------------------------------------------------------------------

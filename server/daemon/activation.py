@@ -70,7 +70,8 @@ def socket_kind(sock: socket.socket) -> str:
     return "other"
 
 
-ROLES = {"ingest-tcp": "tcp", "ingest-udp": "udp", "ingest-tls": "tcp", "control": "tcp", "http": "tcp"}
+ROLES = {"ingest-tcp": "tcp", "ingest-udp": "udp", "ingest-tls": "tcp", "control": "tcp", "control-unix": "unix-stream",
+         "http": "tcp"}
 # Names that say "ingest" without the transport: one .socket unit names all its fds alike
 # (systemd.socket(5) FileDescriptorName=), so logtallyd.socket holds TCP and UDP as "ingest";
 # the unit's own name is systemd's default, "unknown" ours when names are missing.
@@ -78,13 +79,16 @@ GENERIC_INGEST = {"ingest", "logtallyd.socket", UNKNOWN_NAME}
 
 
 def listener_role(name: str, sock: socket.socket) -> str | None:
-    """The listener a passed socket serves (`ingest-tcp`, `ingest-udp`, `ingest-tls`, `control`, `http`).
+    """The listener a passed socket serves (`ingest-tcp`, `ingest-udp`, `ingest-tls`, `control`,
+    `control-unix`, `http`).
 
     None when the name is unknown or its socket type does not fit the role (log and ignore it).
     """
     kind = socket_kind(sock)
     if name in GENERIC_INGEST:
         return f"ingest-{kind}" if kind in ("tcp", "udp") else None
+    if name == "control" and kind == "unix-stream":  # logtallyd-control.socket names its TCP and Unix fds alike
+        return "control-unix"
     expected = ROLES.get(name)
     return name if expected == kind else None
 

@@ -19,6 +19,7 @@ from logtallyd.daemon.assembly import Parts, build
 from logtallyd.daemon.config import Config, ConfigError, load_config
 from logtallyd.daemon.endpoints import Endpoints, openers
 from logtallyd.daemon.logsetup import configure_logging
+from logtallyd.daemon.tokenfile import load_token
 from logtallyd.pool.worker import warm_up
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
@@ -129,6 +130,7 @@ class Server:
         sdnotify.notify(*sdnotify.reloading_lines())
         try:
             new = load_config(self.config_path) if self.config_path else self.config
+            token = load_token(new.control)
         except ConfigError as exc:
             log.error("reload_rejected", reason=str(exc))
             sdnotify.notify(sdnotify.READY, sdnotify.status("reload rejected: " + str(exc)[:200]))
@@ -137,7 +139,7 @@ class Server:
         # Windows and sketch sizes shape the stored state: changing them needs a restart.
         new = msgspec.structs.replace(new, stats=old.stats)
         configure_logging(new.log)
-        self.parts.reconfigure(new)
+        self.parts.reconfigure(new, token)
         await self.endpoints.move(old, new)
         log.info("listening", **self.endpoints.addresses, workers=self.parts.workers)
         log.info("reloaded", config=self.config_path)

@@ -15,6 +15,7 @@ import msgspec
 import structlog
 
 from logtallyd.daemon.config import Config
+from logtallyd.daemon.tokenfile import load_token
 from logtallyd.detect.driver import Driver
 from logtallyd.detect.engine import Engine
 from logtallyd.detect.events import Event
@@ -66,6 +67,7 @@ class Parts:
         report["subscribers"] = {**msgspec.to_builtins(self.hub.figures()), "tail_skipped": self.pipeline.tail_skipped}
         report["udp"] = {"datagrams": sum(u.datagrams for u in self.udp),
                          "kernel_drops": sum(u.kernel_drops() for u in self.udp)}
+        report["control"] = msgspec.to_builtins(self.commands.gate.figures())
         report["detect"] = self.driver.engine.stats()
         report["uptime_s"] = self.uptime_s()
         if self.rejects is not None:
@@ -115,7 +117,7 @@ class Parts:
 
     # -- SIGHUP ------------------------------------------------------------------------------
 
-    def reconfigure(self, new: Config) -> None:
+    def reconfigure(self, new: Config, token: str | None = None) -> None:
         """Apply what can change live; `[stats]` shapes the stored state and needs a restart."""
         self.config = new
         self.connections.reconfigure(new.ingest)
@@ -123,7 +125,7 @@ class Parts:
         self.driver.reconfigure(new.detect, new.pipeline.event_lateness_s)
         self.hub.reconfigure(new.control)
         self.jobs.reconfigure(new.primes)
-        self.commands.reconfigure(new)
+        self.commands.reconfigure(new, token)
 
     # -- glue between stages -----------------------------------------------------------------
 
@@ -181,6 +183,7 @@ def build(config: Config) -> Parts:
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
+        load_token(config.control),
     )
     parts = Parts(
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,

@@ -7,7 +7,7 @@ import sys
 import msgspec
 import structlog
 
-from logtallyd.daemon.config import Config, ConfigError, load_config, split_address
+from logtallyd.daemon.config import Config, ConfigError, check_config, load_config, split_address
 from logtallyd.daemon.shipped import UNITS, shipped_text
 
 log = structlog.get_logger()
@@ -57,7 +57,8 @@ def run_daemon(argv: list[str]) -> int:
     parser.add_argument("--config", help="config.toml (default: built-in defaults)")
     parser.add_argument("--tcp", help="ingest TCP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
-    parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral)")
+    parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral); off loopback it needs "
+                                          "[control] token_file")
     parser.add_argument("--print-config", action="store_true",
                         help="print the shipped, commented default config.toml and exit")
     parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
@@ -68,6 +69,9 @@ def run_daemon(argv: list[str]) -> int:
         return 0
     try:
         config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control)
+        from logtallyd.daemon.tokenfile import load_token
+
+        load_token(config.control)  # an unusable token file stops the start here, with its key named
     except ConfigError as exc:
         print(f"logtallyd: {exc}", file=sys.stderr)
         return 2
@@ -111,6 +115,9 @@ def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: s
     config = msgspec.structs.replace(config, ingest=ingest)
     if control is not None:
         config = msgspec.structs.replace(config, control=msgspec.structs.replace(config.control, listen=control))
+    problem = check_config(config)  # again: `--control 0.0.0.0:5141` must meet the same checks as the file
+    if problem:
+        raise ConfigError(problem)
     return config
 
 

@@ -6,6 +6,8 @@
 # with the stage.
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -26,7 +28,7 @@ __all__ = [
     "ArchiveConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
     "HttpConfig", "IngestConfig", "ListenerConfig", "LogConfig", "ParseOptions", "PipelineConfig",
     "PrimeConfig", "RejectsConfig", "StateConfig", "StatsConfig", "TlsConfig", "check_config",
-    "decode_config", "load_config", "split_address",
+    "decode_config", "is_loopback", "load_config", "split_address",
 ]
 
 
@@ -40,7 +42,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status_interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
     # Under socket activation the daemon serves only the sockets systemd passed; the listeners
     # named here are bound from this file as well.
-    also_bind: list[Literal["tcp", "udp", "tls", "control", "http"]] = []
+    also_bind: list[Literal["tcp", "udp", "tls", "control", "control_unix", "http"]] = []
 
 
 class ListenerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -121,6 +123,11 @@ def check_config(config: Config) -> str | None:
             except ValueError as exc:
                 return f"{key}: {exc}"
     control = config.control
+    if control.listen and not control.token_file and not is_loopback(split_address(control.listen)[0]):
+        return (f"control.listen = {control.listen!r} is not a loopback address: anyone who can reach it could "
+                "read every line (SUBSCRIBE tail) and start jobs; set control.token_file, or listen on 127.0.0.1")
+    if len(os.fsencode(control.unix_socket)) > UNIX_PATH_MAX:
+        return f"control.unix_socket is longer than {UNIX_PATH_MAX} bytes (sun_path)"
     if not control.min_interval_s <= control.default_interval_s <= control.max_interval_s:
         return (
             "control.default_interval_s must be within control.min_interval_s..control.max_interval_s"
@@ -159,6 +166,19 @@ def check_config(config: Config) -> str | None:
                 except re.error as exc:
                     return f"{where}.steps[{j}]: invalid regular expression: {exc}"
     return None
+
+
+UNIX_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes on Linux, one for the NUL
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`; a host that is no IP address is not trusted."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_address(text: str) -> tuple[str, int]:

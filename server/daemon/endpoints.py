@@ -5,16 +5,21 @@ through the table, so adding a kind of listener is one row and one opener.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import os
 import socket
 import ssl
+import stat
+import sys
 from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple, Protocol
 
 import structlog
 
-from logtallyd.daemon.config import Config, split_address
+from logtallyd.daemon.config import Config, is_loopback, split_address
 from logtallyd.ingest.config import TlsConfig
 from logtallyd.ingest.listeners import TcpIngest, UdpIngest
+from logtallyd.publish.access import Access
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.http import MetricsHttp
 
@@ -39,6 +44,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("udp", "ingest-udp", lambda c: c.ingest.udp),
     Kind("tls", "ingest-tls", lambda c: c.ingest.tls.listen),
     Kind("control", "control", lambda c: c.control.listen),
+    Kind("control_unix", "control-unix", lambda c: c.control.unix_socket),
     Kind("http", "http", lambda c: c.http.listen),
 )
 _BY_ROLE = {kind.role: kind for kind in KINDS}
@@ -145,17 +151,119 @@ def openers(parts: Parts) -> dict[str, Opener]:
         parts.udp.append(protocol)
         return transport, bound_address(sock)
 
-    async def control(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+    def control_factory(access: Access) -> Callable[[], ControlConnection]:
         def factory() -> ControlConnection:
             return ControlConnection(parts.commands, parts.hub, parts.control_connections,
-                                     parts.config.control.max_connections, parts.tail_changed)
+                                     parts.config.control.max_connections, parts.tail_changed, access)
 
-        return await serve_stream(factory, address, sock)
+        return factory
+
+    async def control(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        # Checked on the bound sockets, so a name that resolves off loopback, or a socket systemd
+        # passed, is held to the same rule as `control.listen`; nothing is accepted before.
+        if sock is not None:
+            refuse_open_control([sock])
+            return await serve_stream(control_factory("anonymous"), None, sock)
+        assert address is not None
+        host, port = split_address(address)
+        server = await loop.create_server(control_factory("anonymous"), host, port, backlog=1024,
+                                          reuse_address=True, start_serving=False)
+        try:
+            refuse_open_control(list(server.sockets))
+        except OSError:
+            server.close()
+            raise
+        await server.start_serving()
+        return server, bound_address(server.sockets[0])
+
+    def refuse_open_control(socks: list[socket.socket]) -> None:
+        if parts.commands.gate.token is not None:
+            return
+        for sock in socks:
+            if not is_loopback(sock.getsockname()[0]):
+                raise OSError(f"control listener {bound_address(sock)} is not on loopback and "
+                              "control.token_file is not set")
+
+    async def control_unix(path: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
+        control = parts.config.control
+        owned = sock is None  # a socket systemd passed is systemd's file to keep
+        if sock is None:
+            assert path is not None
+            sock = bind_unix(path, control.unix_mode, control.unix_group)
+        name = sock.getsockname()
+        # The file is ours to remove (UnixListener) or systemd's to keep, never the loop's.
+        keep = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+        server = await loop.create_unix_server(control_factory("unix"), sock=sock, backlog=1024, **keep)
+        where = name if isinstance(name, str) else repr(name)
+        return (UnixListener(server, where) if owned else server), where
 
     async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
         return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.config.http.max_head_bytes), address, sock)
 
-    return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "http": http}
+    return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "control_unix": control_unix, "http": http}
+
+
+def bind_unix(path: str, mode: int, group: str) -> socket.socket:
+    """A stream socket bound at `path` with `mode` and `group` set, not yet listening: nobody can
+    connect before its permissions are right. A socket file no daemon answers on is replaced;
+    a live one, or anything that is not a socket, is an error."""
+    clear_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        gid = -1
+        if group:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise OSError(f"control.unix_group = {group!r}: no such group") from None
+        os.chown(path, -1, gid)
+        os.chmod(path, mode)
+    except OSError:
+        sock.close()
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        raise
+    return sock
+
+
+def clear_stale_socket(path: str) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OSError(f"control.unix_socket = {path!r} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:  # left by a daemon that died: nobody listens
+        os.unlink(path)
+        return
+    except OSError as exc:
+        raise OSError(f"control.unix_socket = {path!r}: cannot probe the existing socket: {exc}") from None
+    finally:
+        probe.close()
+    raise OSError(f"control.unix_socket = {path!r}: another process is listening on it")
+
+
+class UnixListener:
+    """A Unix-socket server that removes its socket file when closed, unless another process has
+    replaced the file since (a second daemon's socket must not vanish under it)."""
+
+    def __init__(self, server: asyncio.AbstractServer, path: str) -> None:
+        self.server = server
+        self.path = path
+        info = os.lstat(path)
+        self.identity = (info.st_dev, info.st_ino)
+
+    def close(self) -> None:
+        self.server.close()
+        with contextlib.suppress(OSError):
+            info = os.lstat(self.path)
+            if (info.st_dev, info.st_ino) == self.identity:
+                os.unlink(self.path)
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:

@@ -5,12 +5,15 @@ A handler returns its answer (a Struct, a report dict, a stream, or what the con
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Callable, assert_never
 
 from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCommands, PrimeCount, PrimeList
+from logtallyd.publish.access import Access, Gate, Refusal, is_privileged
 from logtallyd.publish.protocol import (
-    Answer, Close, Command, CommandError, CommandLimits, Error, EventList, Events, Help, HelpList, Join,
-    Leave, Metrics, MetricsText, Ping, Pong, Quit, Stats, Subscribe, Top, TopList, Unsubscribe, help_text,
+    Answer, Auth, Close, Command, CommandError, CommandLimits, Deny, Error, EventList, Events, Grant, Help,
+    HelpList, Join, Leave, Metrics, MetricsText, Ping, Pong, Quit, Stats, Subscribe, Top, TopList, Unsubscribe,
+    help_text,
 )
 from logtallyd.publish.tailfilter import compile_filter
 
@@ -20,14 +23,28 @@ if TYPE_CHECKING:
     from logtallyd.stats.windows import Stats as Statistics
 
 
+_REFUSALS: dict[Refusal, str] = {
+    "auth_required": "auth required: send AUTH <token> first, or use the control Unix socket",
+    "auth_failed": "auth failed",
+    "auth_throttled": "auth refused: too many failed AUTHs in the last minute",
+    "auth_unconfigured": "auth unavailable: the daemon has no control.token_file; use the control Unix socket",
+}
+
+
 class Commands:
-    """Answers every control command; holds the current limits so that SIGHUP applies them."""
+    """Answers every control command; holds the current limits and token so that SIGHUP applies them.
+
+    `token` is the AUTH token (None: no AUTH over TCP); `monotonic` times the failed-AUTH limit.
+    """
 
     def __init__(self, config: Config, statistics: Statistics, jobs: JobManager, clock: Callable[[], float],
                  stats_report: Callable[[str], dict[str, Any]], recent_events: Callable[[int], list[Any]],
-                 metrics_text: Callable[[], str]) -> None:
+                 metrics_text: Callable[[], str], token: str | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.limits = CommandLimits.from_config(config)
         self.max_pending_commands = config.control.max_pending_commands
+        self.gate = Gate(token, config.control.auth_failures_per_minute)
+        self.monotonic = monotonic
         self.statistics = statistics
         self.clock = clock
         self.stats_report = stats_report
@@ -35,12 +52,16 @@ class Commands:
         self.metrics_text = metrics_text
         self.primes = PrimeCommands(jobs)
 
-    def reconfigure(self, config: Config) -> None:
-        """SIGHUP: the next command is decoded with the new limits."""
+    def reconfigure(self, config: Config, token: str | None = None) -> None:
+        """SIGHUP: the next command is decoded with the new limits and the next AUTH checks the new token."""
         self.limits = CommandLimits.from_config(config)
         self.max_pending_commands = config.control.max_pending_commands
+        self.gate.reconfigure(token, config.control.auth_failures_per_minute)
 
-    async def answer(self, command: Command | CommandError) -> Answer:
+    async def answer(self, command: Command | CommandError, access: Access) -> Answer:
+        """The answer to `command` from a connection with `access`."""
+        if access == "anonymous" and is_privileged(command):
+            return Error(_REFUSALS[self.gate.refuse("auth_required")])
         match command:
             case CommandError(message):
                 return Error(message)
@@ -69,6 +90,9 @@ class Commands:
                 return Leave(topics)
             case Quit():
                 return Close()
+            case Auth(token):
+                refusal = self.gate.authenticate(token, self.monotonic())
+                return Grant() if refusal is None else Deny(_REFUSALS[refusal])
             case PrimeCount() | PrimeList() | IsPrime() | Jobs() | Cancel():
                 return await self.primes.answer(command)
             case _:

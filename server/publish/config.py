@@ -28,6 +28,14 @@ class ControlConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Commands read from one connection and not yet answered; past it that client's reads pause,
     # so a client that pipelines without reading its answers holds only its own socket buffers.
     max_pending_commands: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    # Access control (`logtallyd.publish.access`): a Unix socket whose file permissions decide who
+    # may connect, and a token that TCP connections present with `AUTH` for the privileged commands.
+    unix_socket: str = ""  # e.g. "/run/logtally/control.sock"; "" = off
+    unix_mode: Annotated[int, msgspec.Meta(ge=0, le=0o777)] = 0o660
+    unix_group: str = ""  # group of the socket file; "" = the daemon's own group
+    token_file: str = ""  # one line, not readable by other users; "" = no AUTH over TCP
+    # Failed AUTHs answered in any 60 s; past it AUTH is refused unchecked until the oldest ages out.
+    auth_failures_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

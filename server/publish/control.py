@@ -1,8 +1,8 @@
 """The control port's connection: lines in, one JSON line per answer out (a stream for some).
 
-Works by hand with `nc 127.0.0.1 5141`. Commands on one connection run in order, and a subscribed
-connection keeps reading commands while it streams; this shell owns the socket and the
-subscription, and carries out what `commands.py` answers.
+Works by hand with `nc 127.0.0.1 5141` (or `nc -U` on the Unix socket). Commands on one connection
+run in order, and a subscribed connection keeps reading commands while it streams; this shell owns
+the socket, the subscription and the connection's access, and carries out what `commands.py` answers.
 """
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
+from logtallyd.publish.access import Access, redacted
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.lines import LineReader
 from logtallyd.publish.protocol import (
-    Answer, Close, CommandError, Error, Join, Leave, Subscribed, Unsubscribed, decode_command,
+    Answer, Authorized, Close, CommandError, Deny, Error, Grant, Join, Leave, Subscribed, Unsubscribed,
+    decode_command,
 )
 from logtallyd.publish.pubsub import Hub, Subscriber
 
@@ -27,9 +29,12 @@ _json = msgspec.json.Encoder()
 
 
 class ControlConnection(asyncio.Protocol):
+    """`access` is what the listener grants before any AUTH: "unix" on the Unix socket, else "anonymous"."""
+
     def __init__(self, commands: Commands, hub: Hub, registry: set[ControlConnection], max_connections: int,
-                 on_tail_change: Callable[[], None]) -> None:
+                 on_tail_change: Callable[[], None], access: Access = "anonymous") -> None:
         self.commands = commands
+        self.access: Access = access
         self.hub = hub
         self.registry = registry
         self.max_connections = max_connections
@@ -102,12 +107,12 @@ class ControlConnection(asyncio.Protocol):
             await asyncio.sleep(0)
             command = line if isinstance(line, CommandError) else decode_command(line, self.commands.limits)
             try:
-                if not await self._apply(await self.commands.answer(command)):
+                if not await self._apply(await self.commands.answer(command, self.access)):
                     break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in one command must not kill the connection
-                log.exception("control_command_failed", command=str(line)[:100])
+                log.exception("control_command_failed", command=redacted(str(line))[:100])
                 self.send(Error(f"internal error: {exc!r}"))
         # End of input (or QUIT): answer what was asked, then close, subscribed or not. A
         # subscriber that went away would otherwise linger until something is written to it
@@ -119,6 +124,13 @@ class ControlConnection(asyncio.Protocol):
         """Carry out one answer; False when the connection is to close."""
         match answer:
             case Close():
+                return False
+            case Grant():
+                if self.access == "anonymous":  # the Unix socket's access is already the widest
+                    self.access = "token"
+                self.send(Authorized())
+            case Deny(error):
+                self.send(Error(error))
                 return False
             case Join(topics, interval_s, tail_filter, tail_terms):
                 already = self.subscriber.topics if self.subscriber is not None else set()

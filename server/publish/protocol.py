@@ -32,7 +32,7 @@ class Config(Protocol):
     def primes(self) -> PrimeConfig: ...
 
 __all__ = [
-    "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Help",
+    "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
     "HelpList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit",
     "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
     "decode_command", "help_text",
@@ -81,7 +81,14 @@ class Quit(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
-Command = Ping | Help | Stats | Top | Events | Metrics | Subscribe | Unsubscribe | Quit | PrimeCommand
+class Auth(msgspec.Struct, frozen=True, tag=True):
+    token: str
+
+    def __repr__(self) -> str:  # a traceback or a debug print must not show the token
+        return "Auth(token=<redacted>)"
+
+
+Command = Ping | Help | Stats | Top | Events | Metrics | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
 
 
 class CommandError(msgspec.Struct, frozen=True):
@@ -154,6 +161,10 @@ class Unsubscribed(msgspec.Struct, frozen=True):
     unsubscribed: list[str] | Literal["all"]
 
 
+class Authorized(msgspec.Struct, frozen=True):
+    auth: str = "ok"
+
+
 # What a handler asks of the connection; the connection owns its subscription and its socket.
 
 class Join(msgspec.Struct, frozen=True):
@@ -175,8 +186,18 @@ class Close(msgspec.Struct, frozen=True):
     """QUIT: close the connection after the answers before it."""
 
 
+class Grant(msgspec.Struct, frozen=True):
+    """AUTH with the right token: the connection may run privileged commands (answered `Authorized`)."""
+
+
+class Deny(msgspec.Struct, frozen=True):
+    """AUTH refused: send `error`, then close, so each connection gets one guess."""
+
+    error: str
+
+
 Reply = msgspec.Struct | dict[str, Any]  # one JSON line
-Answer = Reply | AsyncIterator[Reply] | Join | Leave | Close
+Answer = Reply | AsyncIterator[Reply] | Join | Leave | Close | Grant | Deny
 
 
 def help_text(limits: CommandLimits) -> dict[str, str]:
@@ -194,6 +215,7 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
         "ISPRIME <n>": "deterministic Miller-Rabin below 3.3e24, BPSW probable-prime test beyond",
         "JOBS": "prime jobs and their progress",
         "CANCEL <id>": "stop a prime job",
+        "AUTH <token>": "allow the privileged commands (SUBSCRIBE tail, PRIME COUNT/LIST, CANCEL) on this TCP connection",
         "QUIT": "close this connection",
     }
 
@@ -290,6 +312,10 @@ def _unsubscribe(args: list[str], limits: CommandLimits) -> Unsubscribe:
     return Unsubscribe(tuple(w.lower() for w in args))
 
 
+def _auth(args: list[str], limits: CommandLimits) -> Auth | str:
+    return Auth(args[0]) if len(args) == 1 else "usage: AUTH <token>"
+
+
 _VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
     "PING": lambda args, limits: Ping(),
     "HELP": lambda args, limits: Help(),
@@ -300,6 +326,7 @@ _VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
     "SUBSCRIBE": _subscribe,
     "UNSUBSCRIBE": _unsubscribe,
     "QUIT": lambda args, limits: Quit(),
+    "AUTH": _auth,
 }
 
 
