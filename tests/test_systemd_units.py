@@ -70,7 +70,10 @@ def test_sockets_match_the_daemon_defaults_and_names() -> None:
     control = UNITS / "logtallyd-control.socket"
     assert values(ingest, "Socket", "ListenStream") == ["5140"]
     assert values(ingest, "Socket", "ListenDatagram") == ["5140"]
-    assert values(control, "Socket", "ListenStream") == ["127.0.0.1:5141"]
+    assert values(control, "Socket", "ListenStream") == ["127.0.0.1:5141", "/run/logtally/control.sock"]
+    # The Unix socket is the trusted way in (every command works on it): only owner and group.
+    assert values(control, "Socket", "SocketMode") == ["0660"]
+    assert values(control, "Socket", "SocketGroup") == ["adm"]
     names = values(ingest, "Socket", "FileDescriptorName") + values(control, "Socket", "FileDescriptorName")
     assert names == ["ingest", "control"]
     assert all(name in GENERIC_INGEST or name in ROLES for name in names)  # activation.listener_role maps them
