@@ -22,7 +22,7 @@ def load_token(control: ControlConfig) -> str | None:
         return None
     where = f"control.token_file = {path!r}"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as file:
