@@ -132,6 +132,19 @@ def test_garbage_and_oversize_flood_keeps_the_connection(start_server) -> None:
     assert rejects[0]["line"].startswith("xxxx")
 
 
+def test_oversize_octet_frame_is_one_reject_counting_the_bytes_discarded(start_server) -> None:
+    server = start_server("[ingest]\nmax_message_bytes = 100\n")
+    # Its count covers LF-separated lines: they are part of the one frame, discarded with it.
+    big = b"<13>first\n" + b"".join(b"%s\n" % line for line in app_lines(20))
+    ok = b"<13>Jan 30 12:00:00 web1 app: after"
+    send_tcp(server.address("tcp"), b"%d %s%d %s\n" % (len(big), big, len(ok), ok))
+    report = server.wait_received(2)
+    assert (report["received"], report["parsed"], report["rejected"]) == (2, 1, {"oversize": 1})
+    assert report["bytes"] == len(big) + len(ok)
+    rejects = [json.loads(line) for line in (server.workdir / "rejects.log").read_text().splitlines()]
+    assert [(r["reason"], r["line"][:10]) for r in rejects] == [("oversize", "<13>first\n")]
+
+
 def test_empty_lines_are_rejected_and_written_to_rejects_file(server: ServerProcess) -> None:
     send_tcp(server.address("tcp"), b"2025-01-30 12:00:00 INFO ok\n\n   \n2025-01-30 12:00:01 INFO ok\n")
     report = server.wait_received(4)
