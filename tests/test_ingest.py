@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, send_tcp
+from tests.conftest import ServerProcess, require_tool, send_tcp
 
 
 def balanced(report: dict) -> bool:
@@ -94,6 +94,45 @@ def test_python_sysloghandler(server: ServerProcess, socktype: int) -> None:
     # SysLogHandler sends `<PRI>message` with the NUL trailer over TCP: PRI carries the level.
     assert report["by_level"].get("ERROR") == 10
     assert report["by_level"].get("INFO") == 90
+
+
+@pytest.mark.parametrize("socktype", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
+def test_sysloghandler_exception_is_one_record_with_the_tag_as_service(server: ServerProcess,
+                                                                      socktype: int) -> None:
+    # The README snippet: a plain SysLogHandler, a `tag[pid]: ` formatter, `log.exception(...)`.
+    address = server.address("tcp" if socktype == socket.SOCK_STREAM else "udp")
+    handler = logging.handlers.SysLogHandler(address=address, socktype=socktype)
+    handler.setFormatter(logging.Formatter("myapp[%(process)d]: %(message)s"))
+    logger = logging.getLogger(f"sysloghandler-exception-{socktype}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError("card declined")
+        except ValueError:
+            logger.exception("payment %s failed", 42)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    report = server.wait_received(1)
+    assert (report["received"], report["parsed"]) == (1, 1)  # not one record per traceback line
+    assert report["by_service"] == {"myapp": 1}
+    assert report["by_level"] == {"ERROR": 1}
+    [top] = server.command("TOP error")["top"]
+    # the message keeps the traceback and loses the tag (the example is cut at the sketch's length)
+    assert top["example"].startswith("payment 42 failed\nTraceback (most recent call last):\n  File ")
+
+
+def test_logger_tcp_without_octet_count(server: ServerProcess, tmp_path: Path) -> None:
+    logger = require_tool("logger")
+    messages = tmp_path / "msgs.txt"
+    messages.write_text("".join(f"lf message {i}\n" for i in range(50)))
+    host, port = server.address("tcp")
+    subprocess.run([logger, "--tcp", "-n", host, "-P", str(port), "-t", "lfapp", "-f", str(messages)],
+                   check=True, timeout=30)
+    report = server.wait_received(50)
+    assert (report["received"], report["parsed"]) == (50, 50)
+    assert report["by_service"] == {"lfapp": 50}
 
 
 def test_mixed_framing_and_ip_led_lines_on_one_connection(server: ServerProcess) -> None:
