@@ -125,3 +125,6 @@ def test_a_json_line_without_journal_fields_stays_plain_json() -> None:
     rec = parse_line('{"message":"x \\"__REALTIME_TIMESTAMP\\"","MESSAGE":{"a":1}}', REF)
     assert rec.message == 'x "__REALTIME_TIMESTAMP"'
     assert parse_line('{"__REALTIME_TIMESTAMP":"1",', REF) == Rejected("invalid_json")
+    # an object with its own `msg` is an application's JSON line, whatever other keys it has
+    rec = parse_line('{"msg":"mine","__REALTIME_TIMESTAMP":"5","MESSAGE":"theirs","PRIORITY":"3"}', REF)
+    assert (rec.message, rec.level) == ("mine", None)

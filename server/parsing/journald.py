@@ -1,5 +1,6 @@
 """systemd journal entries as `journalctl -o json` writes them: one JSON object per entry, each
-value a string. The JSON parser hands a line here first when it holds the `__REALTIME_TIMESTAMP` key.
+value a string. The JSON parser hands a line here when it has neither `message` nor `msg` and
+holds the `__REALTIME_TIMESTAMP` key.
 """
 # Mapping, the fields journalctl's own `short` output reads:
 #   MESSAGE -> message;  PRIORITY (0..7, syslog severity) -> severity and level;
@@ -8,7 +9,7 @@ value a string. The JSON parser hands a line here first when it holds the `__REA
 #   epoch, a decimal string) -> ts.
 # journalctl writes a value that is not printable UTF-8 as an array of byte values, and a field
 # set more than once as an array of its values (the first is kept here). An object without both
-# `__REALTIME_TIMESTAMP` and `MESSAGE` is not a journal entry: it goes back to the JSON parser.
+# `__REALTIME_TIMESTAMP` and `MESSAGE` is not a journal entry: the JSON parser keeps its reading.
 from __future__ import annotations
 
 from typing import Any, Union

@@ -54,10 +54,11 @@ def severity_of_number(value: int) -> int | None:
 
 # Raw lines: the first level word that stands alone (word boundaries, any case): every syslog
 # keyword and its long form, plus fatal, trace and verbose. The three- and four-letter forms
-# (`inf`, `dbg`, `erro`...) are left to level fields: in free text they are other words.
+# (`inf`, `dbg`, `erro`...) are left to level fields: in free text they are other words. The
+# lookahead on the first letters rejects most word starts before the alternation is tried.
 _KEYWORD = re.compile(
-    r"\b(emerg(?:ency)?|panic|alert|crit(?:ical)?|fatal|err(?:or)?|warn(?:ing)?|notice"
-    r"|info(?:rmational)?|debug|trace|verbose)\b",
+    r"\b(?=[acdefinptvw])(emerg(?:ency)?|panic|alert|crit(?:ical)?|fatal|err(?:or)?|warn(?:ing)?"
+    r"|notice|info(?:rmational)?|debug|trace|verbose)\b",
     re.IGNORECASE,
 )
 
