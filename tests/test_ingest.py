@@ -123,6 +123,15 @@ def test_sysloghandler_exception_is_one_record_with_the_tag_as_service(server: S
     assert top["example"].startswith("payment 42 failed\nTraceback (most recent call last):\n  File ")
 
 
+@pytest.mark.parametrize("delimiter, records", [("any", 5), ("nul", 2), ("learn", 2)])
+def test_delimiter_switch(start_server, delimiter: str, records: int) -> None:
+    server = start_server(f'[ingest]\ndelimiter = "{delimiter}"\n')
+    traceback = b"<11>app: boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: x"
+    send_tcp(server.address("tcp"), traceback + b"\x00<14>app: next\x00")
+    report = server.wait_received(records)
+    assert (report["received"], report["parsed"]) == (records, records)
+
+
 def test_logger_tcp_without_octet_count(server: ServerProcess, tmp_path: Path) -> None:
     logger = require_tool("logger")
     messages = tmp_path / "msgs.txt"
