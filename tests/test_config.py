@@ -240,6 +240,7 @@ def test_cross_key_checks_name_the_keys(raw: dict, message: str) -> None:
         ({"stats": {"windows": {"5 m": 300}}}, "at `key` in `$.stats.windows`"),
         ({"parse": {"formats": ["xml"]}}, "at `$.parse.formats[0]`"),
         ({"parse": {"force": "csv"}}, "at `$.parse.force`"),
+        ({"ingest": {"delimiter": "cr"}}, "at `$.ingest.delimiter`"),
         ({"listeners": {"udp": {"parse": {"force": "csv"}}}}, "at `$.listeners[...].parse.force`"),
     ],
 )

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtallyd.ingest.framing import Framer
+from logtallyd.ingest.framing import Delimiter, Framer
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
-def frame_all(data: bytes, max_size: int = 65536, chunks: list[int] | None = None) -> tuple[list[bytes], list[str]]:
-    framer = Framer(max_size)
+def frame_all(data: bytes, max_size: int = 65536, chunks: list[int] | None = None,
+              delimiter: Delimiter = "learn") -> tuple[list[bytes], list[str]]:
+    framer = Framer(max_size, delimiter=delimiter)
     frames: list[bytes] = []
     errors: list[str] = []
     pieces = [data] if chunks is None else _split(data, chunks)
@@ -41,9 +42,59 @@ def octet(msg: bytes) -> bytes:
 
 
 def test_lf_crlf_nul_terminated() -> None:
-    frames, errors = frame_all(b"<1>a\n<2>b\r\n<3>c\x00<4>d\n")
+    frames, errors = frame_all(b"<1>a\n<2>b\r\n<3>c\x00<4>d\n", delimiter="any")
     assert frames == [b"<1>a", b"<2>b", b"<3>c", b"<4>d"]
     assert errors == []
+
+
+# SysLogHandler over TCP: `<PRI>msg` + NUL, where msg (a traceback) holds LFs.
+_TRACEBACK = b"<11>app: boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: x"
+
+
+@pytest.mark.parametrize("delimiter", ["learn", "nul"])
+def test_nul_stream_keeps_lfs_inside_its_messages(delimiter: Delimiter) -> None:
+    data = _TRACEBACK + b"\x00<14>app: next\x00" + _TRACEBACK + b"\n\x00"
+    assert frame_all(data, delimiter=delimiter) == ([_TRACEBACK, b"<14>app: next", _TRACEBACK + b"\n"], [])
+
+
+@pytest.mark.parametrize("cut", [5, 20, len(_TRACEBACK), len(_TRACEBACK) + 1, len(_TRACEBACK) + 8])
+def test_learning_waits_for_the_trailer_of_the_first_frame(cut: int) -> None:
+    # Cut anywhere not right after an LF, the first frame is held until its NUL shows the trailer.
+    data = _TRACEBACK + b"\x00<14>b\nc\x00"
+    assert frame_all(data, chunks=[cut]) == ([_TRACEBACK, b"<14>b\nc"], [])
+
+
+def test_a_stream_that_ends_its_data_on_lf_learns_lf() -> None:
+    framer = Framer(65536)
+    assert framer.feed(b"<1>a\n<2>b\n") == ([b"<1>a", b"<2>b"], [])
+    assert framer.delimiter == "any"
+    assert framer.feed(b"<3>c\x00<4>d\ne\n") == ([b"<3>c", b"<4>d", b"e"], [])  # NUL still ends one
+
+
+def test_learning_holds_no_more_than_max_size() -> None:
+    framer = Framer(64)
+    assert framer.feed(b"<1>a\n<2>b") == ([], [])  # could still be one NUL-ended frame
+    assert framer.feed(b"x" * 60) == ([b"<1>a"], [])  # past 64 held bytes: LF it is
+    assert framer.delimiter == "any"
+    assert framer.close() == ([b"<2>b" + b"x" * 60], [])
+
+
+def test_a_stream_closed_while_learning_delivers_its_lines() -> None:
+    assert frame_all(b"<1>a\n<2>b") == ([b"<1>a", b"<2>b"], [])
+    assert frame_all(b"<1>a\n16 <1>1") == ([b"<1>a"], ["truncated"])
+
+
+def test_octet_frames_do_not_decide_the_delimiter() -> None:
+    framer = Framer(65536)
+    assert framer.feed(octet(b"<1>one\ntwo")) == ([b"<1>one\ntwo"], [])
+    assert framer.delimiter == "learn"
+    assert framer.feed(b"<2>x\ny\x00") == ([b"<2>x\ny"], [])
+    assert framer.delimiter == "nul"
+
+
+def test_any_splits_a_nul_stream_at_its_lfs() -> None:
+    frames, _ = frame_all(_TRACEBACK + b"\x00", delimiter="any")
+    assert len(frames) == 4
 
 
 def test_octet_counted_frames_back_to_back() -> None:
@@ -103,6 +154,40 @@ def test_oversize_octet_frame_is_skipped_by_count() -> None:
     frames, errors = frame_all(octet(big) + octet(b"<2>ok"), max_size=20)
     assert frames == [b"<2>ok"]
     assert errors == ["oversize"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_oversize_octet_frame_is_one_error_with_the_bytes_discarded(chunk: int) -> None:
+    # The LF-separated lines inside the frame are part of its one message (RFC 6587 §3.4.1):
+    # discarded with it, not delivered and not counted apart.
+    big = b"<1>first\n<2>inside one\n<3>inside two\n" + b"z" * 30
+    data = octet(big) + b"\n<4>after\n"
+    framer = Framer(20)
+    frames, errors = [], []
+    for i in range(0, len(data), chunk):
+        f, e = framer.feed(data[i : i + chunk])
+        frames += f
+        errors += e
+    f, e = framer.close()
+    assert frames + f == [b"<4>after"]
+    assert [(x.reason, x.size) for x in errors + e] == [("oversize", len(big))]
+    assert (errors + e)[0].sample == big[:256]
+
+
+def test_oversize_frames_cut_by_the_end_of_the_stream_count_what_was_discarded() -> None:
+    framer = Framer(20)
+    assert framer.feed(b"100 <1>" + b"z" * 40) == ([], [])  # counted when its end has passed
+    frames, errors = framer.close()
+    assert [(x.reason, x.size) for x in errors] == [("oversize", 43)]
+    framer = Framer(20)
+    assert framer.feed(b"x" * 30) == ([], [])
+    assert framer.feed(b"y" * 10) == ([], [])
+    assert [(x.reason, x.size) for x in framer.feed(b"y\nok\n")[1]] == [("oversize", 41)]
+
+
+def test_oversize_nul_frame_keeps_its_lfs_and_resyncs_at_nul() -> None:
+    frames, errors = frame_all(b"<1>" + b"a\n" * 20 + b"\x00<2>ok\x00", max_size=20, delimiter="nul")
+    assert frames == [b"<2>ok"] and errors == ["oversize"]
 
 
 def test_oversize_line_arriving_in_small_pieces_uses_bounded_memory() -> None:
@@ -196,3 +281,18 @@ def test_fast_path_keeps_lines_with_space_angle_and_finds_octet_frames() -> None
     assert framer.feed(b"partial line") == ([], [])
     assert framer.feed(b" done\nnext") == ([b"partial line done"], [])
     assert framer.close() == ([b"next"], [])
+
+
+@pytest.mark.parametrize("data", [
+    b"<1>a\n<2>b\x00\x00\x00\n<3>c\n",  # NUL padding, as a file cut by a crash holds
+    b"<1>a\n<2>b\x00junk\n<3>c\n",
+])
+def test_a_nul_that_is_no_trailer_learns_any(data: bytes) -> None:
+    framer = Framer(65536)
+    frames, _ = framer.feed(data)
+    assert framer.delimiter == "any"
+    assert frames[0] == b"<1>a" and frames[-1] == b"<3>c"
+
+
+def test_gelf_style_nul_framed_json_learns_nul() -> None:
+    assert frame_all(b'{"a":\n1}\x00{"b":2}\x00') == ([b'{"a":\n1}', b'{"b":2}'], [])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, send_tcp
+from tests.conftest import ServerProcess, require_tool, send_tcp
 
 
 def balanced(report: dict) -> bool:
@@ -96,6 +96,54 @@ def test_python_sysloghandler(server: ServerProcess, socktype: int) -> None:
     assert report["by_level"].get("INFO") == 90
 
 
+@pytest.mark.parametrize("socktype", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
+def test_sysloghandler_exception_is_one_record_with_the_tag_as_service(server: ServerProcess,
+                                                                      socktype: int) -> None:
+    # The README snippet: a plain SysLogHandler, a `tag[pid]: ` formatter, `log.exception(...)`.
+    address = server.address("tcp" if socktype == socket.SOCK_STREAM else "udp")
+    handler = logging.handlers.SysLogHandler(address=address, socktype=socktype)
+    handler.setFormatter(logging.Formatter("myapp[%(process)d]: %(message)s"))
+    logger = logging.getLogger(f"sysloghandler-exception-{socktype}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError("card declined")
+        except ValueError:
+            logger.exception("payment %s failed", 42)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    report = server.wait_received(1)
+    assert (report["received"], report["parsed"]) == (1, 1)  # not one record per traceback line
+    assert report["by_service"] == {"myapp": 1}
+    assert report["by_level"] == {"ERROR": 1}
+    [top] = server.command("TOP error")["top"]
+    # the message keeps the traceback and loses the tag (the example is cut at the sketch's length)
+    assert top["example"].startswith("payment 42 failed\nTraceback (most recent call last):\n  File ")
+
+
+@pytest.mark.parametrize("delimiter, records", [("any", 5), ("nul", 2), ("learn", 2)])
+def test_delimiter_switch(start_server, delimiter: str, records: int) -> None:
+    server = start_server(f'[ingest]\ndelimiter = "{delimiter}"\n')
+    traceback = b"<11>app: boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: x"
+    send_tcp(server.address("tcp"), traceback + b"\x00<14>app: next\x00")
+    report = server.wait_received(records)
+    assert (report["received"], report["parsed"]) == (records, records)
+
+
+def test_logger_tcp_without_octet_count(server: ServerProcess, tmp_path: Path) -> None:
+    logger = require_tool("logger")
+    messages = tmp_path / "msgs.txt"
+    messages.write_text("".join(f"lf message {i}\n" for i in range(50)))
+    host, port = server.address("tcp")
+    subprocess.run([logger, "--tcp", "-n", host, "-P", str(port), "-t", "lfapp", "-f", str(messages)],
+                   check=True, timeout=30)
+    report = server.wait_received(50)
+    assert (report["received"], report["parsed"]) == (50, 50)
+    assert report["by_service"] == {"lfapp": 50}
+
+
 def test_mixed_framing_and_ip_led_lines_on_one_connection(server: ServerProcess) -> None:
     access = b'10.1.3.6 - - [30/Jan/2025:12:00:00 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "curl/8.0" 0.004'
     syslog = b"<34>1 2025-01-30T12:00:00.000Z web1 su - ID47 - hello"
@@ -130,6 +178,19 @@ def test_garbage_and_oversize_flood_keeps_the_connection(start_server) -> None:
     assert [r["reason"] for r in rejects] == ["oversize"]
     assert rejects[0]["peer"].startswith("127.0.0.1:")
     assert rejects[0]["line"].startswith("xxxx")
+
+
+def test_oversize_octet_frame_is_one_reject_counting_the_bytes_discarded(start_server) -> None:
+    server = start_server("[ingest]\nmax_message_bytes = 100\n")
+    # Its count covers LF-separated lines: they are part of the one frame, discarded with it.
+    big = b"<13>first\n" + b"".join(b"%s\n" % line for line in app_lines(20))
+    ok = b"<13>Jan 30 12:00:00 web1 app: after"
+    send_tcp(server.address("tcp"), b"%d %s%d %s\n" % (len(big), big, len(ok), ok))
+    report = server.wait_received(2)
+    assert (report["received"], report["parsed"], report["rejected"]) == (2, 1, {"oversize": 1})
+    assert report["bytes"] == len(big) + len(ok)
+    rejects = [json.loads(line) for line in (server.workdir / "rejects.log").read_text().splitlines()]
+    assert [(r["reason"], r["line"][:10]) for r in rejects] == [("oversize", "<13>first\n")]
 
 
 def test_empty_lines_are_rejected_and_written_to_rejects_file(server: ServerProcess) -> None:

@@ -76,3 +76,55 @@ def test_wrong_value_types_are_ignored_not_fatal() -> None:
 @pytest.mark.parametrize("line", ['{', '{"a":1', '{"a":1} trailing', "{'a': 1}", '{"a":tru}', '{"level":1e999}'])  # last: a known key whose number overflows a float
 def test_invalid_json(line: str) -> None:
     assert parse_line(line, REF) == Rejected("invalid_json")
+
+
+# Two entries as `journalctl -o json` writes them (systemd 252): every value a string, a
+# non-UTF-8 MESSAGE as an array of bytes.
+JOURNAL_SSHD = (
+    '{"__CURSOR":"s=739ad463348b4ceca5a9e69c95a3c93f;i=4ece7;b=6c7c6013a8674a4e8ed8e8ab89a1ee6c;'
+    'm=3a3fa3c4;t=5f0a8c0d5a1d2;x=9cda8a3f8b41f3b9","__REALTIME_TIMESTAMP":"1738238400123456",'
+    '"__MONOTONIC_TIMESTAMP":"977249220","_BOOT_ID":"6c7c6013a8674a4e8ed8e8ab89a1ee6c",'
+    '"_TRANSPORT":"syslog","PRIORITY":"3","SYSLOG_FACILITY":"4","SYSLOG_IDENTIFIER":"sshd",'
+    '"SYSLOG_PID":"1234","_PID":"1234","_UID":"0","_GID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd",'
+    '"_CMDLINE":"sshd: root [priv]","_SYSTEMD_UNIT":"ssh.service","_HOSTNAME":"web-1",'
+    '"MESSAGE":"error: maximum authentication attempts exceeded for root from 10.0.0.5 port 50022 ssh2"}'
+)
+JOURNAL_KERNEL = (
+    '{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1738238401000000","_TRANSPORT":"kernel",'
+    '"PRIORITY":"6","SYSLOG_FACILITY":"0","_HOSTNAME":"web-1","_COMM":"kworker",'
+    '"MESSAGE":[117,115,98,32,255,33]}'
+)
+
+
+def test_journalctl_json_entry_maps_its_fields() -> None:
+    assert parse_line(JOURNAL_SSHD, REF) == Record(
+        format="json", ts=utc(2025, 1, 30, 12, micro=123456), host="web-1", service="sshd",
+        level="ERROR", severity=3, facility=4, procid="1234",
+        message="error: maximum authentication attempts exceeded for root from 10.0.0.5 port 50022 ssh2")
+
+
+def test_journalctl_fallbacks_and_byte_array_message() -> None:
+    rec = parse_line(JOURNAL_KERNEL, REF)
+    assert (rec.service, rec.procid, rec.message, rec.level, rec.facility, rec.ts) == (
+        "kworker", None, "usb \ufffd!", "INFO", 0, 1738238401.0)
+    rec = parse_line('{"__REALTIME_TIMESTAMP":"1","MESSAGE":"m","SYSLOG_PID":"9","_PID":["7","8"]}', REF)
+    assert rec.procid == "7"  # a field set twice: the first value
+
+
+@pytest.mark.parametrize("priority, level", [('"0"', "EMERG"), ('"7"', "DEBUG"), ('"8"', None),
+                                             ('"x"', None), ('"-1"', None), ("5", "NOTICE")])
+def test_journalctl_priority(priority: str, level: str | None) -> None:
+    rec = parse_line('{"__REALTIME_TIMESTAMP":"1738238400000000","MESSAGE":"m","PRIORITY":%s}' % priority, REF)
+    assert rec.level == level
+
+
+def test_a_json_line_without_journal_fields_stays_plain_json() -> None:
+    # `__REALTIME_TIMESTAMP` without MESSAGE (or inside a value) is no journal entry
+    rec = parse_line('{"msg":"has __REALTIME_TIMESTAMP","__REALTIME_TIMESTAMP":"5","level":"warn"}', REF)
+    assert (rec.message, rec.level, rec.ts) == ("has __REALTIME_TIMESTAMP", "WARNING", None)
+    rec = parse_line('{"message":"x \\"__REALTIME_TIMESTAMP\\"","MESSAGE":{"a":1}}', REF)
+    assert rec.message == 'x "__REALTIME_TIMESTAMP"'
+    assert parse_line('{"__REALTIME_TIMESTAMP":"1",', REF) == Rejected("invalid_json")
+    # an object with its own `msg` is an application's JSON line, whatever other keys it has
+    rec = parse_line('{"msg":"mine","__REALTIME_TIMESTAMP":"5","MESSAGE":"theirs","PRIORITY":"3"}', REF)
+    assert (rec.message, rec.level) == ("mine", None)

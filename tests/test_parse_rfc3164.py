@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from logtallyd.parsing import parse_line
 from logtallyd.records import Record
 
@@ -60,6 +62,26 @@ def test_file_line_without_pri_gets_keyword_level() -> None:
 def test_pri_without_timestamp_is_all_message() -> None:
     rec = parse_line("<13>hello world", NOV_2025)
     assert rec == Record(format="rfc3164", message="hello world", level="NOTICE", severity=5, facility=1)
+
+
+@pytest.mark.parametrize("line, service, procid, message", [
+    # Python's SysLogHandler with a `tag: ` / `tag[pid]: ` formatter (or `ident`): no timestamp
+    ("<11>myapp: payment 42 failed", "myapp", None, "payment 42 failed"),
+    ("<11>myapp[4242]: payment 42 failed", "myapp", "4242", "payment 42 failed"),
+    ("<11>myapp:", "myapp", None, ""),
+    ("<11>myapp: boom\nTraceback (most recent call last):\nValueError: x", "myapp", None,
+     "boom\nTraceback (most recent call last):\nValueError: x"),
+    ("<11>Jan 32 10:00:00 h app: bad day", None, None, "Jan 32 10:00:00 h app: bad day"),  # no TAG first
+    ("<11>Jan 32 app: x", None, None, "Jan 32 app: x"),
+    ("<11>see http://x: y", None, None, "see http://x: y"),
+    ("<11>url:http://x", None, None, "url:http://x"),  # a TAG's colon is followed by a space
+])
+def test_pri_without_timestamp_takes_a_leading_tag(line: str, service: str | None, procid: str | None,
+                                                   message: str) -> None:
+    rec = parse_line(line, NOV_2025)
+    assert (rec.format, rec.ts, rec.host, rec.service, rec.procid, rec.message) == (
+        "rfc3164", None, None, service, procid, message)
+    assert (rec.severity, rec.facility) == (3, 1)
 
 
 def test_year_dec_line_received_in_january_is_last_year() -> None:

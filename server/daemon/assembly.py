@@ -158,6 +158,7 @@ def build(config: Config) -> Parts:
         config.ingest.max_connections, config.ingest.idle_timeout_s, config.ingest.max_message_bytes,
         config.ingest.reject_sample_bytes,
         RateLimiter(config.log.connection_events_per_interval, config.log.rate_interval_s),
+        config.ingest.delimiter,
     )
     parts: Parts  # the callbacks below run after it is built
     hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic,

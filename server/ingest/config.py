@@ -9,6 +9,8 @@ from typing import Annotated
 
 import msgspec
 
+from logtallyd.ingest.framing import Delimiter
+
 # SO_RCVBUF is a C int (setsockopt(2)).
 _C_INT_MAX = 2**31 - 1
 
@@ -30,6 +32,8 @@ class IngestConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     udp_receive_buffer: Annotated[int, msgspec.Meta(ge=4096, le=_C_INT_MAX)] = 4 * 1024 * 1024
     # Bytes of a rejected frame kept for the rejects file and the `line_rejected` log.
     reject_sample_bytes: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 256
+    # What ends a non-transparent TCP frame (`logtallyd.ingest.framing.Delimiter`).
+    delimiter: Delimiter = "learn"
     tls: TlsConfig = TlsConfig()
 
 

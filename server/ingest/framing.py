@@ -1,12 +1,13 @@
 """RFC 6587 framing for one TCP stream, sans-I/O: feed bytes in, take frames out.
 
 Each frame is decided on its own (RFC 6587 §3.4): octet-counted (`MSG-LEN SP SYSLOG-MSG`,
-§3.4.1) or non-transparent (terminated by LF, CRLF or NUL, §3.4.2). The framer never touches a
-socket; the TCP protocol feeds it and hands the frames to the batcher.
+§3.4.1) or non-transparent (§3.4.2), whose trailer is learned per stream (`Delimiter`). The
+framer never touches a socket; the TCP protocol feeds it and hands the frames to the batcher.
 """
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import msgspec
 
@@ -24,6 +25,38 @@ _OCTET_FIRST = re.compile(rb"[1-9][0-9]{0,8} <")
 _OCTET_AFTER_LF = re.compile(rb"\n[1-9][0-9]{0,8} <")
 
 
+# `[ingest] delimiter`: what ends a non-transparent frame (RFC 6587 §3.4.2 allows LF, CRLF or NUL).
+#   "any"    LF, CRLF and NUL each end a frame.
+#   "nul"    only NUL ends a frame; LFs stay inside the message (Python's SysLogHandler over TCP
+#            ends each message with NUL, and a traceback holds LFs).
+#   "learn"  per stream, decided at its first non-transparent frame: "nul" when a NUL within
+#            `max_size` bytes ends the received data or comes right before `<` or `{` (the start
+#            of the next message), "any" when some other NUL comes first, or the received data
+#            ends on an LF, or more than `max_size` bytes are held. Until then nothing of that
+#            frame is delivered; octet-counted frames before it do not decide.
+Delimiter = Literal["learn", "any", "nul"]
+
+
+class _Discard:
+    """Discarding an oversize frame: `remaining` bytes by count, or (-1) up to the next trailer.
+
+    Its one `FrameError` is made when the discarding ends, so `size` is every byte discarded.
+    """
+
+    __slots__ = ("remaining", "size", "sample")
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.size = 0
+        self.sample = b""
+
+    def passed(self, buf: bytearray, pos: int, stop: int, sample_bytes: int) -> None:
+        """Bytes `pos:stop` of the frame were discarded: count them, keep the sample's share."""
+        self.size += stop - pos
+        if len(self.sample) < sample_bytes:
+            self.sample += buf[pos : min(stop, pos + sample_bytes - len(self.sample))]
+
+
 class FrameError(msgspec.Struct, frozen=True):
     """A frame that cannot be delivered: `oversize` or `truncated` (stream ended inside it)."""
 
@@ -35,15 +68,19 @@ class FrameError(msgspec.Struct, frozen=True):
 class Framer:
     """Turns a byte stream into frames. Memory is bounded by `max_size` whatever arrives.
 
-    A `FrameError` keeps the first `sample_bytes` of its frame (`[ingest] reject_sample_bytes`).
+    A frame over `max_size` is discarded whole and counted once, when its end has passed, as one
+    `oversize` error whose `size` is the bytes discarded: an octet-counted one by its MSG-LEN,
+    LFs inside included (the count makes it one message, RFC 6587 §3.4.1; Vector's decoder does
+    the same), a non-transparent one up to its trailer. A `FrameError` keeps the first
+    `sample_bytes` of its frame (`[ingest] reject_sample_bytes`).
     """
 
-    def __init__(self, max_size: int, sample_bytes: int = 256) -> None:
+    def __init__(self, max_size: int, sample_bytes: int = 256, delimiter: Delimiter = "learn") -> None:
         self.max_size = max_size
         self.sample_bytes = sample_bytes
+        self.delimiter: Delimiter = delimiter  # "learn" becomes "any" or "nul" on this stream
         self._buf = bytearray()
-        self._skip = 0  # bytes of an oversize octet-counted frame still to discard
-        self._discard_line = False  # inside an oversize LF frame: drop up to the next LF/NUL
+        self._discard: _Discard | None = None  # inside an oversize frame
         self._after_octet = False  # an LF right after an octet-counted frame is its trailer
 
     def feed(self, data: bytes) -> tuple[list[bytes], list[FrameError]]:
@@ -52,25 +89,33 @@ class Framer:
         errors: list[FrameError] = []
         buf = self._buf
         buf += data
-        if not (self._skip or self._discard_line or self._after_octet):
+        if self._discard is None and not self._after_octet and self.delimiter != "nul":
             frames = self._plain_lines(buf)
         pos = 0
         end = len(buf)
         max_size = self.max_size
         sample = self.sample_bytes
         while pos < end:
-            if self._skip:
-                n = min(self._skip, end - pos)
-                self._skip -= n
-                pos += n
-                continue
-            if self._discard_line:
-                stop = _find_terminator(buf, pos, end)
-                if stop < 0:
-                    pos = end
-                    break
-                self._discard_line = False
-                pos = stop + 1
+            discard = self._discard
+            if discard is not None:
+                if discard.remaining >= 0:  # by count: whatever the bytes hold
+                    n = min(discard.remaining, end - pos)
+                    discard.remaining -= n
+                    discard.passed(buf, pos, pos + n, sample)
+                    pos += n
+                    if discard.remaining:
+                        break
+                    self._after_octet = True
+                else:
+                    stop = self._terminator(buf, pos, end)
+                    if stop < 0:
+                        discard.passed(buf, pos, end, sample)
+                        pos = end
+                        break
+                    discard.passed(buf, pos, stop, sample)
+                    pos = stop + 1
+                self._discard = None
+                errors.append(FrameError("oversize", discard.size, discard.sample))
                 continue
             first = buf[pos]
             if self._after_octet:
@@ -87,10 +132,8 @@ class Framer:
                     break
                 if verdict == _OCTET:
                     if count > max_size:
-                        errors.append(FrameError("oversize", count, bytes(buf[start : start + sample])))
-                        self._skip = count
+                        self._discard = _Discard(count)
                         pos = start
-                        self._after_octet = True
                         continue
                     if end - start < count:
                         break  # wait for the rest of the frame
@@ -98,12 +141,13 @@ class Framer:
                     pos = start + count
                     self._after_octet = True
                     continue
-            stop = _find_terminator(buf, pos, end)
+            if self.delimiter == "learn" and not self._learn(buf, pos, end):
+                break
+            stop = self._terminator(buf, pos, end)
             if stop < 0:
                 if end - pos > max_size:
-                    errors.append(FrameError("oversize", end - pos, bytes(buf[pos : pos + sample])))
-                    self._discard_line = True
-                    pos = end
+                    self._discard = _Discard(-1)  # up to the trailer, whenever it comes
+                    continue
                 break
             if stop - pos > max_size:
                 errors.append(FrameError("oversize", stop - pos, bytes(buf[pos : pos + sample])))
@@ -116,6 +160,25 @@ class Framer:
         del buf[:pos]
         return frames, errors
 
+    def _learn(self, buf: bytearray, pos: int, end: int) -> bool:
+        """Decide the stream's delimiter at its first non-transparent frame; False: not yet."""
+        nul = buf.find(b"\0", pos, min(end, pos + self.max_size + 1))
+        if nul >= 0:
+            # A sender's trailer ends the data or comes right before its next message; a NUL
+            # anywhere else (padding, binary junk) says nothing about the sender.
+            after = buf[nul + 1] if nul + 1 < end else None
+            self.delimiter = "nul" if after is None or after in _MESSAGE_START else "any"
+        elif buf[end - 1] == 0x0A or end - pos > self.max_size:
+            self.delimiter = "any"
+        else:
+            return False
+        return True
+
+    def _terminator(self, buf: bytearray, pos: int, end: int) -> int:
+        if self.delimiter == "nul":
+            return buf.find(b"\0", pos, end)
+        return _find_terminator(buf, pos, end)
+
     def _plain_lines(self, buf: bytearray) -> list[bytes]:
         """Fast path for the common stream of LF lines: split in C, no per-frame decisions.
 
@@ -125,6 +188,10 @@ class Framer:
         last = buf.rfind(b"\n")
         if last < 0 or b"\0" in buf or _maybe_octet(buf):
             return []
+        if self.delimiter == "learn":
+            if last != len(buf) - 1:
+                return []  # the loop holds the first frame until the stream shows its trailer
+            self.delimiter = "any"
         lines = bytes(buf).split(b"\n")
         lines.pop()  # the unterminated rest after the last LF stays buffered
         if max(map(len, lines)) > self.max_size:
@@ -136,22 +203,26 @@ class Framer:
 
     def close(self) -> tuple[list[bytes], list[FrameError]]:
         """End of stream: a last line without terminator is a frame; a cut octet frame is an error."""
-        buf = self._buf
-        sample = self.sample_bytes
         frames: list[bytes] = []
         errors: list[FrameError] = []
-        if buf and not self._skip and not self._discard_line:
+        if self.delimiter == "learn" and self._buf and self._discard is None:
+            self.delimiter = "any"  # the stream ended before it showed its trailer
+            frames, errors = self.feed(b"")
+        buf = self._buf
+        sample = self.sample_bytes
+        if self._discard is not None:  # the stream ended inside an oversize frame: what was discarded
+            errors.append(FrameError("oversize", self._discard.size, self._discard.sample))
+        elif buf:
             verdict, count, start = _octet_header(buf, 0, len(buf)) if buf[0] in _DIGITS else (_LINE, 0, 0)
             if verdict == _OCTET and count <= self.max_size:
                 errors.append(FrameError("truncated", len(buf) - start, bytes(buf[start : start + sample])))
             elif verdict == _OCTET:
-                errors.append(FrameError("oversize", count, bytes(buf[start : start + sample])))
+                errors.append(FrameError("oversize", len(buf) - start, bytes(buf[start : start + sample])))
             else:
                 line = bytes(buf)
                 frames.append(line[:-1] if line.endswith(b"\r") else line)
         buf.clear()
-        self._skip = 0
-        self._discard_line = False
+        self._discard = None
         return frames, errors
 
     @property
@@ -160,6 +231,7 @@ class Framer:
 
 
 _LINE, _OCTET, _NEED_MORE = 0, 1, 2
+_MESSAGE_START = frozenset(b"<{")  # syslog's PRI, GELF's JSON object
 
 
 def _maybe_octet(buf: bytearray) -> bool:

@@ -13,7 +13,7 @@ import msgspec
 import structlog
 
 from logtallyd.ingest.config import IngestConfig
-from logtallyd.ingest.framing import FrameError, Framer
+from logtallyd.ingest.framing import Delimiter, FrameError, Framer
 from logtallyd.ingest.udpdrops import socket_drops
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
@@ -34,11 +34,13 @@ class Connections:
     """Every open ingest connection: limits, counts, pause/resume, idle sweep, shutdown."""
 
     def __init__(self, max_connections: int, idle_timeout_s: float, max_message_bytes: int,
-                 sample_bytes: int = 256, log_limiter: RateLimiter | None = None) -> None:
+                 sample_bytes: int = 256, log_limiter: RateLimiter | None = None,
+                 delimiter: Delimiter = "learn") -> None:
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
         self.max_message_bytes = max_message_bytes
         self.sample_bytes = sample_bytes
+        self.delimiter = delimiter
         self.open: set[TcpIngest] = set()
         self.total = 0
         self.refused = 0
@@ -58,6 +60,7 @@ class Connections:
         self.max_connections = ingest.max_connections
         self.idle_timeout_s = ingest.idle_timeout_s
         self.max_message_bytes = ingest.max_message_bytes
+        self.delimiter = ingest.delimiter
 
     def pause(self) -> None:
         self.paused = True
@@ -108,7 +111,7 @@ class TcpIngest(asyncio.Protocol):
         self.connections = connections
         self.pipeline = pipeline
         self.listener = listener  # "tcp" or "tls": picks `[listeners.NAME.parse]`
-        self.framer = Framer(connections.max_message_bytes, connections.sample_bytes)
+        self.framer = Framer(connections.max_message_bytes, connections.sample_bytes, connections.delimiter)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.lines = 0

@@ -28,7 +28,7 @@ from typing import IO, Any, Callable, Iterator
 
 from logtallyd.stats.aggregate import Partial
 from logtallyd.ingest.batching import Batch, Batcher
-from logtallyd.ingest.framing import FrameError, Framer
+from logtallyd.ingest.framing import Delimiter, FrameError, Framer
 from logtallyd.ingest.pressure import InFlight
 from logtallyd.ingest.reorder import Reorder
 from logtallyd.pool.worker import start_worker
@@ -71,11 +71,12 @@ def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
 
 
 def read_batches(
-    path: Path, max_message_bytes: int = MAX_MESSAGE_BYTES, chunk_bytes: int = CHUNK_BYTES
+    path: Path, max_message_bytes: int = MAX_MESSAGE_BYTES, chunk_bytes: int = CHUNK_BYTES,
+    delimiter: Delimiter = "learn",
 ) -> Iterator[tuple[list[bytes], list[FrameError], int]]:
     """(frames, framing errors, raw bytes read so far) per chunk of one file, streamed."""
     raw, reader = _open(path)
-    framer = Framer(max_message_bytes)
+    framer = Framer(max_message_bytes, delimiter=delimiter)  # a file is framed as a TCP stream
     with raw, reader:
         while True:
             chunk = reader.read(chunk_bytes)
@@ -150,6 +151,7 @@ def analyze_paths(
     batch_fn: BatchFn | None = None,
     options: Any = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    delimiter: Delimiter = "learn",
     chunk_bytes: int = CHUNK_BYTES,
     batch_lines: int = BATCH_LINES,
     clock: Callable[[], float] = time.time,
@@ -217,7 +219,7 @@ def analyze_paths(
     with pool:
         for path in files:
             size = 0
-            for frames, errors, size in read_batches(path, max_message_bytes, chunk_bytes):
+            for frames, errors, size in read_batches(path, max_message_bytes, chunk_bytes, delimiter):
                 if errors:
                     errors_before[batcher.next_seq].extend(errors)
                 flight.queue(batcher.add(frames, str(path), "file", clock()))
@@ -279,6 +281,7 @@ def run_analyze(argv: list[str]) -> int:
         "stats_config": config.stats,
         "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config),
         "max_message_bytes": config.ingest.max_message_bytes,
+        "delimiter": config.ingest.delimiter,
         "batch_lines": config.pipeline.batch_lines,
     }
     events: list[Any] = []

@@ -11,8 +11,9 @@
 # Unknown keys are skipped by the decoder and not kept in the record; when the line has no
 # `message`/`msg` the whole line is the message, so nothing the sender wrote is lost to the reader.
 # A key whose value has an unexpected type (say `"level": ["x"]`) is ignored rather than failing
-# the line. A line that is not valid JSON (or nests deeper than msgspec decodes, or holds a number
-# no float can hold in a known key) is `Rejected("invalid_json")`.
+# the line. An object without `message`/`msg` that has the `__REALTIME_TIMESTAMP` and `MESSAGE`
+# keys is a `journalctl -o json` entry, mapped by `journald` instead. A line that is not valid JSON (or nests deeper than msgspec decodes, or
+# holds a number no float can hold in a known key) is `Rejected("invalid_json")`.
 from __future__ import annotations
 
 from typing import Any, Union
@@ -20,6 +21,7 @@ from typing import Any, Union
 import msgspec
 
 from logtallyd.records import LEVELS, Http, Record, Rejected
+from logtallyd.parsing.journald import KEY as _JOURNAL_KEY, parse_journal
 from logtallyd.parsing.levels import severity_of_name, severity_of_number
 from logtallyd.parsing.timestamps import parse_iso
 
@@ -74,6 +76,11 @@ def parse_json(line: str) -> Record | Rejected:
             return INVALID_JSON
     except (msgspec.DecodeError, RecursionError):  # RecursionError: nesting deeper than msgspec's limit
         return INVALID_JSON
+    if obj.message is None and obj.msg is None and _JOURNAL_KEY in line:
+        # A journal entry writes its text as MESSAGE: ordinary lines never pay for this look.
+        entry = parse_journal(line)
+        if entry is not None:
+            return entry
     return record_from(obj, line)
 
 

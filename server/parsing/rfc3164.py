@@ -6,7 +6,9 @@
 # line received on Dec 31 to the next) and the time is read as UTC. After the timestamp the
 # first word is the HOST unless it already looks like a TAG (`name:` or `name[pid]:`), as in
 # `logger` output sent without a hostname. A line with a PRI but no recognisable timestamp is
-# still accepted, all of it as MSG (RFC 3164 §4.3.3), with no timestamp.
+# still accepted, with no timestamp and no HOST (RFC 3164 §4.3.3); as rsyslog does, a leading
+# `TAG:` or `TAG[PID]:` is still the TAG (Python's SysLogHandler sends `<PRI>tag: msg`), and
+# otherwise all of it is MSG.
 from __future__ import annotations
 
 import re
@@ -76,9 +78,7 @@ def parse_rfc3164(line: str, pos: int, facility: int | None, severity: int | Non
             if ts is not None and frac:
                 ts += int(frac) / 10 ** len(frac)
         if ts is None:
-            # §4.3.3: no valid TIMESTAMP, the whole rest is the message
-            return None if facility is None else _record(None, None, None, None, line[pos:],
-                                                         facility, severity)
+            return None if facility is None else _untimed(line, pos, facility, severity)
         p = m.end()
     else:
         m = ISO_LENIENT.match(line, pos)
@@ -88,7 +88,7 @@ def parse_rfc3164(line: str, pos: int, facility: int | None, severity: int | Non
         if ts is None:
             if facility is None:
                 return None
-            return _record(None, None, None, None, line[pos:], facility, severity)
+            return _untimed(line, pos, facility, severity)
     host: str | None = None
     service: str | None = None
     procid: str | None = None
@@ -105,6 +105,16 @@ def parse_rfc3164(line: str, pos: int, facility: int | None, severity: int | Non
         procid = procid or None
         p = t.end()
     return _record(ts, host, service, procid, line[p:], facility, severity)
+
+
+def _untimed(line: str, pos: int, facility: int, severity: int) -> Record:
+    """§4.3.3: a PRI without a valid TIMESTAMP; a TAG may still open the rest (no HOST: there is
+    no timestamp to tell a HOST from a first word)."""
+    t = _TAG.match(line, pos)
+    if t is None:
+        return _record(None, None, None, None, line[pos:], facility, severity)
+    service, procid = t.groups()
+    return _record(None, None, service, procid or None, line[t.end():], facility, severity)
 
 
 def _record(ts: float | None, host: str | None, service: str | None,

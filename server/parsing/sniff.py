@@ -3,7 +3,8 @@ parser attempt in the common case. Also applies `[parse]` options (allowed forma
 
 Trailing whitespace and NULs and leading blanks/BOM are dropped first. Then, by first character:
   `<`        syslog with PRI: RFC 5424 if `<PRI>` is followed by a version, else RFC 3164
-  `{`        JSON
+  `{`        JSON; without `message`/`msg` but with `__REALTIME_TIMESTAMP` and `MESSAGE` keys, a
+             `journalctl -o json` entry (`journald`)
   digit      app line (`2025-...`, `17/06/09`, `081109 203615`), else RFC 3164 with an ISO
              timestamp and no PRI (rsyslog file format), else access log (IPv4 client)
   letter     BSD syslog file line (`Jun 14 ...`), else access log (host-name client, vhost, IPv6)
