@@ -51,7 +51,7 @@ def lines(n: int) -> bytes:
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
     config = workdir / "config.toml"
-    config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n')
+    config.write_text('[rejects]\npath = ""\n[state]\ndirectory = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],

@@ -333,7 +333,7 @@ def test_tls_garbage_pem_names_both_files(start_server, tmp_path: Path) -> None:
 def test_ctrl_c_stops_quietly_without_worker_tracebacks(tmp_path: Path) -> None:
     # Ctrl-C in a terminal sends SIGINT to the whole foreground process group: daemon, forkserver
     # and workers alike. Only the daemon should act on it.
-    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n')
+    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n[state]\ndirectory = ""\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(tmp_path / "config.toml"),
          "--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0"],
@@ -392,7 +392,7 @@ def test_kill_9_takes_the_whole_pool_with_it(start_server) -> None:
 
 def test_sigterm_stops_the_daemon_when_stdout_is_a_closed_pipe(tmp_path: Path) -> None:
     # `logtallyd ... | head -1`: head exits after the first line, stdout becomes a broken pipe.
-    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n')
+    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n[state]\ndirectory = ""\n')
     read_end, write_end = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(tmp_path / "config.toml"),
