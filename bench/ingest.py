@@ -147,7 +147,7 @@ def control(address: tuple[str, int], command: str, token: str | None = None) ->
 
 def run_logtally(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int, dict, tuple[float, float]]:
     config = workdir / "config.toml"
-    config.write_text(f'[rejects]\npath = "{workdir / "rejects.log"}"\n')
+    config.write_text(f'[rejects]\npath = "{workdir / "rejects.log"}"\n[state]\ndirectory = ""\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],

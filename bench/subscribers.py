@@ -59,7 +59,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], tuple[str, int],
     token_file = workdir / "control.token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n'
+    config.write_text('[rejects]\npath = ""\n[state]\ndirectory = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n'
                       f'token_file = "{token_file}"\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",

@@ -73,13 +73,16 @@ class ServerProcess:
         self.logs: list[dict[str, Any]] = []
         self.raw_output: list[str] = []
         self._cond = threading.Condition()
+        # `[state] directory = "auto"` by default: each daemon keeps its snapshots in its own
+        # workdir, never in the user's ~/.local/state or a systemd STATE_DIRECTORY.
+        inherited = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
         self.proc = subprocess.Popen(
             (launcher or []) + args + extra_args,
             cwd=workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            env={**inherited, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(workdir / "xdg-state"), **(env or {})},
             pass_fds=pass_fds,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -118,7 +118,7 @@ async def test_time_rotation_on_append_and_on_tick(tmp_path: Path) -> None:
     await archive.close()
     directory = tmp_path / "archive"
     segments = closed_segments(directory)
-    assert [p.name for p in segments] == [segment_name(T0 + 60, 0), segment_name(T0 + 120, 0)]
+    assert [p.name for p in segments] == [segment_name(T0 + 60, 0), segment_name(T0 + 120, 1)]
     assert [p.read_bytes() for p in segments] == [b"a\nb\n", b"c\n"]
     assert (directory / CURRENT).read_bytes() == b""
 
@@ -130,11 +130,11 @@ async def test_retention_deletes_the_oldest(tmp_path: Path) -> None:
         await archive.rotate(now=T0 + i + 0.5)
     await archive.close()
     segments = closed_segments(tmp_path / "archive")
-    assert [p.name for p in segments] == [segment_name(T0 + 3.5, 0) + ".gz", segment_name(T0 + 4.5, 0) + ".gz"]
+    assert [p.name for p in segments] == [segment_name(T0 + 3.5, 3) + ".gz", segment_name(T0 + 4.5, 4) + ".gz"]
     assert [gzip.decompress(p.read_bytes()) for p in segments] == [b"batch 3\n", b"batch 4\n"]
 
 
-async def test_rotations_in_the_same_microsecond_get_distinct_names(tmp_path: Path) -> None:
+async def test_rotations_in_the_same_microsecond_get_distinct_numbered_names(tmp_path: Path) -> None:
     archive = Archive(config(tmp_path, gzip=False, keep_segments=0))
     for batch in (b"x", b"y"):
         await archive.append([batch], now=T0)
@@ -156,7 +156,7 @@ async def test_restart_continues_current_and_finishes_crashed_housekeeping(tmp_p
     await archive.append([b"after"], now=T0 + 1)  # 15 + 6 > 20: rotates the old content out first
     await archive.close()
     segments = closed_segments(directory)
-    assert [p.name for p in segments] == [leftover.name + ".gz", segment_name(T0 + 1, 0) + ".gz"]
+    assert [p.name for p in segments] == [leftover.name + ".gz", segment_name(T0 + 1, 1) + ".gz"]
     assert read_all(directory) == b"closed but never gzipped\nbefore restart\nafter\n"
 
 
@@ -169,7 +169,7 @@ async def test_write_error_is_counted_not_raised(tmp_path: Path, monkeypatch: py
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(archive.file, "write", full)
-    assert await archive.append([b"lost"], now=T0) is False
+    assert await archive.append([b"lost"], now=T0) is None
     assert (archive.write_errors, archive.lines_written) == (1, 0)
     await archive.close()
 
@@ -191,7 +191,7 @@ async def test_failed_rotation_keeps_archiving(tmp_path: Path, monkeypatch: pyte
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr(archive_module.os, "rename", refuse)
-    assert await archive.append([b"second"], now=T0 + 1) is False
+    assert await archive.append([b"second"], now=T0 + 1) is None
     monkeypatch.undo()
     assert await archive.append([b"third"], now=T0 + 2)  # reopened, rotated, written
     await archive.close()

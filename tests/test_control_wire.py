@@ -65,6 +65,7 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
             "untracked_zscore_lines": 0, "untracked_ip_requests": 0, "untracked_pattern_keys": 0,
             "suppressed_new_templates": 0,
         },
+        "job_failures": {},
         "uptime_s": LIVE,
         "rejects_file": {"written": 0, "dropped": 0},
     }
@@ -106,6 +107,8 @@ METRICS = (
     "# TYPE logtally_udp_datagrams_total counter\nlogtally_udp_datagrams_total 0\n"
     "# HELP logtally_udp_kernel_drops_total Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).\n"
     "# TYPE logtally_udp_kernel_drops_total counter\nlogtally_udp_kernel_drops_total 0\n"
+    "# HELP logtally_periodic_job_failures_total Periodic jobs that raised, by job.\n"
+    "# TYPE logtally_periodic_job_failures_total counter\n"
     "# HELP logtally_uptime_seconds Seconds since the daemon started.\n"
     "# TYPE logtally_uptime_seconds gauge\nlogtally_uptime_seconds <LIVE>\n"
 )

@@ -333,7 +333,7 @@ def test_tls_garbage_pem_names_both_files(start_server, tmp_path: Path) -> None:
 def test_ctrl_c_stops_quietly_without_worker_tracebacks(tmp_path: Path) -> None:
     # Ctrl-C in a terminal sends SIGINT to the whole foreground process group: daemon, forkserver
     # and workers alike. Only the daemon should act on it.
-    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n')
+    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n[state]\ndirectory = ""\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(tmp_path / "config.toml"),
          "--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0"],
@@ -392,7 +392,7 @@ def test_kill_9_takes_the_whole_pool_with_it(start_server) -> None:
 
 def test_sigterm_stops_the_daemon_when_stdout_is_a_closed_pipe(tmp_path: Path) -> None:
     # `logtallyd ... | head -1`: head exits after the first line, stdout becomes a broken pipe.
-    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n')
+    (tmp_path / "config.toml").write_text(f'[rejects]\npath = "{tmp_path / "rejects.log"}"\n[state]\ndirectory = ""\n')
     read_end, write_end = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(tmp_path / "config.toml"),
@@ -464,3 +464,60 @@ def test_a_pipelining_client_that_never_reads_starves_nobody(start_server) -> No
     # Unread answers are bounded by socket buffers, not by what the client asked for.
     assert _rss_kib(server.proc.pid) - before < 64 * 1024
     greedy.close()
+
+
+def test_restart_on_the_shipped_config_keeps_the_totals(start_server, tmp_path: Path) -> None:
+    # The shipped config.toml as is ([state] directory = "auto"); only the listen addresses come
+    # from the command line. Both runs see one $XDG_STATE_HOME, as one user's two runs would.
+    shipped = (Path(__file__).resolve().parents[1] / "config.toml").read_text()
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    first = start_server(shipped, env=env)
+    assert first.wait_log("state_directory")["directory"] == str(tmp_path / "xdg" / "logtally")
+    send_tcp(first.address("tcp"), app_lines(300) + app_lines(20, "ERROR"))
+    before = first.wait_received(320)
+    assert before["received"] == 320
+    assert first.stop() == 0
+    second = start_server(shipped, env=env)
+    assert second.wait_log("state_restored")["clean"] is True
+    after = second.stats()
+    for key in ("received", "parsed", "rejected", "bytes", "by_level", "errors"):
+        assert after[key] == before[key], key
+
+
+async def test_a_failing_periodic_job_is_counted_and_the_others_go_on(tmp_path: Path) -> None:
+    import asyncio
+
+    import msgspec
+
+    from logtallyd.daemon.app import Server
+    from logtallyd.daemon.assembly import build
+    from logtallyd.daemon.config import Config, DaemonConfig, RejectsConfig, StateConfig
+
+    config = msgspec.structs.replace(Config(), daemon=DaemonConfig(tick_interval_s=0.01, status_interval_s=0.01),
+                                     state=StateConfig(directory=""), rejects=RejectsConfig(path=""))
+    parts = build(config)
+    server = Server(parts)
+    statuses = 0
+
+    def broken_sweep(mono: float) -> None:
+        raise RuntimeError("a bug in one job")
+
+    def status_ran() -> None:
+        nonlocal statuses
+        statuses += 1
+
+    parts.connections.sweep_idle = broken_sweep  # type: ignore[method-assign]
+    parts.pipeline.reject_log.flush = status_ran  # type: ignore[method-assign]
+    tick = asyncio.get_running_loop().create_task(server._tick())
+    try:
+        for _ in range(1000):
+            if statuses >= 3 and parts.job_failures.get("sweep", 0) >= 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        tick.cancel()
+        parts.executor.shutdown()
+    failures = parts.stats_report("all")["job_failures"]
+    assert set(failures) == {"sweep"} and failures["sweep"] >= 3
+    assert statuses >= 3  # the status job kept running beside the failing one
+    assert 'logtally_periodic_job_failures_total{job="sweep"}' in parts.metrics_text()

@@ -365,8 +365,8 @@ def test_shipped_config_loads() -> None:
     assert config.ingest.tcp.endswith(":5140")
     assert config.control.listen == "127.0.0.1:5141"
     # Keys the shipped file deliberately sets differently from the built-in defaults: none. Paths
-    # stay at their defaults too (rejects.log in the working directory, snapshots off, archive off
-    # under /var/log/logtally), so `logtallyd --config config.toml` behaves exactly like `logtallyd`;
+    # stay at their defaults too (rejects.log in the working directory, snapshots in the "auto"
+    # state directory, archive off under /var/log/logtally), so `logtallyd --config config.toml` behaves exactly like `logtallyd`;
     # the README's systemd section says which paths to set in /etc/logtally/config.toml.
     deliberate: dict[str, object] = {}
     assert config == msgspec.structs.replace(Config(), **deliberate)

@@ -22,7 +22,7 @@ from logtallyd.detect.events import Event
 from logtallyd.detect.feed import Feed
 from logtallyd.ingest.listeners import Connections, UdpIngest
 from logtallyd.ingest.pipeline import Pipeline
-from logtallyd.persist.archive import Archive
+from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.persist.state import StateStore
 from logtallyd.pool.scheduler import PoolScheduler
@@ -57,6 +57,8 @@ class Parts:
     commands: Commands
     control_connections: set[ControlConnection]
     udp: list[UdpIngest] = field(default_factory=list)  # one per UDP socket served, closed ones too
+    restored_archive: ArchivePosition | None = None  # where the restored totals end in the archive
+    job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -69,9 +71,12 @@ class Parts:
                          "kernel_drops": sum(u.kernel_drops() for u in self.udp)}
         report["control"] = msgspec.to_builtins(self.commands.gate.figures())
         report["detect"] = self.driver.engine.stats()
+        report["job_failures"] = dict(sorted(self.job_failures.items()))
         report["uptime_s"] = self.uptime_s()
         if self.rejects is not None:
             report["rejects_file"] = msgspec.to_builtins(self.rejects.figures())
+        if self.pipeline.archive is not None:
+            report["archive"] = msgspec.to_builtins(self.pipeline.archive.figures())
         return report
 
     def metrics_figures(self) -> MetricFigures:
@@ -96,6 +101,7 @@ class Parts:
             jobs=self.jobs.states(),
             udp_datagrams=sum(u.datagrams for u in self.udp),
             udp_kernel_drops=sum(u.kernel_drops() for u in self.udp),
+            job_failures=dict(self.job_failures),
             uptime_s=self.uptime_s(),
         )
 
@@ -150,6 +156,8 @@ def build(config: Config) -> Parts:
     """Every part of the daemon, restored from the last snapshot where there is one."""
     clock = time.time
     state = StateStore(config.state)
+    if state.path is not None:
+        log.info("state_directory", directory=str(state.path.parent))
     restored = state.load(config.stats, config.detect)
     stats = restored.stats if restored else Stats(config.stats, clock())
     engine = restored.engine if restored else Engine(config.detect)
@@ -190,5 +198,6 @@ def build(config: Config) -> Parts:
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
+        restored_archive=restored.archive if restored else None,
     )
     return parts

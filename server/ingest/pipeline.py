@@ -3,21 +3,22 @@
 Listeners hand frames to `Pipeline.submit`; the batcher cuts them by size and a short deadline,
 the pool parses them (`logtallyd.pool.worker.process_batch`), and results merge in stream order. Past
 `max_in_flight` batches or `max_buffered_bytes` every ingest transport pauses: overload slows TCP
-senders down, it does not drop lines.
+senders down, it does not drop lines. With the archive on, a batch is archived as it is cut and
+counted only once archived; `archived` is the archive position the counted totals cover.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import msgspec
 import structlog
 
 from logtallyd.stats.aggregate import Partial
 from logtallyd.ingest.config import PipelineConfig
-from logtallyd.persist.archive import Archive
+from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.ingest.framing import FrameError
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.persist.rejects import RejectsFile
@@ -93,6 +94,10 @@ class Pipeline:
         # archive write between two merges awaits and the next release must wait its turn.
         self._to_merge: collections.deque[tuple[Batch, Partial, BatchResult | None]] = collections.deque()
         self._merging = False
+        # Archive writes of cut batches, by batch number: started in stream order, so the archive
+        # holds lines in the order they are merged, and awaited before each batch is counted.
+        self._archiving: dict[int, asyncio.Task[ArchivePosition | None]] = {}
+        self.archived: ArchivePosition | None = archive.position if archive is not None else None
 
     def figures(self) -> PipelineFigures:
         return PipelineFigures(self.in_flight, self.queued_batches, self.buffered_bytes, self.paused,
@@ -155,7 +160,12 @@ class Pipeline:
     # -- batches -----------------------------------------------------------------------------
 
     def _send(self, batches: list[Batch]) -> None:
-        """Queue cut batches for the pool, start what the in-flight bound allows, re-arm the timer."""
+        """Archive cut batches, queue them for the pool, start what the in-flight bound allows,
+        re-arm the timer."""
+        if self.archive is not None and batches:
+            loop = asyncio.get_running_loop()
+            for batch in batches:  # tasks take the archive's lock in the order they are made
+                self._archiving[batch.seq] = loop.create_task(self.archive.append(batch.frames))
         self.flight.queue(batches)
         self._start()
         self._arm_timer()
@@ -216,8 +226,12 @@ class Pipeline:
         try:
             while self._to_merge:
                 batch, partial, result = self._to_merge.popleft()
-                if self.archive is not None:
-                    await self.archive.append(batch.frames)  # a slow disk slows ingest, it loses nothing
+                archiving = self._archiving.pop(batch.seq, None)
+                if archiving is not None:
+                    # Archived before counted: a slow disk slows ingest, it loses nothing.
+                    position = await archiving
+                    if position is not None:
+                        self.archived = position
                 now = self.clock()
                 self.stats.merge(partial, now)
                 if self.on_result is not None:
@@ -254,3 +268,20 @@ class Pipeline:
         """Send the open batch and wait until every batch has been merged."""
         self._send(self.batcher.flush())
         await self._idle.wait()
+
+    async def replay(self, chunks: Iterable[list[bytes]]) -> int:
+        """Count archived frames again, through the same batches, pool and merge as live ones, but
+        not archived twice; before any listener opens. Returns the number of frames."""
+        archive, self.archive = self.archive, None
+        iterator = iter(chunks)
+        replayed = 0
+        try:
+            while (chunk := await asyncio.to_thread(next, iterator, None)) is not None:
+                self.submit(chunk, "archive", "archive")
+                replayed += len(chunk)
+                await self.drain()  # one chunk in memory at a time
+        finally:
+            self.archive = archive
+        if archive is not None:
+            self.archived = archive.position
+        return replayed

@@ -5,7 +5,8 @@ detectors a snapshot holds.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -15,10 +16,15 @@ class RejectsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 << 20  # then rotated once to PATH.1
 
 
+AUTO = "auto"
+
+
 class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    directory: str = ""  # "" = no snapshots; under systemd: /var/lib/logtally (StateDirectory=)
-    # At most this much is lost to a crash (kill -9). The lower bound is the order of the
-    # server's tick, which checks whether a snapshot is due.
+    # "auto" = `state_directory()`; "" = no snapshots.
+    directory: str = AUTO
+    # Without the archive at most this much is lost to a crash (kill -9); with it, nothing that
+    # reached the archive. The lower bound is the order of the server's tick, which checks
+    # whether a snapshot is due.
     snapshot_interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=86400)] = 30.0
 
 
@@ -32,3 +38,24 @@ class ArchiveConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_age_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0  # rotate a segment this old; 0 = never by age
     keep_segments: Annotated[int, msgspec.Meta(ge=0)] = 48  # closed segments kept; 0 = keep all
     gzip: bool = True
+    # What a power loss can cost of the archived (and so of the counted) lines: "batch" = nothing,
+    # each batch is fsynced before it is counted; "interval" = up to `fsync_interval_ms` (plus one
+    # daemon tick); "never" = whatever the kernel has not written back yet. A kill -9 costs none.
+    fsync: Literal["batch", "interval", "never"] = "interval"
+    fsync_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60000)] = 1000
+
+
+def state_directory(configured: str, env: dict[str, str]) -> str:
+    """Where snapshots go: `configured`, or for "auto" systemd's `$STATE_DIRECTORY` (StateDirectory=,
+    /var/lib/logtally), else `$XDG_STATE_HOME/logtally`, else `~/.local/state/logtally`, else
+    `logtally-state` in the working directory. Pure: the environment is handed in."""
+    if configured != AUTO:
+        return configured
+    if env.get("STATE_DIRECTORY"):
+        # systemd may pass several, colon-separated, in the order StateDirectory= lists them.
+        return env["STATE_DIRECTORY"].split(":")[0]
+    if env.get("XDG_STATE_HOME"):
+        return str(Path(env["XDG_STATE_HOME"]) / "logtally")
+    if env.get("HOME"):
+        return str(Path(env["HOME"]) / ".local" / "state" / "logtally")
+    return "logtally-state"

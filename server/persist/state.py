@@ -1,4 +1,5 @@
-"""What survives a restart: statistics, detector state and recent events, in one snapshot file.
+"""What survives a restart: statistics, detector state, recent events and the archive position
+they cover, in one snapshot file.
 
 Written periodically and at shutdown through `logtallyd.persist.snapshot` (temp file, fsync, rename);
 restored at start. A damaged or incompatible snapshot is set aside and the daemon starts empty.
@@ -6,6 +7,7 @@ restored at start. A damaged or incompatible snapshot is set aside and the daemo
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import structlog
 
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.engine import Engine
-from logtallyd.persist.config import StateConfig
+from logtallyd.persist.archive import ArchivePosition
+from logtallyd.persist.config import StateConfig, state_directory
 from logtallyd.persist.snapshot import load_snapshot, write_snapshot
 from logtallyd.stats.config import StatsConfig
 from logtallyd.stats.windows import Stats
@@ -29,12 +32,15 @@ class _Payload(msgspec.Struct):
     stats: bytes
     engine: bytes
     clean: bool = False  # written by an orderly shutdown: nothing came after it
+    archive: ArchivePosition | None = None  # the totals hold every archived line before this
 
 
 class Restored(msgspec.Struct):
     stats: Stats
     engine: Engine
     created_ts: float
+    archive: ArchivePosition | None
+    clean: bool
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -42,9 +48,10 @@ _decoder = msgspec.msgpack.Decoder(_Payload)
 
 
 class StateStore:
-    def __init__(self, config: StateConfig) -> None:
+    def __init__(self, config: StateConfig, env: dict[str, str] | None = None) -> None:
         self.config = config
-        self.path = Path(config.directory) / FILENAME if config.directory else None
+        directory = state_directory(config.directory, dict(os.environ) if env is None else env)
+        self.path = Path(directory) / FILENAME if directory else None
         self.saved = 0
         self.failed = 0
 
@@ -73,21 +80,35 @@ class StateStore:
             log.info("state_restored", path=str(self.path), snapshot_age_s=round(age, 3), clean=True)
         else:
             # The last run did not stop cleanly (crash, kill -9): lines it received after this
-            # snapshot are not in the totals, at most `snapshot_interval_s` of them.
+            # snapshot are not in the totals, at most `snapshot_interval_s` of them, unless the
+            # archive holds them (then they are replayed from `archive`).
             log.warning(
                 "state_restored",
                 path=str(self.path),
                 snapshot_age_s=round(age, 3),
                 clean=False,
-                lost_at_most_s=self.config.snapshot_interval_s,
+                lost_at_most_s=None if payload.archive else self.config.snapshot_interval_s,
+                archive=msgspec.to_builtins(payload.archive),
                 snapshot_ts=snapshot.created_ts,
             )
-        return Restored(stats=restored_stats, engine=engine, created_ts=snapshot.created_ts)
+        return Restored(stats=restored_stats, engine=engine, created_ts=snapshot.created_ts,
+                        archive=payload.archive, clean=payload.clean)
 
-    async def save(self, stats: Stats, engine: Engine, now: float, clean: bool = False) -> None:
+    def encode(self, stats: Stats, engine: Engine, archive: ArchivePosition | None, clean: bool = False) -> bytes:
+        """The snapshot payload, taken in one step so that `archive` is exactly what the totals hold."""
+        return _encoder.encode(_Payload(stats=stats.to_bytes(), engine=engine.to_bytes(), clean=clean,
+                                        archive=archive))
+
+    async def save(self, stats: Stats, engine: Engine, now: float, clean: bool = False,
+                   archive: ArchivePosition | None = None) -> None:
         if self.path is None:
             return
-        data = _encoder.encode(_Payload(stats=stats.to_bytes(), engine=engine.to_bytes(), clean=clean))
+        await self.write(self.encode(stats, engine, archive, clean), now)
+
+    async def write(self, data: bytes, now: float) -> None:
+        """Store a payload from `encode`; a failure is logged and counted."""
+        if self.path is None:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_snapshot, self.path, data, VERSION, now)

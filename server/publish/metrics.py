@@ -41,6 +41,7 @@ class MetricFigures(msgspec.Struct, forbid_unknown_fields=True):
     uptime_s: float = 0.0  # gauge
     udp_datagrams: int = 0  # counter: datagrams read from UDP ingest sockets
     udp_kernel_drops: int = 0  # counter: datagrams the kernel dropped (receive buffer full)
+    job_failures: dict[str, int] = {}  # counter by periodic job: times it raised
 
 
 def escape_label_value(value: str) -> str:
@@ -125,6 +126,8 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
         *family(f"{p}udp_kernel_drops_total", "counter",
                 "Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).",
                 [sample(f"{p}udp_kernel_drops_total", f.udp_kernel_drops)]),
+        *family(f"{p}periodic_job_failures_total", "counter", "Periodic jobs that raised, by job.",
+                labelled(f"{p}periodic_job_failures_total", "job", f.job_failures)),
         *family(f"{p}uptime_seconds", "gauge", "Seconds since the daemon started.",
                 [sample(f"{p}uptime_seconds", float(f.uptime_s))]),
     ]
