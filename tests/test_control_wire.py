@@ -47,13 +47,20 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
     return {
         "window": window, "window_s": window_s, "anchor": 1738238400, "received": 2, "parsed": 2,
         "rejected": {}, "bytes": 164, "by_format": {"rfc5424": 2}, "notes": {}, "by_level": {"ERROR": 2},
-        "by_service": {"api": 2}, "by_host": {"web-1": 2}, "errors": 2, "error_rate": 1.0,
+        "by_service": {"api": 2}, "by_host": {"web-1": 2}, "approximate": {}, "errors": 2, "error_rate": 1.0,
         "http": {
             "requests": 0, "by_method": {}, "by_status": {}, "by_class": {}, "rate_5xx": 0.0,
             "latency_ms": {"count": 0, "min": None, "max": None, "avg": None, "p50": None, "p95": None, "p99": None},
             "bytes_sent": 0,
         },
         "first_ts": 1738238400.0, "last_ts": 1738238400.0, "lines_per_s": 2.0, "late": 0, "future": 0,
+        "distinct": {
+            "ip": {"estimate": 0, "lower": 0, "upper": 0}, "user_agent": {"estimate": 0, "lower": 0, "upper": 0},
+            "path": {"estimate": 0, "lower": 0, "upper": 0}, "host": {"estimate": 1, "lower": 1, "upper": 1},
+            "service": {"estimate": 1, "lower": 1, "upper": 1},
+            "unique_visitors": {"estimate": 0, "lower": 0, "upper": 0},
+        },
+        "distinct_rel_err": 0.0162,
         "connections": {"open": LIVE, "total": 2, "refused": 0, "idle_closed": 0},
         "pipeline": {"in_flight": 0, "queued_batches": 0, "buffered_bytes": 0, "paused": False, "pauses": 0,
                      "batches": LIVE},

@@ -141,7 +141,7 @@ class Parts:
 
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
     return WorkerOptions(parse=config.parse, detect=config.detect, listener_parse=config.listener_parse(),
-                         tail_filters=tail_filters)
+                         tail_filters=tail_filters, distinct_lg_k=config.stats.distinct_lg_k)
 
 
 def build(config: Config) -> Parts:
