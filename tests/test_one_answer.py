@@ -289,6 +289,10 @@ def check_counts(report: dict[str, Any], truth: Truth) -> None:
     assert report["error_rate"] == errors / parsed
     assert report["by_service"] == dict(c["service"])
     assert report["by_host"] == dict(c["host"])
+    assert report["approximate"] == {}
+    for field in ("ip", "user_agent", "path", "service", "host"):  # HLL: within its stated bounds
+        d = report["distinct"][field]
+        assert d["lower"] <= len(c[field]) <= d["upper"], (field, d, len(c[field]))
     assert (report["late"], report["future"]) == (0, 0)
     assert report["first_ts"] == pytest.approx(min(truth.ts), abs=1e-6)
     assert report["last_ts"] == pytest.approx(max(truth.ts), abs=1e-6)
