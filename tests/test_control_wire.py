@@ -112,6 +112,26 @@ METRICS = (
     "# TYPE logtally_udp_datagrams_total counter\nlogtally_udp_datagrams_total 0\n"
     "# HELP logtally_udp_kernel_drops_total Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).\n"
     "# TYPE logtally_udp_kernel_drops_total counter\nlogtally_udp_kernel_drops_total 0\n"
+    "# HELP logtally_distinct_values Distinct values seen since start, by field (approximate: HLL estimate,"
+    " relative standard error 0.0162).\n"
+    "# TYPE logtally_distinct_values gauge\n"
+    'logtally_distinct_values{field="host"} 1\nlogtally_distinct_values{field="ip"} 0\n'
+    'logtally_distinct_values{field="path"} 0\nlogtally_distinct_values{field="service"} 1\n'
+    'logtally_distinct_values{field="unique_visitors"} 0\nlogtally_distinct_values{field="user_agent"} 0\n'
+    "# HELP logtally_top_approximate 1 when the since-start top-N counts of a field are approximate"
+    " (past the exact-count budget).\n"
+    "# TYPE logtally_top_approximate gauge\n"
+    'logtally_top_approximate{field="error"} 0\nlogtally_top_approximate{field="host"} 0\n'
+    'logtally_top_approximate{field="ip"} 0\nlogtally_top_approximate{field="path"} 0\n'
+    'logtally_top_approximate{field="service"} 0\nlogtally_top_approximate{field="suspicious_ip"} 0\n'
+    'logtally_top_approximate{field="user_agent"} 0\n'
+    "# HELP logtally_top_max_error How far a since-start top-N count of a field may be off: upper - lower"
+    " bound (0 = exact).\n"
+    "# TYPE logtally_top_max_error gauge\n"
+    'logtally_top_max_error{field="error"} 0\nlogtally_top_max_error{field="host"} 0\n'
+    'logtally_top_max_error{field="ip"} 0\nlogtally_top_max_error{field="path"} 0\n'
+    'logtally_top_max_error{field="service"} 0\nlogtally_top_max_error{field="suspicious_ip"} 0\n'
+    'logtally_top_max_error{field="user_agent"} 0\n'
     "# HELP logtally_uptime_seconds Seconds since the daemon started.\n"
     "# TYPE logtally_uptime_seconds gauge\nlogtally_uptime_seconds <LIVE>\n"
 )

@@ -6,6 +6,9 @@ Streams are fed as workers feed the main process: one batch of exact counts per 
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -14,6 +17,7 @@ import pytest
 from logtallyd.stats.aggregate import Bucket, Partial
 from logtallyd.stats.tally import Row, Tally
 from logtallyd.stats.windows import Stats, StatsConfig
+from tests.conftest import ROOT, send_tcp
 
 T0 = 1_700_000_000
 BATCH = 4000  # `[pipeline] batch_lines`
@@ -131,3 +135,26 @@ def test_budget_keys_are_range_checked(key: str, lowest: int, highest: int) -> N
     for value in (lowest - 1, highest + 1):
         with pytest.raises(msgspec.ValidationError, match=key):
             msgspec.convert({key: value}, StatsConfig)
+
+
+def test_a_daemon_past_its_budget_marks_every_answer(start_server: Any) -> None:
+    """TOP, `logtally top`, STATS and METRICS of a real daemon whose budget is 50 distinct values."""
+    server = start_server("[stats]\nexact_keys = 50\nsecond_exact_keys = 50\ntopk_lg_size = 4\nsecond_lg_size = 4\n")
+    # 10.0.0.1 sends 40 requests, 300 others one each, all in one second
+    ips = ["10.0.0.1"] * 40 + [f"10.1.{i >> 8}.{i & 255}" for i in range(300)]
+    send_tcp(server.address("tcp"), "".join(
+        f'{ip} - - [30/Jan/2025:12:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl"\n' for ip in ips).encode())
+    assert server.wait_received(len(ips))["parsed"] == len(ips)
+    top = server.command("TOP ip 5")["top"]
+    assert top[0]["value"] == "10.0.0.1" and top[0]["lower"] <= 40 <= top[0]["upper"]
+    assert all(row["approximate"] is True and "count" not in row for row in top)
+    assert all(row["lower"] <= 1 for row in top[1:])
+    assert server.command("TOP path 5")["top"] == [{"value": "/a", "count": 340, "share": 1.0}]  # one path: exact
+    out = subprocess.run([sys.executable, "-m", "logtally", "--control", server.addresses["control"], "top", "ip"],
+                         capture_output=True, timeout=60, cwd=ROOT, check=True).stdout.decode().splitlines()
+    assert out[1].startswith("approximate") and out[4].split()[0] == "10.0.0.1" and "–" in out[4]
+    report = server.stats()
+    assert report["approximate"] == {} and report["distinct"]["ip"]["lower"] <= 301 <= report["distinct"]["ip"]["upper"]
+    metrics = server.command("METRICS")["metrics"]
+    assert 'logtally_top_approximate{field="ip"} 1' in metrics
+    assert 'logtally_top_approximate{field="path"} 0' in metrics

@@ -94,6 +94,9 @@ class Parts:
             jobs=self.jobs.states(),
             udp_datagrams=sum(u.datagrams for u in self.udp),
             udp_kernel_drops=sum(u.kernel_drops() for u in self.udp),
+            distinct_values={k: d["estimate"] for k, d in totals["distinct"].items()},
+            distinct_rel_err=totals["distinct_rel_err"],
+            top_max_error=self.stats.top_errors(),
             uptime_s=self.uptime_s(),
         )
 

@@ -41,6 +41,11 @@ class MetricFigures(msgspec.Struct, forbid_unknown_fields=True):
     uptime_s: float = 0.0  # gauge
     udp_datagrams: int = 0  # counter: datagrams read from UDP ingest sockets
     udp_kernel_drops: int = 0  # counter: datagrams the kernel dropped (receive buffer full)
+    # gauges by field, since start: HLL estimates of distinct values (relative standard error
+    # `distinct_rel_err`), and how far a top-N count may be off (upper - lower; 0 = exact)
+    distinct_values: dict[str, int] = {}
+    distinct_rel_err: float = 0.0
+    top_max_error: dict[str, int] = {}
 
 
 def escape_label_value(value: str) -> str:
@@ -125,6 +130,17 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
         *family(f"{p}udp_kernel_drops_total", "counter",
                 "Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).",
                 [sample(f"{p}udp_kernel_drops_total", f.udp_kernel_drops)]),
+        *family(f"{p}distinct_values", "gauge",
+                f"Distinct values seen since start, by field (approximate: HLL estimate, relative standard"
+                f" error {f.distinct_rel_err:.4f}).",
+                labelled(f"{p}distinct_values", "field", f.distinct_values)),
+        *family(f"{p}top_approximate", "gauge",
+                "1 when the since-start top-N counts of a field are approximate (past the exact-count budget).",
+                [sample(f"{p}top_approximate", int(err > 0), {"field": key})
+                 for key, err in sorted(f.top_max_error.items())]),
+        *family(f"{p}top_max_error", "gauge",
+                "How far a since-start top-N count of a field may be off: upper - lower bound (0 = exact).",
+                labelled(f"{p}top_max_error", "field", f.top_max_error)),
         *family(f"{p}uptime_seconds", "gauge", "Seconds since the daemon started.",
                 [sample(f"{p}uptime_seconds", float(f.uptime_s))]),
     ]

@@ -276,6 +276,16 @@ class Stats:
         ips = b.counts("ip") if field == "suspicious_ip" else None
         return [_top_row(field, row, total, b, ips) for row in tally.rows(n)]
 
+    def top_errors(self) -> dict[str, int]:
+        """Per field of TOP (but status, always exact): how far a since-start count may be off,
+        upper - lower (0 = exact)."""
+        out = {}
+        for field in TOP_FIELDS:
+            if field != "status":
+                tally = self.total.counts(field)
+                out[field] = 0 if tally is None else tally.max_error()
+        return out
+
     # -- snapshots ----------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
