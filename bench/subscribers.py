@@ -49,9 +49,10 @@ def lines(n: int) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
+def start_server(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
+    """A daemon on ephemeral ports; `extra` is appended to its config.toml."""
     config = workdir / "config.toml"
-    config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n')
+    config.write_text('[rejects]\npath = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n' + extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],
