@@ -96,8 +96,12 @@ class Tally:
         map of 2**lg_size slots. `other` keeps its contents."""
         if self.counts is not None and other.counts is not None:
             mine = self.counts
-            if not mine and len(other.counts) <= exact_keys:
-                mine.update(other.counts)
+            if not mine:
+                if len(other.counts) <= exact_keys:
+                    mine.update(other.counts)
+                else:  # straight to a sketch, from the one `other` builds for all its merges
+                    self.counts, self.sketch = None, sketches.new_topk(lg_size)
+                    self.sketch.merge(other.as_sketch())
                 return
             for value, n in other.counts.items():
                 mine[value] = mine.get(value, 0) + n
