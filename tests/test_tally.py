@@ -158,3 +158,25 @@ def test_a_daemon_past_its_budget_marks_every_answer(start_server: Any) -> None:
     metrics = server.command("METRICS")["metrics"]
     assert 'logtally_top_approximate{field="ip"} 1' in metrics
     assert 'logtally_top_approximate{field="path"} 0' in metrics
+
+
+def test_a_snapshot_of_the_old_bucket_format_is_set_aside(tmp_path: Any) -> None:
+    """Buckets changed shape (tallies, distinct counts): the state file's version says so, and
+    the store refuses an old file cleanly; a new one restores the same answers."""
+    from logtallyd.detect.config import DetectConfig
+    from logtallyd.persist.config import StateConfig
+    from logtallyd.persist.snapshot import write_snapshot
+    from logtallyd.persist.state import FILENAME, VERSION, StateStore
+
+    assert VERSION == 2
+    store = StateStore(StateConfig(directory=str(tmp_path)))
+    write_snapshot(tmp_path / FILENAME, b"whatever version 1 wrote", 1)
+    assert store.load(StatsConfig(), DetectConfig()) is None
+    assert not (tmp_path / FILENAME).exists() and len(list(tmp_path.iterdir())) == 1  # set aside
+    stats = Stats(StatsConfig(exact_keys=10), T0)
+    now = feed(stats, [f"k{i % 30}" for i in range(3000)], per_second=300)
+    restored = Stats.from_bytes(stats.to_bytes(), StatsConfig(exact_keys=10))
+    for window in ("all", "1m"):
+        rows = stats.top("ip", 5, window, now)
+        assert len(rows) == 5 and restored.top("ip", 5, window, now) == rows
+    assert not restored.total.counts("ip").exact  # 30 values > 10: a sketch, restored as one
