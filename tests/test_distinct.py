@@ -3,6 +3,8 @@ and 5M distinct values, merged per batch as the main process merges them; and Go
 visitors (IP, day, user agent; 4xx answers left out) counted from records."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from logtallyd.records import Http, Record
@@ -60,3 +62,19 @@ def test_unique_visitors_are_ip_day_and_user_agent_without_4xx() -> None:
     assert distinct["ip"] == {"estimate": 3, "lower": 3, "upper": 3}  # the 4xx IP is still an IP
     assert distinct["user_agent"]["estimate"] == 2 and distinct["path"]["estimate"] == 1
     assert distinct["service"]["estimate"] == 1 and distinct["host"]["estimate"] == 1
+
+
+@pytest.mark.parametrize("n", [100, 500, 5_000, 200_000])
+def test_the_estimate_does_not_depend_on_how_batches_were_cut(n: int) -> None:
+    """One answer live or batch: the daemon and `analyze` cut batches differently."""
+    keys = [f"k{i}" for i in range(n)]
+    answers = set()
+    for step in (1, 37, 1000, n):
+        for seed in (1, 2):
+            shuffled = keys[:]
+            random.Random(seed).shuffle(shuffled)
+            total = Bucket()
+            for start in range(0, n, step):
+                total.merge(Bucket(distinct={"ip": sketches.distinct_bytes_of(shuffled[start:start + step], LG_K)}))
+            answers.add(tuple(distinct_report(total)["ip"].values()))
+    assert len(answers) == 1, answers

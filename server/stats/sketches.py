@@ -122,9 +122,16 @@ def distinct_estimate(union: Distinct | None) -> tuple[int, int, int]:
     count is whole, so a bound of 2.0002 means at most 2 (and 1.9998 at least 2)."""
     if union is None:
         return 0, 0, 0
-    estimate = round(union.get_estimate())
-    lower = min(math.ceil(union.get_lower_bound(_HLL_STD)), estimate)
-    upper = max(math.floor(union.get_upper_bound(_HLL_STD)), estimate)
+    # A HIP estimate depends on the order the values came in, so on how batches were cut. A
+    # union fed a dense sketch it already holds marks itself out of order and estimates from
+    # its registers alone (composite estimator): one set, one answer, however it was merged.
+    result = union.get_result(_HLL_TYPE)
+    settled = ds.hll_union(result.lg_config_k)
+    settled.update(result)
+    settled.update(result)
+    estimate = round(settled.get_estimate())
+    lower = min(math.ceil(settled.get_lower_bound(_HLL_STD)), estimate)
+    upper = max(math.floor(settled.get_upper_bound(_HLL_STD)), estimate)
     return estimate, lower, upper
 
 
