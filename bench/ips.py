@@ -1,7 +1,8 @@
 """Cardinality: stream access-log lines from N distinct client IPs (and as many paths and user
-agents) into logtallyd and watch the daemon's RSS; top-N tables are sketches, so it must level off.
+agents) into logtallyd and watch the daemon's RSS; past `[stats] exact_keys` distinct values the
+top-N tallies are fixed-size sketches and old buckets are dropped, so it must level off.
 
-    python bench/ips.py [--ips 1000000] [--step 100000]
+    python bench/ips.py [--ips 1000000] [--step 100000] [--stats 'second_exact_keys = 256']
 
 Prints the main process's RSS after each step and the peak of the whole process tree.
 """
@@ -45,9 +46,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ips", type=int, default=1_000_000)
     parser.add_argument("--step", type=int, default=100_000)
+    parser.add_argument("--stats", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [stats] line for the daemon's config.toml (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, tcp, ctl = start_server(Path(tmp))
+        extra = "[stats]\n" + "".join(f"{line}\n" for line in args.stats) if args.stats else ""
+        proc, tcp, ctl = start_server(Path(tmp), extra)
         print(f"start: RSS {rss_kb(proc.pid) / 1024:.0f} MiB")
         sent = 0
         with socket.create_connection(tcp) as sock:

@@ -54,13 +54,14 @@ def lines(n: int) -> bytes:
 TOKEN = "bench-only-token-0123456789abcdef"
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
+def start_server(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
+    """A daemon on ephemeral ports; `extra` is appended to its config.toml."""
     config = workdir / "config.toml"
     token_file = workdir / "control.token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     config.write_text('[rejects]\npath = ""\n[state]\ndirectory = ""\n[control]\nmax_connections = 500\nstalled_subscriber_s = 600\n'
-                      f'token_file = "{token_file}"\n')
+                      f'token_file = "{token_file}"\n' + extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
          "--control", "127.0.0.1:0"],

@@ -111,7 +111,16 @@ def _counted(title: str, counts: dict[str, int] | None, style_of: Any = None, or
 def _top(title: str, items: list[dict[str, Any]] | None) -> Section | None:
     if not items:
         return None
-    return Section(title, [(Text(str(i.get("value"))), count(i.get("count", 0))) for i in items])
+    if any(i.get("approximate") for i in items):
+        title += " (≈: true count in range)"
+    return Section(title, [(Text(str(i.get("value"))), _top_count(i)) for i in items])
+
+
+def _top_count(item: dict[str, Any]) -> str:
+    """Exact, or the range an approximate count lies in (a sketch's guaranteed bounds)."""
+    if "count" in item:
+        return count(item["count"])
+    return f"{count(item.get('lower', 0))}–{count(item.get('upper', 0))}"
 
 
 def sections(snapshot: Snapshot) -> list[Section]:

@@ -27,7 +27,10 @@ def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...] | None = None) 
 def _numeric(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return True
-    return isinstance(value, str) and value.replace(",", "").removesuffix("%").replace(".", "", 1).isdigit()
+    if not isinstance(value, str):
+        return False
+    bare = value.lstrip("≥≈").replace("–", "").replace(",", "").removesuffix("%").replace(".", "", 1)
+    return bare.isdigit()
 
 
 def _counts(title: str, counts: dict[str, int] | None, limit: int = 10) -> list[str]:
@@ -70,8 +73,12 @@ def stats_table(report: dict[str, Any]) -> str:
     out += _counts("notes (lines kept)", report.get("notes"))
     out += _counts("by format", report.get("by_format"))
     out += _counts("by level", report.get("by_level"))
-    out += _counts("by service", report.get("by_service"))
-    out += _counts("by host", report.get("by_host"))
+    approximate = report.get("approximate") or {}
+    for key, title in (("by_service", "by service"), ("by_host", "by host")):
+        if key in approximate:  # past the exact-count budget: lower bounds from a sketch
+            title += f" (approximate: lower bounds, each true count at most {count(approximate[key])} more)"
+        out += _counts(title, report.get(key))
+    out += _distinct(report)
     http = report.get("http") or {}
     if http.get("requests"):
         out += ["", "HTTP", _table([
@@ -89,6 +96,22 @@ def stats_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+_DISTINCT_NAMES = {"ip": "client IPs", "user_agent": "user agents", "path": "paths", "host": "hosts",
+                   "service": "services", "unique_visitors": "unique visitors"}
+
+
+def _distinct(report: dict[str, Any]) -> list[str]:
+    """Distinct counts (HLL): `≈estimate` and the range of two standard deviations."""
+    distinct = report.get("distinct") or {}
+    rows = [(_DISTINCT_NAMES.get(k, k), "≈" + count(d["estimate"]), f"{count(d['lower'])}–{count(d['upper'])}")
+            for k, d in distinct.items() if d.get("upper")]
+    if not rows:
+        return []
+    err = report.get("distinct_rel_err")
+    title = "distinct (HLL" + (f", {percent(err)} relative standard error" if err is not None else "") + ")"
+    return ["", title, _table(rows, ("", "≈count", "range"))]
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -99,11 +122,35 @@ def _fmt(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+_BOUNDS = ("lower", "upper", "requests_lower", "requests_upper", "approximate")
+
+
 def top_table(answer: dict[str, Any]) -> str:
+    """A TOP answer: an approximate row's count is the range `lower–upper` it lies in, and its
+    share (of the lower bound) reads `≥`."""
     items = answer.get("top") or []
     if not items:
         return f"top {answer.get('field')}: (none)"
-    return f"top {answer.get('field')} ({answer.get('window')})\n" + items_table(items)
+    head = f"top {answer.get('field')} ({answer.get('window')})"
+    if any(item.get("approximate") for item in items):
+        head += "\napproximate (over the exact-count budget): each true count lies in the range shown"
+    rows = []
+    for item in items:
+        row: dict[str, Any] = {"value": item.get("value"), "count": _bounded(item, "count", "lower", "upper")}
+        share = item.get("share")
+        row["share"] = ("≥" + percent(share)) if item.get("approximate") and share is not None else share
+        if "requests" in item or "requests_lower" in item:
+            row["requests"] = _bounded(item, "requests", "requests_lower", "requests_upper")
+        row.update((k, v) for k, v in item.items() if k not in row and k not in _BOUNDS)
+        rows.append(row)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return head + "\n" + _table([tuple(_cell(k, row.get(k)) for k in keys) for row in rows], tuple(keys))
+
+
+def _bounded(item: dict[str, Any], key: str, lower: str, upper: str) -> Any:
+    if key in item:
+        return item[key]
+    return f"{count(item.get(lower, 0))}–{count(item.get(upper, 0))}"
 
 
 def items_table(items: list[dict[str, Any]]) -> str:

@@ -65,10 +65,11 @@ def test_counts_per_second_and_accounting() -> None:
     assert b.by_method == {"GET": 1, "POST": 1}  # normalised to upper case
     assert b.by_status == {200: 1, 503: 1}
     assert (b.lat_n, b.lat_min, b.lat_max, b.lat_sum) == (2, 10.0, 30.0, 40.0)
-    assert b.topk("ip").get_estimate("1.1.1.1") == 1
-    assert b.topk("suspicious_ip").get_estimate("2.2.2.2") == 1
-    assert b.topk("suspicious_ip").get_estimate("1.1.1.1") == 0  # a 200 is not suspicious
-    assert b.topk("error").get_estimate("fail <*>") == 1
+    assert b.counts("ip").bounds("1.1.1.1") == (1, 1)
+    assert b.counts("suspicious_ip").bounds("2.2.2.2") == (1, 1)
+    assert b.counts("suspicious_ip").bounds("1.1.1.1") == (0, 0)  # a 200 is not suspicious
+    assert b.counts("error").bounds("fail <*>") == (1, 1)
+    assert all(b.counts(name).exact for name in b.tally)
     assert b.examples == {"fail <*>": "msg ERROR"}
     assert q.buckets[1001].by_level == {"WARNING": 1}
     assert q.buckets[1001].first_ts == 1001.5 == q.buckets[1001].last_ts
@@ -81,18 +82,23 @@ def test_unbounded_domains_are_bounded() -> None:
     b = roundtrip(p).buckets[5]
     assert b.by_method == {"OTHER": 1}
     assert b.by_status == {0: 1}  # not a valid HTTP status
-    [(path, est, _, _)] = sketches.topk_items(b.topk("path"))
-    assert len(path) == MAX_VALUE_LEN and est == 1
+    [(path, lower, upper)] = b.counts("path").rows()
+    assert len(path) == MAX_VALUE_LEN and lower == upper == 1
 
 
-def test_distinct_values_do_not_grow_the_encoding() -> None:
+def test_a_batch_ships_exact_counts_and_distinct_sketches() -> None:
     p = Partial()
     count(p, [(rec(ip=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", status=404), 100, 7, None)
               for i in range(50_000)])
-    size = len(p.to_bytes())
-    # Two frequent-items sketches (ip, suspicious_ip) of 2**9 slots each: a few tens of KB,
-    # not 50,000 addresses (~750 KB).
-    assert size < 40_000
+    b = roundtrip(p).buckets[7]
+    # A batch's distinct values are bounded by the batch size, so its counts stay exact; the
+    # main process bounds them with its budget (`[stats] exact_keys`).
+    assert b.counts("ip").exact and len(b.counts("ip")) == 50_000
+    assert b.counts("ip").rows(1) == [("10.0.0.0", 1, 1)]
+    estimate, lower, upper = sketches.distinct_estimate(b.distinct_union("ip"))
+    assert lower <= 50_000 <= upper and abs(estimate - 50_000) < 0.05 * 50_000
+    # every answer was 404: no unique visitor (GoAccess leaves 4xx out)
+    assert "unique_visitors" not in b.distinct
 
 
 def _random_records(seed: int, n: int) -> list[tuple[Record, int, int, str | None]]:
@@ -120,7 +126,8 @@ def _summary(p: Partial) -> dict:
         out[s] = (
             b.lines, b.bytes, b.by_level, b.errors, b.requests, b.by_method, b.by_status,
             b.lat_n, b.lat_min, b.lat_max, round(b.lat_sum, 6),
-            {name: sorted(sketches.topk_items(b.topk(name))) for name in b.sk},
+            {name: sorted(b.counts(name).rows()) for name in b.tally},
+            {name: sketches.distinct_estimate(b.distinct_union(name)) for name in b.distinct},
             # below k=200 values a KLL sketch keeps them all: quantiles are exact and comparable
             b.quantiles().get_quantile(0.5) if b.lat_n else None,
         )
@@ -150,12 +157,14 @@ def test_bucket_merge_leaves_the_source_serialized() -> None:
     p = Partial()
     count(p, [(rec(ip="1.1.1.1", latency_ms=1.0), 1, 9, None)])
     src = roundtrip(p).buckets[9]
-    assert isinstance(src.sk["ip"], bytes)
+    assert isinstance(src.tally["ip"], bytes) and isinstance(src.distinct["ip"], bytes)
     dst = Bucket()
     dst.merge(src)
     dst.merge(src)
-    assert isinstance(src.sk["ip"], bytes) and isinstance(src.latency, bytes)
-    assert dst.topk("ip").get_estimate("1.1.1.1") == 2 and dst.lat_n == 2
+    assert isinstance(src.tally["ip"], bytes) and isinstance(src.latency, bytes)
+    assert isinstance(src.distinct["ip"], bytes)
+    assert dst.counts("ip").bounds("1.1.1.1") == (2, 2) and dst.lat_n == 2
+    assert sketches.distinct_estimate(dst.distinct_union("ip")) == (1, 1, 1)
 
 
 def _random_batch(rng: random.Random, n: int) -> tuple[list[Record], list[int], list[int], list[str | None]]:
@@ -230,7 +239,7 @@ def _reduced(c: collections.defaultdict[str, collections.Counter]) -> dict[str, 
 
 
 def tallied(p: Partial) -> dict[int, dict[str, object]]:
-    """A Partial's buckets in the reference's shape (its sketches are exact below 384 values)."""
+    """A Partial's buckets in the reference's shape (a batch's tallies are exact)."""
     out: dict[int, dict[str, object]] = {}
     for second, b in roundtrip(p).buckets.items():
         n = dict(lines=b.lines, bytes=b.bytes, errors=b.errors, requests=b.requests,
@@ -239,7 +248,7 @@ def tallied(p: Partial) -> dict[int, dict[str, object]]:
             "n": {k: v for k, v in n.items() if v},
             "format": b.by_format, "level": b.by_level, "method": b.by_method,
             "status": b.by_status, "example": b.examples,
-            **{name: {v: est for v, est, _, _ in sketches.topk_items(b.topk(name))} for name in b.sk},
+            **{name: {v: lower for v, lower, _ in b.counts(name).rows()} for name in b.tally},
             "ts": (b.first_ts, b.last_ts) if b.first_ts is not None else None,
             "latency": (b.lat_n, b.lat_sum, b.lat_min, b.lat_max) if b.lat_n else None,
         }

@@ -47,13 +47,20 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
     return {
         "window": window, "window_s": window_s, "anchor": 1738238400, "received": 2, "parsed": 2,
         "rejected": {}, "bytes": 164, "by_format": {"rfc5424": 2}, "notes": {}, "by_level": {"ERROR": 2},
-        "by_service": {"api": 2}, "by_host": {"web-1": 2}, "errors": 2, "error_rate": 1.0,
+        "by_service": {"api": 2}, "by_host": {"web-1": 2}, "approximate": {}, "errors": 2, "error_rate": 1.0,
         "http": {
             "requests": 0, "by_method": {}, "by_status": {}, "by_class": {}, "rate_5xx": 0.0,
             "latency_ms": {"count": 0, "min": None, "max": None, "avg": None, "p50": None, "p95": None, "p99": None},
             "bytes_sent": 0,
         },
         "first_ts": 1738238400.0, "last_ts": 1738238400.0, "lines_per_s": 2.0, "late": 0, "future": 0,
+        "distinct": {
+            "ip": {"estimate": 0, "lower": 0, "upper": 0}, "user_agent": {"estimate": 0, "lower": 0, "upper": 0},
+            "path": {"estimate": 0, "lower": 0, "upper": 0}, "host": {"estimate": 1, "lower": 1, "upper": 1},
+            "service": {"estimate": 1, "lower": 1, "upper": 1},
+            "unique_visitors": {"estimate": 0, "lower": 0, "upper": 0},
+        },
+        "distinct_rel_err": 0.0162,
         "connections": {"open": LIVE, "total": 2, "refused": 0, "idle_closed": 0},
         "pipeline": {"in_flight": 0, "queued_batches": 0, "buffered_bytes": 0, "paused": False, "pauses": 0,
                      "batches": LIVE},
@@ -109,6 +116,26 @@ METRICS = (
     "# TYPE logtally_udp_kernel_drops_total counter\nlogtally_udp_kernel_drops_total 0\n"
     "# HELP logtally_periodic_job_failures_total Periodic jobs that raised, by job.\n"
     "# TYPE logtally_periodic_job_failures_total counter\n"
+    "# HELP logtally_distinct_values Distinct values seen since start, by field (approximate: HLL estimate,"
+    " relative standard error 0.0162).\n"
+    "# TYPE logtally_distinct_values gauge\n"
+    'logtally_distinct_values{field="host"} 1\nlogtally_distinct_values{field="ip"} 0\n'
+    'logtally_distinct_values{field="path"} 0\nlogtally_distinct_values{field="service"} 1\n'
+    'logtally_distinct_values{field="unique_visitors"} 0\nlogtally_distinct_values{field="user_agent"} 0\n'
+    "# HELP logtally_top_approximate 1 when the since-start top-N counts of a field are approximate"
+    " (past the exact-count budget).\n"
+    "# TYPE logtally_top_approximate gauge\n"
+    'logtally_top_approximate{field="error"} 0\nlogtally_top_approximate{field="host"} 0\n'
+    'logtally_top_approximate{field="ip"} 0\nlogtally_top_approximate{field="path"} 0\n'
+    'logtally_top_approximate{field="service"} 0\nlogtally_top_approximate{field="suspicious_ip"} 0\n'
+    'logtally_top_approximate{field="user_agent"} 0\n'
+    "# HELP logtally_top_max_error How far a since-start top-N count of a field may be off: upper - lower"
+    " bound (0 = exact).\n"
+    "# TYPE logtally_top_max_error gauge\n"
+    'logtally_top_max_error{field="error"} 0\nlogtally_top_max_error{field="host"} 0\n'
+    'logtally_top_max_error{field="ip"} 0\nlogtally_top_max_error{field="path"} 0\n'
+    'logtally_top_max_error{field="service"} 0\nlogtally_top_max_error{field="suspicious_ip"} 0\n'
+    'logtally_top_max_error{field="user_agent"} 0\n'
     "# HELP logtally_uptime_seconds Seconds since the daemon started.\n"
     "# TYPE logtally_uptime_seconds gauge\nlogtally_uptime_seconds <LIVE>\n"
 )

@@ -33,6 +33,9 @@ FIGURES = MetricFigures(
     uptime_s=3600.5,
     udp_datagrams=1234,
     udp_kernel_drops=56,
+    distinct_values={"ip": 1_777_569, "service": 3},
+    distinct_rel_err=0.0162,
+    top_max_error={"ip": 2600, "service": 0},
 )
 
 
@@ -77,6 +80,12 @@ def test_every_figure_round_trips() -> None:
         ("logtally_jobs", (("state", "running"),)): 2,
         ("logtally_udp_datagrams_total", ()): 1234,
         ("logtally_udp_kernel_drops_total", ()): 56,
+        ("logtally_distinct_values", (("field", "ip"),)): 1_777_569,
+        ("logtally_distinct_values", (("field", "service"),)): 3,
+        ("logtally_top_approximate", (("field", "ip"),)): 1,  # past the budget: marked
+        ("logtally_top_approximate", (("field", "service"),)): 0,
+        ("logtally_top_max_error", (("field", "ip"),)): 2600,
+        ("logtally_top_max_error", (("field", "service"),)): 0,
         ("logtally_uptime_seconds", ()): 3600.5,
     }
     assert got == expected

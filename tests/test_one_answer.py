@@ -55,7 +55,7 @@ AGENTS = {"curl/8.5.0": 4100, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0": 3
           "kube-probe/1.29": 700, "Wget/1.21": 400}
 HOT_PATHS = {"/": 2300, "/api/orders": 1900, "/api/login": 1500, "/static/app.js": 1200,
              "/healthz": 1000, "/api/search": 800}
-N_ACCESS = 12000  # the rest of the paths are /item/<n>, each once: more than a sketch tracks
+N_ACCESS = 12000  # the rest of the paths are /item/<n>, each once: more than the old sketches tracked
 METHODS = {"GET": 7000, "POST": 2500, "PUT": 1000, "DELETE": 800, "PATCH": 500, "HEAD": 200}
 STATUSES = {200: 6400, 201: 900, 204: 300, 301: 400, 304: 500, 400: 300, 401: 250, 403: 200,
             404: 1500, 429: 150, 500: 700, 502: 250, 503: 150}
@@ -289,6 +289,10 @@ def check_counts(report: dict[str, Any], truth: Truth) -> None:
     assert report["error_rate"] == errors / parsed
     assert report["by_service"] == dict(c["service"])
     assert report["by_host"] == dict(c["host"])
+    assert report["approximate"] == {}
+    for field in ("ip", "user_agent", "path", "service", "host"):  # HLL: within its stated bounds
+        d = report["distinct"][field]
+        assert d["lower"] <= len(c[field]) <= d["upper"], (field, d, len(c[field]))
     assert (report["late"], report["future"]) == (0, 0)
     assert report["first_ts"] == pytest.approx(min(truth.ts), abs=1e-6)
     assert report["last_ts"] == pytest.approx(max(truth.ts), abs=1e-6)
@@ -329,10 +333,11 @@ def check_latency(latency: dict[str, Any], truth: Truth) -> None:
 
 def check_tops(tops: dict[str, list[dict[str, Any]]], truth: Truth) -> None:
     c = truth.counters
-    for field in ("ip", "user_agent", "service", "host", "error", "suspicious_ip"):
+    # Every field's distinct values fit `[stats] exact_keys`: every count is exact.
+    for field in ("ip", "user_agent", "path", "service", "host", "error", "suspicious_ip"):
         got = [(row["value"], row["count"]) for row in tops[field]]
         assert got == ranked(c[field]), field
-        assert all("error_bound" not in row for row in tops[field]), field
+        assert all("approximate" not in row and "lower" not in row for row in tops[field]), field
     assert [(r["value"], r["count"]) for r in tops["status"]] == ranked(c["status"])
     assert [r["value"] for r in tops["ip"]] == list(HEAVY_IPS)
     # Templates: every error message grouped under its known template, with the smallest
@@ -346,19 +351,14 @@ def check_tops(tops: dict[str, list[dict[str, Any]]], truth: Truth) -> None:
     for row in tops["suspicious_ip"]:
         assert row["requests"] == c["ip"][row["value"]]
         assert row["share"] == row["count"] / c["ip"][row["value"]]
-    # Paths: more distinct values than the sketch tracks. The hot paths come first, in order,
-    # and each true count lies within the row's bounds [count - error_bound, count].
-    rows = tops["path"][:len(HOT_PATHS)]
-    assert [r["value"] for r in rows] == list(HOT_PATHS)
-    for row in rows:
-        low = row["count"] - row.get("error_bound", 0)
-        assert low <= c["path"][row["value"]] <= row["count"], row
+    assert [r["value"] for r in tops["path"][:len(HOT_PATHS)]] == list(HOT_PATHS)
 
 
 def test_generated_truth_is_what_it_says() -> None:
     truth = generate(1_700_000_000)
     assert sum(truth.counters["format"].values()) == N_ACCESS + N_JSON + N_5424 + N_3164 + N_APP
-    assert len(truth.counters["path"]) > 768  # more than the `all` sketch tracks exactly
+    # more than the lg-10 sketches of old tracked exactly, fewer than `[stats] exact_keys`
+    assert 768 < len(truth.counters["path"]) <= StatsConfig().exact_keys
     assert sorted(truth.counters["ip"].values())[-11] < min(HEAVY_IPS.values())
     assert ranked(truth.counters["ip"]) == list(HEAVY_IPS.items())
 
@@ -403,11 +403,7 @@ def test_stats_all_equals_analyze(run: Run) -> None:
 
 def test_every_top_list_equals_analyze(run: Run) -> None:
     for field in TOP_FIELDS:
-        if field == "path":  # estimates past the sketch's capacity depend on merge order
-            n = len(HOT_PATHS)
-            assert [r["value"] for r in run.tops[field][:n]] == [r["value"] for r in run.analyzed["top"][field][:n]]
-        else:
-            assert run.tops[field] == run.analyzed["top"][field], field
+        assert run.tops[field] == run.analyzed["top"][field], field
 
 
 def test_windows_equal_a_replay(run: Run) -> None:
@@ -427,11 +423,8 @@ def test_windows_equal_a_replay(run: Run) -> None:
                 == {k: v for k, v in comparable(batch).items() if k not in rejected_lines}), window
     for field in TOP_FIELDS:
         live_top, batch_top = run.windows["top 5m"][field], stats.top(field, 10, "5m", at)
-        if field == "path":  # past the sketch's capacity: the hot paths, in order
-            n = len(HOT_PATHS)
-            assert [r["value"] for r in live_top[:n]] == [r["value"] for r in batch_top[:n]] == list(HOT_PATHS)
-        else:
-            assert live_top == batch_top, field
+        assert live_top == batch_top, field
+    assert [r["value"] for r in run.windows["top 5m"]["path"][:len(HOT_PATHS)]] == list(HOT_PATHS)
 
 
 # -- out of order and future ------------------------------------------------------------------

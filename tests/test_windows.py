@@ -180,12 +180,36 @@ def test_buckets_stay_bounded_under_high_cardinality() -> None:
     for sec in range(200):  # 200 seconds x 500 distinct IPs = 100,000 addresses
         s.merge(batch([rec(NOW - 200 + sec, ip=f"10.{sec}.{i >> 8}.{i & 255}") for i in range(500)]), NOW)
     assert len(s.seconds) <= 60 and len(s.minutes) <= 2
-    stored = sum(len(v) for b in s.seconds.values() for v in b.sk.values() if isinstance(v, bytes))
-    assert stored < 60 * 2 * 4_000  # per second: two lg-8 sketches of at most 192 addresses
+    stored = sum(len(v) for b in s.seconds.values() for v in (*b.tally.values(), *b.distinct.values())
+                 if isinstance(v, bytes))
+    # per second: ip and suspicious_ip exact (500 <= second_exact_keys), ~16 B an address, and
+    # one HLL sketch of 500 addresses (~2 KB)
+    assert stored < 60 * (2 * 500 * 16 + 2_500)
+    assert all(b.counts("ip").exact for b in s.seconds.values())
+    assert not s.total.counts("ip").exact and len(s.total.counts("ip")) <= 6144  # lg 13
     top = s.top("ip", 3, "1m", NOW)
-    # all distinct: estimates are upper bounds with a stated error, each address was seen once
+    # all distinct: the sketch's answers carry bounds, and the lower bound is never above 1
     assert len(top) == 3
-    assert all(r["count"] - r["error_bound"] <= 1 <= r["count"] for r in top)
+    assert all(r["approximate"] and r["lower"] <= 1 <= r["upper"] and "count" not in r for r in top)
+
+
+def test_exact_below_the_budget_and_marked_beyond() -> None:
+    cfg = msgspec.convert({"windows": {"1m": 60}, "exact_keys": 100, "second_exact_keys": 100,
+                           "topk_lg_size": 6, "second_lg_size": 6}, StatsConfig)  # sketches track 48 values
+    s = Stats(cfg, NOW)
+    s.merge(batch([rec(NOW - 1, ip=f"10.0.0.{i}") for i in range(100)]), NOW)
+    assert s.top("ip", 1, "1m", NOW)[0].keys() == {"value", "count", "share"}
+    assert s.report("1m", NOW)["approximate"] == {}
+    services = [msgspec.structs.replace(rec(NOW, ip="10.0.1.1"), service=f"s{i}") for i in range(101)]
+    s.merge(batch(services), NOW)  # 101 > 100 IPs and services
+    [top] = s.top("ip", 1, "1m", NOW)
+    assert top["value"] == "10.0.1.1" and top["approximate"] and top["lower"] <= 101 <= top["upper"]
+    assert top["upper"] - top["lower"] > 0
+    report = s.report("all", NOW)
+    assert set(report["approximate"]) == {"by_service"} and report["approximate"]["by_service"] > 0
+    # lower bounds: "svc" came 100 times, each other service once
+    assert all(n <= (100 if name == "svc" else 1) for name, n in report["by_service"].items())
+    assert 100 - report["approximate"]["by_service"] <= report["by_service"]["svc"] <= 100
 
 
 def test_config_checks() -> None:

@@ -102,6 +102,9 @@ class Parts:
             udp_datagrams=sum(u.datagrams for u in self.udp),
             udp_kernel_drops=sum(u.kernel_drops() for u in self.udp),
             job_failures=dict(self.job_failures),
+            distinct_values={k: d["estimate"] for k, d in totals["distinct"].items()},
+            distinct_rel_err=totals["distinct_rel_err"],
+            top_max_error=self.stats.top_errors(),
             uptime_s=self.uptime_s(),
         )
 
@@ -149,7 +152,7 @@ class Parts:
 
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
     return WorkerOptions(parse=config.parse, detect=config.detect, listener_parse=config.listener_parse(),
-                         tail_filters=tail_filters)
+                         tail_filters=tail_filters, distinct_lg_k=config.stats.distinct_lg_k)
 
 
 def build(config: Config) -> Parts:

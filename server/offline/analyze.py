@@ -279,7 +279,8 @@ def run_analyze(argv: list[str]) -> int:
     web_config = None if args.no_web else WebConfig()
     settings: dict[str, Any] = {
         "stats_config": config.stats,
-        "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config),
+        "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config,
+                                 distinct_lg_k=config.stats.distinct_lg_k),
         "max_message_bytes": config.ingest.max_message_bytes,
         "delimiter": config.ingest.delimiter,
         "batch_lines": config.pipeline.batch_lines,

@@ -2,7 +2,8 @@
 web panels (`logtallyd.stats.webreport.summarise`) and the anomaly events.
 
 Plain values in, one string out. One number style: counts with thousands separators, shares
-as `4.8%`, bytes in IEC units (`67.1 MiB`), times in ISO 8601 UTC.
+as `4.8%`, bytes in IEC units (`67.1 MiB`), times in ISO 8601 UTC. A count from a sketch is shown
+as its guaranteed range `340–3,643` (true count within), a share of one as `≥0.1%`.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import html
 import time
 from typing import Any, Iterable
 
-__all__ = ["AnalyzeResult", "format_html", "format_text", "count", "percent", "size", "iso_time"]
+__all__ = ["AnalyzeResult", "format_html", "format_text", "count", "percent", "size", "iso_time", "row_count",
+           "row_share"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _BAR_WIDTH = 30
@@ -26,6 +28,22 @@ def count(n: int | float | None) -> str:
 def percent(fraction: float | None) -> str:
     """0.0483 -> `4.8%`."""
     return "-" if fraction is None else f"{fraction * 100:.1f}%"
+
+
+def row_count(row: dict[str, Any], key: str = "count") -> str:
+    """A TOP row's count: exact, or the range `lower–upper` the true count lies in."""
+    if key in row:
+        return count(row[key])
+    prefix = "" if key == "count" else f"{key}_"
+    return f"{count(row[prefix + 'lower'])}–{count(row[prefix + 'upper'])}"
+
+
+def row_share(row: dict[str, Any]) -> str:
+    """A TOP row's share; of the lower bound (so at least that) when the row is approximate."""
+    return ("≥" if row.get("approximate") and row.get("share") is not None else "") + percent(row.get("share"))
+
+
+_APPROXIMATE_NOTE = "(a–b: over the exact-count budget, from a sketch: the true count lies in a–b)"
 
 
 def size(n: int | float | None) -> str:
@@ -154,24 +172,29 @@ def _top_section(field: str, rows: list[dict[str, Any]]) -> list[str]:
               "host": "hosts", "status": "status codes", "error": "error templates",
               "suspicious_ip": "suspicious IPs (4xx/5xx answers)"}
     head = f"top {field}: {titles.get(field, field)}"
+    if any(row.get("approximate") for row in rows):
+        head += " " + _APPROXIMATE_NOTE
     if field == "suspicious_ip":
         out = [head]
         width = max(len(row["value"]) for row in rows)
         for row in rows:
-            line = f"  {row['value'].ljust(width)}  {count(row['count'])} error responses"
-            if row.get("requests"):
-                line += f" of {count(row['requests'])} requests ({percent(row['share'])})"
+            line = f"  {row['value'].ljust(width)}  {row_count(row)} error responses"
+            if row.get("requests") or row.get("requests_upper"):
+                line += f" of {row_count(row, 'requests')} requests"
+                if row.get("share") is not None:
+                    line += f" ({percent(row['share'])})"
             out.append(line)
         return out
     if field == "error":
         out = [head]
+        width = max(9, *(len(row_count(row)) for row in rows))
         for row in rows:
-            out.append(f"  {count(row['count']):>9}  {percent(row['share']):>6}  {row['value']}")
+            out.append(f"  {row_count(row):>{width}}  {row_share(row):>6}  {row['value']}")
             if row.get("example") and row["example"] != row["value"]:
-                out.append(f"  {'':>9}  {'':>6}  e.g. {row['example']}")
+                out.append(f"  {'':>{width}}  {'':>6}  e.g. {row['example']}")
         return out
     return [head] + _table(("", "count", "share"),
-                           ((str(row["value"]), count(row["count"]), percent(row["share"])) for row in rows))
+                           ((str(row["value"]), row_count(row), row_share(row)) for row in rows))
 
 
 def _panel_rows(panel: dict[str, Any], total_hits: int) -> list[tuple[str, ...]]:
@@ -279,14 +302,33 @@ def event_text(event: dict[str, Any]) -> str:
     return text
 
 
+def _distinct_section(r: dict[str, Any]) -> list[str]:
+    distinct = r.get("distinct") or {}
+    if not any(d["estimate"] for d in distinct.values()):
+        return []
+    names = {"ip": "client IPs", "user_agent": "user agents", "path": "paths", "host": "hosts",
+             "service": "services", "unique_visitors": "unique visitors (IP, day, user agent; no 4xx)"}
+    out = [f"distinct values (HLL sketch: ≈{percent(r['distinct_rel_err'])} relative standard error,"
+           " range of two standard deviations):"]
+    out += _table(("", "≈count", "range"), ((names.get(k, k), "≈" + count(d["estimate"]),
+                                             f"{count(d['lower'])}–{count(d['upper'])}") for k, d in distinct.items()
+                                            if d["upper"]))
+    return out
+
+
 def format_text(result: AnalyzeResult) -> str:
     r = result.report
     out = _lines_section(result)
     for title, key in (("rejected", "rejected"), ("notes", "notes")):
         out += _counts(title, r.get(key) or {})
+    approximate = r.get("approximate") or {}
     for title, key in (("by format", "by_format"), ("by level", "by_level"), ("by service", "by_service"),
                        ("by host", "by_host")):
+        if key in approximate:
+            # past the exact-count budget: the figures are the sketch's lower bounds
+            title += f" (approximate: each count is a lower bound, the true one at most {count(approximate[key])} more)"
         out += _counts(title, r[key])
+    out += _distinct_section(r)
     out += _http_section(r)
     if result.web is not None:
         out += _web_section(result.web)
@@ -414,18 +456,20 @@ def format_html(result: AnalyzeResult) -> str:
             continue
         if field == "error":
             table = _html_table(("template", "count", "share", "example"), (
-                ((row["value"], count(row["count"]), percent(row["share"]), row.get("example") or ""), "")
+                ((row["value"], row_count(row), row_share(row), row.get("example") or ""), "")
                 for row in rows_))
             title = "Error templates"
         elif field == "suspicious_ip":
             table = _html_table(("IP", "error responses", "requests", "share"), (
-                ((row["value"], count(row["count"]), count(row.get("requests")), percent(row.get("share"))), "")
+                ((row["value"], row_count(row), row_count(row, "requests"), percent(row.get("share"))), "")
                 for row in rows_))
             title = "Suspicious IPs (4xx/5xx answers)"
         else:
             table = _html_table((field, "count", "share"), (
-                ((row["value"], count(row["count"]), percent(row["share"])), "") for row in rows_))
+                ((row["value"], row_count(row), row_share(row)), "") for row in rows_))
             title = f"Top {field}s"
+        if any(row.get("approximate") for row in rows_):
+            title += " " + _APPROXIMATE_NOTE
         body.append(f'<h2 id="top-{field}">{_e(title)}</h2>{table}')
     if result.events is not None:
         body.append(f'<h2 id="events">Anomalies ({count(len(result.events))})</h2>')

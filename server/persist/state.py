@@ -24,7 +24,7 @@ from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
 
-VERSION = 1
+VERSION = 2  # 2: buckets hold exact-or-sketch tallies and HLL distinct counts
 FILENAME = "state.snapshot"
 
 

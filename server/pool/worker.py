@@ -39,6 +39,7 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     max_tail: int = 1000  # tail records returned per batch at most (the rest are counted)
     # `analyze`'s web report (GoAccess's panels); None, as in the daemon, collects nothing.
     web: WebConfig | None = None
+    distinct_lg_k: int = 12  # `[stats] distinct_lg_k`: the HLL sketches are built at the size merged into
 
 
 class BatchResult(msgspec.Struct):
@@ -131,7 +132,7 @@ def summarise_partial(
     listeners: list[tuple[str, int]] | None = None,
     web: list[bytes] | None = None,
 ) -> tuple[Partial, list[tuple[int, str]], int]:
-    partial = Partial()
+    partial = Partial(lg_k=options.distinct_lg_k)
     rejected: list[tuple[int, str]] = []
     texts = _decode_all(frames, partial)
     # The per-line loop only decodes and parses; everything counted is then pulled out of the

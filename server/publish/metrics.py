@@ -42,6 +42,11 @@ class MetricFigures(msgspec.Struct, forbid_unknown_fields=True):
     udp_datagrams: int = 0  # counter: datagrams read from UDP ingest sockets
     udp_kernel_drops: int = 0  # counter: datagrams the kernel dropped (receive buffer full)
     job_failures: dict[str, int] = {}  # counter by periodic job: times it raised
+    # gauges by field, since start: HLL estimates of distinct values (relative standard error
+    # `distinct_rel_err`), and how far a top-N count may be off (upper - lower; 0 = exact)
+    distinct_values: dict[str, int] = {}
+    distinct_rel_err: float = 0.0
+    top_max_error: dict[str, int] = {}
 
 
 def escape_label_value(value: str) -> str:
@@ -128,6 +133,17 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
                 [sample(f"{p}udp_kernel_drops_total", f.udp_kernel_drops)]),
         *family(f"{p}periodic_job_failures_total", "counter", "Periodic jobs that raised, by job.",
                 labelled(f"{p}periodic_job_failures_total", "job", f.job_failures)),
+        *family(f"{p}distinct_values", "gauge",
+                f"Distinct values seen since start, by field (approximate: HLL estimate, relative standard"
+                f" error {f.distinct_rel_err:.4f}).",
+                labelled(f"{p}distinct_values", "field", f.distinct_values)),
+        *family(f"{p}top_approximate", "gauge",
+                "1 when the since-start top-N counts of a field are approximate (past the exact-count budget).",
+                [sample(f"{p}top_approximate", int(err > 0), {"field": key})
+                 for key, err in sorted(f.top_max_error.items())]),
+        *family(f"{p}top_max_error", "gauge",
+                "How far a since-start top-N count of a field may be off: upper - lower bound (0 = exact).",
+                labelled(f"{p}top_max_error", "field", f.top_max_error)),
         *family(f"{p}uptime_seconds", "gauge", "Seconds since the daemon started.",
                 [sample(f"{p}uptime_seconds", float(f.uptime_s))]),
     ]

@@ -1,8 +1,9 @@
 """Mergeable partial aggregates: what a worker counts for one batch of parsed lines.
 
-A `Partial` holds the batch's accounting and one `Bucket` per event second (exact counts for
-bounded domains, DataSketches for unbounded ones), counted column by column in `add_many`; it
-crosses the pipe as bytes and merges (associative, commutative) into `logtallyd.stats.windows`.
+A `Partial` holds the batch's accounting and one `Bucket` per event second (exact counts; for
+unbounded fields `Tally`s that turn into sketches past a budget, and HLL distinct counts),
+counted column by column in `add_many`; it crosses the pipe as bytes and merges (associative,
+commutative) into `logtallyd.stats.windows`.
 """
 from __future__ import annotations
 
@@ -10,20 +11,37 @@ import collections
 import itertools
 import math
 import operator
-from typing import Any, Iterable, Sequence
+import time
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import msgspec
 
 from logtallyd.stats import sketches
+from logtallyd.stats.tally import Tally
 from logtallyd.records import ERROR_SEVERITY, SEVERITY_OF, Record
 
-# Sketch sizes used by workers. The main process merges into sketches sized by `[stats]`.
-TOPK_LG = 9  # 512-slot map: tracks up to 384 values exactly per sketch before it purges
 KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
+DISTINCT_LG_K = 12  # as `[stats] distinct_lg_k`
 MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
 
-# The unbounded fields, each kept in a frequent-strings sketch.
+# The unbounded fields, each kept in a `Tally`.
 TOPK_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "error", "suspicious_ip")
+# The fields counted distinct (HLL), and GoAccess's unique visitors: distinct (IP, day, user
+# agent) of the requests not answered 4xx.
+DISTINCT_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "host", "service", "unique_visitors")
+
+
+class Sizes(NamedTuple):
+    """How a merge sizes what it creates: the exact budget and sketch sizes of one kind of bucket."""
+
+    exact_keys: int
+    lg_size: int
+    kll_k: int = KLL_K
+    lg_k: int = DISTINCT_LG_K
+
+
+# Workers keep a batch exact: its distinct values are bounded by the batch size already.
+WORKER = Sizes(exact_keys=1 << 62, lg_size=13)
 
 # RFC 9110 §9 methods plus WebDAV's and PATCH (RFC 5789); anything else is "OTHER" so a scanner
 # sending random verbs cannot grow the table.
@@ -63,15 +81,24 @@ class Bucket(msgspec.Struct, array_like=True):
     first_ts: float | None = None
     last_ts: float | None = None
     latency: Any = None  # KLL sketch of latency_ms (bytes or object)
-    sk: dict[str, Any] = {}  # field -> frequent-strings sketch (bytes or object)
+    tally: dict[str, Any] = {}  # field -> Tally (bytes or object)
     examples: dict[str, str] = {}  # error template -> one message
+    distinct: dict[str, Any] = {}  # field -> HLL: compact sketch bytes, or a live union
+    lg_k: int = DISTINCT_LG_K  # of the HLL sketches
 
-    def topk(self, name: str) -> Any:
-        """The live sketch for `name` (deserialized and kept on first use), or None."""
-        sk = self.sk.get(name)
-        if isinstance(sk, bytes):
-            sk = self.sk[name] = sketches.topk_from_bytes(sk)
-        return sk
+    def counts(self, name: str) -> Tally | None:
+        """The live tally for `name` (deserialized and kept on first use), or None."""
+        t = self.tally.get(name)
+        if isinstance(t, bytes):
+            t = self.tally[name] = Tally.from_bytes(t)
+        return t
+
+    def distinct_union(self, name: str) -> Any:
+        """The live HLL union for `name` (deserialized and kept on first use), or None."""
+        d = self.distinct.get(name)
+        if isinstance(d, bytes):
+            d = self.distinct[name] = sketches.distinct_from_bytes(d, self.lg_k)
+        return d
 
     def quantiles(self) -> Any:
         q = self.latency
@@ -82,20 +109,22 @@ class Bucket(msgspec.Struct, array_like=True):
     def thaw(self) -> None:
         """Deserialize every sketch once (before merging this bucket into several others)."""
         self.quantiles()
-        for name in self.sk:
-            self.topk(name)
+        for name in self.tally:
+            self.counts(name)
+        for name in self.distinct:
+            self.distinct_union(name)
 
     def merge(
         self,
         other: Bucket,
-        lg_size: int = TOPK_LG,
-        kll_k: int = KLL_K,
+        sizes: Sizes = WORKER,
         fields: tuple[str, ...] | None = None,
         latency: bool = True,
+        distinct: bool = True,
     ) -> None:
-        """Add `other` into this bucket; `fields`/`latency` restrict which sketches are merged
-        (queries merge only what they report). `other` is never modified: its stored bytes are
-        read without being kept deserialized."""
+        """Add `other` into this bucket; `fields`/`latency`/`distinct` restrict which tallies and
+        sketches are merged (queries merge only what they report). `other` is never modified: its
+        stored bytes are read without being kept deserialized."""
         self.lines += other.lines
         self.bytes += other.bytes
         self.errors += other.errors
@@ -126,17 +155,28 @@ class Bucket(msgspec.Struct, array_like=True):
                     theirs = sketches.quantiles_from_bytes(theirs)
                 mine = self.quantiles()
                 if mine is None:
-                    mine = self.latency = sketches.new_quantiles(kll_k)
+                    mine = self.latency = sketches.new_quantiles(sizes.kll_k)
                 mine.merge(theirs)
-        for name, theirs in other.sk.items():
+        for name, theirs in other.tally.items():
             if fields is not None and name not in fields:
                 continue
             if isinstance(theirs, bytes):
-                theirs = sketches.topk_from_bytes(theirs)
-            mine = self.topk(name)
+                theirs = Tally.from_bytes(theirs)
+            mine = self.counts(name)
             if mine is None:
-                mine = self.sk[name] = sketches.new_topk(lg_size)
-            mine.merge(theirs)
+                mine = self.tally[name] = Tally()
+            mine.merge(theirs, sizes.exact_keys, sizes.lg_size)
+        if distinct and other.distinct:
+            if not self.distinct:
+                self.lg_k = sizes.lg_k
+            for name, theirs in other.distinct.items():
+                mine = self.distinct_union(name)
+                if mine is None:
+                    mine = self.distinct[name] = sketches.new_distinct(self.lg_k)
+                if isinstance(theirs, bytes):
+                    sketches.distinct_merge(mine, theirs)
+                else:
+                    sketches.distinct_merge_union(mine, theirs)
         if other.examples and (fields is None or "error" in fields):
             examples = self.examples
             for template, message in other.examples.items():
@@ -144,18 +184,21 @@ class Bucket(msgspec.Struct, array_like=True):
                 current = examples.get(template)
                 if current is None or message < current:
                     examples[template] = message
-            if len(examples) > 2 << lg_size:
-                # Keep examples only for templates the sketch still tracks (bounded memory).
-                errors = self.topk("error")
-                self.examples = {t: m for t, m in examples.items() if errors.get_estimate(t) > 0}
+            if len(examples) > 2 * max(sizes.exact_keys, 1 << sizes.lg_size):
+                # Keep examples only for templates the tally still tracks (bounded memory).
+                errors = self.counts("error")
+                self.examples = {t: m for t, m in examples.items() if errors is not None and errors.tracks(t)}
 
     def compact(self) -> None:
         """Serialize live sketches (about 4x smaller than the objects) for storage or encoding."""
         if self.latency is not None and not isinstance(self.latency, bytes):
             self.latency = sketches.to_bytes(self.latency)
-        for name, sk in self.sk.items():
-            if not isinstance(sk, bytes):
-                self.sk[name] = sketches.to_bytes(sk)
+        for name, t in self.tally.items():
+            if not isinstance(t, bytes):
+                self.tally[name] = t.to_bytes()
+        for name, d in self.distinct.items():
+            if not isinstance(d, bytes):
+                self.distinct[name] = sketches.distinct_to_bytes(d)
 
 
 class _Scratch:
@@ -164,7 +207,7 @@ class _Scratch:
     __slots__ = (
         "lines", "nbytes", "by_format", "by_level", "errors", "requests", "by_method",
         "by_status", "bytes_sent", "ts", "latencies", "ips", "user_agents", "paths",
-        "services", "hosts", "bad_ips", "templates", "examples",
+        "services", "hosts", "bad_ips", "templates", "examples", "visitors",
     )
 
     def __init__(self) -> None:
@@ -188,8 +231,9 @@ class _Scratch:
         self.bad_ips: dict[str, int] = {}
         self.templates: dict[str, int] = {}
         self.examples: dict[str, str] = {}
+        self.visitors: set[tuple[str, str | None]] = set()  # (ip, user agent), not answered 4xx
 
-    def fold(self) -> Bucket:
+    def fold(self, second: int, lg_k: int) -> Bucket:
         by_level: dict[str, int] = {}
         for level, n in self.by_level.items():
             key = level if level in SEVERITY_OF else "OTHER"
@@ -203,18 +247,27 @@ class _Scratch:
         for status, n in self.by_status.items():
             key = status if 100 <= status <= 599 else 0  # 0: not a valid HTTP status
             by_status[key] = by_status.get(key, 0) + n
-        sk: dict[str, Any] = {}
+        tally: dict[str, Any] = {}
+        distinct: dict[str, Any] = {}
         for name, counts in (
             ("ip", self.ips), ("user_agent", self.user_agents), ("path", self.paths),
             ("service", self.services), ("host", self.hosts), ("error", self.templates),
             ("suspicious_ip", self.bad_ips),
         ):
             if counts:
-                sk[name] = sketches.to_bytes(sketches.topk_from_counts(_cut_counts(counts), TOPK_LG))
+                counts = _cut_counts(counts)
+                tally[name] = Tally(counts)
+                if name in DISTINCT_FIELDS:
+                    # One HLL update per distinct value of the batch, not per line.
+                    distinct[name] = sketches.distinct_bytes_of(counts, lg_k)
+        if self.visitors:
+            day = time.strftime("%Y-%m-%d", time.gmtime(second - second % 86400))
+            distinct["unique_visitors"] = sketches.distinct_bytes_of(
+                (f"{ip}|{day}|{agent or ''}" for ip, agent in self.visitors), lg_k)
         bucket = Bucket(
             lines=self.lines, bytes=self.nbytes, by_format=self.by_format, by_level=by_level,
             errors=self.errors, requests=self.requests, by_method=by_method, by_status=by_status,
-            bytes_sent=self.bytes_sent, sk=sk, examples=self.examples,
+            bytes_sent=self.bytes_sent, tally=tally, examples=self.examples, distinct=distinct, lg_k=lg_k,
         )
         if self.ts:
             bucket.first_ts = min(self.ts)
@@ -299,6 +352,7 @@ class Partial(msgspec.Struct, dict=True):
     by_format: dict[str, int] = {}
     notes: dict[str, int] = {}  # counted facts that are not rejections (e.g. invalid_utf8 kept)
     buckets: dict[int, Bucket] = {}
+    lg_k: int = DISTINCT_LG_K  # of the HLL distinct counts (`[stats] distinct_lg_k`)
 
     def __post_init__(self) -> None:
         self._scratch: dict[int, _Scratch] = {}
@@ -373,7 +427,13 @@ class Partial(msgspec.Struct, dict=True):
             latencies = [v for v in latencies if v is not None]
         s.latencies += latencies
         _count(s.ips, ips)
-        _count(s.user_agents, map(_USER_AGENT, https))
+        agents = list(map(_USER_AGENT, https))
+        _count(s.user_agents, agents)
+        # GoAccess's unique visitors leave out 4xx answers (its default, as the web report).
+        pairs: Iterable[tuple[str, str | None]] = zip(ips, agents)
+        if any(st is not None and 400 <= st < 500 for st in statuses):
+            pairs = [pair for pair, st in zip(pairs, statuses) if st is None or not 400 <= st < 500]
+        s.visitors.update(pairs)
         _count(s.paths, map(_PATH, https))
 
     def reject(self, reason: str, nbytes: int) -> None:
@@ -390,7 +450,7 @@ class Partial(msgspec.Struct, dict=True):
             return
         buckets = self.buckets
         for second, scratch in self._scratch.items():
-            bucket = scratch.fold()
+            bucket = scratch.fold(second, self.lg_k)
             if second in buckets:
                 buckets[second].merge(bucket)
             else:

@@ -1,4 +1,5 @@
-"""Thin wrappers over Apache DataSketches: top-K (frequent items) and quantiles (KLL)."""
+"""Thin wrappers over Apache DataSketches: top-K (frequent items), quantiles (KLL) and distinct
+counts (HLL)."""
 # Workers fold a batch's values into sketches and ship them as bytes; the main process
 # deserializes and merges them into time buckets. Both sketch kinds merge associatively and
 # commutatively, and their size is bounded by their parameter, whatever the cardinality. Sketch
@@ -6,6 +7,8 @@
 # file.
 from __future__ import annotations
 
+import collections
+import math
 from typing import Iterable, Mapping, Sequence
 
 import datasketches as ds
@@ -13,11 +16,15 @@ import numpy as np  # a datasketches dependency; batch updates of KLL take array
 
 TopK = ds.frequent_strings_sketch
 Quantiles = ds.kll_floats_sketch
+Distinct = ds.hll_union  # a union is the mergeable form; single sketches only cross the pipe
 
 # Error model of get_frequent_items: NO_FALSE_NEGATIVES lists every tracked item whose upper
-# bound exceeds the sketch's maximum error, so a top-N table is never empty under high
-# cardinality; each row carries its bounds. A sketch that never purged is exact (bounds equal).
+# bound exceeds the sketch's maximum error, so no value that could be heavier than that error
+# is left out (NO_FALSE_POSITIVES would drop the candidates whose lower bound is small, which
+# on a flat stream is every value). Every row carries its guaranteed [lower, upper] bounds.
 _NO_FALSE_NEGATIVES = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
+_HLL_TYPE = ds.tgt_hll_type.HLL_8  # the fastest to update and merge; 2**lg_k bytes at most
+_HLL_STD = 2  # the bounds given with a distinct count: two standard deviations (~95%)
 
 
 def new_topk(lg_size: int) -> TopK:
@@ -38,6 +45,17 @@ def topk_items(sk: TopK) -> list[tuple[str, int, int, int]]:
     items = sk.get_frequent_items(_NO_FALSE_NEGATIVES)
     items.sort(key=lambda it: (-it[1], it[0]))
     return items
+
+
+def topk_bounds(sk: TopK, value: str) -> tuple[int, int]:
+    """The guaranteed (lower, upper) bounds of the count of `value` (0, max error if untracked)."""
+    return sk.get_lower_bound(value), sk.get_upper_bound(value)
+
+
+def topk_update(sk: TopK, counts: Mapping[str, int]) -> None:
+    update = sk.update
+    for value, n in counts.items():
+        update(value, n)
 
 
 def topk_error_bound(lg_size: int, total_weight: int) -> float:
@@ -62,6 +80,59 @@ def quantile_rank_error(k: int) -> float:
 
 def quantiles_of(sk: Quantiles, ranks: Iterable[float]) -> list[float]:
     return [sk.get_quantile(r, True) for r in ranks]  # inclusive: nearest-rank percentiles
+
+
+def distinct_rel_err(lg_k: int) -> float:
+    """Relative standard error of a merged distinct count (one standard deviation), about
+    1.04 / sqrt(2**lg_k): 1.6% at lg_k 12."""
+    return abs(ds.hll_sketch.get_rel_err(True, True, lg_k, 1))
+
+
+def new_distinct(lg_k: int) -> Distinct:
+    return ds.hll_union(lg_k)
+
+
+def distinct_bytes_of(values: Iterable[str], lg_k: int) -> bytes:
+    """The compact HLL sketch of distinct `values` (each distinct value given once is cheapest)."""
+    sk = ds.hll_sketch(lg_k, _HLL_TYPE)
+    collections.deque(map(sk.update, values), maxlen=0)  # one C-level loop
+    return sk.serialize_compact()
+
+
+def distinct_merge(union: Distinct, data: bytes) -> None:
+    union.update(ds.hll_sketch.deserialize(data))
+
+
+def distinct_from_bytes(data: bytes, lg_k: int) -> Distinct:
+    union = ds.hll_union(lg_k)
+    union.update(ds.hll_sketch.deserialize(data))
+    return union
+
+
+def distinct_to_bytes(union: Distinct) -> bytes:
+    return union.get_result(_HLL_TYPE).serialize_compact()
+
+
+def distinct_merge_union(union: Distinct, other: Distinct) -> None:
+    union.update(other.get_result(_HLL_TYPE))
+
+
+def distinct_estimate(union: Distinct | None) -> tuple[int, int, int]:
+    """(estimate, lower, upper) as whole numbers; the bounds are two standard deviations. A
+    count is whole, so a bound of 2.0002 means at most 2 (and 1.9998 at least 2)."""
+    if union is None:
+        return 0, 0, 0
+    # A HIP estimate depends on the order the values came in, so on how batches were cut. A
+    # union fed a dense sketch it already holds marks itself out of order and estimates from
+    # its registers alone (composite estimator): one set, one answer, however it was merged.
+    result = union.get_result(_HLL_TYPE)
+    settled = ds.hll_union(result.lg_config_k)
+    settled.update(result)
+    settled.update(result)
+    estimate = round(settled.get_estimate())
+    lower = min(math.ceil(settled.get_lower_bound(_HLL_STD)), estimate)
+    upper = max(math.floor(settled.get_upper_bound(_HLL_STD)), estimate)
+    return estimate, lower, upper
 
 
 def to_bytes(sk: TopK | Quantiles) -> bytes:

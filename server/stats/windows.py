@@ -9,7 +9,8 @@
 # Time guards: a line more than `max_future_s` ahead of the clock is `future`; a line older than
 # the largest window (relative to the anchor at merge time) is `late`. Both are counted in `all`
 # and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
-# older than the largest window are dropped, and every unbounded field is a fixed-size sketch.
+# older than the largest window are dropped, and every unbounded field is exact up to a budget of
+# distinct values, a fixed-size sketch beyond (its answers carry their bounds).
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,8 @@ import msgspec
 
 from logtallyd.stats import sketches
 from logtallyd.stats.config import StatsConfig
-from logtallyd.stats.aggregate import Bucket, Partial, add_counts, merge_totals
+from logtallyd.stats.aggregate import DISTINCT_FIELDS, Bucket, Partial, Sizes, add_counts, merge_totals
+from logtallyd.stats.tally import Tally
 from logtallyd.records import LEVELS
 
 TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
@@ -54,6 +56,10 @@ class Stats:
         self.config = config
         self.started_at = started_at
         self.horizon = max(config.windows.values())
+        # Minute rollups, the total and query results; per-second buckets have their own budget.
+        self.sizes = Sizes(config.exact_keys, config.topk_lg_size, config.kll_k, config.distinct_lg_k)
+        self.second_sizes = Sizes(config.second_exact_keys, config.second_lg_size, config.kll_k,
+                                  config.distinct_lg_k)
         # Accounting of every line (the issue-2 invariant: received == parsed + rejected).
         self.received = 0
         self.parsed = 0
@@ -96,29 +102,29 @@ class Stats:
                 self.first_second = oldest
         ref = self.anchor(now)
         lo = ref - self.horizon + 1
-        lg, k = cfg.topk_lg_size, cfg.kll_k
+        sizes = self.sizes
         home: int | None = None  # the second where this batch's rejected lines are counted
         for second, bucket in partial.buckets.items():
             bucket.thaw()
             if second > limit:
                 self.future += bucket.lines
                 bucket.first_ts = bucket.last_ts = None  # a bad clock must not move first/last
-                self.total.merge(bucket, lg, k)
+                self.total.merge(bucket, sizes)
                 continue
-            self.total.merge(bucket, lg, k)
+            self.total.merge(bucket, sizes)
             if second < lo:
                 self.late += bucket.lines
                 continue
             target = self.seconds.get(second)
             if target is None:
                 target = self.seconds[second] = Bucket()
-            target.merge(bucket, cfg.second_lg_size, k)
+            target.merge(bucket, self.second_sizes)
             self._live.add(second)
             minute = second // 60
             rollup = self.minutes.get(minute)
             if rollup is None:
                 rollup = self.minutes[minute] = Bucket()
-            rollup.merge(bucket, lg, k)
+            rollup.merge(bucket, sizes)
             self._live_minutes.add(minute)
             if home is None or second > home:
                 home = second
@@ -173,10 +179,10 @@ class Stats:
         ref = self.anchor(now)
         return ref - self.config.windows[window] + 1, ref
 
-    def _collect(self, lo: int, hi: int, fields: tuple[str, ...], latency: bool) -> Bucket:
+    def _collect(self, lo: int, hi: int, fields: tuple[str, ...], latency: bool, distinct: bool = False) -> Bucket:
         """Merge the buckets covering seconds lo..hi: whole minutes from rollups, edges by second."""
         out = Bucket()
-        lg, k = self.config.topk_lg_size, self.config.kll_k
+        sizes = self.sizes
         m0 = -(-lo // 60)  # first minute starting at or after lo
         m1 = (hi + 1) // 60 - 1  # last minute ending at or before hi
         if m0 <= m1:
@@ -184,7 +190,7 @@ class Stats:
             for m in range(m0, m1 + 1):
                 rollup = self.minutes.get(m)
                 if rollup is not None:
-                    out.merge(rollup, lg, k, fields, latency)
+                    out.merge(rollup, sizes, fields, latency, distinct)
         else:
             spans = [(lo, hi)]
         seconds = self.seconds
@@ -194,7 +200,7 @@ class Stats:
             else:
                 keys = [s for s in range(a, b + 1) if s in seconds]
             for s in keys:
-                out.merge(seconds[s], lg, k, fields, latency)
+                out.merge(seconds[s], sizes, fields, latency, distinct)
         return out
 
     def report(self, window: str, now: float) -> dict[str, Any]:
@@ -207,7 +213,7 @@ class Stats:
             window_s = None
         else:
             lo, hi = self._window(window, now)
-            b = self._collect(lo, hi, ("service", "host"), True)
+            b = self._collect(lo, hi, ("service", "host"), True, True)
             rejected = b.rejected
             received = b.lines + sum(rejected.values())
             nbytes, by_format = b.bytes, b.by_format
@@ -215,6 +221,10 @@ class Stats:
             end, window_s = hi, hi - lo + 1
         span = end - start + 1 if start is not None and end is not None and end >= start else 0
         keys = self.config.report_keys
+        by_service, approx_service = _top_dict(b.counts("service"), keys)
+        by_host, approx_host = _top_dict(b.counts("host"), keys)
+        approximate = {name: err for name, err in (("by_service", approx_service), ("by_host", approx_host))
+                       if err is not None}
         return {
             "window": window,
             "window_s": window_s,
@@ -226,8 +236,11 @@ class Stats:
             "by_format": dict(sorted(by_format.items(), key=lambda kv: (-kv[1], kv[0]))),
             "notes": dict(self.notes),
             "by_level": {lv: b.by_level[lv] for lv in (*LEVELS, "OTHER") if lv in b.by_level},
-            "by_service": _top_dict(b.topk("service"), keys),
-            "by_host": _top_dict(b.topk("host"), keys),
+            "by_service": by_service,
+            "by_host": by_host,
+            # name -> max error of a figure whose values are lower bounds: each true count lies
+            # in [value, value + max error]. Empty when every count above is exact.
+            "approximate": approximate,
             "errors": b.errors,
             "error_rate": b.errors / b.lines if b.lines else 0.0,
             "http": _http_report(b),
@@ -236,6 +249,8 @@ class Stats:
             "lines_per_s": b.lines / span if span else 0.0,
             "late": self.late,
             "future": self.future,
+            "distinct": distinct_report(b),
+            "distinct_rel_err": round(sketches.distinct_rel_err(self.config.distinct_lg_k), 4),
         }
 
     def top(self, field: str, n: int, window: str, now: float) -> list[dict[str, Any]]:
@@ -254,24 +269,21 @@ class Stats:
             total = sum(b.by_status.values())
             rows = sorted(b.by_status.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
             return [{"value": str(s), "count": c, "share": c / total} for s, c in rows]
-        sk = b.topk(field)
-        if sk is None:
+        tally = b.counts(field)
+        if tally is None:
             return []
-        total = sk.total_weight
-        out = []
-        for value, est, lower, upper in sketches.topk_items(sk)[:n]:
-            row: dict[str, Any] = {"value": value, "count": est, "share": est / total if total else 0.0}
-            if upper != lower:
-                row["error_bound"] = upper - lower
-            if field == "error":
-                row["example"] = b.examples.get(value)
-            elif field == "suspicious_ip":
-                ips = b.topk("ip")
-                requests = ips.get_estimate(value) if ips is not None else 0
-                row["requests"] = requests
-                row["share"] = est / requests if requests else None  # of this IP's responses
-                row["of_errors"] = est / total if total else 0.0  # of all 4xx/5xx responses
-            out.append(row)
+        total = tally.total()
+        ips = b.counts("ip") if field == "suspicious_ip" else None
+        return [_top_row(field, row, total, b, ips) for row in tally.rows(n)]
+
+    def top_errors(self) -> dict[str, int]:
+        """Per field of TOP (but status, always exact): how far a since-start count may be off,
+        upper - lower (0 = exact)."""
+        out = {}
+        for field in TOP_FIELDS:
+            if field != "status":
+                tally = self.total.counts(field)
+                out[field] = 0 if tally is None else tally.max_error()
         return out
 
     # -- snapshots ----------------------------------------------------------------------------
@@ -297,10 +309,51 @@ class Stats:
         return stats
 
 
-def _top_dict(sk: Any, n: int) -> dict[str, int]:
-    if sk is None:
-        return {}
-    return {value: est for value, est, _, _ in sketches.topk_items(sk)[:n]}
+def _top_row(field: str, row: Any, total: int, b: Bucket, ips: Tally | None) -> dict[str, Any]:
+    """One TOP row: `count` when exact; else `lower` and `upper` (the true count lies between)
+    and `approximate: true`. A share is of the lower bound when approximate."""
+    value, lower, upper = row
+    out: dict[str, Any] = {"value": value}
+    if lower == upper:
+        out["count"] = lower
+    else:
+        out.update(lower=lower, upper=upper)
+    out["share"] = lower / total if total else 0.0
+    if field == "error":
+        out["example"] = b.examples.get(value)
+    elif field == "suspicious_ip":
+        low, high = ips.bounds(value) if ips is not None else (0, 0)
+        if low == high:
+            out["requests"] = low
+        else:
+            out.update(requests_lower=low, requests_upper=high)
+        # of this IP's responses; None when either count is approximate
+        out["share"] = lower / low if low and lower == upper and low == high else None
+        out["of_errors"] = lower / total if total else 0.0  # of all 4xx/5xx responses
+        if low != high:
+            out["approximate"] = True
+    if lower != upper:
+        out["approximate"] = True
+    return out
+
+
+def _top_dict(tally: Tally | None, n: int) -> tuple[dict[str, int], int | None]:
+    """{value: count} of the n heaviest, and None when exact, else the max error (the values
+    are then lower bounds)."""
+    if tally is None:
+        return {}, None
+    counts = {row.value: row.lower for row in tally.rows(n)}
+    error = tally.max_error()  # 0 for a sketch that never purged: still exact
+    return counts, error or None
+
+
+def distinct_report(b: Bucket) -> dict[str, dict[str, int]]:
+    """Per field: the HLL estimate of distinct values and its bounds (two standard deviations)."""
+    out = {}
+    for name in DISTINCT_FIELDS:
+        estimate, lower, upper = sketches.distinct_estimate(b.distinct_union(name))
+        out[name] = {"estimate": estimate, "lower": lower, "upper": upper}
+    return out
 
 
 def _http_report(b: Bucket) -> dict[str, Any]:
