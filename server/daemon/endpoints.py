@@ -14,7 +14,7 @@ import structlog
 
 from logtallyd.daemon.config import Config, split_address
 from logtallyd.ingest.config import TlsConfig
-from logtallyd.ingest.listeners import TcpIngest, UdpIngest
+from logtallyd.ingest.listeners import TcpIngest, TlsIngest, UdpIngest
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.http import MetricsHttp
 
@@ -124,7 +124,14 @@ def openers(parts: Parts) -> dict[str, Opener]:
 
     async def tls(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
         context = tls_context(parts.config.ingest.tls)
-        return await serve_stream(lambda: TcpIngest(parts.connections, parts.pipeline, "tls"), address, sock, context)
+
+        def factory() -> TlsIngest:
+            # Served as plain TCP and wrapped by the protocol, so the handshake is counted and timed.
+            tls = parts.config.ingest.tls
+            return TlsIngest(parts.connections, parts.pipeline, context, tls.handshake_timeout_s,
+                             frozenset(tls.allowed_clients))
+
+        return await serve_stream(factory, address, sock)
 
     async def udp(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
         ingest = parts.config.ingest
@@ -140,7 +147,8 @@ def openers(parts: Parts) -> dict[str, Opener]:
         except OSError:
             pass
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: UdpIngest(parts.pipeline, ingest.max_message_bytes, ingest.reject_sample_bytes), sock=sock
+            lambda: UdpIngest(parts.pipeline, ingest.max_message_bytes, ingest.reject_sample_bytes,
+                              parts.connections.peers), sock=sock
         )
         parts.udp.append(protocol)
         return transport, bound_address(sock)
@@ -153,15 +161,19 @@ def openers(parts: Parts) -> dict[str, Opener]:
         return await serve_stream(factory, address, sock)
 
     async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
-        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.config.http.max_head_bytes), address, sock)
+        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.http_connections), address, sock)
 
     return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "http": http}
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A server context for RFC 5425 ingest; errors name the key and file that failed."""
+    """A server context for RFC 5425 ingest, requiring a client certificate signed by
+    `client_ca` when that is set; errors name the key and file that failed."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    for key, path in (("ingest.tls.cert", tls.cert), ("ingest.tls.key", tls.key)):
+    files = [("ingest.tls.cert", tls.cert), ("ingest.tls.key", tls.key)]
+    if tls.client_ca:
+        files.append(("ingest.tls.client_ca", tls.client_ca))
+    for key, path in files:
         if not os.path.isfile(path):
             raise ssl.SSLError(f"{key} = {path!r}: no such file")
     try:
@@ -171,4 +183,10 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
             f"ingest.tls.cert = {tls.cert!r}, ingest.tls.key = {tls.key!r}: not a PEM certificate and "
             f"matching private key ({exc})"
         ) from exc
+    if tls.client_ca:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ssl.SSLError(f"ingest.tls.client_ca = {tls.client_ca!r}: not a PEM CA bundle ({exc})") from exc
+        context.verify_mode = ssl.CERT_REQUIRED  # RFC 5425 §5.2: the server authenticates the client
     return context

@@ -20,6 +20,7 @@ from logtallyd.ingest.config import PipelineConfig
 from logtallyd.persist.archive import Archive
 from logtallyd.ingest.framing import FrameError
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
+from logtallyd.records import ListenerRejectReason
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.pool.scheduler import INGEST, PoolScheduler
 from logtallyd.stats.windows import Stats
@@ -144,6 +145,14 @@ class Pipeline:
         for error in errors:
             partial.reject(error.reason, error.size)
             self._rejected(now, error.reason, peer, error.sample)
+        self.stats.merge(partial, now)
+
+    def reject_line(self, reason: ListenerRejectReason, size: int, sample: bytes, peer: str) -> None:
+        """A line a listener refused (a datagram past its peer's rate): received, and rejected."""
+        partial = Partial()
+        now = self.clock()
+        partial.reject(reason, size)
+        self._rejected(now, reason, peer, sample)
         self.stats.merge(partial, now)
 
     def _rejected(self, now: float, reason: str, peer: str, line: bytes) -> None:
