@@ -17,7 +17,7 @@ import structlog
 from logtallyd.daemon import sdnotify
 from logtallyd.daemon.assembly import Parts, build
 from logtallyd.daemon.config import Config, ConfigError, load_config
-from logtallyd.daemon.endpoints import Endpoints, openers
+from logtallyd.daemon.endpoints import Endpoints, openers, raise_descriptor_limit
 from logtallyd.daemon.logsetup import configure_logging
 from logtallyd.pool.worker import warm_up
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
@@ -52,6 +52,10 @@ class Server:
             parts.rejects.start()
         if parts.pipeline.archive is not None:
             await parts.pipeline.archive.open()
+        limit, needed = raise_descriptor_limit(self.config)
+        if limit < needed:
+            log.warning("fd_limit_low", limit=limit, needed=needed,
+                        hint="raise LimitNOFILE or lower ingest/control/http max_connections")
         await self.endpoints.open_all(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)

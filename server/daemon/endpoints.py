@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
 import ssl
 from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple, Protocol
@@ -97,6 +98,28 @@ class Endpoints:
         closeable, bound = await self.openers[name](address, sock)
         self._open.setdefault(name, []).append(closeable)
         self.addresses[name] = bound
+
+
+# Descriptors the daemon holds besides connections: listeners, worker pipes, files, the loop's own.
+_BASE_DESCRIPTORS = 64
+
+
+def raise_descriptor_limit(config: Config) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit towards what the connection caps can take at once (never
+    past the hard limit); (limit now, descriptors needed). Past the limit accept() fails and a
+    sender's connection waits in the backlog, so a limit below the caps is logged at start."""
+    needed = _BASE_DESCRIPTORS + config.ingest.max_connections + config.control.max_connections
+    if config.http.listen:
+        needed += config.http.max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return (soft if soft != resource.RLIM_INFINITY else needed), needed
 
 
 def bound_address(sock: socket.socket) -> str:
