@@ -167,3 +167,25 @@ def test_allowed_clients_need_client_ca(start_server, pki) -> None:
     cert, key = pki["server"]
     with pytest.raises(AssertionError, match="ingest.tls.allowed_clients needs ingest.tls.client_ca"):
         start_server(f'[ingest.tls]\nlisten = "127.0.0.1:0"\ncert = "{cert}"\nkey = "{key}"\nallowed_clients = ["x"]\n')
+
+
+def test_readme_tls_blocks(start_server, tmp_path: Path) -> None:
+    """The README's `[ingest.tls]` block and its `openssl s_client` line, as written but for paths and ports."""
+    from tests.test_readme_shippers import block_with
+
+    openssl = require_tool("openssl")
+    _, _, ca = _issue(tmp_path, "clients-ca", None, ca=True)
+    _issue(tmp_path, "server", ca, dns="localhost")
+    _issue(tmp_path, "web-1.example.org", ca)
+    (tmp_path / "web-1.crt").write_bytes((tmp_path / "web-1.example.org.crt").read_bytes())
+    (tmp_path / "web-1.key").write_bytes((tmp_path / "web-1.example.org.key").read_bytes())
+    (tmp_path / "server-ca.crt").write_bytes((tmp_path / "clients-ca.crt").read_bytes())
+    toml = block_with('client_ca = "/etc/logtally/clients-ca.crt"')
+    toml = toml.replace("/etc/logtally/", f"{tmp_path}/").replace("0.0.0.0:6514", "127.0.0.1:0")
+    server = start_server(toml)
+    (tmp_path / "app.log").write_bytes(LINE * 7)
+    host, port = server.address("tls")
+    command = block_with("-no_ign_eof -connect logs.example.org:6514").replace("\\\n", " ")
+    command = command.replace("openssl ", f"{openssl} ", 1).replace("logs.example.org:6514", f"{host}:{port}")
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, timeout=60, check=True)
+    assert server.wait_received(7)["received"] == 7
