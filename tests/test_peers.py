@@ -119,3 +119,14 @@ def test_udp_past_its_rate_is_rejected_and_counted(start_server) -> None:
                                          "rate_dropped": 40}
     metrics = server.command("METRICS")["metrics"]
     assert 'logtally_lines_rejected_total{reason="rate_limited"} 40\n' in metrics
+
+
+def test_rate_limited_datagrams_are_in_the_final_count(start_server) -> None:
+    server = start_server("[ingest]\npeer_lines_per_s = 0.001\npeer_burst_lines = 1\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for i in range(20):
+            udp.sendto(b"datagram %d" % i, server.address("udp"))
+    server.wait_received(20)
+    assert server.stop() == 0
+    stopped = server.wait_log("stopped")
+    assert (stopped["received"], stopped["parsed"], stopped["rejected"], stopped["balanced"]) == (20, 1, 19, True)
