@@ -104,6 +104,7 @@ def test_tcp_past_its_rate_is_paused_not_lost(start_server) -> None:
     row = report["peers"]["top"][0]
     assert row["peer"] == "127.0.0.1" and row["lines"] == 800 and row["rate_dropped"] == 0
     assert row["rate_pauses"] >= 1  # 800 lines against a burst of 100 cannot pass without a wait
+    assert server.wait_log("peer_rate_paused")["peer"].startswith("127.0.0.1:")
 
 
 def test_udp_past_its_rate_is_rejected_and_counted(start_server) -> None:
@@ -130,3 +131,15 @@ def test_rate_limited_datagrams_are_in_the_final_count(start_server) -> None:
     assert server.stop() == 0
     stopped = server.wait_log("stopped")
     assert (stopped["received"], stopped["parsed"], stopped["rejected"], stopped["balanced"]) == (20, 1, 19, True)
+
+
+def test_reconfigure_reaches_every_tracked_bucket_and_the_bound() -> None:
+    peers = Peers(max_peers=10, lines_per_s=0.0, burst_lines=100, report=10)
+    for host in "abc":
+        peers.get(host, 0.0)
+    peers.reconfigure(max_peers=2, lines_per_s=5.0, burst_lines=3, report=1)
+    assert list(peers.table) == ["b", "c"] and peers.evicted == 1
+    bucket = peers.table["c"].bucket
+    assert (bucket.rate, bucket.burst, bucket.tokens) == (5.0, 3, 3)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert len(peers.figures().top) == 1

@@ -193,6 +193,7 @@ class TcpIngest(asyncio.Protocol):
             delay = self.row.bucket.charge(n, now)
             if delay > 0 and self._rate_hold is None:
                 self.row.rate_pauses += 1
+                self.connections.log.log("info", "peer_rate_paused", peer=self.peer, pause_s=round(delay, 3))
                 self._rate_hold = asyncio.get_running_loop().call_later(delay, self._rate_release)
                 self._apply()
 
