@@ -189,3 +189,19 @@ def test_readme_tls_blocks(start_server, tmp_path: Path) -> None:
     command = command.replace("openssl ", f"{openssl} ", 1).replace("logs.example.org:6514", f"{host}:{port}")
     subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, timeout=60, check=True)
     assert server.wait_received(7)["received"] == 7
+
+
+def test_sighup_applies_a_new_allow_list_to_the_next_connection(start_server, pki) -> None:
+    import signal
+
+    server = start_server(tls_config(pki, allowed='["web-1"]'))
+    send_tls(server, pki, "intruder", LINE)
+    wait_for(server, lambda r: r["connections"]["refused"] == 1)
+    server.config_path.write_text(server.config_path.read_text().replace('["web-1"]', '["intruder"]'))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    send_tls(server, pki, "intruder", LINE * 2)
+    send_tls(server, pki, "web-1", LINE)
+    report = wait_for(server, lambda r: r["connections"]["refused"] == 2 and r["received"] == 2)
+    assert report["received"] == 2
+    assert report["connections"]["refused_by"] == {"client_not_allowed": 2}
