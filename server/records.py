@@ -36,8 +36,10 @@ FrameErrorReason = Literal[
     "oversize",  # longer than `ingest.max_message_bytes`
     "truncated",  # the stream ended inside an octet-counted frame (RFC 6587 §3.4.1)
 ]
+# ... a UDP listener one of these (a datagram past its peer's `ingest.peer_lines_per_s`) ...
+ListenerRejectReason = Literal["rate_limited"]
 # ... and a batch whose worker failed counts each of its lines as `internal_error`.
-RejectReason = Literal[ParseRejectReason, FrameErrorReason, "internal_error"]
+RejectReason = Literal[ParseRejectReason, FrameErrorReason, ListenerRejectReason, "internal_error"]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
 

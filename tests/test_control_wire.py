@@ -39,6 +39,10 @@ def assert_like(actual: Any, expected: Any, where: str = "") -> None:
         assert list(actual) == list(expected), where
         for key in expected:
             assert_like(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (where, actual)
+        for i, (got, want) in enumerate(zip(actual, expected)):
+            assert_like(got, want, f"{where}[{i}]")
     else:
         assert actual == expected and type(actual) is type(expected), (where, actual, expected)
 
@@ -61,7 +65,10 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
             "unique_visitors": {"estimate": 0, "lower": 0, "upper": 0},
         },
         "distinct_rel_err": 0.0162,
-        "connections": {"open": LIVE, "total": 2, "refused": 0, "idle_closed": 0},
+        "connections": {"open": LIVE, "total": 2, "refused": 0, "idle_closed": 0, "handshaking": 0, "refused_by": {}},
+        "peers": {"tracked": 1, "evicted": 0, "top": [
+            {"peer": "127.0.0.1", "lines": 2, "connections": LIVE, "rate_pauses": 0, "rate_dropped": 0},
+        ]},
         "pipeline": {"in_flight": 0, "queued_batches": 0, "buffered_bytes": 0, "paused": False, "pauses": 0,
                      "batches": LIVE},
         "subscribers": {"open": 0, "dropped_messages": 0, "disconnected_stalled": 0, "tail_skipped": 0},
@@ -94,6 +101,12 @@ METRICS = (
     "# TYPE logtally_connections_open gauge\nlogtally_connections_open <LIVE>\n"
     "# HELP logtally_connections_total Ingest connections accepted.\n"
     "# TYPE logtally_connections_total counter\nlogtally_connections_total 2\n"
+    "# HELP logtally_connections_handshaking Ingest TLS connections in their handshake now.\n"
+    "# TYPE logtally_connections_handshaking gauge\nlogtally_connections_handshaking 0\n"
+    "# HELP logtally_connections_refused_total Ingest connections closed before their first line, by reason.\n"
+    "# TYPE logtally_connections_refused_total counter\n"
+    "# HELP logtally_http_connections_closed_total HTTP connections closed without an answer to a whole request, by reason.\n"
+    "# TYPE logtally_http_connections_closed_total counter\n"
     "# HELP logtally_batches_in_flight Batches handed to the worker pool and not yet merged.\n"
     "# TYPE logtally_batches_in_flight gauge\nlogtally_batches_in_flight 0\n"
     "# HELP logtally_buffered_bytes Bytes framed and waiting for a batch.\n"

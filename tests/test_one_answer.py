@@ -386,8 +386,8 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """A STATS report without what only a server has (or only analyze: `web`) and without the
     sketch-estimated figures."""
     out = {k: v for k, v in report.items() if k not in (
-        "connections", "pipeline", "subscribers", "udp", "detect", "uptime_s", "rejects_file", "top", "web",
-        "job_failures", "archive", "control")}
+        "connections", "peers", "http_server", "pipeline", "subscribers", "udp", "detect", "uptime_s",
+        "rejects_file", "top", "web", "job_failures", "archive", "control")}
     latency = dict(out["http"]["latency_ms"])
     for key in ("p50", "p95", "p99", "avg"):
         latency.pop(key)

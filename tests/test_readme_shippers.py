@@ -23,6 +23,8 @@ EXERCISED = {
     'network("127.0.0.1"': "tests/test_syslog_ng_forward.py",
     "keep-hostname(yes)": "tests/test_syslog_ng_forward.py",
     "logtally send --wait --concurrency": "tests/test_client.py",
+    'client_ca = "/etc/logtally/clients-ca.crt"': "tests/test_ingest_tls.py",
+    "-no_ign_eof -connect logs.example.org:6514": "tests/test_ingest_tls.py",
 }
 
 
@@ -43,7 +45,7 @@ def block_with(marker: str) -> str:
 
 def test_every_shipping_block_is_run_or_marked() -> None:
     blocks = shipping_blocks()
-    assert len(blocks) == 8
+    assert len(blocks) == 10
     for prose, body in blocks:
         owners = {test for marker, test in EXERCISED.items() if marker in body}
         if not owners:

@@ -17,7 +17,7 @@ import structlog
 from logtallyd.daemon import sdnotify
 from logtallyd.daemon.assembly import Parts, build
 from logtallyd.daemon.config import Config, ConfigError, load_config
-from logtallyd.daemon.endpoints import Endpoints, openers
+from logtallyd.daemon.endpoints import Endpoints, openers, raise_descriptor_limit
 from logtallyd.daemon.logsetup import configure_logging
 from logtallyd.daemon.tokenfile import load_token
 from logtallyd.ingest.pipeline import Pipeline
@@ -64,6 +64,10 @@ class Server:
             archive.schedule_housekeeping()  # after the replay: it may compress or delete segments
             if parts.state.enabled:
                 await self.snapshot()  # from now on a kill -9 replays from here, not from the start
+        limit, needed = raise_descriptor_limit(self.config)
+        if limit < needed:
+            log.warning("fd_limit_low", limit=limit, needed=needed,
+                        hint="raise LimitNOFILE or lower ingest/control/http max_connections")
         await self.endpoints.open_all(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)

@@ -21,6 +21,7 @@ from logtallyd.detect.engine import Engine
 from logtallyd.detect.events import Event
 from logtallyd.detect.feed import Feed
 from logtallyd.ingest.listeners import Connections, UdpIngest
+from logtallyd.ingest.peers import Peers
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.rejects import RejectsFile
@@ -30,6 +31,7 @@ from logtallyd.pool.worker import BatchResult, WorkerOptions, start_worker
 from logtallyd.primes.jobs import JobManager
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
+from logtallyd.publish.http import HttpConnections
 from logtallyd.publish.metrics import MetricFigures, render_metrics
 from logtallyd.publish.pubsub import Hub
 from logtallyd.ratelog import RateLimiter
@@ -56,6 +58,7 @@ class Parts:
     pipeline: Pipeline
     commands: Commands
     control_connections: set[ControlConnection]
+    http_connections: HttpConnections
     udp: list[UdpIngest] = field(default_factory=list)  # one per UDP socket served, closed ones too
     restored_archive: ArchivePosition | None = None  # where the restored totals end in the archive
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
@@ -65,6 +68,7 @@ class Parts:
     def stats_report(self, window: str) -> dict[str, Any]:
         report = self.stats.report(window, self.clock())
         report["connections"] = msgspec.to_builtins(self.connections.figures())
+        report["peers"] = msgspec.to_builtins(self.connections.peers.figures())
         report["pipeline"] = msgspec.to_builtins(self.pipeline.figures())
         report["subscribers"] = {**msgspec.to_builtins(self.hub.figures()), "tail_skipped": self.pipeline.tail_skipped}
         report["udp"] = {"datagrams": sum(u.datagrams for u in self.udp),
@@ -77,6 +81,8 @@ class Parts:
             report["rejects_file"] = msgspec.to_builtins(self.rejects.figures())
         if self.pipeline.archive is not None:
             report["archive"] = msgspec.to_builtins(self.pipeline.archive.figures())
+        if self.config.http.listen:
+            report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
 
     def metrics_figures(self) -> MetricFigures:
@@ -90,6 +96,9 @@ class Parts:
             bytes_received=totals["bytes"],
             connections_open=connections.open,
             connections_total=connections.total,
+            connections_handshaking=connections.handshaking,
+            connections_refused=connections.refused_by,
+            http_connections_closed=self.http_connections.closed_by,
             batches_in_flight=pipeline.in_flight + pipeline.queued_batches,
             buffered_bytes=pipeline.buffered_bytes,
             batch_seconds_sum=self.pipeline.batch_seconds_sum,
@@ -130,6 +139,7 @@ class Parts:
         """Apply what can change live; `[stats]` shapes the stored state and needs a restart."""
         self.config = new
         self.connections.reconfigure(new.ingest)
+        self.http_connections.reconfigure(new.http)
         self.pipeline.reconfigure(new.pipeline, worker_options(new, self.pipeline.options.tail_filters))
         self.driver.reconfigure(new.detect, new.pipeline.event_lateness_s)
         self.hub.reconfigure(new.control)
@@ -170,6 +180,9 @@ def build(config: Config) -> Parts:
         config.ingest.reject_sample_bytes,
         RateLimiter(config.log.connection_events_per_interval, config.log.rate_interval_s),
         config.ingest.delimiter,
+        config.ingest.max_connections_per_peer,
+        Peers(config.ingest.max_peers, config.ingest.peer_lines_per_s, config.ingest.peer_burst_lines,
+              config.ingest.peer_report),
     )
     parts: Parts  # the callbacks below run after it is built
     hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic,
@@ -202,5 +215,6 @@ def build(config: Config) -> Parts:
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
         restored_archive=restored.archive if restored else None,
+        http_connections=HttpConnections(config.http),
     )
     return parts

@@ -110,6 +110,8 @@ def check_config(config: Config) -> str | None:
     tls = config.ingest.tls
     if tls.listen and not (tls.cert and tls.key):
         return "ingest.tls.listen needs ingest.tls.cert and ingest.tls.key"
+    if tls.allowed_clients and not tls.client_ca:
+        return "ingest.tls.allowed_clients needs ingest.tls.client_ca"
     for key, value in (
         ("ingest.tcp", config.ingest.tcp),
         ("ingest.udp", config.ingest.udp),

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import grp
 import os
+import resource
 import socket
 import ssl
 import stat
@@ -18,7 +19,7 @@ import structlog
 
 from logtallyd.daemon.config import Config, is_loopback, split_address
 from logtallyd.ingest.config import TlsConfig
-from logtallyd.ingest.listeners import TcpIngest, UdpIngest
+from logtallyd.ingest.listeners import TcpIngest, TlsIngest, UdpIngest
 from logtallyd.publish.access import Access
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.http import MetricsHttp
@@ -105,6 +106,28 @@ class Endpoints:
         self.addresses[name] = bound
 
 
+# Descriptors the daemon holds besides connections: listeners, worker pipes, files, the loop's own.
+_BASE_DESCRIPTORS = 64
+
+
+def raise_descriptor_limit(config: Config) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit towards what the connection caps can take at once (never
+    past the hard limit); (limit now, descriptors needed). Past the limit accept() fails and a
+    sender's connection waits in the backlog, so a limit below the caps is logged at start."""
+    needed = _BASE_DESCRIPTORS + config.ingest.max_connections + config.control.max_connections
+    if config.http.listen:
+        needed += config.http.max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return (soft if soft != resource.RLIM_INFINITY else needed), needed
+
+
 def bound_address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -130,7 +153,14 @@ def openers(parts: Parts) -> dict[str, Opener]:
 
     async def tls(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
         context = tls_context(parts.config.ingest.tls)
-        return await serve_stream(lambda: TcpIngest(parts.connections, parts.pipeline, "tls"), address, sock, context)
+
+        def factory() -> TlsIngest:
+            # Served as plain TCP and wrapped by the protocol, so the handshake is counted and timed.
+            tls = parts.config.ingest.tls
+            return TlsIngest(parts.connections, parts.pipeline, context, tls.handshake_timeout_s,
+                             frozenset(tls.allowed_clients))
+
+        return await serve_stream(factory, address, sock)
 
     async def udp(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
         ingest = parts.config.ingest
@@ -146,7 +176,8 @@ def openers(parts: Parts) -> dict[str, Opener]:
         except OSError:
             pass
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: UdpIngest(parts.pipeline, ingest.max_message_bytes, ingest.reject_sample_bytes), sock=sock
+            lambda: UdpIngest(parts.pipeline, ingest.max_message_bytes, ingest.reject_sample_bytes,
+                              parts.connections.peers), sock=sock
         )
         parts.udp.append(protocol)
         return transport, bound_address(sock)
@@ -198,7 +229,7 @@ def openers(parts: Parts) -> dict[str, Opener]:
         return (UnixListener(server, where) if owned else server), where
 
     async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
-        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.config.http.max_head_bytes), address, sock)
+        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.http_connections), address, sock)
 
     return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "control_unix": control_unix, "http": http}
 
@@ -267,9 +298,13 @@ class UnixListener:
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A server context for RFC 5425 ingest; errors name the key and file that failed."""
+    """A server context for RFC 5425 ingest, requiring a client certificate signed by
+    `client_ca` when that is set; errors name the key and file that failed."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    for key, path in (("ingest.tls.cert", tls.cert), ("ingest.tls.key", tls.key)):
+    files = [("ingest.tls.cert", tls.cert), ("ingest.tls.key", tls.key)]
+    if tls.client_ca:
+        files.append(("ingest.tls.client_ca", tls.client_ca))
+    for key, path in files:
         if not os.path.isfile(path):
             raise ssl.SSLError(f"{key} = {path!r}: no such file")
     try:
@@ -279,4 +314,10 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
             f"ingest.tls.cert = {tls.cert!r}, ingest.tls.key = {tls.key!r}: not a PEM certificate and "
             f"matching private key ({exc})"
         ) from exc
+    if tls.client_ca:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ssl.SSLError(f"ingest.tls.client_ca = {tls.client_ca!r}: not a PEM CA bundle ({exc})") from exc
+        context.verify_mode = ssl.CERT_REQUIRED  # RFC 5425 §5.2: the server authenticates the client
     return context

@@ -19,6 +19,12 @@ class TlsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str = ""  # HOST:PORT; RFC 5425 names 6514
     cert: str = ""
     key: str = ""
+    # Set: a client must present a certificate this CA bundle signed (RFC 5425 §5.2 mutual auth).
+    client_ca: str = ""
+    # Subject CNs or DNS SANs let in; empty = any certificate `client_ca` signed.
+    allowed_clients: list[str] = []
+    # A connection still in its handshake this long is closed; until then it holds a connection slot.
+    handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
 
 
 class IngestConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -28,6 +34,15 @@ class IngestConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # up to 9 digits (RFC 6587 §3.4.1), far above the upper bound.
     max_message_bytes: Annotated[int, msgspec.Meta(ge=64, le=64 << 20)] = 65536
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    # Per source address (all its ports together): TCP/TLS connections, and lines per second
+    # (0 = unlimited) with a burst allowance. Past the rate TCP reads pause, UDP datagrams are
+    # rejected as `rate_limited`.
+    max_connections_per_peer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    peer_lines_per_s: Annotated[float, msgspec.Meta(ge=0, le=1e9)] = 0.0
+    peer_burst_lines: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] = 10_000
+    # Peers tracked at once beyond those with an open connection; the least recently seen go first.
+    max_peers: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+    peer_report: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 10  # rows of STATS `peers.top`
     idle_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # 0 = never
     udp_receive_buffer: Annotated[int, msgspec.Meta(ge=4096, le=_C_INT_MAX)] = 4 * 1024 * 1024
     # Bytes of a rejected frame kept for the rejects file and the `line_rejected` log.

@@ -21,6 +21,7 @@ from logtallyd.ingest.config import PipelineConfig
 from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.ingest.framing import FrameError
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
+from logtallyd.records import ListenerRejectReason
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.pool.scheduler import INGEST, PoolScheduler
 from logtallyd.stats.windows import Stats
@@ -85,6 +86,7 @@ class Pipeline:
         self.batch_errors = 0
         self.reject_log = RateLimitedLog(log_limiter or RateLimiter())  # `line_rejected` per reason
         self.tail_skipped = 0
+        self._refused: Partial | None = None  # `reject_line`s not merged yet
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # the deadline `_timer` was set for
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,6 +152,22 @@ class Pipeline:
             partial.reject(error.reason, error.size)
             self._rejected(now, error.reason, peer, error.sample)
         self.stats.merge(partial, now)
+
+    def reject_line(self, reason: ListenerRejectReason, size: int, sample: bytes, peer: str) -> None:
+        """A line a listener refused (a datagram past its peer's rate): received, and rejected.
+
+        Such lines come in floods, so those of one loop iteration are merged into the windows once.
+        """
+        if self._refused is None:
+            self._refused = Partial()
+            asyncio.get_running_loop().call_soon(self._merge_refused)
+        self._refused.reject(reason, size)
+        self._rejected(self.clock(), reason, peer, sample)
+
+    def _merge_refused(self) -> None:
+        partial, self._refused = self._refused, None
+        if partial is not None:
+            self.stats.merge(partial, self.clock())
 
     def _rejected(self, now: float, reason: str, peer: str, line: bytes) -> None:
         if self.rejects is not None:
@@ -266,6 +284,7 @@ class Pipeline:
 
     async def drain(self) -> None:
         """Send the open batch and wait until every batch has been merged."""
+        self._merge_refused()
         self._send(self.batcher.flush())
         await self._idle.wait()
 

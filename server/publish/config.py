@@ -43,3 +43,8 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A request head longer than this is answered 400; 256 bytes hold any `GET /metrics` a
     # scraper sends (RFC 9112 §2.3 leaves the limit to the server).
     max_head_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 << 20)] = 8192
+    # Open connections; more are closed at once, so idle scrapers cannot take the daemon's file
+    # descriptors from ingest.
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    # A connection that has not sent its whole request head this long is closed.
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0

@@ -28,6 +28,9 @@ class MetricFigures(msgspec.Struct, forbid_unknown_fields=True):
     bytes_received: int = 0  # counter
     connections_open: int = 0  # gauge
     connections_total: int = 0  # counter: accepted since start
+    connections_handshaking: int = 0  # gauge: TLS connections still in their handshake
+    connections_refused: dict[str, int] = {}  # counter by reason: {"max_connections": 2, ...}
+    http_connections_closed: dict[str, int] = {}  # counter by reason: {"idle_timeout": 1, ...}
     batches_in_flight: int = 0  # gauge: queue depth towards the worker pool
     buffered_bytes: int = 0  # gauge: bytes framed but not yet handed to a batch
     batch_seconds_quantiles: dict[float, float] = {}  # summary quantiles
@@ -110,6 +113,14 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
                 [sample(f"{p}connections_open", f.connections_open)]),
         *family(f"{p}connections_total", "counter", "Ingest connections accepted.",
                 [sample(f"{p}connections_total", f.connections_total)]),
+        *family(f"{p}connections_handshaking", "gauge", "Ingest TLS connections in their handshake now.",
+                [sample(f"{p}connections_handshaking", f.connections_handshaking)]),
+        *family(f"{p}connections_refused_total", "counter",
+                "Ingest connections closed before their first line, by reason.",
+                labelled(f"{p}connections_refused_total", "reason", f.connections_refused)),
+        *family(f"{p}http_connections_closed_total", "counter",
+                "HTTP connections closed without an answer to a whole request, by reason.",
+                labelled(f"{p}http_connections_closed_total", "reason", f.http_connections_closed)),
         *family(f"{p}batches_in_flight", "gauge", "Batches handed to the worker pool and not yet merged.",
                 [sample(f"{p}batches_in_flight", f.batches_in_flight)]),
         *family(f"{p}buffered_bytes", "gauge", "Bytes framed and waiting for a batch.",
