@@ -1,0 +1,66 @@
+"""Template grouping (logtallyd.stats.grouping): a word varying like a value is masked, the answer
+depends only on the set of masked templates, and the threshold sits exactly at its value."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from logtallyd.stats.grouping import THRESHOLD, group_templates
+from logtallyd.stats.templates import template_of
+
+USERS = ["admin", "oracle", "test", "guest", "pi", "ubuntu", "nagios", "ftp"]
+
+
+@pytest.mark.parametrize(("names", "merged"), [(THRESHOLD - 1, False), (THRESHOLD, True)])
+def test_a_position_is_variable_at_threshold_distinct_words(names: int, merged: bool) -> None:
+    masked = [template_of(f"Invalid user {u} from 10.0.0.{i}") for i, u in enumerate(USERS[:names])]
+    masked += [template_of("Accepted password from 10.0.0.9"), template_of("Connection closed by 10.0.0.9")]
+    groups = group_templates(masked)
+    got = {groups[t] for t in masked[:names]}
+    assert got == ({"Invalid user <*> from <*>"} if merged else set(masked[:names]))
+    assert groups["Accepted password from <*>"] == "Accepted password from <*>"
+
+
+def test_words_with_few_values_stay_constant() -> None:
+    masked = [f"Connection {w} for session <*>" for w in ("opened", "closed")] * 5
+    masked += [f"session <*> state {s}" for s in ("up", "down", "idle")]
+    groups = group_templates(masked)
+    assert groups == {t: t for t in masked}
+
+
+def test_lengths_never_merge_and_wildcards_stay() -> None:
+    masked = [f"job {w} done" for w in USERS] + ["job <*> done in <*>", "<*> <*>"]
+    groups = group_templates(masked)
+    assert {groups[f"job {w} done"] for w in USERS} == {"job <*> done"}
+    assert groups["job <*> done in <*>"] == "job <*> done in <*>"
+    assert groups["<*> <*>"] == "<*> <*>"
+
+
+def test_the_answer_is_a_function_of_the_set() -> None:
+    """Any order, any duplicates, any split among workers whose sets are then joined: one answer."""
+    rng = random.Random(5)
+    masked = [f"user {u} logged in from <*>" for u in USERS] + [f"disk {d} full" for d in ("sda", "sdb")]
+    masked += [f"cache {w} after <*>" for w in ("hit", "miss", "flush", "evict", "warm")]
+    want = group_templates(masked)
+    for _ in range(50):
+        parts: list[set[str]] = [set() for _ in range(rng.randint(1, 4))]
+        for t in masked * rng.randint(1, 3):
+            rng.choice(parts).add(t)
+        union = list(set().union(*parts))
+        rng.shuffle(union)
+        assert group_templates(union) == want
+    assert want["user admin logged in from <*>"] == "user <*> logged in from <*>"
+    assert want["disk sda full"] == "disk sda full"
+    assert want["cache hit after <*>"] == "cache <*> after <*>"
+
+
+def test_no_input_raises() -> None:
+    rng = random.Random(9)
+    alphabet = ["a", "b", "<*>", "", " ", "x1", "é"]
+    for _ in range(500):
+        masked = [" ".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(rng.randint(0, 30))]
+        groups = group_templates(masked)
+        assert set(groups) == set(masked)
+        for t, g in groups.items():
+            assert len(g.split(" ")) == len(t.split(" "))
