@@ -64,3 +64,19 @@ def test_no_input_raises() -> None:
         assert set(groups) == set(masked)
         for t, g in groups.items():
             assert len(g.split(" ")) == len(t.split(" "))
+
+
+def test_http_request_templates_are_not_regrouped() -> None:
+    masked = [f"{m} /api/{p} 500" for m in ("GET", "POST", "PUT", "DELETE", "PATCH") for p in ("a", "b", "c", "d", "e")]
+    assert group_templates(masked) == {t: t for t in masked}
+
+
+def test_top_rows_sum_per_group_with_their_members() -> None:
+    from logtallyd.stats.grouping import group_rows
+
+    rows = [(f"user {u} logged in", 10 + i, 10 + i, 10 + i) for i, u in enumerate(USERS[:4])]
+    rows += [("disk full", 50, 48, 50)]
+    assert group_rows(rows) == [
+        ("disk full", 50, 48, 50, ["disk full"]),
+        ("user <*> logged in", 46, 46, 46, [f"user {u} logged in" for u in USERS[:4]]),
+    ]

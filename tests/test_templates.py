@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
         ("peer [2001:db8::1]:443 reset", "peer <*> reset"),
         ("peer 2001:db8::1 reset", "peer <*> reset"),
         ("peer fe80::1%eth0 reset", "peer <*> reset"),
-        ("open /var/lib/app/data-7.db failed", "open /var/lib/app/<*> failed"),
+        ("open /var/lib/app/data.db failed", "open <*> failed"),
+        ("key 'alpha' not found", "key <*> not found"),
+        ('key "a b c" not found', "key <*> not found"),
         ("got 0xDEADBEEF from deadbeef01", "got <*> from <*>"),
         ("retry id=42 status=down", "retry id=<*> status=down"),
         ("timeout after 300ms (12.5 KB read)", "timeout after <*> (<*> read)"),
@@ -95,7 +97,7 @@ def test_grouping_accuracy_on_loghub_2k() -> None:
     scores = bench.evaluate(raw=False)  # the Content column, masks then grouping, shipped defaults
     assert len(scores) == 8
     average = sum(scores.values()) / len(scores)
-    assert average >= 0.985, scores  # reached: 0.9854 (Drain: 0.886)
+    assert average >= 0.985, scores  # reached: 0.9852 (Drain: 0.886)
     assert min(scores.values()) >= 0.94, scores  # OpenSSH: 0.9435
 
 

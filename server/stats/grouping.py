@@ -8,20 +8,26 @@ union of any workers' sets gives one answer whichever process or run saw which l
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Iterable
 
 WILDCARD = "<*>"
+# The template `record_template` gives an HTTP request: "GET /api/users/<*> 503".
+_REQUEST = re.compile(r"(?:[A-Z]+|-) (?:/\S*|-) [0-9]{3}")
 THRESHOLD = 4  # distinct tokens that make a position variable (bench/templates.py --cv)
 
 
 def group_templates(templates: Iterable[str], threshold: int = THRESHOLD) -> dict[str, str]:
     """masked template -> grouped template, for every template in the set."""
     by_length: dict[int, list[tuple[str, list[str]]]] = defaultdict(list)
+    out: dict[str, str] = {}
     for t in set(templates):
+        if _REQUEST.fullmatch(t):  # already structured: method, path and status each mean something
+            out[t] = t
+            continue
         tokens = t.split(" ")
         by_length[len(tokens)].append((t, tokens))
-    out: dict[str, str] = {}
     for members in by_length.values():
         out.update(_group_length(members, threshold))
     return out
@@ -61,3 +67,23 @@ def _group_length(members: list[tuple[str, list[str]]], threshold: int) -> dict[
         var = variable[keys[t]]
         out[t] = " ".join(WILDCARD if p in var else tok for p, tok in enumerate(tokens))
     return out
+
+
+def group_rows(rows: Iterable[tuple[str, int, int, int]],
+               threshold: int = THRESHOLD) -> list[tuple[str, int, int, int, list[str]]]:
+    """Top-K rows (masked template, estimate, lower, upper bound) summed per grouped template,
+    most frequent first (ties by template), each with its masked templates."""
+    rows = list(rows)
+    groups = group_templates((r[0] for r in rows), threshold)
+    out: dict[str, list] = {}
+    for value, est, lower, upper in rows:
+        g = groups[value]
+        row = out.get(g)
+        if row is None:
+            out[g] = [g, est, lower, upper, [value]]
+        else:
+            row[1] += est
+            row[2] += lower
+            row[3] += upper
+            row[4].append(value)
+    return sorted((tuple(r) for r in out.values()), key=lambda r: (-r[1], r[0]))  # type: ignore[misc]

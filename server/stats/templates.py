@@ -24,9 +24,9 @@ class TemplateRules(msgspec.Struct, frozen=True):
     """Which general masking heuristics apply; `bench/templates.py --cv` chooses them by
     cross-validation on the Loghub-2k samples (none names a dataset's own tokens)."""
 
-    quoted: bool = False  # a quoted string is one value
+    quoted: bool = True  # a quoted string is one value
     hosts: bool = True  # dotted lower-case names ending in a TLD are host names
-    paths: bool = False  # an absolute path is one value
+    paths: bool = True  # an absolute path is one value
     key_value: bool = False  # the value of `key=value` is a value, digits or not
     token: bool = False  # a whitespace token holding a digit is masked whole (Drain's preprocessing)
     collapse: bool = True  # adjacent values are one value, so a variable-length list is one slot
@@ -124,7 +124,7 @@ _SHAPE = bytes.maketrans(b"123456789", b"000000000")
 
 RULES = TemplateRules()
 template_of = compile_rules(RULES)
-"""The message with numbers, ids, addresses and host names replaced by `<*>` (stage one)."""
+"""The message with numbers, ids, addresses, paths and quoted values replaced by `<*>` (stage one)."""
 _template = template_of.uncached  # type: ignore[attr-defined]
 
 

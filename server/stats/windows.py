@@ -18,6 +18,7 @@ import msgspec
 
 from logtallyd.stats import sketches
 from logtallyd.stats.config import StatsConfig
+from logtallyd.stats.grouping import group_rows
 from logtallyd.stats.aggregate import Bucket, Partial, add_counts, merge_totals
 from logtallyd.records import LEVELS
 
@@ -258,13 +259,17 @@ class Stats:
         if sk is None:
             return []
         total = sk.total_weight
+        items = sketches.topk_items(sk)
+        # Error templates: the workers' masked templates, grouped over those the sketch holds.
+        rows = group_rows(items) if field == "error" else [(*item, [item[0]]) for item in items]
         out = []
-        for value, est, lower, upper in sketches.topk_items(sk)[:n]:
+        for value, est, lower, upper, members in rows[:n]:
             row: dict[str, Any] = {"value": value, "count": est, "share": est / total if total else 0.0}
             if upper != lower:
                 row["error_bound"] = upper - lower
             if field == "error":
-                row["example"] = b.examples.get(value)
+                # The smallest message of the group, as each template's example is its smallest.
+                row["example"] = min((e for m in members if (e := b.examples.get(m)) is not None), default=None)
             elif field == "suspicious_ip":
                 ips = b.topk("ip")
                 requests = ips.get_estimate(value) if ips is not None else 0
