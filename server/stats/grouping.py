@@ -40,8 +40,9 @@ def _group_length(members: list[tuple[str, list[str]]], threshold: int) -> dict[
         for p, tok in enumerate(tokens):
             freq[p, tok] += 1
     # The root of each template: the frequency shared by the most of its tokens (ties: the
-    # higher frequency). Tokens at least that frequent are its constant pattern (Brain's root
-    # and parent nodes); rarer tokens are candidates for variables (child nodes).
+    # higher frequency). Templates with the same root tokens form a group (Brain's longest
+    # common pattern); every other position is a column of the group, a variable if it holds
+    # `threshold` distinct tokens, else constant (the group splits by its values).
     groups: dict[tuple, list[list[str]]] = defaultdict(list)
     keys: dict[str, tuple] = {}
     for t, tokens in members:
@@ -50,7 +51,7 @@ def _group_length(members: list[tuple[str, list[str]]], threshold: int) -> dict[
             if tok != WILDCARD:
                 counts[freq[p, tok]] += 1
         root = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0] if counts else 0
-        key = tuple((p, tok) for p, tok in enumerate(tokens) if tok != WILDCARD and freq[p, tok] >= root)
+        key = tuple((p, tok) for p, tok in enumerate(tokens) if tok != WILDCARD and freq[p, tok] == root)
         keys[t] = key
         groups[key].append(tokens)
     variable: dict[tuple, frozenset[int]] = {}
