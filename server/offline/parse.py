@@ -58,21 +58,23 @@ def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,
     # (and split on LF only, like the framer, so a stray CR stays inside its line).
     buffer = getattr(stdin, "buffer", None)
     lines = io.TextIOWrapper(buffer, "utf-8", errors="replace", newline="\n") if buffer else stdin
-    block: list[bytes] = []  # each line's JSON, its template spliced in when the block is grouped
+    block: list[bytes] = []  # each line's JSON, ending with its masked template if it has one
     masked: list[str | None] = []
+    encode, write = _encoder.encode, stdout.write
     for raw in lines:
         line = raw[:-1] if raw.endswith("\n") else raw
         result = parse_line(line, time.time(), options)
         if isinstance(result, Record):
-            block.append(_encoder.encode(record_view(result)))
-            masked.append(template_of(result) if template_of is not None else None)
+            view = record_view(result, template_of)
+            block.append(encode(view))
+            masked.append(view.get("template"))
         else:
-            block.append(_encoder.encode({"rejected": result.reason, "line": line}))
+            block.append(encode({"rejected": result.reason, "line": line}))
             masked.append(None)
         if len(block) >= args.group_lines:
-            _write(block, masked, group, stdout)
+            _write(block, masked, group, write)
             block, masked = [], []
-    _write(block, masked, group, stdout)
+    _write(block, masked, group, write)
     stdout.flush()
     if buffer:
         lines.detach()  # leave the caller's stdin open
@@ -80,16 +82,19 @@ def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,
 
 
 def _write(block: list[bytes], masked: list[str | None],
-           group: Callable[[Iterable[str]], dict[str, str]] | None, stdout: TextIO) -> None:
-    if not block:
-        return
-    groups = group(t for t in masked if t is not None) if group is not None else {}
-    encode = _encoder.encode
+           group: Callable[[Iterable[str]], dict[str, str]] | None, write: Callable[[str], object]) -> None:
+    if group is not None:
+        groups = group(t for t in masked if t is not None)
+        encode = _encoder.encode
+        # Per changed template: how many bytes its encoded masked value (and the closing brace)
+        # take at the end of a line, and what replaces them.
+        swap = {t: (len(encode(t)) + 1, encode(g) + b"}") for t, g in groups.items() if g != t}
+        if swap:
+            for i, template in enumerate(masked):
+                if template is not None and (s := swap.get(template)) is not None:
+                    line = block[i]  # `template` is the view's last key
+                    block[i] = line[:len(line) - s[0]] + s[1]
     # A write per thousand lines: cheaper than one per line, and no second copy of the block.
     for start in range(0, len(block), 1000):
-        out = [
-            line if template is None else b"%s,\"template\":%s}" % (line[:-1], encode(groups.get(template, template)))
-            for line, template in zip(block[start:start + 1000], masked[start:start + 1000])
-        ]
-        out.append(b"")
-        stdout.write(b"\n".join(out).decode())
+        write(b"\n".join(block[start:start + 1000]).decode())
+        write("\n")
