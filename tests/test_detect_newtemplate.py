@@ -104,3 +104,28 @@ def test_a_word_varying_like_a_value_is_not_a_new_template() -> None:
     records = [err(0, "warm")] + [err(150, f"user {u} locked out") for u in names[:THRESHOLD]]
     (event,) = replay(records, config(), template)
     assert event.template == "user <*> locked out" and event.count == 1
+
+
+@pytest.mark.parametrize(("limit", "fires"), [(0, True), (2, True), (3, False), (100000, False)])
+def test_max_grouped_sits_exactly_at_its_value(limit: int, fires: bool) -> None:
+    """A fresh name is grouped with the `max_grouped` most recent remembered templates of its
+    length: THRESHOLD (4) distinct names need 3 of them besides the fresh one."""
+    from logtallyd.stats.grouping import THRESHOLD
+
+    assert THRESHOLD == 4
+    names = ["admin", "oracle", "test", "guest", "pi"]
+    records = [err(0, "warm")] + [err(i, f"login failed for {u}") for i, u in enumerate(names[:4], 1)]
+    records.append(err(200, "login failed for pi"))
+    events = replay(records, config(max_grouped=limit), template)
+    assert [e.template for e in events] == (["login failed for pi"] if fires else [])
+
+
+@pytest.mark.parametrize(("value", "ok"), [(-1, False), (0, True), (100000, True), (100001, False)])
+def test_max_grouped_range(value: int, ok: bool) -> None:
+    import msgspec
+
+    if ok:
+        assert NewTemplateConfig(max_grouped=value).max_grouped == value
+    else:
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert({"max_grouped": value}, NewTemplateConfig)

@@ -1,6 +1,6 @@
 """New error template detector: the first time an ERROR-or-worse template appears (any service),
 after a warm-up in which every template is learned silently. A masked template is new only if its
-grouped template (`stats.grouping`, over the remembered ones of its length) is; remembered
+grouped template (`stats.grouping`, with the most recent remembered ones of its length) is; remembered
 templates are bounded (least recently seen forgotten first) and a flood is rate-limited per minute.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class NewTemplateDetector(SectionDetector[NewTemplateConfig, NewTemplateState]):
         warming = second < state.first_second + config.warmup_s
         known = state.known
         fresh = {t for by_template in data.templates.values() for t in by_template if t not in known}
-        groups, known_groups = _groups(fresh, known) if fresh and not warming else ({}, set())
+        groups, known_groups = _groups(fresh, known, config.max_grouped) if fresh and not warming else ({}, set())
         events: list[Event] = []
         for service in sorted(data.templates):
             templates = data.templates[service]
@@ -85,10 +85,21 @@ class NewTemplateDetector(SectionDetector[NewTemplateConfig, NewTemplateState]):
             self.state.forgotten += 1
 
 
-def _groups(fresh: set[str], known: dict[str, int]) -> tuple[dict[str, str], set[str]]:
-    """The grouped template of each fresh one (grouped with the remembered templates of the same
-    token counts), and the grouped templates the remembered ones have in that grouping."""
-    lengths = {t.count(" ") for t in fresh}
-    pool = [t for t in known if t.count(" ") in lengths]
+def _groups(fresh: set[str], known: dict[str, int], limit: int) -> tuple[dict[str, str], set[str]]:
+    """The grouped template of each fresh one (grouped with the `limit` most recently seen
+    remembered templates of each of their token counts), and the grouped templates those
+    remembered ones have in that grouping."""
+    if limit == 0:
+        return {t: t for t in fresh}, set()
+    wanted = {t.count(" "): limit for t in fresh}
+    pool: list[str] = []
+    for t in reversed(known):  # most recently seen first
+        n = t.count(" ")
+        left = wanted.get(n, 0)
+        if left:
+            pool.append(t)
+            wanted[n] = left - 1
+            if not any(wanted.values()):
+                break
     groups = group_templates([*pool, *fresh])
     return groups, {groups[t] for t in pool}
