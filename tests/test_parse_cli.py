@@ -76,3 +76,20 @@ def test_group_lines_sits_exactly_at_its_range(n: object, ok: bool, capsys: pyte
     assert (rc, len(rows)) == ((0, 2) if ok else (2, 0))
     if not ok:
         assert "--group-lines" in capsys.readouterr().err
+
+
+def test_error_templates_are_grouped_among_themselves() -> None:
+    """As `TOP error` groups them: two error names and two info names are four names, but two
+    of each kind, too few to group."""
+    from logtallyd.stats.grouping import THRESHOLD, group_templates
+    from logtallyd.stats.templates import record_template
+
+    assert THRESHOLD == 4
+    lines = [f"2025-01-30 12:00:0{i} {level} Invalid user {u} from 10.0.0.{i}"
+             for i, (level, u) in enumerate([("ERROR", "admin"), ("ERROR", "oracle"), ("INFO", "test"), ("INFO", "pi")])]
+    _, rows = run("\n".join(lines) + "\n", template_of=record_template, group=group_templates)
+    assert [r["template"] for r in rows] == [f"Invalid user {u} from <*>" for u in ("admin", "oracle", "test", "pi")]
+    lines += [f"2025-01-30 12:00:09 ERROR Invalid user {u} from 10.0.0.9" for u in ("guest", "ftp")]
+    _, rows = run("\n".join(lines) + "\n", template_of=record_template, group=group_templates)
+    assert [r["template"] for r in rows] == ["Invalid user <*> from <*>"] * 2 + [
+        "Invalid user test from <*>", "Invalid user pi from <*>"] + ["Invalid user <*> from <*>"] * 2

@@ -2,7 +2,8 @@
 
 The thin I/O shell around `parse_line`: it reads the clock (once per line, for the RFC 3164
 year) and writes the normalised record, or `{"rejected": reason, "line": ...}`. Templates are
-grouped over blocks of `--group-lines` lines, so the output of a block follows its last line.
+grouped over blocks of `--group-lines` lines (error templates among themselves, as `TOP error`
+groups them), so the output of a block follows its last line.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Callable, Iterable, TextIO
 
 import msgspec
 
-from logtallyd.records import FORMATS, Record, iso_utc, record_view
+from logtallyd.records import ERROR_SEVERITY, FORMATS, Record, iso_utc, record_view
 from logtallyd.parsing import ParseOptions, parse_line
 
 __all__ = ["GROUP_LINES", "iso_utc", "record_view", "run_parse"]
@@ -60,7 +61,8 @@ def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,
     lines = io.TextIOWrapper(buffer, "utf-8", errors="replace", newline="\n") if buffer else stdin
     block: list[bytes] = []  # each line's JSON, ending with its masked template if it has one
     masked: list[str | None] = []
-    encode, write = _encoder.encode, stdout.write
+    errors: list[bool] = []
+    encode, write, size = _encoder.encode, stdout.write, args.group_lines
     for raw in lines:
         line = raw[:-1] if raw.endswith("\n") else raw
         result = parse_line(line, time.time(), options)
@@ -68,30 +70,35 @@ def run_parse(argv: list[str], stdin: TextIO, stdout: TextIO,
             view = record_view(result, template_of)
             block.append(encode(view))
             masked.append(view.get("template"))
+            errors.append((sev := result.severity) is not None and sev <= ERROR_SEVERITY)
         else:
             block.append(encode({"rejected": result.reason, "line": line}))
             masked.append(None)
-        if len(block) >= args.group_lines:
-            _write(block, masked, group, write)
-            block, masked = [], []
-    _write(block, masked, group, write)
+            errors.append(False)
+        if len(block) >= size:
+            _write(block, masked, errors, group, write)
+            block, masked, errors = [], [], []
+    _write(block, masked, errors, group, write)
     stdout.flush()
     if buffer:
         lines.detach()  # leave the caller's stdin open
     return 0
 
 
-def _write(block: list[bytes], masked: list[str | None],
+def _write(block: list[bytes], masked: list[str | None], errors: list[bool],
            group: Callable[[Iterable[str]], dict[str, str]] | None, write: Callable[[str], object]) -> None:
     if group is not None:
-        groups = group(t for t in masked if t is not None)
         encode = _encoder.encode
-        # Per changed template: how many bytes its encoded masked value (and the closing brace)
-        # take at the end of a line, and what replaces them.
-        swap = {t: (len(encode(t)) + 1, encode(g) + b"}") for t, g in groups.items() if g != t}
-        if swap:
+        # Error templates are grouped among themselves, as `TOP error` groups them, and the
+        # others apart. Per changed template: how many bytes its encoded masked value (and the
+        # closing brace) take at the end of a line, and what replaces them.
+        swaps = []
+        for kind in (False, True):
+            groups = group(t for t, e in zip(masked, errors) if t is not None and e is kind)
+            swaps.append({t: (len(encode(t)) + 1, encode(g) + b"}") for t, g in groups.items() if g != t})
+        if swaps[0] or swaps[1]:
             for i, template in enumerate(masked):
-                if template is not None and (s := swap.get(template)) is not None:
+                if template is not None and (s := swaps[errors[i]].get(template)) is not None:
                     line = block[i]  # `template` is the view's last key
                     block[i] = line[:len(line) - s[0]] + s[1]
     # A write per thousand lines: cheaper than one per line, and no second copy of the block.
