@@ -80,3 +80,24 @@ def test_top_rows_sum_per_group_with_their_members() -> None:
         ("disk full", 50, 48, 50, ["disk full"]),
         ("user <*> logged in", 46, 46, 46, [f"user {u} logged in" for u in USERS[:4]]),
     ]
+
+
+def test_same_answer_in_processes_with_different_hash_seeds() -> None:
+    """Sets iterate in a per-process order (PYTHONHASHSEED); the grouping must not depend on it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import json, sys; from logtallyd.stats.grouping import group_templates as g; "
+            "t = json.load(sys.stdin); print(json.dumps(sorted(g(t).items())))")
+    masked = [f"user {u} from <*>" for u in USERS] + [f"{a} {b} done" for a in "xyzw" for b in "pq"]
+    masked += [f"state {s} to {t}" for s in ("up", "down", "idle", "gone") for t in ("on", "off")]
+    outs = {
+        subprocess.run([sys.executable, "-c", code], input=json.dumps(masked), capture_output=True, text=True,
+                       check=True, cwd=root, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("0", "1", "2", "3", "4")
+    }
+    assert len(outs) == 1 and json.loads(outs.pop()) == [list(kv) for kv in sorted(group_templates(masked).items())]
