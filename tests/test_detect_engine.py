@@ -64,6 +64,7 @@ max_ips = 10000
 enabled = true
 warmup_s = 300
 max_templates = 100000
+max_grouped = 2000
 max_events_per_minute = 20
 
 [detect.pattern]

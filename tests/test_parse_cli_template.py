@@ -88,3 +88,22 @@ def test_templates_printed_are_the_ones_the_server_counts(start_server) -> None:
     assert report["received"] == len(LINES) and report["parsed"] == len(LINES)
     top = server.command("TOP error 100")["top"]
     assert {item["value"]: item["count"] for item in top} == dict(expected)
+
+
+def test_grouped_templates_are_the_ones_top_error_counts(start_server) -> None:
+    """A user name varies like a value: `parse` and `TOP error` both group the names into one."""
+    names = ["admin", "oracle", "test", "guest", "pi", "ubuntu", "nagios"]
+    lines = [f"<11>1 2025-01-30T12:00:{i:02d}Z web-1 sshd {i} - - Invalid user {u} from 10.0.0.{i}"
+             for i, u in enumerate(names)]
+    lines += ["<11>1 2025-01-30T12:00:30Z web-1 sshd 9 - - Connection closed by 10.0.0.9"] * 2
+    rows = run_parse("\n".join(lines) + "\n")
+    assert Counter(r["template"] for r in rows) == {"Invalid user <*> from <*>": 7, "Connection closed by <*>": 2}
+
+    server: ServerProcess = start_server()
+    send_tcp(server.address("tcp"), ("\n".join(lines) + "\n").encode())
+    assert server.wait_received(len(lines))["parsed"] == len(lines)
+    top = server.command("TOP error 100")["top"]
+    assert [(item["value"], item["count"], item["example"]) for item in top] == [
+        ("Invalid user <*> from <*>", 7, "Invalid user admin from 10.0.0.0"),
+        ("Connection closed by <*>", 2, "Connection closed by 10.0.0.9"),
+    ]

@@ -15,7 +15,7 @@ log = structlog.get_logger()
 USAGE = """\
 logtallyd [--config FILE] [--tcp HOST:PORT] [--udp HOST:PORT] [--control HOST:PORT]   run the daemon
 logtallyd --print-config | --print-unit UNIT   the shipped default config, a shipped systemd unit
-logtallyd parse [--format F]          read lines on stdin, print how each one is parsed (JSON)
+logtallyd parse [--format F] [--group-lines N]  read lines on stdin, print how each one is parsed (JSON)
 logtallyd analyze PATH... [--json] [--workers N] [--events]   statistics for files, .gz and directories
 logtallyd validate PATH...            per file: lines per format, first rejected lines with reasons
 """
@@ -32,11 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "parse":
         from logtallyd.offline.parse import run_parse
+        from logtallyd.stats.grouping import group_templates
         from logtallyd.stats.templates import record_template
 
-        # The same pure function the workers key `TOP error` by, so the printed
-        # template is exactly the one the server would count the message under.
-        return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=record_template)
+        # The same masks the workers key `TOP error` by, and the same grouping `TOP error`
+        # applies to them, over the lines read.
+        return run_parse(argv[1:], sys.stdin, sys.stdout, template_of=record_template, group=group_templates)
     if argv and argv[0] == "analyze":
         from logtallyd.offline.analyze import run_analyze
 

@@ -1,6 +1,7 @@
 """New error template detector: the first time an ERROR-or-worse template appears (any service),
-after a warm-up in which every template is learned silently. Remembered templates are bounded
-(least recently seen forgotten first) and a flood of new ones is rate-limited per minute.
+after a warm-up in which every template is learned silently. A masked template is new only if its
+grouped template (`stats.grouping`, with the most recent remembered ones of its length) is; remembered
+templates are bounded (least recently seen forgotten first) and a flood is rate-limited per minute.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from logtallyd.detect.config import DetectConfig, NewTemplateConfig
 from logtallyd.detect.detector import SectionDetector
 from logtallyd.detect.events import Event, NewTemplate
 from logtallyd.detect.feed import Second
+from logtallyd.stats.grouping import group_templates
 
 
 class NewTemplateState(msgspec.Struct):
@@ -41,11 +43,19 @@ class NewTemplateDetector(SectionDetector[NewTemplateConfig, NewTemplateState]):
             return []
         warming = second < state.first_second + config.warmup_s
         known = state.known
+        fresh = {t for by_template in data.templates.values() for t in by_template if t not in known}
+        groups, known_groups = _groups(fresh, known, config.max_grouped) if fresh and not warming else ({}, set())
         events: list[Event] = []
         for service in sorted(data.templates):
             templates = data.templates[service]
             for template in sorted(templates):
                 if known.pop(template, None) is None and not warming:
+                    group = groups[template]
+                    # A word that varies like a value (the grouping masks it) is not a new template.
+                    if group in known_groups:
+                        known[template] = second
+                        continue
+                    known_groups.add(group)  # one event per group in a second
                     minute = second // 60
                     if minute != state.minute:
                         state.minute, state.minute_events = minute, 0
@@ -57,7 +67,7 @@ class NewTemplateDetector(SectionDetector[NewTemplateConfig, NewTemplateState]):
                                 tally.order[0],  # event time of its first occurrence
                                 "newtemplate",
                                 service,
-                                template,
+                                group,
                                 tally.example,
                                 tally.count,
                             )
@@ -73,3 +83,23 @@ class NewTemplateDetector(SectionDetector[NewTemplateConfig, NewTemplateState]):
         while len(known) > self.config.max_templates:
             del known[next(iter(known))]
             self.state.forgotten += 1
+
+
+def _groups(fresh: set[str], known: dict[str, int], limit: int) -> tuple[dict[str, str], set[str]]:
+    """The grouped template of each fresh one (grouped with the `limit` most recently seen
+    remembered templates of each of their token counts), and the grouped templates those
+    remembered ones have in that grouping."""
+    if limit == 0:
+        return {t: t for t in fresh}, set()
+    wanted = {t.count(" "): limit for t in fresh}
+    pool: list[str] = []
+    for t in reversed(known):  # most recently seen first
+        n = t.count(" ")
+        left = wanted.get(n, 0)
+        if left:
+            pool.append(t)
+            wanted[n] = left - 1
+            if not any(wanted.values()):
+                break
+    groups = group_templates([*pool, *fresh])
+    return groups, {groups[t] for t in pool}

@@ -20,7 +20,8 @@ import msgspec
 from logtallyd.stats import sketches
 from logtallyd.stats.config import StatsConfig
 from logtallyd.stats.aggregate import DISTINCT_FIELDS, Bucket, Partial, Sizes, add_counts, merge_totals
-from logtallyd.stats.tally import Tally
+from logtallyd.stats.tally import Row, Tally, rank_key
+from logtallyd.stats.grouping import group_rows
 from logtallyd.records import LEVELS
 
 TOP_FIELDS: tuple[str, ...] = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
@@ -273,6 +274,13 @@ class Stats:
         if tally is None:
             return []
         total = tally.total()
+        if field == "error":
+            # Error templates: the workers' masked templates, grouped over those the tally holds
+            # (bounds summed per group), ranked like any tally.
+            grouped = group_rows((r.value, r.lower, r.lower, r.upper) for r in tally.rows())
+            rows = sorted((Row(g, lower, upper) for g, _, lower, upper, _ in grouped), key=rank_key)[:n]
+            members = {g: m for g, _, _, _, m in grouped}
+            return [_top_row(field, row, total, b, None, members[row.value]) for row in rows]
         ips = b.counts("ip") if field == "suspicious_ip" else None
         return [_top_row(field, row, total, b, ips) for row in tally.rows(n)]
 
@@ -309,9 +317,11 @@ class Stats:
         return stats
 
 
-def _top_row(field: str, row: Any, total: int, b: Bucket, ips: Tally | None) -> dict[str, Any]:
+def _top_row(field: str, row: Any, total: int, b: Bucket, ips: Tally | None,
+             members: list[str] | None = None) -> dict[str, Any]:
     """One TOP row: `count` when exact; else `lower` and `upper` (the true count lies between)
-    and `approximate: true`. A share is of the lower bound when approximate."""
+    and `approximate: true`. A share is of the lower bound when approximate. `members`: the
+    masked templates of a grouped error template."""
     value, lower, upper = row
     out: dict[str, Any] = {"value": value}
     if lower == upper:
@@ -320,7 +330,8 @@ def _top_row(field: str, row: Any, total: int, b: Bucket, ips: Tally | None) -> 
         out.update(lower=lower, upper=upper)
     out["share"] = lower / total if total else 0.0
     if field == "error":
-        out["example"] = b.examples.get(value)
+        # The smallest message of the group, as each template's example is its smallest.
+        out["example"] = min((e for m in members or [value] if (e := b.examples.get(m)) is not None), default=None)
     elif field == "suspicious_ip":
         low, high = ips.bounds(value) if ips is not None else (0, 0)
         if low == high:
