@@ -211,6 +211,7 @@ def build(config: Config) -> Parts:
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
         load_token(config.control),
+        senders=lambda: connections.peers.senders(time.monotonic()),
     )
     parts = Parts(
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,
