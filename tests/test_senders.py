@@ -2,14 +2,16 @@
 counting, Python's SysLogHandler over TCP) on their own loopback source addresses."""
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import socket
 import subprocess
+import sys
 import time
 from typing import Any
 
-from conftest import ServerProcess, require_tool
+from conftest import ROOT, ServerProcess, require_tool
 
 from logtallyd.ingest.peers import Bucket, Peers, host_of
 
@@ -160,3 +162,21 @@ def test_rates_decay_towards_zero_when_the_sender_stops() -> None:
     later = peers.senders(100.0).senders[0]
     assert later.rate_per_s < 0.001 and 0 < later.baseline_per_s < first.baseline_per_s
     assert isinstance(row.bucket, Bucket)
+
+
+def test_logtally_senders_prints_the_table_and_json_without_auth(start_server) -> None:
+    server = start_server()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.5", 0))
+        sock.connect(server.address("tcp"))
+        sock.sendall(b"<13>1 2025-01-30T12:00:00Z web-1 app - - - hello\n")
+        wait_senders(server, lambda r: r.get("127.0.0.5", {}).get("lines") == 1)
+        wait_senders(server, lambda r: r.get("127.0.0.5", {}).get("hostnames") == ["web-1"])
+        env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+        base = [sys.executable, "-m", "logtally", "--control", server.addresses["control"]]  # no token
+        table = subprocess.run([*base, "senders"], capture_output=True, text=True, timeout=60, env=env)
+        assert table.returncode == 0, table.stderr
+        assert "127.0.0.5" in table.stdout and "web-1" in table.stdout and "lf" in table.stdout
+        as_json = subprocess.run([*base, "--json", "senders"], capture_output=True, text=True, timeout=60, env=env)
+        [row] = [r for r in json.loads(as_json.stdout)["senders"] if r["peer"] == "127.0.0.5"]
+        assert row["lines"] == 1 and row["framing"] == ["lf"] and row["connections"] == 1
