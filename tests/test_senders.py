@@ -180,3 +180,18 @@ def test_logtally_senders_prints_the_table_and_json_without_auth(start_server) -
         as_json = subprocess.run([*base, "--json", "senders"], capture_output=True, text=True, timeout=60, env=env)
         [row] = [r for r in json.loads(as_json.stdout)["senders"] if r["peer"] == "127.0.0.5"]
         assert row["lines"] == 1 and row["framing"] == ["lf"] and row["connections"] == 1
+
+
+def test_a_burst_far_above_a_senders_baseline_is_a_sender_flood(start_server) -> None:
+    server = start_server(CONFIG.replace("min_silent_s = 3", "min_silent_s = 3\nflood_factor = 5.0\nflood_min_lines = 200"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.7", 0))
+        sock.connect(server.address("tcp"))
+        for i in range(5):  # 2 lines a second: its baseline
+            sock.sendall(b"usual line\nusual line\n")
+            time.sleep(1.0)
+        sock.sendall(b"burst line\n" * 400)
+        flood = server.wait_log("anomaly", timeout=30,
+                                where=lambda e: e.get("type") == "sender_flood" and e.get("key") == "127.0.0.7")
+    assert flood["lines"] >= 200 and flood["factor"] >= 5.0 and 1.0 <= flood["baseline"] <= 3.0
+    assert [e["type"] for e in server.command("EVENTS 100")["events"]].count("sender_flood") == 1
