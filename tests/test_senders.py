@@ -92,7 +92,9 @@ def test_three_real_senders_then_one_goes_silent_and_comes_back(start_server) ->
             sock.connect((host, port))
             sock.sendall(b"x" * 300 + b"\nshort\n")
 
+        # Lines are counted as they are read, host fields once their batch is parsed.
         rows = wait_senders(server, lambda r: r.get("127.0.0.1", {}).get("lines") == 3
+                            and r.get("127.0.0.1", {}).get("hostnames")
                             and r.get("127.0.0.3", {}).get("lines") == 3
                             and r.get("127.0.0.4", {}).get("lines") == 2
                             and r.get("127.0.0.2", {}).get("lines") == 6)
@@ -106,6 +108,8 @@ def test_three_real_senders_then_one_goes_silent_and_comes_back(start_server) ->
         assert nul["bytes"] == sum(len(f"<12>handler line {i}\0") for i in range(3))
         assert big["oversize"] == 1 and big["rejected"] == {"oversize": 1} and big["reject_ratio"] == 0.5
         assert lf["first_seen"] <= lf["last_seen"] and lf["rate_per_s"] > 0 and lf["baseline_per_s"] > 0
+        closed = server.wait_log("connection_closed", where=lambda e: e["peer"].startswith("127.0.0.3:"))
+        assert closed["framing"] == ["nul"]  # each connection's own framing is in its log line
         answer = server.command("SENDERS")
         assert answer["tracked"] == 4 and answer["evicted"] == 0
         assert answer["senders"][0]["peer"] == "127.0.0.4"  # most recently seen first

@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from logtallyd.ingest.config import IngestConfig
-from logtallyd.ingest.framing import Delimiter, FrameError, Framer
+from logtallyd.ingest.framing import Delimiter, FrameError, Framer, framing_names
 from logtallyd.ingest.peers import Peer, Peers
 from logtallyd.ingest.udpdrops import socket_drops
 from logtallyd.ingest.pipeline import Pipeline
@@ -220,7 +220,8 @@ class TcpIngest(asyncio.Protocol):
         self.row.lines += n
         self.connections._removed(self)
         self.connections.log.log(
-            "info", "connection_closed", peer=self.peer, lines=self.lines, error=str(exc) if exc else None
+            "info", "connection_closed", peer=self.peer, lines=self.lines, error=str(exc) if exc else None,
+            framing=framing_names(self.framer.seen),
         )
 
     def _deliver(self, frames: list[bytes], errors: list[FrameError]) -> int:

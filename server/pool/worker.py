@@ -52,7 +52,7 @@ class BatchResult(msgspec.Struct):
     tail: list[dict[str, Any]] = []  # records for `tail` subscribers, as `logtallyd parse` shows them
     tail_skipped: int = 0  # matching records beyond `max_tail`
     web: bytes = b""  # WebPartial.to_bytes() when `WorkerOptions.web` asks for one
-    # sender address -> the distinct host fields its records carried (at most `sender_hostnames`)
+    # sender address -> the distinct host fields its records carried (at most `sender_hostnames` + 1)
     claims: dict[str, list[str]] = {}
 
 
@@ -206,11 +206,12 @@ def summarise_partial(
 
 
 def _claims(by_sender: list[str], records: list[Record], limit: int, claims: dict[str, list[str]]) -> None:
-    """The distinct host fields each sender's records carry, `limit` per sender at most."""
+    """The distinct host fields each sender's records carry: `limit` + 1 per sender at most, so
+    the sender table can tell that there were more than it keeps."""
     for sender, host in sorted(set(zip(by_sender, map(_HOST, records))), key=_PAIR_KEY):
         if sender and host:
             names = claims.setdefault(sender, [])
-            if len(names) < limit:
+            if len(names) <= limit:
                 names.append(host)
 
 
