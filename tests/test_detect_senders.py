@@ -101,3 +101,49 @@ def test_the_engine_steps_sender_counts_from_feeds() -> None:
     events = engine.advance(T0 + 10)
     assert [(e.type, e.key) for e in events] == [("sender_silent", "10.0.0.1")]
     assert engine.stats()["events_sender_silent"] == 1
+
+
+def naive_silences(counts: dict[int, dict[str, int]], until: int, config: SendersConfig) -> list[tuple[int, str]]:
+    """The silence rule read straight off the config, every sender checked every second."""
+    alpha = 2.0 / (config.window + 1)
+    last: dict[str, int] = {}
+    gap: dict[str, float] = {}
+    gaps: dict[str, int] = {}
+    silent: set[str] = set()
+    fired = []
+    for second in range(T0, until):
+        for sender in sorted(counts.get(second, {})):
+            if sender in last:
+                if sender in silent:
+                    silent.discard(sender)
+                else:
+                    g = second - last[sender]
+                    gap[sender] = g if not gaps.get(sender) else gap[sender] + alpha * (g - gap[sender])
+                    gaps[sender] = gaps.get(sender, 0) + 1
+            last[sender] = second
+        for sender in sorted(last):
+            away = second - last[sender]
+            if (sender not in silent and gaps.get(sender, 0) >= config.min_samples
+                    and away > config.min_silent_s and away > config.silent_multiple * gap[sender]):
+                silent.add(sender)
+                fired.append((second, sender))
+    return fired
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_deadline_heap_finds_the_same_silences_as_checking_every_sender(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    config = SendersConfig(min_samples=3, silent_multiple=2.0, min_silent_s=2, window=5)
+    counts: dict[int, dict[str, int]] = {}
+    for sender in "abcdefgh":
+        period = rng.randint(1, 4)
+        second = T0 + rng.randint(0, 3)
+        while second < T0 + 300:
+            counts.setdefault(second, {})[sender] = 1
+            second += period + (rng.randint(5, 30) if rng.random() < 0.05 else 0)
+    det = SendersDetector(DetectConfig(senders=config), SendersState())
+    got = [(int(e.ts), e.key) for e in run(det, counts, T0 + 320) if isinstance(e, SenderSilent)]
+    assert got == naive_silences(counts, T0 + 320, config) and got
+    assert len(det._deadlines) <= 4 * len(det.state.senders) + 64  # stale entries are dropped

@@ -4,6 +4,8 @@ own rhythm learned in event time from the feed's per-second line counts (`Second
 """
 from __future__ import annotations
 
+import heapq
+
 import msgspec
 
 from logtallyd.detect.config import DetectConfig, SendersConfig
@@ -33,6 +35,14 @@ class SendersState(msgspec.Struct):
 
 
 class SendersDetector(SectionDetector[SendersConfig, SendersState]):
+    """Silence is found through a heap of deadlines (entries made stale by a later line are
+    skipped), so a step costs the senders that sent in it, not every sender tracked."""
+
+    def __init__(self, config: DetectConfig, state: SendersState) -> None:
+        super().__init__(config, state)
+        self._deadlines: list[tuple[float, str, int]] = []  # (silent after, sender, its last second then)
+        self._rebuild()
+
     def section(self, config: DetectConfig) -> SendersConfig:
         return config.senders
 
@@ -43,6 +53,7 @@ class SendersDetector(SectionDetector[SendersConfig, SendersState]):
         """A smaller `max_senders` forgets the least recently seen at once."""
         super().reconfigure(config)
         self._forget()
+        self._rebuild()
 
     def step(self, second: int, data: Second | None) -> list[Event]:
         events: list[Event] = []
@@ -56,6 +67,7 @@ class SendersDetector(SectionDetector[SendersConfig, SendersState]):
                 else:
                     self._seen(second, sender, lines, track, events)
                 tracks[sender] = track  # now the most recently seen
+                self._arm(sender, track)
             self._forget()
         self._silences(second, events)
         return events
@@ -90,16 +102,40 @@ class SendersDetector(SectionDetector[SendersConfig, SendersState]):
         track.rate += alpha * (lines - track.rate)
         track.seconds += 1
 
-    def _silences(self, second: int, events: list[Event]) -> None:
-        config = self.config
+    def _deadline(self, track: SenderTrack) -> float | None:
+        """The last second at which `track` is not yet silent; None while it is not judged."""
+        if track.silent or track.gaps < self.config.min_samples:
+            return None
+        return track.last + max(float(self.config.min_silent_s), self.config.silent_multiple * track.gap)
+
+    def _arm(self, sender: str, track: SenderTrack) -> None:
+        deadline = self._deadline(track)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, sender, track.last))
+            if len(self._deadlines) > 4 * len(self.state.senders) + 64:
+                self._rebuild()  # drop the stale entries
+
+    def _rebuild(self) -> None:
+        self._deadlines = []
         for sender, track in self.state.senders.items():
-            if track.silent or track.gaps < config.min_samples:
-                continue
-            away = second - track.last
-            if away > config.min_silent_s and away > config.silent_multiple * track.gap:
-                track.silent = True
-                events.append(SenderSilent(float(second), DETECTOR, sender, away, round(track.gap, 3),
-                                           float(track.last)))
+            deadline = self._deadline(track)
+            if deadline is not None:
+                self._deadlines.append((deadline, sender, track.last))
+        heapq.heapify(self._deadlines)
+
+    def _silences(self, second: int, events: list[Event]) -> None:
+        heap, tracks = self._deadlines, self.state.senders
+        fired: list[tuple[str, SenderTrack]] = []
+        while heap and heap[0][0] < second:
+            _, sender, last = heapq.heappop(heap)
+            track = tracks.get(sender)
+            if track is None or track.last != last or track.silent:
+                continue  # it sent since, was forgotten, or is silent already
+            track.silent = True
+            fired.append((sender, track))
+        for sender, track in sorted(fired):  # one order of events, whatever the heap's
+            events.append(SenderSilent(float(second), DETECTOR, sender, second - track.last, round(track.gap, 3),
+                                       float(track.last)))
 
     def _forget(self) -> None:
         tracks = self.state.senders
