@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between refreshes (default 1)")
     p.add_argument("--window", default="1m", help="window the sections show (default 1m)")
 
+    command("senders", "one row per sender: seen times, lines, bytes, rate against its baseline, framing, rejects")
+
     p = command("events", "recent anomaly events, then follow new ones")
     p.add_argument("-n", type=_count_arg, default=20, metavar="N", help="recent events to print first (default 20)")
     p.add_argument("--no-follow", action="store_true", help="print the recent events and exit")
@@ -171,6 +173,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         from logtally.watch import run_watch
 
         return await run_watch(args)
+    if command == "senders":
+        answer = await ask(args.control, "SENDERS")
+        print(json.dumps(answer) if args.json else render.senders_table(answer))
+        return 0
     if command == "events":
         return await do_events(args)
     if command == "subscribe":

@@ -184,6 +184,27 @@ def send_summary(summary: dict[str, Any]) -> str:
     return text
 
 
+def senders_table(answer: dict[str, Any]) -> str:
+    """A SENDERS answer: one row per sender address, most recently seen first."""
+    rows = []
+    for row in answer.get("senders") or []:
+        hosts = ",".join(row.get("hostnames") or []) + ("+" if row.get("hostnames_truncated") else "")
+        rejected = row.get("rejected") or {}
+        rows.append((
+            row.get("peer", "?"), hosts or "-", iso_time(row["first_seen"]), iso_time(row["last_seen"]),
+            count(row.get("lines", 0)), size(row.get("bytes", 0)),
+            f"{rate(row.get('rate_per_s', 0.0))} / {rate(row.get('baseline_per_s', 0.0))}",
+            ",".join(row.get("framing") or []) or "-",
+            " ".join(f"{k}={count(v)}" for k, v in rejected.items()) or "-",
+            percent(row.get("reject_ratio", 0.0)), count(row.get("oversize", 0)),
+            ",".join(row.get("tls_client") or []) or "-",
+        ))
+    head = f"senders: {count(answer.get('tracked', 0))} tracked, {count(answer.get('evicted', 0))} evicted"
+    headers = ("peer", "hostnames", "first seen", "last seen", "lines", "bytes", "rate/s / baseline",
+               "framing", "rejected", "reject %", "oversize", "tls client")
+    return head + "\n" + _table(rows, headers) if rows else head
+
+
 def event_line(event: dict[str, Any]) -> str:
     """`2025-02-01T10:00:05Z  pattern  pattern  key=203.0.113.9  pattern=ssh_brute_force ...`"""
     figures = {k: v for k, v in event.items() if k not in ("type", "ts", "detector", "key")}

@@ -49,7 +49,7 @@ def test_version_of_the_client_and_the_daemon() -> None:
 def test_every_option_of_every_command_has_help_text() -> None:
     parser = build_parser()
     commands = subcommands(parser)
-    assert set(commands) == {"send", "stats", "top", "watch", "events", "subscribe", "tail", "prime", "completion"}
+    assert set(commands) == {"send", "senders", "stats", "top", "watch", "events", "subscribe", "tail", "prime", "completion"}
     missing = []
     for name, p in [(PROG, parser), *commands.items()]:
         for action in p._actions:
@@ -107,7 +107,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         return sorted(result.stdout.split())
 
-    assert complete("logtally", "s") == ["send", "stats", "subscribe"]
+    assert complete("logtally", "s") == ["send", "senders", "stats", "subscribe"]
     assert complete("logtally", "stats", "--c") == ["--color", "--control"]
     assert complete("logtally", "completion", "") == ["bash", "fish", "zsh"]
     assert complete("logtally", "top", "suspicious") == ["suspicious_ip"]

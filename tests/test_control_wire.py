@@ -77,7 +77,7 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
         "detect": {
             "feeds": LIVE, "records": 2, "dropped_matches": 0, "pending_seconds": LIVE, "untracked_spike_errors": 0,
             "untracked_zscore_lines": 0, "untracked_ip_requests": 0, "untracked_pattern_keys": 0,
-            "suppressed_new_templates": 0,
+            "suppressed_new_templates": 0, "forgotten_senders": 0,
         },
         "job_failures": {},
         "uptime_s": LIVE,

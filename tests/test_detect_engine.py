@@ -234,12 +234,13 @@ def test_figures_are_the_stats_object() -> None:
     assert figures == DetectFigures(
         counters={"feeds": 1, "records": 6, "dropped_matches": 0, "events_error_spike": 1},
         pending_seconds=1, untracked_spike_errors=3, untracked_zscore_lines=0,
-        untracked_ip_requests=0, untracked_pattern_keys=0, suppressed_new_templates=0,
+        untracked_ip_requests=0, untracked_pattern_keys=0, suppressed_new_templates=0, forgotten_senders=0,
     )
     assert list(engine.stats().items()) == [
         ("feeds", 1), ("records", 6), ("dropped_matches", 0), ("events_error_spike", 1),
         ("pending_seconds", 1), ("untracked_spike_errors", 3), ("untracked_zscore_lines", 0),
         ("untracked_ip_requests", 0), ("untracked_pattern_keys", 0), ("suppressed_new_templates", 0),
+        ("forgotten_senders", 0),
     ]
 
 

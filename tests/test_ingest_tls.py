@@ -205,3 +205,18 @@ def test_sighup_applies_a_new_allow_list_to_the_next_connection(start_server, pk
     report = wait_for(server, lambda r: r["connections"]["refused"] == 2 and r["received"] == 2)
     assert report["received"] == 2
     assert report["connections"]["refused_by"] == {"client_not_allowed": 2}
+
+
+def test_senders_shows_the_tls_client_identity(start_server, pki) -> None:
+    server = start_server(tls_config(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"][0]))
+    context.load_cert_chain(*map(str, pki["web-2"]))
+    with socket.create_connection(server.address("tls"), timeout=30, source_address=("127.0.0.6", 0)) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(LINE * 2)
+    send_tcp(server.address("tcp"), LINE)  # plain TCP from 127.0.0.1: no identity
+    assert server.wait_received(3)["received"] == 3
+    rows = {row["peer"]: row for row in server.command("SENDERS")["senders"]}
+    assert rows["127.0.0.6"]["tls_client"] == ["other-cn", "web-2.example.org"]
+    assert rows["127.0.0.6"]["lines"] == 2 and rows["127.0.0.6"]["bytes"] == 2 * len(LINE)
+    assert rows["127.0.0.1"]["tls_client"] is None and rows["127.0.0.1"]["lines"] == 1

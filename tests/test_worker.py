@@ -53,3 +53,27 @@ def test_tail_records_come_back_in_order_up_to_the_limit() -> None:
         "Failed password for root from 203.0.113.7 port 22 ssh2"
     ]
     assert result.tail_skipped == 2  # the 503 access line and the JSON error
+
+
+def test_senders_get_their_claimed_hosts_and_per_second_lines() -> None:
+    """Runs of sender addresses: each parsed record's host field and event second are credited to
+    its sender; rejected frames are not; "" (an archive replay) is no sender."""
+    senders = [("10.0.0.1", 2), ("10.0.0.2", 5), ("", 2)]  # frames 0-1, 2-6 (5 and 6 rejected), 7-8
+    result = decode_result(process_batch(FRAMES, ARRIVAL, WorkerOptions(sender_hostnames=1), 0, None, senders))
+    assert result.claims == {"10.0.0.1": ["host"]}  # 10.0.0.2's records name no host
+    by_sender: dict[str, int] = {}
+    for second in Feed.from_bytes(result.feed).data.seconds.values():
+        for sender, lines in second.senders.items():
+            by_sender[sender] = by_sender.get(sender, 0) + lines
+    assert by_sender == {"10.0.0.1": 2, "10.0.0.2": 3}
+    plain = decode_result(process_batch(FRAMES, ARRIVAL, WorkerOptions()))  # as `analyze` calls it
+    assert plain.claims == {} and all(not s.senders for s in Feed.from_bytes(plain.feed).data.seconds.values())
+
+
+def test_claimed_hosts_stop_at_sender_hostnames() -> None:
+    frames = [f"<134>1 2025-01-30T12:00:00Z {h} app - - - x".encode() for h in ("a", "b", "a", "c")]
+    # one more than the limit comes back, so that SENDERS can say `hostnames_truncated`
+    for limit, expected in [(1, ["a", "b"]), (2, ["a", "b", "c"]), (3, ["a", "b", "c"])]:
+        options = WorkerOptions(sender_hostnames=limit)
+        result = decode_result(process_batch(frames, ARRIVAL, options, 0, None, [("10.0.0.1", 4)]))
+        assert result.claims == {"10.0.0.1": expected}

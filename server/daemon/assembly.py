@@ -162,7 +162,8 @@ class Parts:
 
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
     return WorkerOptions(parse=config.parse, detect=config.detect, listener_parse=config.listener_parse(),
-                         tail_filters=tail_filters, distinct_lg_k=config.stats.distinct_lg_k)
+                         tail_filters=tail_filters, distinct_lg_k=config.stats.distinct_lg_k,
+                         sender_hostnames=config.ingest.sender_hostnames)
 
 
 def build(config: Config) -> Parts:
@@ -182,7 +183,7 @@ def build(config: Config) -> Parts:
         config.ingest.delimiter,
         config.ingest.max_connections_per_peer,
         Peers(config.ingest.max_peers, config.ingest.peer_lines_per_s, config.ingest.peer_burst_lines,
-              config.ingest.peer_report),
+              config.ingest.peer_report, config.ingest.sender_hostnames),
     )
     parts: Parts  # the callbacks below run after it is built
     hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic,
@@ -204,11 +205,13 @@ def build(config: Config) -> Parts:
         archive=Archive(config.archive) if config.archive.enabled else None,
         on_tail=hub.publish_tail, on_result=batch_done, clock=clock,
         log_limiter=RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s),
+        peers=connections.peers,
     )
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
         load_token(config.control),
+        senders=lambda: connections.peers.senders(time.monotonic()),
     )
     parts = Parts(
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,

@@ -82,6 +82,25 @@ class NewTemplateConfig(Strict):
     max_events_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 20
 
 
+class SendersConfig(Strict):
+    """Per sender address (live only: `analyze` of a file knows no sender): silence, return, flood.
+
+    A sender's baseline is learned over the event seconds in which it sent lines: the usual gap
+    between them and its lines per such second (EWMAs of span `window`).
+    """
+
+    enabled: bool = True
+    window: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 60  # EWMA span in active seconds
+    min_samples: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10  # gaps (silence) / active seconds (flood) before it is judged
+    # Silent: no line for longer than silent_multiple x its usual gap, and at least min_silent_s.
+    silent_multiple: Annotated[float, msgspec.Meta(ge=1, le=10_000)] = 10.0
+    min_silent_s: Annotated[int, msgspec.Meta(ge=1, le=_DAY)] = 60
+    # Flood: one second holds flood_factor x its usual lines per second, and at least flood_min_lines.
+    flood_factor: Annotated[float, msgspec.Meta(ge=1, le=1e6)] = 10.0
+    flood_min_lines: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] = 1000
+    max_senders: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10000  # the least recently seen are forgotten first
+
+
 class PatternLimits(Strict):
     max_keys: Count = 10000  # keys with a partial match, per pattern; more are counted, not tracked
     max_matches_per_feed: Count = 10000  # step-matching records one batch may carry
@@ -119,5 +138,6 @@ class DetectConfig(Strict):
     zscore: ZScoreConfig = ZScoreConfig()
     suspicious: SuspiciousConfig = SuspiciousConfig()
     newtemplate: NewTemplateConfig = NewTemplateConfig()
+    senders: SendersConfig = SendersConfig()
     pattern: PatternLimits = PatternLimits()
     patterns: list[Pattern] = msgspec.field(default_factory=lambda: [SSH_BRUTE_FORCE])

@@ -15,6 +15,7 @@ from logtallyd.detect.events import AnyEvent, Event
 from logtallyd.detect.feed import Feed, Match, Second, merge_second, pattern_id
 from logtallyd.detect.newtemplate import NewTemplateDetector, NewTemplateState
 from logtallyd.detect.pattern import PatternDetector, PatternState
+from logtallyd.detect.senders import SendersDetector, SendersState
 from logtallyd.detect.spike import SpikeDetector, SpikeState
 from logtallyd.detect.suspicious import SuspiciousDetector, SuspiciousState
 from logtallyd.detect.zscore import ZScoreDetector, ZScoreState
@@ -35,6 +36,7 @@ class EngineState(msgspec.Struct):
     suspicious: SuspiciousState = msgspec.field(default_factory=SuspiciousState)
     newtemplate: NewTemplateState = msgspec.field(default_factory=NewTemplateState)
     patterns: dict[str, PatternState] = {}
+    senders: SendersState = msgspec.field(default_factory=SendersState)
 
 
 class DetectFigures(msgspec.Struct):
@@ -49,6 +51,7 @@ class DetectFigures(msgspec.Struct):
     untracked_ip_requests: int  # requests of IPs beyond suspicious.max_ips
     untracked_pattern_keys: int  # step-0 matches of keys beyond pattern.max_keys
     suppressed_new_templates: int  # new templates over newtemplate.max_events_per_minute
+    forgotten_senders: int  # senders forgotten past senders.max_senders (least recently seen)
 
     def report(self) -> dict[str, int]:
         """One flat map, counters first (the STATS `detect` object)."""
@@ -69,9 +72,10 @@ class Engine:
         self.zscore = ZScoreDetector(config, st.zscore)
         self.pattern = PatternDetector(config, st.patterns)
         self.newtemplate = NewTemplateDetector(config, st.newtemplate)
+        self.senders = SendersDetector(config, st.senders)
         # Stepped in this order: the order of one second's events.
         self.detectors: tuple[Detector, ...] = (
-            self.spike, self.suspicious, self.zscore, self.pattern, self.newtemplate
+            self.spike, self.suspicious, self.zscore, self.pattern, self.newtemplate, self.senders
         )
         self._remap_pending([pattern_id(p) for p in config.patterns])
         self.counters: collections.Counter[str] = collections.Counter(st.counters)

@@ -86,7 +86,34 @@ class NewTemplate(Event, frozen=True, tag="new_template"):
     count: int  # occurrences in the second it first appeared
 
 
-AnyEvent = Union[ErrorSpike, Resolved, ZScore, PatternMatch, SuspiciousIp, NewTemplate]
+class SenderSilent(Event, frozen=True, tag="sender_silent"):
+    """A sender with a steady rhythm sent nothing for longer than its configured multiple of its
+    usual gap (`key`: its address)."""
+
+    silent_s: int  # event seconds since its last line
+    usual_gap_s: float
+    last_line: float  # the event second of its last line
+
+
+class SenderBack(Event, frozen=True, tag="sender_back"):
+    """A sender that was `sender_silent` sent again."""
+
+    silent_s: int  # event seconds it was away
+    usual_gap_s: float
+    lines: int  # in the second it came back
+
+
+class SenderFlood(Event, frozen=True, tag="sender_flood"):
+    """One event second held far more of a sender's lines than its baseline (rising edge; a
+    `resolved` with `of` = "sender_flood" follows once a second is back under the factor)."""
+
+    lines: int
+    baseline: float  # its usual lines per active second
+    factor: float  # lines / baseline
+
+
+AnyEvent = Union[ErrorSpike, Resolved, ZScore, PatternMatch, SuspiciousIp, NewTemplate, SenderSilent, SenderBack,
+                 SenderFlood]
 
 json_encoder = msgspec.json.Encoder()
 json_decoder = msgspec.json.Decoder(AnyEvent)

@@ -11,7 +11,7 @@ import functools
 import ipaddress
 import operator
 import re
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -62,6 +62,7 @@ class Second(msgspec.Struct, array_like=True):
     templates: dict[str, dict[str, TemplateTally]] = {}  # service -> template -> tally
     ips: dict[str, IpTally] = {}
     matches: list[Match] = []
+    senders: dict[str, int] = {}  # sender address -> lines (live only: a file names no sender)
 
     def lines(self) -> int:
         return sum(t.lines for t in self.services.values())
@@ -102,10 +103,12 @@ class Feed:
         seconds: Sequence[int],
         templates: Sequence[str | None],
         groups: Groups | None = None,
+        senders: Sequence[str] | None = None,
     ) -> None:
         """Count parsed records (aligned lists: record, event second, and the error template or
         None); calls add up, record indices continuing across them. `groups` is
-        `by_second(seconds)` when the caller has it already."""
+        `by_second(seconds)` when the caller has it already; `senders`, aligned too, each
+        record's sender address ("" = none)."""
         n = len(records)
         if not n:
             return
@@ -113,6 +116,8 @@ class Feed:
         base = data.records
         data.records = base + n
         for second, positions in by_second(seconds) if groups is None else groups:
+            if senders is not None:
+                self._add_senders(second, senders if positions is None else map(senders.__getitem__, positions))
             if positions is None:
                 self._add_second(second, records, range(n), templates, base)
             else:
@@ -125,6 +130,15 @@ class Feed:
                 )
         if self._matchers:
             self._match_many(records, seconds, base)
+
+    def _add_senders(self, second: int, senders: Iterable[str]) -> None:
+        sec = self.data.seconds.get(second)
+        if sec is None:
+            sec = self.data.seconds[second] = Second()
+        counts = sec.senders
+        for sender, lines in collections.Counter(senders).items():
+            if sender:
+                counts[sender] = counts.get(sender, 0) + lines
 
     def _add_second(
         self,
@@ -272,6 +286,8 @@ def merge_second(target: Second, source: Second) -> None:
                 seen.count += theirs_t.count
                 if theirs_t.order < seen.order:
                     seen.example, seen.order = theirs_t.example, theirs_t.order
+    for sender, lines in source.senders.items():
+        target.senders[sender] = target.senders.get(sender, 0) + lines
     for ip, theirs_ip in source.ips.items():
         mine_ip = target.ips.get(ip)
         if mine_ip is None:

@@ -43,6 +43,8 @@ class IngestConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Peers tracked at once beyond those with an open connection; the least recently seen go first.
     max_peers: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
     peer_report: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 10  # rows of STATS `peers.top`
+    # Host fields a sender's records claim that SENDERS keeps per sender (the rest are flagged).
+    sender_hostnames: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
     idle_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0  # 0 = never
     udp_receive_buffer: Annotated[int, msgspec.Meta(ge=4096, le=_C_INT_MAX)] = 4 * 1024 * 1024
     # Bytes of a rejected frame kept for the rejects file and the `line_rejected` log.

@@ -36,6 +36,15 @@ _OCTET_AFTER_LF = re.compile(rb"\n[1-9][0-9]{0,8} <")
 #            frame is delivered; octet-counted frames before it do not decide.
 Delimiter = Literal["learn", "any", "nul"]
 
+# `Framer.seen` bits: the framings a stream has used (STATS-free; SENDERS shows them by name).
+OCTET, LF, NUL = 1, 2, 4
+FRAMING_NAMES = (("octet_counted", OCTET), ("lf", LF), ("nul", NUL))
+
+
+def framing_names(seen: int) -> list[str]:
+    """The names of the framings in a `Framer.seen` mask, in a fixed order."""
+    return [name for name, bit in FRAMING_NAMES if seen & bit]
+
 
 class _Discard:
     """Discarding an oversize frame: `remaining` bytes by count, or (-1) up to the next trailer.
@@ -82,6 +91,7 @@ class Framer:
         self._buf = bytearray()
         self._discard: _Discard | None = None  # inside an oversize frame
         self._after_octet = False  # an LF right after an octet-counted frame is its trailer
+        self.seen = 0  # OCTET | LF | NUL: how this stream's delivered frames were framed
 
     def feed(self, data: bytes) -> tuple[list[bytes], list[FrameError]]:
         """Add bytes; return the frames and errors they complete."""
@@ -140,6 +150,7 @@ class Framer:
                     frames.append(bytes(buf[start : start + count]))
                     pos = start + count
                     self._after_octet = True
+                    self.seen |= OCTET
                     continue
             if self.delimiter == "learn" and not self._learn(buf, pos, end):
                 break
@@ -156,6 +167,7 @@ class Framer:
                 if line_end > pos and buf[line_end - 1] == 0x0D:
                     line_end -= 1  # CRLF
                 frames.append(bytes(buf[pos:line_end]))
+                self.seen |= NUL if buf[stop] == 0 else LF
             pos = stop + 1
         del buf[:pos]
         return frames, errors
@@ -199,6 +211,7 @@ class Framer:
         if b"\r" in buf:
             lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
         del buf[: last + 1]
+        self.seen |= LF
         return lines
 
     def close(self) -> tuple[list[bytes], list[FrameError]]:

@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from logtallyd.ingest.config import IngestConfig
-from logtallyd.ingest.framing import Delimiter, FrameError, Framer
+from logtallyd.ingest.framing import Delimiter, FrameError, Framer, framing_names
 from logtallyd.ingest.peers import Peer, Peers
 from logtallyd.ingest.udpdrops import socket_drops
 from logtallyd.ingest.pipeline import Pipeline
@@ -84,7 +84,8 @@ class Connections:
         self.idle_timeout_s = ingest.idle_timeout_s
         self.max_message_bytes = ingest.max_message_bytes
         self.delimiter = ingest.delimiter
-        self.peers.reconfigure(ingest.max_peers, ingest.peer_lines_per_s, ingest.peer_burst_lines, ingest.peer_report)
+        self.peers.reconfigure(ingest.max_peers, ingest.peer_lines_per_s, ingest.peer_burst_lines, ingest.peer_report,
+                               ingest.sender_hostnames)
 
     def pause(self) -> None:
         self.paused = True
@@ -133,7 +134,7 @@ class Connections:
         if reason is not None:
             self.refuse(reason)
             return reason
-        conn.row = self.peers.get(host, time.monotonic(), connecting=True)
+        conn.row = self.peers.get(host, time.monotonic(), connecting=True, wall=time.time())
         self.open.add(conn)
         self.total += 1
         self._all_closed.clear()
@@ -191,6 +192,11 @@ class TcpIngest(asyncio.Protocol):
         self.last_active = now = time.monotonic()
         frames, errors = self.framer.feed(data)
         n = self._deliver(frames, errors)
+        # The sender's figures per read, not per line.
+        row = self.row
+        row.received(n, len(data), now, time.time())
+        row.framing |= self.framer.seen
+        self.connections.peers.table.move_to_end(row.host)  # seen now: the last to be evicted
         # Charged per read, not per line: the lines are in, the sender waits out the debt.
         if n and self.row.bucket.rate > 0:
             delay = self.row.bucket.charge(n, now)
@@ -210,10 +216,12 @@ class TcpIngest(asyncio.Protocol):
             self._rate_hold.cancel()
             self._rate_hold = None
         frames, errors = self.framer.close()
-        self._deliver(frames, errors)
+        n = self._deliver(frames, errors)
+        self.row.lines += n
         self.connections._removed(self)
         self.connections.log.log(
-            "info", "connection_closed", peer=self.peer, lines=self.lines, error=str(exc) if exc else None
+            "info", "connection_closed", peer=self.peer, lines=self.lines, error=str(exc) if exc else None,
+            framing=framing_names(self.framer.seen),
         )
 
     def _deliver(self, frames: list[bytes], errors: list[FrameError]) -> int:
@@ -223,7 +231,6 @@ class TcpIngest(asyncio.Protocol):
             self.pipeline.reject_frames(errors, self.peer)
         n = len(frames) + len(errors)
         self.lines += n
-        self.row.lines += n
         return n
 
     def _rate_release(self) -> None:
@@ -329,8 +336,10 @@ class TlsIngest(TcpIngest):
         """Check the client's names; True when the connection opens."""
         assert self._tls is not None
         self._end_handshake()
+        names = client_names(self._tls.getpeercert())
+        if names:
+            self.row.tls_client = names  # SENDERS shows who the certificate says it is
         if self.allowed_clients:
-            names = client_names(self._tls.getpeercert())
             if not self.allowed_clients.intersection(names):
                 self._refuse("client_not_allowed", None, names)
                 return False
@@ -397,8 +406,9 @@ class UdpIngest(asyncio.DatagramProtocol):
         self.datagrams += 1
         peer = _peer_name(addr)
         now = time.monotonic()
-        row = self.peers.get(_host(addr), now)
-        row.lines += 1
+        wall = time.time()
+        row = self.peers.get(_host(addr), now, wall=wall)
+        row.received(1, len(data), now, wall)
         if not row.bucket.take(now):  # a datagram cannot wait: past its peer's rate it is counted out
             row.rate_dropped += 1
             self.pipeline.reject_line("rate_limited", len(data), data[: self.sample_bytes], peer)

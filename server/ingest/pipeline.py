@@ -27,6 +27,7 @@ from logtallyd.pool.scheduler import INGEST, PoolScheduler
 from logtallyd.stats.windows import Stats
 from logtallyd.pool.worker import BatchResult, WorkerOptions, decode_result, process_batch
 from logtallyd.ingest.batching import Batch, Batcher
+from logtallyd.ingest.peers import Peers, host_of
 from logtallyd.ingest.pressure import InFlight, Pressure, Transition
 from logtallyd.ingest.reorder import Reorder
 
@@ -63,7 +64,9 @@ class Pipeline:
         on_result: Callable[[int, BatchResult | None, float], None] | None = None,
         clock: Callable[[], float] = time.time,
         log_limiter: RateLimiter | None = None,
+        peers: Peers | None = None,
     ) -> None:
+        self.peers = peers  # the sender table: its rejects and the host fields its records claim
         self.options = options
         self.scheduler = scheduler
         self.stats = stats
@@ -170,6 +173,8 @@ class Pipeline:
             self.stats.merge(partial, self.clock())
 
     def _rejected(self, now: float, reason: str, peer: str, line: bytes) -> None:
+        if self.peers is not None:
+            self.peers.rejected(host_of(peer), reason)
         if self.rejects is not None:
             self.rejects.write(now, reason, peer, line)
         self.reject_log.log("warning", "line_rejected", key=reason, reason=reason, peer=peer,
@@ -219,6 +224,7 @@ class Pipeline:
             data = await self.scheduler.run(
                 INGEST, process_batch, batch.frames, batch.arrival, self.options, batch.seq,
                 batch.listeners if self.options.listener_parse else None,
+                _senders(batch.peers),
             )
             result: BatchResult | None = decode_result(data)
             assert result is not None
@@ -257,6 +263,9 @@ class Pipeline:
                 if result is not None:
                     for index, reason in result.rejected:
                         self._rejected(now, reason, batch.peer_of(index), batch.frames[index])
+                    if result.claims and self.peers is not None:
+                        for host, names in result.claims.items():
+                            self.peers.claimed(host, names)
                     if result.tail and self.on_tail is not None:
                         self.on_tail(result.tail)
                     self.tail_skipped += result.tail_skipped
@@ -304,3 +313,8 @@ class Pipeline:
         if archive is not None:
             self.archived = archive.position
         return replayed
+
+
+def _senders(peers: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """A batch's peer runs by sender address; archive replays carry none ("")."""
+    return [("" if peer == "archive" else host_of(peer), count) for peer, count in peers]

@@ -40,6 +40,7 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     # `analyze`'s web report (GoAccess's panels); None, as in the daemon, collects nothing.
     web: WebConfig | None = None
     distinct_lg_k: int = 12  # `[stats] distinct_lg_k`: the HLL sketches are built at the size merged into
+    sender_hostnames: int = 8  # `[ingest] sender_hostnames`: host fields returned per sender at most
 
 
 class BatchResult(msgspec.Struct):
@@ -51,6 +52,8 @@ class BatchResult(msgspec.Struct):
     tail: list[dict[str, Any]] = []  # records for `tail` subscribers, as `logtallyd parse` shows them
     tail_skipped: int = 0  # matching records beyond `max_tail`
     web: bytes = b""  # WebPartial.to_bytes() when `WorkerOptions.web` asks for one
+    # sender address -> the distinct host fields its records carried (at most `sender_hostnames` + 1)
+    claims: dict[str, list[str]] = {}
 
 
 _result_encoder = msgspec.msgpack.Encoder()
@@ -63,14 +66,16 @@ def process_batch(
     options: WorkerOptions,
     seq: int = 0,
     listeners: list[tuple[str, int]] | None = None,
+    senders: list[tuple[str, int]] | None = None,
 ) -> bytes:
     """Parse and summarise one batch (number `seq` of the stream); returns an encoded `BatchResult`.
 
-    `listeners` says, run by run, which listener each frame came from (for `listener_parse`).
+    `listeners` says, run by run, which listener each frame came from (for `listener_parse`);
+    `senders`, which sender address ("" = none, as in `analyze`), for the sender detectors and SENDERS.
     """
     if not _gc_tuned:
         tune_gc()
-    return _result_encoder.encode(summarise(frames, arrival, options, seq, listeners))
+    return _result_encoder.encode(summarise(frames, arrival, options, seq, listeners, senders))
 
 
 _gc_tuned = False
@@ -104,15 +109,18 @@ def summarise(
     options: WorkerOptions,
     seq: int = 0,
     listeners: list[tuple[str, int]] | None = None,
+    senders: list[tuple[str, int]] | None = None,
 ) -> BatchResult:
     tail: list[dict[str, Any]] = []
     keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
     feed = Feed(options.detect, origin=seq)
     web: list[bytes] = []
-    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners, web)
+    claims: dict[str, list[str]] = {}
+    partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners, web,
+                                                   senders, claims)
     return BatchResult(
         partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped,
-        web=web[0] if web else b"",
+        web=web[0] if web else b"", claims=claims,
     )
 
 
@@ -131,6 +139,8 @@ def summarise_partial(
     tail: list[dict[str, Any]] | None = None,
     listeners: list[tuple[str, int]] | None = None,
     web: list[bytes] | None = None,
+    senders: list[tuple[str, int]] | None = None,
+    claims: dict[str, list[str]] | None = None,
 ) -> tuple[Partial, list[tuple[int, str]], int]:
     partial = Partial(lg_k=options.distinct_lg_k)
     rejected: list[tuple[int, str]] = []
@@ -149,8 +159,14 @@ def summarise_partial(
         results = [parse(text, arrival, plan) for text in texts]
     sizes = list(map(len, frames))
     records: list[Record] = results  # type: ignore[assignment]
+    # Each record's sender address, one column built from the runs (None: no sender known).
+    by_sender: list[str] | None = None
+    if senders and any(name for name, _ in senders):
+        by_sender = []
+        for name, count in senders:
+            by_sender += [name] * count
     if Rejected in set(map(type, results)):
-        records, kept = [], []
+        records, kept, kept_senders = [], [], []
         for index, result in enumerate(results):
             if type(result) is Rejected:
                 partial.reject(result.reason, sizes[index])
@@ -158,7 +174,13 @@ def summarise_partial(
             else:
                 records.append(result)  # type: ignore[arg-type]
                 kept.append(sizes[index])
+                if by_sender is not None:
+                    kept_senders.append(by_sender[index])
         sizes = kept
+        if by_sender is not None:
+            by_sender = kept_senders
+    if by_sender is not None and claims is not None:
+        _claims(by_sender, records, options.sender_hostnames, claims)
     fallback_second = int(arrival)
     seconds = [fallback_second if ts is None else int(ts) for ts in map(_TS, records)]
     templates = [
@@ -168,7 +190,7 @@ def summarise_partial(
     groups = by_second(seconds)
     partial.add_many(records, sizes, seconds, templates, groups)
     if feed is not None:
-        feed.add_many(records, seconds, templates, groups)
+        feed.add_many(records, seconds, templates, groups, by_sender)
     if web is not None and options.web is not None:
         web.append(collect(records, options.web).to_bytes())
     skipped = 0
@@ -181,6 +203,20 @@ def summarise_partial(
                 else:
                     skipped += 1
     return partial, rejected, skipped
+
+
+def _claims(by_sender: list[str], records: list[Record], limit: int, claims: dict[str, list[str]]) -> None:
+    """The distinct host fields each sender's records carry: `limit` + 1 per sender at most, so
+    the sender table can tell that there were more than it keeps."""
+    for sender, host in sorted(set(zip(by_sender, map(_HOST, records))), key=_PAIR_KEY):
+        if sender and host:
+            names = claims.setdefault(sender, [])
+            if len(names) <= limit:
+                names.append(host)
+
+
+def _PAIR_KEY(pair: tuple[str, str | None]) -> tuple[str, str]:
+    return (pair[0], pair[1] or "")
 
 
 def _decode_all(frames: list[bytes], partial: Partial) -> list[str]:
@@ -205,6 +241,7 @@ def _decode_all(frames: list[bytes], partial: Partial) -> list[str]:
 
 
 _TS = operator.attrgetter("ts")
+_HOST = operator.attrgetter("host")
 
 
 def start_worker(main_pid: int | None = None) -> None:
