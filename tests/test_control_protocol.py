@@ -379,7 +379,7 @@ async def test_help_names_every_verb() -> None:
     [line] = await shell.send(b"HELP\n")
     assert list(msgspec.json.decode(line)["commands"]) == [
         "HELP", "PING", "STATS [window]", "TOP <field> [n] [window]", "EVENTS [n]",
-        "SUBSCRIBE <topic>... [interval=S] [filter...]", "UNSUBSCRIBE [topic...]", "METRICS",
+        "SUBSCRIBE <topic>... [interval=S] [filter...]", "UNSUBSCRIBE [topic...]", "METRICS", "ALERTS",
         "PRIME COUNT <lo> <hi>", "PRIME LIST <lo> <hi>", "ISPRIME <n>", "JOBS", "CANCEL <id>", "AUTH <token>",
         "QUIT",
     ]

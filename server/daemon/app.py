@@ -64,6 +64,7 @@ class Server:
             archive.schedule_housekeeping()  # after the replay: it may compress or delete segments
             if parts.state.enabled:
                 await self.snapshot()  # from now on a kill -9 replays from here, not from the start
+        parts.alerts.start()  # before any event: the routes' delivery tasks run from here on
         await self.endpoints.open_all(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
@@ -113,6 +114,7 @@ class Server:
         parts.connections.sweep_idle(mono)
         parts.hub.sweep_stalled(mono)
         parts.publish_events(parts.driver.tick(mono))
+        parts.alerts.tick()
         due = parts.hub.due_for_stats(mono)
         if due:
             line = _json.encode({"type": "stats", **parts.stats_report("all")}) + b"\n"
@@ -188,6 +190,8 @@ class Server:
         if self._tick_task is not None:
             self._tick_task.cancel()
         parts.publish_events(parts.driver.tick(time.monotonic()))
+        # The last notifications (each route gets one try's timeout), then the routes stop.
+        await parts.alerts.close()
         # What survives a restart, then the files that hold every line.
         if parts.state.enabled:
             await self.snapshot(clean=True)

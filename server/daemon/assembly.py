@@ -14,6 +14,7 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
+from logtallyd.alerts.deliver import AlertService
 from logtallyd.daemon.config import Config
 from logtallyd.daemon.tokenfile import load_token
 from logtallyd.detect.driver import Driver
@@ -59,6 +60,7 @@ class Parts:
     udp: list[UdpIngest] = field(default_factory=list)  # one per UDP socket served, closed ones too
     restored_archive: ArchivePosition | None = None  # where the restored totals end in the archive
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
+    alerts: AlertService = field(default_factory=lambda: AlertService([]))
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -105,11 +107,19 @@ class Parts:
             distinct_values={k: d["estimate"] for k, d in totals["distinct"].items()},
             distinct_rel_err=totals["distinct_rel_err"],
             top_max_error=self.stats.top_errors(),
+            alert_routes={name: {"sent": r.sent, "retried": r.retried, "failed": r.failed, "dropped": r.dropped,
+                                 "queued": r.queued, "active": r.active}
+                          for name, r in self.alerts.figures().items()},
             uptime_s=self.uptime_s(),
         )
 
     def metrics_text(self) -> str:
         return render_metrics(self.metrics_figures())
+
+    def alerts_report(self) -> dict[str, Any]:
+        """ALERTS: the alerts firing now, and each route's counts."""
+        return {"alerts": self.alerts.active(),
+                "routes": {name: msgspec.to_builtins(r) for name, r in self.alerts.figures().items()}}
 
     def recent_events(self, n: int) -> list[Event]:
         return list(self.driver.engine.recent(n))
@@ -135,6 +145,7 @@ class Parts:
         self.hub.reconfigure(new.control)
         self.jobs.reconfigure(new.primes)
         self.commands.reconfigure(new, token)
+        self.alerts.reconfigure(new.alerts)
 
     # -- glue between stages -----------------------------------------------------------------
 
@@ -148,6 +159,7 @@ class Parts:
         for event in events:
             log.info("anomaly", **msgspec.to_builtins(event))
             self.hub.publish("anomalies", event)
+        self.alerts.publish(events)
 
 
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
@@ -195,12 +207,12 @@ def build(config: Config) -> Parts:
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
-        load_token(config.control),
+        load_token(config.control), alerts_report=lambda: parts.alerts_report(),
     )
     parts = Parts(
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
-        restored_archive=restored.archive if restored else None,
+        restored_archive=restored.archive if restored else None, alerts=AlertService(config.alerts),
     )
     return parts

@@ -32,7 +32,7 @@ class Config(Protocol):
     def primes(self) -> PrimeConfig: ...
 
 __all__ = [
-    "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
+    "Alerts", "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
     "HelpList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit",
     "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
     "decode_command", "help_text",
@@ -67,6 +67,10 @@ class Metrics(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class Alerts(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
 class Subscribe(msgspec.Struct, frozen=True, tag=True):
     topics: tuple[str, ...]  # lower case, as given
     interval_s: float
@@ -88,7 +92,7 @@ class Auth(msgspec.Struct, frozen=True, tag=True):
         return "Auth(token=<redacted>)"
 
 
-Command = Ping | Help | Stats | Top | Events | Metrics | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
+Command = Ping | Help | Stats | Top | Events | Metrics | Alerts | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
 
 
 class CommandError(msgspec.Struct, frozen=True):
@@ -210,6 +214,7 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
         "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs",
         "UNSUBSCRIBE [topic...]": "stop streaming (all topics by default)",
         "METRICS": "Prometheus text exposition of the daemon's own metrics",
+        "ALERTS": "alerts firing now, and each [[alerts]] route's sent, retried, failed and dropped counts",
         "PRIME COUNT <lo> <hi>": "count primes in [lo, hi] (long ranges return a job id; progress on topic jobs)",
         "PRIME LIST <lo> <hi>": "the primes in [lo, hi], streamed as JSON lines in chunks",
         "ISPRIME <n>": "deterministic Miller-Rabin below 3.3e24, BPSW probable-prime test beyond",
@@ -323,6 +328,7 @@ _VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
     "TOP": _top,
     "EVENTS": _events,
     "METRICS": lambda args, limits: Metrics(),
+    "ALERTS": lambda args, limits: Alerts(),
     "SUBSCRIBE": _subscribe,
     "UNSUBSCRIBE": _unsubscribe,
     "QUIT": lambda args, limits: Quit(),
