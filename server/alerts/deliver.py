@@ -82,6 +82,8 @@ class RouteWorker:
         self.task: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.dead_wake = asyncio.Event()
+        self.backing_off = False  # waiting to retry: a stop does not wait for it
+        self.current: Notification | None = None
 
     def configure(self, route: AlertRoute, environ: dict[str, str] | os._Environ[str]) -> None:
         self.core.reconfigure(route)
@@ -109,7 +111,9 @@ class RouteWorker:
             await self.wake.wait()
             self.wake.clear()
             while (n := self.core.take()) is not None:
+                self.current = n
                 delivered = await self._deliver(n)
+                self.current = None
                 self.core.done(n, delivered)
                 self.poke()
 
@@ -128,7 +132,11 @@ class RouteWorker:
                         status=n.status, group_key=n.group_key, retry=retry)
             if not retry:
                 break
-            await asyncio.sleep(backoff_s(attempt, route.backoff_initial_s, route.backoff_max_s, self.rand()))
+            self.backing_off = True
+            try:
+                await asyncio.sleep(backoff_s(attempt, route.backoff_initial_s, route.backoff_max_s, self.rand()))
+            finally:
+                self.backing_off = False
         return False
 
     async def _try(self, route: AlertRoute, body: bytes) -> Failure | None:
@@ -152,16 +160,24 @@ class RouteWorker:
             self.core.counts["dead_letters_skipped"] += len(lines) - written
 
     async def close(self, grace_s: float) -> None:
-        """Give queued notifications (resolutions sent at stop, say) up to `grace_s`, then stop."""
+        """Give queued notifications (resolutions sent at stop, say) up to `grace_s` unless the route
+        is already waiting out a failure, then stop; what is left goes to the dead-letter file."""
         deadline = time.monotonic() + grace_s
-        while (self.core.outbox or self.core.in_flight) and time.monotonic() < deadline:
+        while ((self.core.outbox or self.core.in_flight) and not self.backing_off
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
         for task in (self.task, self.writer):
             if task is not None:
                 task.cancel()
-        left = len(self.core.outbox) + self.core.in_flight
+        left = ([self.current] if self.current is not None else []) + list(self.core.outbox)
+        route = self.core.route
         if left:
-            log.warning("alerts_unsent_at_stop", route=self.core.route.name, notifications=left)
+            log.warning("alerts_unsent_at_stop", route=route.name, notifications=len(left))
+        if route.dead_letter:
+            lines = [_json.encode({"reason": why, "at": time.time(), **webhook_body(n)}) + b"\n"
+                     for why, n in [*self.core.dead, *(("unsent_at_stop", n) for n in left)]]
+            self.core.dead.clear()
+            _append(Path(route.dead_letter), lines, route.dead_letter_max_bytes)
 
 
 def _append(path: Path, lines: list[bytes], max_bytes: int) -> int:

@@ -25,6 +25,10 @@ __all__ = ["Alert", "Failure", "RouteCore", "RouteFigures", "backoff_s"]
 # Why one try failed; "rejected" (a 4xx other than 408/429) and "spawn" are not retried.
 Failure = Literal["timeout", "connect", "http_status", "rejected", "exit_status", "spawn"]
 FINAL: frozenset[Failure] = frozenset({"rejected", "spawn"})
+# Dropped or failed notifications waiting for the dead-letter writer, which takes them all on its
+# next turn of the event loop: only one batch of events dropping more than this loses letters
+# (counted as `dead_letters_skipped`).
+DEAD_BACKLOG = 10000
 
 
 def backoff_s(retry: int, initial_s: float, max_s: float, unit_random: float) -> float:
@@ -157,8 +161,7 @@ class RouteCore:
             self._dead("dropped", self.outbox.popleft())
 
     def _dead(self, why: str, n: Notification) -> None:
-        # What waits for the dead-letter writer is bounded as the queue is.
-        if len(self.dead) >= self.route.queue_size:
+        if len(self.dead) >= DEAD_BACKLOG:
             self.counts["dead_letters_skipped"] += 1
             return
         self.dead.append((why, n))
