@@ -268,7 +268,7 @@ def _get_json(url: str) -> Any:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = require_tool("alertmanager", "/usr/bin/prometheus-alertmanager")
+    binary = require_tool("prometheus-alertmanager", "/usr/bin/alertmanager")  # the Debian name first
     (tmp_path / "am").mkdir()
     config = tmp_path / "am" / "alertmanager.yml"
     config.write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
