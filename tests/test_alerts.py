@@ -150,8 +150,17 @@ token_env = "LOGTALLY_TEST_ALERT_TOKEN"
     assert route["target"] == rx.url
     metrics = server.command("METRICS")["metrics"]
     assert 'logtally_alert_notifications_total{route="hook",outcome="sent"} 4' in metrics
+    # `logtally alerts` shows the same counts.
+    cli = [sys.executable, "-m", "logtally", "--control", server.addresses["control"], "alerts"]
+    table = subprocess.run(cli, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert table.splitlines()[:2] == ["firing: 0", "(none)"]
+    assert [line.split()[:7] for line in table.splitlines()[-1:]] == [["hook", "webhook", rx.url, "4", "0", "0", "0"]]
+    as_json = json.loads(subprocess.run([*cli[:-1], "--json", "alerts"], capture_output=True, text=True,
+                                        timeout=30, check=True).stdout)
+    assert as_json["routes"]["hook"]["sent"] == 4
     # The token is in no answer and no log line.
     answers = [json.dumps(server.command(c)) for c in ("ALERTS", "STATS", "METRICS", "EVENTS", "HELP")]
+    answers.append(table)
     server.stop()
     assert not [line for line in server.raw_output + answers if token in line]
 
