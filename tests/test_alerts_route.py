@@ -181,3 +181,15 @@ def test_route_names_are_unique() -> None:
     block = {"name": "a", "kind": "exec", "command": ["true"]}
     with pytest.raises(ConfigError, match=r"alerts\[1\].name must be unique"):
         decode_config({"alerts": [block, block]})
+
+
+def test_the_readme_example_routes_decode() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[[alerts]]" in b]
+    config = decode_config(tomllib.loads(block))
+    assert [(r.name, r.kind) for r in config.alerts] == [
+        ("oncall", "alertmanager"), ("chat", "slack"), ("hook", "webhook"), ("page", "exec")]
