@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -233,7 +234,11 @@ async def run_command(argv: list[str], body: bytes, timeout_s: float) -> Failure
     try:
         await asyncio.wait_for(proc.communicate(body), timeout_s)
     except asyncio.TimeoutError:
-        proc.kill()
+        # Its own session (start_new_session): the whole group goes, children the command left too.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         await proc.wait()
         return "timeout"
     except (BrokenPipeError, ConnectionResetError):
