@@ -339,3 +339,24 @@ url = "{alertmanager}"
                 for line in metrics.splitlines() if line.startswith("alertmanager_alerts_received_total{")}
     assert {labels: n for labels, n in received.items() if n != "0"} == {
         'status="firing",version="v2"': "1", 'status="resolved",version="v2"': "1"}
+
+
+def test_sighup_adds_a_route_and_a_changed_route_keeps_its_counts(
+        start_server: Callable[..., ServerProcess], receiver: Callable[..., Receiver]) -> None:
+    rx = receiver()
+    server = start_server(DETECT)
+    assert server.command("ALERTS") == {"alerts": [], "routes": {}}
+    base = server.config_path.read_text()
+    block = f'\n[[alerts]]\nname = "late"\nkind = "webhook"\nurl = "{rx.url}"\nsend_resolved = false\n'
+    server.config_path.write_text(base + block)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    burst(server, ["api"])
+    assert [b["status"] for b in rx.wait(1)] == ["firing"]
+    wait_routes(server, lambda a: a["routes"]["late"]["sent"] == 1)
+    server.config_path.write_text(base + block + "repeat_interval_s = 7200.0\n")
+    server.proc.send_signal(signal.SIGHUP)
+    first = server.wait_log("reloaded")
+    server.wait_log("reloaded", where=lambda entry: entry is not first)  # the second reload
+    route = server.command("ALERTS")["routes"]["late"]
+    assert (route["notifications"], route["sent"], route["matched"] >= 1) == (1, 1, True)

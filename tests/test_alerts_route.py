@@ -193,3 +193,17 @@ def test_the_readme_example_routes_decode() -> None:
     config = decode_config(tomllib.loads(block))
     assert [(r.name, r.kind) for r in config.alerts] == [
         ("oncall", "alertmanager"), ("chat", "slack"), ("hook", "webhook"), ("page", "exec")]
+
+
+def test_secret_headers_come_from_the_environment_or_a_file_and_missing_ones_are_named(tmp_path) -> None:
+    from logtallyd.alerts.deliver import load_secret_headers, target_of
+
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\nignored\n")
+    headers, missing = load_secret_headers(route(token_file=str(token_file), header_env={"X-Key": "K"}), {"K": "kv"})
+    assert (headers, missing) == ({"Authorization": "Bearer from-file", "X-Key": "kv"}, [])
+    headers, missing = load_secret_headers(route(token_env="T", header_env={"X-Key": "K"}), {})
+    assert (headers, missing) == ({}, ["$T", "$K"])
+    secret_url = msgspec.convert({"name": "s", "kind": "slack", "url_env": "HOOK"}, AlertRoute)
+    assert target_of(secret_url) == "$HOOK"
+    assert target_of(route(url="http://h/x?token=abc")) == "http://h/x"
