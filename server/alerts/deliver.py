@@ -113,7 +113,11 @@ class RouteWorker:
             self.wake.clear()
             while (n := self.core.take()) is not None:
                 self.current = n
-                delivered = await self._deliver(n)
+                try:
+                    delivered = await self._deliver(n)
+                except Exception as exc:  # a bug here must not stop the route for good
+                    log.error("alert_delivery_bug", route=self.core.route.name, error=type(exc).__name__)
+                    delivered = False
                 self.current = None
                 self.core.done(n, delivered)
                 self.poke()

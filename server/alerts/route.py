@@ -12,7 +12,7 @@ The clock is handed in (`now`, Unix seconds), so the table above is tested with 
 from __future__ import annotations
 
 import collections
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -20,11 +20,13 @@ from logtallyd.alerts.config import SEVERITIES, AlertRoute
 from logtallyd.alerts.notice import ENDED_BY_EVENT, Notification, event_labels, event_severity, resolves
 from logtallyd.detect.events import Event
 
-__all__ = ["Alert", "Failure", "RouteCore", "RouteFigures", "backoff_s"]
+__all__ = ["Alert", "DeadReason", "Failure", "RouteCore", "RouteFigures", "backoff_s"]
 
 # Why one try failed; "rejected" (a 4xx other than 408/429) and "spawn" are not retried.
 Failure = Literal["timeout", "connect", "http_status", "rejected", "exit_status", "spawn"]
 FINAL: frozenset[Failure] = frozenset({"rejected", "spawn"})
+# Why a notification went to the dead-letter file (its `reason` field there).
+DeadReason = Literal["dropped", "failed", "unsent_at_stop"]
 # Dropped or failed notifications waiting for the dead-letter writer, which takes them all on its
 # next turn of the event loop: only one batch of events dropping more than this loses letters
 # (counted as `dead_letters_skipped`).
@@ -46,7 +48,7 @@ class Alert(msgspec.Struct):
     last_event_at: float
     last_sent_at: float
     events: int
-    event: dict
+    event: dict[str, Any]
 
 
 class RouteFigures(msgspec.Struct, frozen=True):
@@ -76,7 +78,7 @@ class RouteCore:
         self.active: dict[str, Alert] = {}
         self.outbox: collections.deque[Notification] = collections.deque()
         self.in_flight = 0
-        self.dead: collections.deque[tuple[str, Notification]] = collections.deque()  # (why, what) to write
+        self.dead: collections.deque[tuple[DeadReason, Notification]] = collections.deque()  # to write
         self.counts: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
 
@@ -160,7 +162,7 @@ class RouteCore:
             self.counts["dropped"] += 1
             self._dead("dropped", self.outbox.popleft())
 
-    def _dead(self, why: str, n: Notification) -> None:
+    def _dead(self, why: DeadReason, n: Notification) -> None:
         if len(self.dead) >= DEAD_BACKLOG:
             self.counts["dead_letters_skipped"] += 1
             return
