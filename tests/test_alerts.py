@@ -360,3 +360,24 @@ def test_sighup_adds_a_route_and_a_changed_route_keeps_its_counts(
     server.wait_log("reloaded", where=lambda entry: entry is not first)  # the second reload
     route = server.command("ALERTS")["routes"]["late"]
     assert (route["notifications"], route["sent"], route["matched"] >= 1) == (1, 1, True)
+
+
+def test_slack_gets_text_and_blocks_from_a_url_kept_in_the_environment(
+        start_server: Callable[..., ServerProcess], receiver: Callable[..., Receiver]) -> None:
+    rx = receiver()
+    server = start_server(DETECT + """
+[[alerts]]
+name = "chat"
+kind = "slack"
+url_env = "LOGTALLY_TEST_SLACK_URL"
+send_resolved = false
+""", env={"LOGTALLY_TEST_SLACK_URL": rx.url})
+    burst(server, ["api"])
+    (body,) = rx.wait(1)
+    assert body["text"].startswith("[FIRING] error_spike on api: 30 errors in 2 s")
+    assert [b["type"] for b in body["blocks"]] == ["section", "context"]
+    answer = wait_routes(server, lambda a: a["routes"]["chat"]["sent"] == 1)
+    assert answer["routes"]["chat"]["target"] == "$LOGTALLY_TEST_SLACK_URL"
+    server.stop()
+    port = rx.url.split(":")[2].split("/")[0]  # the secret URL's one distinctive part
+    assert not [line for line in [*server.raw_output, json.dumps(answer)] if f":{port}/hook" in line]
