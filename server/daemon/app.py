@@ -50,6 +50,8 @@ class Server:
 
     async def start(self, inherited: list[tuple[str, socket.socket]] | None = None) -> None:
         parts, loop = self.parts, asyncio.get_running_loop()
+        # Before the archive replay: events it finds are routed too (at least once, not at most).
+        parts.alerts.start()
         # Every worker starts now, so the first batch does not pay for process start-up.
         await asyncio.gather(*(loop.run_in_executor(parts.executor, warm_up) for _ in range(parts.workers)))
         if parts.rejects is not None:
@@ -64,7 +66,6 @@ class Server:
             archive.schedule_housekeeping()  # after the replay: it may compress or delete segments
             if parts.state.enabled:
                 await self.snapshot()  # from now on a kill -9 replays from here, not from the start
-        parts.alerts.start()  # before any event: the routes' delivery tasks run from here on
         await self.endpoints.open_all(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
