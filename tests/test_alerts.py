@@ -184,6 +184,9 @@ backoff_max_s = 0.2
     assert (route["sent"], route["retried"], route["failed"], route["errors"]) == (1, 3, 0, {"http_status": 3})
     metrics = server.command("METRICS")["metrics"]
     assert 'logtally_alert_retries_total{route="flaky"} 3' in metrics
+    tries = [e for e in server.logs if e.get("event") == "alert_try_failed"]
+    assert [(e["route"], e["reason"], e["attempt"], e["retry"]) for e in tries] == [
+        ("flaky", "http_status", n, True) for n in (1, 2, 3)]
 
 
 def test_a_route_down_for_the_whole_test_holds_its_queue_bound_and_counts_drops(

@@ -20,6 +20,7 @@ from logtallyd.alerts.config import AlertRoute
 from logtallyd.alerts.notice import Notification, alertmanager_body, slack_body, webhook_body
 from logtallyd.alerts.route import FINAL, Failure, RouteCore, RouteFigures, backoff_s
 from logtallyd.detect.events import Event
+from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
 __all__ = ["AlertService", "body_of", "load_secret_headers"]
 
@@ -74,10 +75,11 @@ class RouteWorker:
     """Delivers one route's notifications, one at a time in queue order."""
 
     def __init__(self, core: RouteCore, session: Any, environ: dict[str, str] | os._Environ[str],
-                 rand: Callable[[], float]) -> None:
+                 rand: Callable[[], float], try_log: RateLimitedLog) -> None:
         self.core = core
         self.session = session
         self.rand = rand
+        self.try_log = try_log
         self.wake = asyncio.Event()
         self.configure(core.route, environ)
         self.task: asyncio.Task[None] | None = None
@@ -133,8 +135,8 @@ class RouteWorker:
             retry = failure not in FINAL and attempt < route.max_retries
             self.core.tried(failure, retry)
             # Names and reasons only: an exception's text may hold a URL that came from a secret.
-            log.warning("alert_try_failed", route=route.name, reason=failure, attempt=attempt + 1,
-                        status=n.status, group_key=n.group_key, retry=retry)
+            self.try_log.log("warning", "alert_try_failed", key=route.name, route=route.name, reason=failure,
+                             attempt=attempt + 1, status=n.status, group_key=n.group_key, retry=retry)
             if not retry:
                 break
             self.backing_off = True
@@ -254,7 +256,10 @@ class AlertService:
     """Every `[[alerts]]` route: events in (`publish`, `tick`), figures out (`figures`, `active`)."""
 
     def __init__(self, routes: list[AlertRoute], environ: dict[str, str] | os._Environ[str] = os.environ,
-                 clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random) -> None:
+                 clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random,
+                 try_log: RateLimitedLog | None = None) -> None:
+        # A route that is down fails every try: its `alert_try_failed` lines are rate-limited per route.
+        self.try_log = try_log if try_log is not None else RateLimitedLog(RateLimiter())
         self.environ = environ
         self.clock = clock
         self.rand = rand
@@ -286,7 +291,7 @@ class AlertService:
         for route in routes:
             worker = self.workers.pop(route.name, None)
             if worker is None:
-                worker = RouteWorker(RouteCore(route), self.session, self.environ, self.rand)
+                worker = RouteWorker(RouteCore(route), self.session, self.environ, self.rand, self.try_log)
                 worker.start()
             else:
                 worker.configure(route, self.environ)

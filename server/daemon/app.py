@@ -127,6 +127,7 @@ class Server:
         sdnotify.notify(sdnotify.status(parts.status_line()))
         parts.pipeline.reject_log.flush()
         parts.connections.log.flush()
+        parts.alerts.try_log.flush()
         self._job_log.flush()
         if parts.pipeline.archive is not None:
             await parts.pipeline.archive.tick()

@@ -33,7 +33,7 @@ from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.metrics import MetricFigures, render_metrics
 from logtallyd.publish.pubsub import Hub
-from logtallyd.ratelog import RateLimiter
+from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
@@ -209,10 +209,12 @@ def build(config: Config) -> Parts:
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
         load_token(config.control), alerts_report=lambda: parts.alerts_report(),
     )
+    alerts = AlertService(config.alerts, try_log=RateLimitedLog(
+        RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))
     parts = Parts(
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
-        restored_archive=restored.archive if restored else None, alerts=AlertService(config.alerts),
+        restored_archive=restored.archive if restored else None, alerts=alerts,
     )
     return parts
