@@ -276,7 +276,7 @@ class AlertService:
 
     def _open_session(self) -> None:
         if self.session is None:
-            import aiohttp  # only daemons with HTTP routes pay for it
+            import aiohttp  # only daemons with routes pay for importing it
 
             self.session = aiohttp.ClientSession()
 
