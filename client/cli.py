@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_count_arg, default=20, metavar="N", help="recent events to print first (default 20)")
     p.add_argument("--no-follow", action="store_true", help="print the recent events and exit")
 
+    command("alerts", "alerts firing now and each alert route's sent, retried, failed and dropped counts")
+
     p = command("subscribe", "stream a topic (stats, anomalies, tail, jobs)")
     p.add_argument("topics", nargs="+", metavar="TOPIC",
                    help="stats, anomalies, tail or jobs; interval=S and tail filters such as level>=error")
@@ -179,6 +181,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         return 0
     if command == "events":
         return await do_events(args)
+    if command == "alerts":
+        answer = await ask(args.control, "ALERTS")
+        print(json.dumps(answer) if args.json else render.alerts_table(answer))
+        return 0
     if command == "subscribe":
         return await follow(args, "SUBSCRIBE " + " ".join(args.topics))
     if command == "tail":

@@ -225,3 +225,22 @@ def message_line(message: dict[str, Any]) -> str:
     if kind and kind.startswith("job"):
         return " ".join(f"{k}={v}" for k, v in message.items())
     return event_line(message)
+
+
+def alerts_table(answer: dict[str, Any]) -> str:
+    """An ALERTS answer: the alerts firing now, then one row of delivery counts per route."""
+    alerts = answer.get("alerts") or []
+    firing = [(a.get("route", ""), a.get("group_key", ""), iso_time(a.get("starts_at", 0)),
+               count(a.get("events", 0))) for a in alerts]
+    routes = answer.get("routes") or {}
+    rows = [(name, r.get("kind", ""), r.get("target", ""), count(r.get("sent", 0)), count(r.get("retried", 0)),
+             count(r.get("failed", 0)), count(r.get("dropped", 0)), count(r.get("queued", 0)),
+             count(r.get("active", 0))) for name, r in sorted(routes.items())]
+    return "\n".join([
+        f"firing: {len(alerts)}",
+        _table(firing, ("route", "group", "since", "events")) if firing else "(none)",
+        "",
+        "routes",
+        _table(rows, ("route", "kind", "target", "sent", "retried", "failed", "dropped", "queued", "active"))
+        if rows else "(no [[alerts]] routes configured)",
+    ])

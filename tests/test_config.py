@@ -20,8 +20,22 @@ from logtallyd.daemon.config import Config, ConfigError, check_config, decode_co
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config.toml"
 
-# The fields a `[[detect.patterns]]` item needs besides the one under test.
+# The fields a `[[detect.patterns]]` / `[[alerts]]` item needs besides the one under test.
 _PATTERN = {"name": "p", "steps": ["x"]}
+_ALERT = {"name": "a", "kind": "webhook", "url": "http://127.0.0.1:1/"}
+
+
+def _shipped_text() -> str:
+    """config.toml with its commented-out `[[alerts]]` example uncommented (no routes by default,
+    so the example documents the keys without changing the defaults)."""
+    out, example = [], False
+    for line in SHIPPED.read_text().splitlines():
+        if line == "# [[alerts]]":
+            example = True
+        elif example and not line.startswith("# "):
+            example = False
+        out.append(line[2:] if example else line)
+    return "\n".join(out) + "\n"
 
 
 class Numeric(msgspec.Struct, frozen=True):
@@ -40,6 +54,8 @@ class Numeric(msgspec.Struct, frozen=True):
             return {"stats": {"windows": {"w": value}}}
         if parts[:2] == ["detect", "patterns[]"]:
             return {"detect": {"patterns": [{**_PATTERN, parts[2]: value}]}}
+        if parts[0] == "alerts[]":
+            return {"alerts": [{**_ALERT, parts[1]: value}]}
         tree: dict[str, Any] = {parts[-1]: value}
         for part in reversed(parts[:-1]):
             tree = {part: tree}
@@ -49,7 +65,7 @@ class Numeric(msgspec.Struct, frozen=True):
         """Where msgspec says the value was."""
         if self.key.startswith("stats.windows."):
             return "$.stats.windows[...]"
-        return "$." + self.key.replace("patterns[]", "patterns[0]")
+        return "$." + self.key.replace("patterns[]", "patterns[0]").replace("alerts[]", "alerts[0]")
 
 
 def _walk(info: mi.StructType, prefix: str = "") -> Iterator[Numeric]:
@@ -81,7 +97,7 @@ NUMERIC = list(_walk(mi.type_info(Config)))  # type: ignore[arg-type]
 def test_the_walk_sees_every_section() -> None:
     sections = {n.key.split(".")[0] for n in NUMERIC}
     assert sections == {"daemon", "ingest", "pipeline", "control", "rejects", "stats", "detect", "primes",
-                        "state", "archive", "http", "log"}
+                        "state", "archive", "http", "log", "alerts[]"}
     keys = {n.key for n in NUMERIC}
     assert {"stats.windows.*", "detect.patterns[].max_gap_s", "control.max_connections"} <= keys
 
@@ -132,11 +148,11 @@ def _documented() -> dict[str, str]:
     """Dotted key -> its comment in config.toml (the comment on the key's own line)."""
     section = ""
     out: dict[str, str] = {}
-    for line in SHIPPED.read_text().splitlines():
+    for line in _shipped_text().splitlines():
         if m := re.match(r"^\[\[?([\w.]+)\]\]?\s*(#.*)?$", line):
             section = m.group(1)
-            if section == "detect.patterns":
-                section = "detect.patterns[]"
+            if section in ("detect.patterns", "alerts"):
+                section += "[]"
             out[section] = m.group(2) or ""
             continue
         if m := re.match(r"^(\w+)\s*=\s*[^#]*?(#.*)?$", line):
@@ -183,7 +199,7 @@ def _toml_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
         key = f"{prefix}{name}"
         if key in ("stats.windows", "listeners"):
             keys.add(key)  # user-named entries, not fields
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and value:  # `header_env = {}`: a key whose value is a map
             keys |= _toml_keys(value, key + ".")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for item in value:
@@ -194,7 +210,7 @@ def _toml_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 def test_config_toml_keys_are_the_struct_fields() -> None:
-    written = _toml_keys(tomllib.loads(SHIPPED.read_text()))
+    written = _toml_keys(tomllib.loads(_shipped_text()))
     known = _struct_keys(mi.type_info(Config))  # type: ignore[arg-type]
     # TOML has no null: a key whose default is None can only be shown as a comment.
     assert known - written == {"parse.force"}
@@ -206,6 +222,8 @@ def test_shipped_config_is_the_defaults() -> None:
     raw = tomllib.loads(SHIPPED.read_text())
     assert decode_config(raw) == Config()
     assert check_config(Config()) is None
+    example = decode_config(tomllib.loads(_shipped_text()))  # the commented-out route is sound
+    assert [route.name for route in example.alerts] == ["ops"]
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,14 @@ METRICS = (
     'logtally_top_max_error{field="ip"} 0\nlogtally_top_max_error{field="path"} 0\n'
     'logtally_top_max_error{field="service"} 0\nlogtally_top_max_error{field="suspicious_ip"} 0\n'
     'logtally_top_max_error{field="user_agent"} 0\n'
+    "# HELP logtally_alert_notifications_total Alert notifications by route and outcome: sent, failed (after the last retry), dropped (queue full).\n"
+    "# TYPE logtally_alert_notifications_total counter\n"
+    "# HELP logtally_alert_retries_total Alert delivery tries after the first, by route.\n"
+    "# TYPE logtally_alert_retries_total counter\n"
+    "# HELP logtally_alert_queue Alert notifications waiting for delivery, by route.\n"
+    "# TYPE logtally_alert_queue gauge\n"
+    "# HELP logtally_alerts_active Alerts firing now, by route.\n"
+    "# TYPE logtally_alerts_active gauge\n"
     "# HELP logtally_uptime_seconds Seconds since the daemon started.\n"
     "# TYPE logtally_uptime_seconds gauge\nlogtally_uptime_seconds <LIVE>\n"
 )

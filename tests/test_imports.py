@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "parsing", "stats", "detect", "pool", "persist", "publish", "primes")
+STAGES = ("ingest", "parsing", "stats", "detect", "pool", "persist", "publish", "primes", "alerts")
 
 
 def _module_names() -> dict[str, Path]:

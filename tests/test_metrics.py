@@ -39,6 +39,7 @@ FIGURES = MetricFigures(
     distinct_values={"ip": 1_777_569, "service": 3},
     distinct_rel_err=0.0162,
     top_max_error={"ip": 2600, "service": 0},
+    alert_routes={"oncall": {"sent": 5, "retried": 3, "failed": 1, "dropped": 2, "queued": 4, "active": 6}},
 )
 
 
@@ -93,6 +94,12 @@ def test_every_figure_round_trips() -> None:
         ("logtally_top_approximate", (("field", "service"),)): 0,
         ("logtally_top_max_error", (("field", "ip"),)): 2600,
         ("logtally_top_max_error", (("field", "service"),)): 0,
+        ("logtally_alert_notifications_total", (("outcome", "dropped"), ("route", "oncall"))): 2,
+        ("logtally_alert_notifications_total", (("outcome", "failed"), ("route", "oncall"))): 1,
+        ("logtally_alert_notifications_total", (("outcome", "sent"), ("route", "oncall"))): 5,
+        ("logtally_alert_retries_total", (("route", "oncall"),)): 3,
+        ("logtally_alert_queue", (("route", "oncall"),)): 4,
+        ("logtally_alerts_active", (("route", "oncall"),)): 6,
         ("logtally_uptime_seconds", ()): 3600.5,
     }
     assert got == expected

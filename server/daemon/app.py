@@ -50,6 +50,8 @@ class Server:
 
     async def start(self, inherited: list[tuple[str, socket.socket]] | None = None) -> None:
         parts, loop = self.parts, asyncio.get_running_loop()
+        # Before the archive replay: events it finds are routed too (at least once, not at most).
+        parts.alerts.start()
         # Every worker starts now, so the first batch does not pay for process start-up.
         await asyncio.gather(*(loop.run_in_executor(parts.executor, warm_up) for _ in range(parts.workers)))
         if parts.rejects is not None:
@@ -117,6 +119,7 @@ class Server:
         parts.connections.sweep_idle(mono)
         parts.hub.sweep_stalled(mono)
         parts.publish_events(parts.driver.tick(mono))
+        parts.alerts.tick()
         due = parts.hub.due_for_stats(mono)
         if due:
             line = _json.encode({"type": "stats", **parts.stats_report("all")}) + b"\n"
@@ -128,6 +131,7 @@ class Server:
         sdnotify.notify(sdnotify.status(parts.status_line()))
         parts.pipeline.reject_log.flush()
         parts.connections.log.flush()
+        parts.alerts.try_log.flush()
         self._job_log.flush()
         if parts.pipeline.archive is not None:
             await parts.pipeline.archive.tick()
@@ -192,6 +196,8 @@ class Server:
         if self._tick_task is not None:
             self._tick_task.cancel()
         parts.publish_events(parts.driver.tick(time.monotonic()))
+        # The last notifications (each route gets one try's timeout), then the routes stop.
+        await parts.alerts.close()
         # What survives a restart, then the files that hold every line.
         if parts.state.enabled:
             await self.snapshot(clean=True)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
+from logtallyd.alerts.deliver import AlertService
 from logtallyd.daemon.config import Config
 from logtallyd.daemon.tokenfile import load_token
 from logtallyd.detect.driver import Driver
@@ -34,7 +35,7 @@ from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.http import HttpConnections
 from logtallyd.publish.metrics import MetricFigures, render_metrics
 from logtallyd.publish.pubsub import Hub
-from logtallyd.ratelog import RateLimiter
+from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
@@ -62,6 +63,7 @@ class Parts:
     udp: list[UdpIngest] = field(default_factory=list)  # one per UDP socket served, closed ones too
     restored_archive: ArchivePosition | None = None  # where the restored totals end in the archive
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
+    alerts: AlertService = field(default_factory=lambda: AlertService([]))
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -114,11 +116,19 @@ class Parts:
             distinct_values={k: d["estimate"] for k, d in totals["distinct"].items()},
             distinct_rel_err=totals["distinct_rel_err"],
             top_max_error=self.stats.top_errors(),
+            alert_routes={name: {"sent": r.sent, "retried": r.retried, "failed": r.failed, "dropped": r.dropped,
+                                 "queued": r.queued, "active": r.active}
+                          for name, r in self.alerts.figures().items()},
             uptime_s=self.uptime_s(),
         )
 
     def metrics_text(self) -> str:
         return render_metrics(self.metrics_figures())
+
+    def alerts_report(self) -> dict[str, Any]:
+        """ALERTS: the alerts firing now, and each route's counts."""
+        return {"alerts": self.alerts.active(),
+                "routes": {name: msgspec.to_builtins(r) for name, r in self.alerts.figures().items()}}
 
     def recent_events(self, n: int) -> list[Event]:
         return list(self.driver.engine.recent(n))
@@ -145,6 +155,7 @@ class Parts:
         self.hub.reconfigure(new.control)
         self.jobs.reconfigure(new.primes)
         self.commands.reconfigure(new, token)
+        self.alerts.reconfigure(new.alerts)
 
     # -- glue between stages -----------------------------------------------------------------
 
@@ -158,6 +169,7 @@ class Parts:
         for event in events:
             log.info("anomaly", **msgspec.to_builtins(event))
             self.hub.publish("anomalies", event)
+        self.alerts.publish(events)
 
 
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
@@ -212,12 +224,15 @@ def build(config: Config) -> Parts:
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
         load_token(config.control),
         senders=lambda: connections.peers.senders(time.monotonic()),
+        alerts_report=lambda: parts.alerts_report(),
     )
+    alerts = AlertService(config.alerts, try_log=RateLimitedLog(
+        RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))
     parts = Parts(
         config=config, clock=clock, started_mono=time.monotonic(), state=state, stats=stats, driver=driver,
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
         restored_archive=restored.archive if restored else None,
-        http_connections=HttpConnections(config.http),
+        http_connections=HttpConnections(config.http), alerts=alerts,
     )
     return parts

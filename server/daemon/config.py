@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from logtallyd.alerts.config import AlertRoute, check_routes
 from logtallyd.daemon.logsetup import LogConfig
 from logtallyd.detect.config import DetectConfig
 from logtallyd.ingest.config import IngestConfig, PipelineConfig, TlsConfig
@@ -25,7 +26,7 @@ from logtallyd.publish.config import ControlConfig, HttpConfig
 from logtallyd.stats.config import StatsConfig
 
 __all__ = [
-    "ArchiveConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
+    "AlertRoute", "ArchiveConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
     "HttpConfig", "IngestConfig", "ListenerConfig", "LogConfig", "ParseOptions", "PipelineConfig",
     "PrimeConfig", "RejectsConfig", "StateConfig", "StatsConfig", "TlsConfig", "check_config",
     "decode_config", "is_loopback", "load_config", "split_address",
@@ -66,6 +67,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     archive: ArchiveConfig = ArchiveConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+    alerts: list[AlertRoute] = []  # `[[alerts]]` blocks, one per route
 
     def listener_parse(self) -> dict[str, ParseOptions]:
         """Parse options of the listeners that have their own."""
@@ -167,7 +169,7 @@ def check_config(config: Config) -> str | None:
                     re.compile(step[3:])
                 except re.error as exc:
                     return f"{where}.steps[{j}]: invalid regular expression: {exc}"
-    return None
+    return check_routes(config.alerts)
 
 
 UNIX_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes on Linux, one for the NUL

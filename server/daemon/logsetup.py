@@ -29,7 +29,7 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Per-line and per-connection events are rate limited (`logtallyd.ratelog`), so a garbage
     # flood or a connect storm cannot flood the journal; what is dropped is still counted.
     rate_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
-    rejected_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5  # `line_rejected`, per reason
+    rejected_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5  # `line_rejected` per reason, `alert_try_failed` per route
     connection_events_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20  # per kind
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, assert_never
 from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCommands, PrimeCount, PrimeList
 from logtallyd.publish.access import Access, Gate, Refusal, is_privileged
 from logtallyd.publish.protocol import (
-    Answer, Auth, Close, Command, CommandError, CommandLimits, Deny, Error, EventList, Events, Grant, Help,
+    Alerts, Answer, Auth, Close, Command, CommandError, CommandLimits, Deny, Error, EventList, Events, Grant, Help,
     HelpList, Join, Leave, Metrics, MetricsText, Ping, Pong, Quit, Senders, Stats, Subscribe, Top, TopList, Unsubscribe,
     help_text,
 )
@@ -41,7 +41,8 @@ class Commands:
                  stats_report: Callable[[str], dict[str, Any]], recent_events: Callable[[int], list[Any]],
                  metrics_text: Callable[[], str], token: str | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 senders: Callable[[], Any] | None = None) -> None:
+                 senders: Callable[[], Any] | None = None,
+                 alerts_report: Callable[[], dict[str, Any]] = lambda: {"alerts": [], "routes": {}}) -> None:
         self.limits = CommandLimits.from_config(config)
         self.max_pending_commands = config.control.max_pending_commands
         self.gate = Gate(token, config.control.auth_failures_per_minute)
@@ -52,6 +53,7 @@ class Commands:
         self.recent_events = recent_events
         self.metrics_text = metrics_text
         self.senders = senders  # the SENDERS answer (the ingest sender table)
+        self.alerts_report = alerts_report
         self.primes = PrimeCommands(jobs)
 
     def reconfigure(self, config: Config, token: str | None = None) -> None:
@@ -85,6 +87,8 @@ class Commands:
                 return MetricsText(self.metrics_text())
             case Senders():
                 return self.senders() if self.senders is not None else Error("no sender table")
+            case Alerts():
+                return self.alerts_report()
             case Subscribe(topics, interval_s, filters):
                 # decoding checked that the terms compile
                 tail_filter = compile_filter(list(filters)) if filters else None

@@ -50,6 +50,8 @@ class MetricFigures(msgspec.Struct, forbid_unknown_fields=True):
     distinct_values: dict[str, int] = {}
     distinct_rel_err: float = 0.0
     top_max_error: dict[str, int] = {}
+    # by `[[alerts]]` route: counters sent, retried, failed, dropped; gauges queued, active
+    alert_routes: dict[str, dict[str, int]] = {}
 
 
 def escape_label_value(value: str) -> str:
@@ -155,6 +157,19 @@ def render_metrics(figures: MetricFigures | dict[str, Any]) -> str:
         *family(f"{p}top_max_error", "gauge",
                 "How far a since-start top-N count of a field may be off: upper - lower bound (0 = exact).",
                 labelled(f"{p}top_max_error", "field", f.top_max_error)),
+        *family(f"{p}alert_notifications_total", "counter",
+                "Alert notifications by route and outcome: sent, failed (after the last retry), dropped (queue full).",
+                [sample(f"{p}alert_notifications_total", counts.get(outcome, 0), {"route": route, "outcome": outcome})
+                 for route, counts in sorted(f.alert_routes.items()) for outcome in ("sent", "failed", "dropped")]),
+        *family(f"{p}alert_retries_total", "counter", "Alert delivery tries after the first, by route.",
+                [sample(f"{p}alert_retries_total", counts.get("retried", 0), {"route": route})
+                 for route, counts in sorted(f.alert_routes.items())]),
+        *family(f"{p}alert_queue", "gauge", "Alert notifications waiting for delivery, by route.",
+                [sample(f"{p}alert_queue", counts.get("queued", 0), {"route": route})
+                 for route, counts in sorted(f.alert_routes.items())]),
+        *family(f"{p}alerts_active", "gauge", "Alerts firing now, by route.",
+                [sample(f"{p}alerts_active", counts.get("active", 0), {"route": route})
+                 for route, counts in sorted(f.alert_routes.items())]),
         *family(f"{p}uptime_seconds", "gauge", "Seconds since the daemon started.",
                 [sample(f"{p}uptime_seconds", float(f.uptime_s))]),
     ]

@@ -32,7 +32,7 @@ class Config(Protocol):
     def primes(self) -> PrimeConfig: ...
 
 __all__ = [
-    "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
+    "Alerts", "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
     "HelpList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit", "Senders",
     "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
     "decode_command", "help_text",
@@ -71,6 +71,10 @@ class Senders(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class Alerts(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
 class Subscribe(msgspec.Struct, frozen=True, tag=True):
     topics: tuple[str, ...]  # lower case, as given
     interval_s: float
@@ -92,7 +96,7 @@ class Auth(msgspec.Struct, frozen=True, tag=True):
         return "Auth(token=<redacted>)"
 
 
-Command = Ping | Help | Stats | Top | Events | Metrics | Senders | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
+Command = Ping | Help | Stats | Top | Events | Metrics | Senders | Alerts | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
 
 
 class CommandError(msgspec.Struct, frozen=True):
@@ -215,6 +219,7 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
         "UNSUBSCRIBE [topic...]": "stop streaming (all topics by default)",
         "METRICS": "Prometheus text exposition of the daemon's own metrics",
         "SENDERS": "one row per sender address: seen times, lines, bytes, rate against its baseline, framing, rejects, TLS client",
+        "ALERTS": "alerts firing now, and each [[alerts]] route's sent, retried, failed and dropped counts",
         "PRIME COUNT <lo> <hi>": "count primes in [lo, hi] (long ranges return a job id; progress on topic jobs)",
         "PRIME LIST <lo> <hi>": "the primes in [lo, hi], streamed as JSON lines in chunks",
         "ISPRIME <n>": "deterministic Miller-Rabin below 3.3e24, BPSW probable-prime test beyond",
@@ -329,6 +334,7 @@ _VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
     "EVENTS": _events,
     "METRICS": lambda args, limits: Metrics(),
     "SENDERS": lambda args, limits: Senders(),
+    "ALERTS": lambda args, limits: Alerts(),
     "SUBSCRIBE": _subscribe,
     "UNSUBSCRIBE": _unsubscribe,
     "QUIT": lambda args, limits: Quit(),

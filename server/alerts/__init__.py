@@ -1,0 +1,1 @@
+"""Alert routes: anomaly events pushed to webhooks, Slack, Alertmanager or a command."""
