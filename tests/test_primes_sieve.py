@@ -97,3 +97,32 @@ def test_large_numbers_against_reference_list() -> None:
     base = sieve.base_primes(hi)
     assert np.frombuffer(sieve.segment_primes(lo, hi, base), "<i8").tolist() == expected
     assert sieve.segment_stats(lo, hi, base) == sieve.stats_of(expected, lo, hi)
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_a_lane_gives_the_plain_sieves_answers(step: int) -> None:
+    # Small segments near 1e12: the lane's large primes (>= kernels.LARGE, up to 1e6) hit some
+    # segments several times and skip others. step 2: the lane's previous segment "ran
+    # elsewhere", so each segment starts its large primes afresh.
+    lo, hi = 10**12 - 1_000_003, 10**12 + 2_000_000
+    base = sieve.base_primes(hi)
+    lane = f"test/{step}"
+    for a, b in list(sieve.segments(lo, hi, 1 << 14))[::step]:
+        assert sieve.lane_stats(a, b, hi, lane) == sieve.segment_stats(a, b, base)
+    assert sieve._lanes[lane][0] > 0 and len(sieve._lanes) <= sieve.LANES_KEPT
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**13), st.integers(1, 200_000), st.sampled_from([512, 4096, 1 << 14]))
+def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: int) -> None:
+    hi = lo + width
+    merged = None
+    for a, b in sieve.segments(lo, hi, segment_bytes):
+        r = sieve.lane_stats(a, b, hi, "prop")
+        merged = r if merged is None else sieve.merge(merged, r)
+    assert merged == sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+
+
+def test_sieving_primes_above_the_numpy_sieve_match_it() -> None:
+    hi = (1 << 21) ** 2 + 5  # root 2**21: computed by the segmented sieve, not `simple_primes`
+    assert sieve.sieving_primes(hi).tolist() == np.frombuffer(sieve.base_primes(hi), np.uint32).tolist()

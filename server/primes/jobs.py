@@ -1,14 +1,15 @@
 """The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL."""
-# A job computes its base primes once (in the pool), then feeds its segments to the
-# `PoolScheduler` at priority JOB through at most `scheduler.slots` lanes, so log batches
+# A COUNT splits its segments into at most `scheduler.slots` lanes of consecutive segments and
+# feeds each lane's segments in order to the `PoolScheduler` at priority JOB, so log batches
 # (priority INGEST) always get the next free worker and a CANCEL waits for at most one short
-# segment per lane. Segment results merge in order (`sieve.merge`), whatever order they finish
-# in. The lead wires this into the control protocol; bad requests raise `JobRejected` with the
+# segment per lane. Each lane merges its results in order (`sieve.merge`), then the lanes merge.
+# The lead wires this into the control protocol; bad requests raise `JobRejected` with the
 # reason to send back.
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import secrets
 import struct
 import time
@@ -117,23 +118,19 @@ class JobManager:
     async def _run_count(self, job: _Job) -> None:
         t0 = time.perf_counter()
         try:
-            base = await self.scheduler.run(JOB, sieve.base_primes, job.hi)
             n_segs = sieve.segment_count(job.lo, job.hi, self.config.segment_bytes)
-            todo = enumerate(sieve.segments(job.lo, job.hi, self.config.segment_bytes))
-            # results merge in segment order; ones that finish early wait in `early`
-            merged: list[sieve.SegmentStats | None] = [None]
-            early: dict[int, sieve.SegmentStats] = {}
-            next_index = [0]
+            workers = max(1, min(self.scheduler.slots, n_segs))
             last_publish = [self.clock()]
 
-            async def lane() -> None:
-                for i, (a, b) in todo:  # shared iterator: each lane takes the next segment
-                    r = await self.scheduler.run(JOB, sieve.segment_stats, a, b, base)
-                    early[i] = r
-                    while next_index[0] in early:
-                        s = early.pop(next_index[0])
-                        merged[0] = s if merged[0] is None else sieve.merge(merged[0], s)
-                        next_index[0] += 1
+            async def lane(number: int, first: int, end: int) -> sieve.SegmentStats:
+                # segments first..end-1, in order: the worker that ran the previous one keeps the
+                # large primes' positions (`sieve.lane_stats`)
+                name = f"{job.id}/{number}"
+                merged: sieve.SegmentStats | None = None
+                for i in range(first, end):
+                    a, b = sieve.segment_range(job.lo, job.hi, i, self.config.segment_bytes)
+                    r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name)
+                    merged = r if merged is None else sieve.merge(merged, r)
                     job.done_numbers += b - a + 1
                     job.primes += r.count
                     now = self.clock()
@@ -142,17 +139,18 @@ class JobManager:
                         self.publish({"type": "job_progress", "id": job.id,
                                       "percent": round(job.percent(), 4), "primes": job.primes,
                                       "eta_s": _round(job.eta_s(now))})
+                assert merged is not None  # a lane has at least one segment
+                return merged
 
-            workers = max(1, min(self.scheduler.slots, n_segs))
-            lanes = [asyncio.create_task(lane()) for _ in range(workers)]
+            cuts = [n_segs * w // workers for w in range(workers + 1)]
+            lanes = [asyncio.create_task(lane(w, cuts[w], cuts[w + 1])) for w in range(workers)]
             try:
-                await asyncio.gather(*lanes)
+                parts = await asyncio.gather(*lanes)
             except BaseException:
                 for t in lanes:  # one lane failed: stop the others too
                     t.cancel()
                 raise
-            total = merged[0]
-            assert total is not None and not early
+            total = functools.reduce(sieve.merge, parts)  # lanes are consecutive and in order
             elapsed = time.perf_counter() - t0
             job.result = {
                 "id": job.id, "kind": "count", "lo": job.lo, "hi": job.hi,
