@@ -199,13 +199,12 @@ class JobManager:
         t0 = time.perf_counter()
         pending: collections.deque[tuple[asyncio.Task, tuple[int, int]]] = collections.deque()
         try:
-            base = await self.scheduler.run(JOB, sieve.base_primes, hi)
             segs = iter(sieve.segments(lo, hi, self.config.segment_bytes))
             loop = asyncio.get_running_loop()
 
             def submit() -> None:
                 if job.state == "running" and (seg := next(segs, None)) is not None:
-                    t = loop.create_task(self.scheduler.run(JOB, sieve.segment_primes, *seg, base))
+                    t = loop.create_task(self.scheduler.run(JOB, sieve.list_primes, *seg, hi))
                     pending.append((t, seg))
                     job.in_flight.add(t)
                     t.add_done_callback(job.in_flight.discard)

@@ -156,9 +156,9 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None)
 
 # A lane's large primes, per worker: lane -> (next column, their next multiples' columns, wheel
 # indices), 9 bytes per prime (17.6 MB for the 1.95 M primes below sqrt(1e15)). Two lanes run at
-# a time; keeping a few more lets a lane that moved to the other worker and back resume.
+# a time; a worker keeps both, so a lane that moved to the other worker and back resumes.
 _lanes: collections.OrderedDict[str, tuple[int, np.ndarray, np.ndarray]] = collections.OrderedDict()
-LANES_KEPT = 4
+LANES_KEPT = 2
 
 
 @functools.lru_cache(maxsize=2)
@@ -199,7 +199,12 @@ def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None =
     return res
 
 
-def segment_primes(lo: int, hi: int, base: bytes) -> bytes:
+def list_primes(lo: int, hi: int, top: int) -> bytes:
+    """`segment_primes` of one segment of a LIST up to `top`, with this worker's sieving primes."""
+    return segment_primes(lo, hi, sieving_primes(top))
+
+
+def segment_primes(lo: int, hi: int, base: bytes | np.ndarray) -> bytes:
     """The primes in [lo, hi] as little-endian int64 bytes (a worker task for LIST)."""
     small = [p for p in SMALL if lo <= p <= hi]
     out = np.array(small, dtype=np.int64)
