@@ -126,3 +126,14 @@ def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: in
 def test_sieving_primes_above_the_numpy_sieve_match_it() -> None:
     hi = (1 << 21) ** 2 + 5  # root 2**21: computed by the segmented sieve, not `simple_primes`
     assert sieve.sieving_primes(hi).tolist() == np.frombuffer(sieve.base_primes(hi), np.uint32).tolist()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"NUMBA_CACHE_DIR": "/n", "CACHE_DIRECTORY": "/var/cache/logtally"}, "/n"),
+    ({"CACHE_DIRECTORY": "/var/cache/logtally:/var/cache/x", "XDG_CACHE_HOME": "/x"}, "/var/cache/logtally/numba"),
+    ({"XDG_CACHE_HOME": "/x", "HOME": "/home/u"}, "/x/logtally/numba"),
+    ({"HOME": "/home/u"}, "/home/u/.cache/logtally/numba"),
+    ({}, None),
+])
+def test_numba_cache_dir(env: dict[str, str], expected: str | None) -> None:
+    assert sieve.numba_cache_dir(env) == expected

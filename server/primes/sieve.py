@@ -10,8 +10,11 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import os
+import sys
 import types
-from typing import Iterator, NamedTuple
+from pathlib import Path
+from typing import Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -107,13 +110,35 @@ def _pattern(g: int, columns: int) -> np.ndarray:
     return pat
 
 
+def numba_cache_dir(env: Mapping[str, str]) -> str | None:
+    """Where numba keeps the compiled kernels: systemd's `$CACHE_DIRECTORY` (CacheDirectory=,
+    /var/cache/logtally), else `$XDG_CACHE_HOME/logtally`, else `~/.cache/logtally`, plus
+    `/numba`; None leaves numba its own choice. Pure: the environment is handed in.
+
+    Numba's default is `__pycache__` beside `kernels.py`, else a cache under $HOME; under the
+    shipped systemd unit both are read-only, and every restart would compile again (seconds
+    per worker, paid by the first job).
+    """
+    if env.get("NUMBA_CACHE_DIR"):
+        return env["NUMBA_CACHE_DIR"]
+    if env.get("CACHE_DIRECTORY"):
+        return str(Path(env["CACHE_DIRECTORY"].split(":")[0]) / "numba")
+    if env.get("XDG_CACHE_HOME"):
+        return str(Path(env["XDG_CACHE_HOME"]) / "logtally" / "numba")
+    if env.get("HOME"):
+        return str(Path(env["HOME"]) / ".cache" / "logtally" / "numba")
+    return None
+
+
 def _kernels() -> types.ModuleType:
     """The compiled kernels, imported when the first prime segment runs in a process.
 
     A log worker that never runs a prime job never loads numba (~0.4 s and tens of MiB); the
     first segment after a restart loads the machine code from numba's on-disk cache
-    (`cache=True` in `kernels`) instead of compiling it again.
+    (`cache=True` in `kernels`, in `numba_cache_dir`) instead of compiling it again.
     """
+    if "numba" not in sys.modules and (where := numba_cache_dir(os.environ)) is not None:
+        os.environ["NUMBA_CACHE_DIR"] = where  # read once, when numba is imported
     from logtallyd.primes import kernels
 
     return kernels
