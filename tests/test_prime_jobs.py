@@ -209,3 +209,19 @@ async def test_count_and_list_at_the_largest_hi_against_primesieve(executor) -> 
     assert listed == [int(x) for x in out.split()] and listed[-1] == r["last"]
     with pytest.raises(JobRejected, match="hi too large"):
         h.manager.start_count(top - 10, top + 1)
+
+
+async def test_a_lane_held_up_by_log_batches_is_split_and_the_runs_merge_in_order(harness: Harness) -> None:
+    # One worker is busy with a long log batch when the job starts, so the other lane finishes
+    # its run first and takes over the second half of the held-up one (and so on): however the
+    # runs were cut, they merge to the plain sieve's answer.
+    sched = harness.scheduler
+    blocker = asyncio.create_task(sched.run(INGEST, time.sleep, 0.4))
+    await asyncio.sleep(0.05)
+    lo, hi = 10**12, 10**12 + 3_000_000
+    r = await harness.manager.count(lo, hi)
+    await blocker
+    ref = reference(lo, hi)
+    assert (r["count"], r["first"], r["last"], r["twin_pairs"]) == (ref.count, ref.first, ref.last, ref.twins)
+    assert (r["largest_gap"], r["largest_gap_after"]) == (ref.gap, ref.gap_after)
+    assert r["segments"] == sieve.segment_count(lo, hi, SMALL_SEGMENTS) > 40

@@ -1,8 +1,8 @@
 """The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL."""
-# A COUNT splits its segments into at most `scheduler.slots` lanes of consecutive segments and
-# feeds each lane's segments in order to the `PoolScheduler` at priority JOB, so log batches
-# (priority INGEST) always get the next free worker and a CANCEL waits for at most one short
-# segment per lane. Each lane merges its results in order (`sieve.merge`), then the lanes merge.
+# A COUNT splits its segments into runs of consecutive segments, one per lane (at most
+# `scheduler.slots`), and feeds each run in order to the `PoolScheduler` at priority JOB, so log
+# batches (priority INGEST) always get the next free worker and a CANCEL waits for at most one
+# short segment per lane. Each run merges its results in order (`sieve.merge`), then the runs merge.
 # The lead wires this into the control protocol; bad requests raise `JobRejected` with the
 # reason to send back.
 from __future__ import annotations
@@ -122,35 +122,56 @@ class JobManager:
             workers = max(1, min(self.scheduler.slots, n_segs))
             last_publish = [self.clock()]
 
-            async def lane(number: int, first: int, end: int) -> sieve.SegmentStats:
-                # segments first..end-1, in order: the worker that ran the previous one keeps the
-                # large primes' positions (`sieve.lane_stats`)
-                name = f"{job.id}/{number}"
-                merged: sieve.SegmentStats | None = None
-                for i in range(first, end):
-                    a, b = sieve.segment_range(job.lo, job.hi, i, self.config.segment_bytes)
-                    r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name)
-                    merged = r if merged is None else sieve.merge(merged, r)
-                    job.done_numbers += b - a + 1
-                    job.primes += r.count
-                    now = self.clock()
-                    if now - last_publish[0] >= self.config.progress_interval_s:
-                        last_publish[0] = now
-                        self.publish({"type": "job_progress", "id": job.id,
-                                      "percent": round(job.percent(), 4), "primes": job.primes,
-                                      "eta_s": _round(job.eta_s(now))})
-                assert merged is not None  # a lane has at least one segment
-                return merged
-
+            # runs of consecutive segments, [next, end): one per lane to begin with; a lane that
+            # has finished its run takes the second half of the longest one left, so both
+            # workers stay busy to the end however the load fell
             cuts = [n_segs * w // workers for w in range(workers + 1)]
-            lanes = [asyncio.create_task(lane(w, cuts[w], cuts[w + 1])) for w in range(workers)]
+            runs = [[cuts[w], cuts[w + 1]] for w in range(workers)]
+            parts: dict[int, sieve.SegmentStats] = {}  # by a run's first segment
+
+            def steal() -> list[int] | None:
+                victim = max(runs, key=lambda r: r[1] - r[0])
+                left = victim[1] - victim[0]
+                if left < 2:
+                    return None
+                run = [victim[0] + left // 2, victim[1]]
+                victim[1] = run[0]
+                runs.append(run)
+                return run
+
+            async def lane(run: list[int] | None) -> None:
+                while run is not None:
+                    # in order: the worker that ran the previous segment of the run keeps the
+                    # large primes' positions (`sieve.lane_stats`)
+                    first, name = run[0], f"{job.id}/{run[0]}"
+                    merged: sieve.SegmentStats | None = None
+                    while run[0] < run[1]:
+                        i = run[0]
+                        run[0] += 1
+                        a, b = sieve.segment_range(job.lo, job.hi, i, self.config.segment_bytes)
+                        r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name)
+                        merged = r if merged is None else sieve.merge(merged, r)
+                        job.done_numbers += b - a + 1
+                        job.primes += r.count
+                        now = self.clock()
+                        if now - last_publish[0] >= self.config.progress_interval_s:
+                            last_publish[0] = now
+                            self.publish({"type": "job_progress", "id": job.id,
+                                          "percent": round(job.percent(), 4), "primes": job.primes,
+                                          "eta_s": _round(job.eta_s(now))})
+                    if merged is not None:
+                        parts[first] = merged
+                    run = steal()
+
+            lanes = [asyncio.create_task(lane(run)) for run in list(runs)]
             try:
-                parts = await asyncio.gather(*lanes)
+                await asyncio.gather(*lanes)
             except BaseException:
                 for t in lanes:  # one lane failed: stop the others too
                     t.cancel()
                 raise
-            total = functools.reduce(sieve.merge, parts)  # lanes are consecutive and in order
+            # the runs tile the segments: merged in order of their first segment
+            total = functools.reduce(sieve.merge, [parts[k] for k in sorted(parts)])
             elapsed = time.perf_counter() - t0
             job.result = {
                 "id": job.id, "kind": "count", "lo": job.lo, "hi": job.hi,
