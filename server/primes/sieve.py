@@ -186,12 +186,15 @@ _lanes: collections.OrderedDict[str, tuple[int, np.ndarray, np.ndarray]] = colle
 LANES_KEPT = 2
 
 
-@functools.lru_cache(maxsize=2)
 def sieving_primes(hi: int) -> np.ndarray:
-    """The primes 37..isqrt(hi) as uint32, computed once per worker for a job up to `hi`."""
-    root = math.isqrt(hi)
+    """The primes 37..isqrt(hi) as uint32, computed once per worker for jobs up to `hi`."""
+    return _primes_to(math.isqrt(hi))
+
+
+@functools.lru_cache(maxsize=2)
+def _primes_to(root: int) -> np.ndarray:
     if root < 1 << 20:
-        return np.frombuffer(base_primes(hi), dtype=np.uint32)
+        return np.frombuffer(base_primes(root * root), dtype=np.uint32)
     primes = np.frombuffer(segment_primes(PRESIEVE[-1] + 1, root, base_primes(root)), dtype="<i8")
     return primes.astype(np.uint32)
 
