@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from logtallyd.primes import primality, sieve
+from tests.conftest import require_tool
 
 # pi(10^k), k = 1..10 (OEIS A006880)
 PI = [4, 25, 168, 1229, 9592, 78498, 664579, 5761455, 50847534, 455052511]
@@ -137,3 +139,20 @@ def test_sieving_primes_above_the_numpy_sieve_match_it() -> None:
 ])
 def test_numba_cache_dir(env: dict[str, str], expected: str | None) -> None:
     assert sieve.numba_cache_dir(env) == expected
+
+
+def test_a_lane_near_1e15_against_primesieve() -> None:
+    # 1.95 M sieving primes, most of them kept between the lane's segments
+    exe = require_tool("primesieve")
+    lo, hi = 10**15, 10**15 + 10**8
+    merged = None
+    for a, b in sieve.segments(lo, hi):
+        r = sieve.lane_stats(a, b, hi, "near-1e15")
+        merged = r if merged is None else sieve.merge(merged, r)
+    assert merged is not None
+    out = subprocess.run([exe, str(lo), str(hi), "--count", "--quiet"], capture_output=True, text=True,
+                         check=True).stdout
+    assert merged.count == int(out.split()[-1])
+    first = subprocess.run([exe, str(lo), str(lo + 1000), "--print"], capture_output=True, text=True,
+                           check=True).stdout.split()[0]
+    assert merged.first == int(first)
