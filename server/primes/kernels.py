@@ -11,7 +11,7 @@ numbers.
 #
 # Imported by `sieve` when the first prime segment runs in a process: `import numba` costs ~0.4
 # s and tens of MiB, which the event loop and the log workers should not pay. `cache=True`
-# stores the machine code next to this file (or in the user cache dir), so a worker loads it in
+# stores the machine code in `sieve.numba_cache_dir` (NUMBA_CACHE_DIR), so a worker loads it in
 # milliseconds after the first compile, also after a restart.
 from __future__ import annotations
 
