@@ -103,7 +103,8 @@ async def run(args: argparse.Namespace) -> None:
     exe = ensure_primesieve()
     if exe is None:
         print("primesieve CLI not available: skipping the comparison")
-    config = PrimeConfig(max_range=10**12, progress_interval_s=3600)
+    config = PrimeConfig(max_range=10**12, progress_interval_s=3600,
+                         segment_bytes=args.segment_bytes or PrimeConfig().segment_bytes)
     print(f"segment_bytes={config.segment_bytes}  cpus={os.cpu_count()}  "
           f"load average {os.getloadavg()[0]:.2f} (other processes share these cores)")
     for workers in args.workers:
@@ -185,6 +186,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs of ours and primesieve; medians")
     ap.add_argument("--range", nargs=2, type=_number, metavar=("LO", "HI"),
                     help="count [LO, HI] (e.g. 1e15 1e15+1e10 as 1e15 1000010000000000) instead of pi(10^k)")
+    ap.add_argument("--segment-bytes", type=int, help="[primes] segment_bytes (default: the config's)")
     ap.add_argument("--first-job", action="store_true",
                     help="only time the first job in fresh workers, numba cache empty vs filled")
     args = ap.parse_args()
