@@ -109,9 +109,12 @@ def test_a_lane_gives_the_plain_sieves_answers(step: int) -> None:
     lo, hi = 10**12 - 1_000_003, 10**12 + 2_000_000
     base = sieve.base_primes(hi)
     lane = f"test/{step}"
-    for a, b in list(sieve.segments(lo, hi, 1 << 14))[::step]:
+    segs = list(sieve.segments(lo, hi, 1 << 14))[::step]
+    for a, b in segs[:-1]:
         assert sieve.lane_stats(a, b, hi, lane) == sieve.segment_stats(a, b, base)
     assert sieve._lanes[lane][0] > 0 and len(sieve._lanes) <= sieve.LANES_KEPT
+    assert sieve.lane_stats(*segs[-1], hi, lane, last=True) == sieve.segment_stats(*segs[-1], base)
+    assert lane not in sieve._lanes  # the worker let go of the lane's state
 
 
 @settings(max_examples=40, deadline=None)

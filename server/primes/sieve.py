@@ -181,7 +181,9 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None)
 
 # A lane's large primes, per worker: lane -> (next column, their next multiples' columns, wheel
 # indices), 9 bytes per prime (17.6 MB for the 1.95 M primes below sqrt(1e15)). Two lanes run at
-# a time; a worker keeps both, so a lane that moved to the other worker and back resumes.
+# a time; a worker keeps both, so a lane that moved to the other worker and back resumes. A
+# lane's last segment drops its state; the state of a run cut short by a split stays until
+# pushed out.
 _lanes: collections.OrderedDict[str, tuple[int, np.ndarray, np.ndarray]] = collections.OrderedDict()
 LANES_KEPT = 2
 
@@ -199,15 +201,19 @@ def _primes_to(root: int) -> np.ndarray:
     return primes.astype(np.uint32)
 
 
-def lane_stats(lo: int, hi: int, top: int, lane: str) -> SegmentStats:
+def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False) -> SegmentStats:
     """`segment_stats` of one segment of a lane: consecutive segments of a job up to `top`, in order.
 
     A worker keeps the lane's large primes where they stopped, so when the next segment of the
     lane lands on the same worker it skips their start computation (at 1e15 a division and
     eight progressions for each of 1.95 M primes, ~10x the sieving itself). Elsewhere it
-    computes them afresh; the result is the same either way.
+    computes them afresh; the result is the same either way. After the lane's `last` segment
+    the worker drops them.
     """
-    return segment_stats(lo, hi, sieving_primes(top), lane)
+    stats = segment_stats(lo, hi, sieving_primes(top), lane)
+    if last:
+        _lanes.pop(lane, None)
+    return stats
 
 
 def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None) -> SegmentStats:
