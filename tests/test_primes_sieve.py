@@ -89,6 +89,7 @@ def test_any_split_merges_to_the_whole(lo: int, width: int, segment_bytes: int) 
     assert len(parts) == sieve.segment_count(lo, hi, segment_bytes)
     assert parts[0][0] == lo and parts[-1][1] == hi
     assert all(b + 1 == c for (_, b), (c, _) in zip(parts, parts[1:]))
+    assert [sieve.segment_range(lo, hi, i, segment_bytes) for i in range(len(parts))] == parts
     assert count_range(lo, hi, segment_bytes) == whole
 
 
