@@ -5,7 +5,9 @@ and `primesieve N --count` with the same number of threads, in the same run, and
 times and the ratio ours/primesieve. `--ingest` also measures how long simulated log batches
 (priority INGEST) wait for a worker with and without a prime job running.
 
-    python bench/primes.py [--max-exp 10] [--workers 1,2] [--ingest]
+    python bench/primes.py [--max-exp 10] [--workers 1,2] [--runs 3] [--ingest]
+    python bench/primes.py --workers 2 --range 1e15 1000010000000000
+    python bench/primes.py --first-job
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import structlog  # noqa: E402
 
 from logtallyd.primes import sieve  # noqa: E402
 from logtallyd.primes.jobs import JobManager, PrimeConfig  # noqa: E402
+from logtallyd.primes.numbers import parse_number  # noqa: E402
 from logtallyd.pool.scheduler import INGEST, PoolScheduler  # noqa: E402
 
 PI = {9: 50847534, 10: 455052511}
@@ -46,9 +49,9 @@ def ensure_primesieve() -> str | None:
     return shutil.which("primesieve")
 
 
-def time_primesieve(exe: str, n: int, threads: int) -> tuple[float, int]:
+def time_primesieve(exe: str, lo: int, hi: int, threads: int) -> tuple[float, int]:
     t0 = time.perf_counter()
-    out = subprocess.run([exe, str(n), "--count", f"--threads={threads}", "--quiet"],
+    out = subprocess.run([exe, str(lo), str(hi), "--count", f"--threads={threads}", "--quiet"],
                          check=True, capture_output=True, text=True).stdout
     return time.perf_counter() - t0, int(out.split()[-1])
 
@@ -86,12 +89,22 @@ def summary(waits: list[float]) -> str:
     return f"n={len(waits)} p50={q[49] * 1e3:.1f} ms p99={q[98] * 1e3:.1f} ms max={max(waits) * 1e3:.1f} ms"
 
 
+def median_line(label: str, ours: list[float], theirs: list[float]) -> str:
+    line = f"{label}: ours median {statistics.median(ours):.2f} s ({', '.join(f'{t:.2f}' for t in ours)})"
+    if theirs:
+        line += (f", primesieve median {statistics.median(theirs):.2f} s "
+                 f"({', '.join(f'{t:.2f}' for t in theirs)}), "
+                 f"ratio {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    return line
+
+
 async def run(args: argparse.Namespace) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     exe = ensure_primesieve()
     if exe is None:
         print("primesieve CLI not available: skipping the comparison")
-    config = PrimeConfig(max_range=10**12, progress_interval_s=3600)
+    config = PrimeConfig(max_range=10**12, progress_interval_s=3600,
+                         segment_bytes=args.segment_bytes or PrimeConfig().segment_bytes)
     print(f"segment_bytes={config.segment_bytes}  cpus={os.cpu_count()}  "
           f"load average {os.getloadavg()[0]:.2f} (other processes share these cores)")
     for workers in args.workers:
@@ -99,15 +112,23 @@ async def run(args: argparse.Namespace) -> None:
             scheduler = PoolScheduler(ex, workers)
             manager = JobManager(scheduler, config, lambda m: None)
             await manager.count(1, 10**8)  # start every worker (7 segments over all lanes)
-            for k in range(9, args.max_exp + 1):
-                r = await manager.count(1, 10**k)
-                assert r["count"] == PI[k], r
-                line = f"pi(10^{k}) workers={workers}: ours {r['elapsed_s']:.2f} s"
-                if exe:
-                    t, c = time_primesieve(exe, 10**k, workers)
-                    assert c == PI[k], c
-                    line += f", primesieve --threads={workers} {t:.2f} s, ratio {r['elapsed_s'] / t:.1f}x"
-                print(line, flush=True)
+            cases = [(f"pi(10^{k})", 1, 10**k, PI[k]) for k in range(9, args.max_exp + 1)]
+            if args.range:
+                lo, hi = args.range
+                cases = [(f"[{lo}, {hi}]", lo, hi, None)]
+            for label, lo, hi, known in cases:
+                ours: list[float] = []
+                theirs: list[float] = []
+                for _ in range(args.runs):  # interleaved, so both see the same load
+                    r = await manager.count(lo, hi)
+                    ours.append(r["elapsed_s"])
+                    if exe:
+                        t, c = time_primesieve(exe, lo, hi, workers)
+                        theirs.append(t)
+                        assert c == r["count"], (c, r)
+                    assert known is None or r["count"] == known, r
+                print(median_line(f"{label} workers={workers} count={r['count']}", ours, theirs)
+                      + f"  [load {os.getloadavg()[0]:.2f}]", flush=True)
             if args.ingest and workers == max(args.workers):
                 quiet = await ingest_waits(scheduler, 3.0)
                 job = asyncio.create_task(manager.count(1, 10**12))
@@ -119,12 +140,67 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"ingest waits, job running: {summary(loaded)}")
 
 
+_FIRST_JOB = """
+import asyncio, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from logtallyd.pool import worker
+from logtallyd.primes.jobs import JobManager, PrimeConfig
+from logtallyd.pool.scheduler import PoolScheduler
+
+async def main():
+    with ProcessPoolExecutor(max_workers=2, initializer=worker.warm_up) as ex:
+        for f in [ex.submit(pow, 2, 2) for _ in range(4)]:
+            f.result()  # both workers up, as after the daemon's start
+        manager = JobManager(PoolScheduler(ex, 2), PrimeConfig(progress_interval_s=3600), lambda m: None)
+        t0 = time.perf_counter()
+        r = await manager.count(1, 10**6)
+        print(time.perf_counter() - t0, r["count"])
+asyncio.run(main())
+"""
+
+
+def first_job(runs: int) -> None:
+    """Time of the first COUNT in fresh log workers: numba compiling (empty cache) vs loading its cache."""
+    import tempfile
+    root = Path(__file__).resolve().parents[1]
+    cold: list[float] = []
+    warm: list[float] = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            for times in (cold, warm):
+                out = subprocess.run([sys.executable, "-c", _FIRST_JOB], env=env, cwd=root, check=True,
+                                     capture_output=True, text=True).stdout.split()[-2:]
+                assert out[1] == "78498", out
+                times.append(float(out[0]))
+    print(f"first COUNT 1..1e6 in fresh workers: empty numba cache median {statistics.median(cold):.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in cold)}), cache filled median {statistics.median(warm):.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in warm)})  [load {os.getloadavg()[0]:.2f}]")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-exp", type=int, default=10, choices=(9, 10))
     ap.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     ap.add_argument("--ingest", action="store_true")
-    asyncio.run(run(ap.parse_args()))
+    ap.add_argument("--runs", type=int, default=3, help="interleaved runs of ours and primesieve; medians")
+    ap.add_argument("--range", nargs=2, type=_number, metavar=("LO", "HI"),
+                    help="count [LO, HI] (e.g. 1e15 1e15+1e10 as 1e15 1000010000000000) instead of pi(10^k)")
+    ap.add_argument("--segment-bytes", type=int, help="[primes] segment_bytes (default: the config's)")
+    ap.add_argument("--first-job", action="store_true",
+                    help="only time the first job in fresh workers, numba cache empty vs filled")
+    args = ap.parse_args()
+    if args.first_job:
+        first_job(args.runs)
+    else:
+        asyncio.run(run(args))
+
+
+def _number(text: str) -> int:
+    value = parse_number(text)
+    if isinstance(value, str):
+        raise argparse.ArgumentTypeError(value)
+    return value
 
 
 if __name__ == "__main__":

@@ -112,15 +112,15 @@ DECODE = [
     ("UNSUBSCRIBE", Unsubscribe(())),
     ("UNSUBSCRIBE Stats TAIL", Unsubscribe(("stats", "tail"))),
     ("UNSUBSCRIBE nosuch", Unsubscribe(("nosuch",))),
-    # PRIME COUNT <lo> <hi>: hi - lo <= max_range (10**12), hi <= max_value (10**13)
+    # PRIME COUNT <lo> <hi>: hi - lo <= max_range (10**12), hi <= max_value (10**16)
     ("PRIME COUNT 1 1e6", PrimeCount(1, 10**6)),
     ("prime count 1 10**3", PrimeCount(1, 1000)),
     ("PRIME COUNT 0 1_000_000_000_000", PrimeCount(0, 10**12)),
-    ("PRIME COUNT 9000000000000 1e13", PrimeCount(9 * 10**12, 10**13)),
+    ("PRIME COUNT 9999000000000000 1e16", PrimeCount(9999 * 10**12, 10**16)),
     ("PRIME COUNT 0 1000000000001",
      error("range too large: hi - lo = 1000000000001 exceeds the limit 1000000000000")),
-    ("PRIME COUNT 10000000000000 10000000000001",
-     error("hi too large: 10000000000001 exceeds the limit 10000000000000")),
+    ("PRIME COUNT 10000000000000000 10000000000000001",
+     error("hi too large: 10000000000000001 exceeds the limit 10000000000000000")),
     ("PRIME COUNT 1", error("usage: PRIME COUNT <lo> <hi>")),
     ("PRIME COUNT 1 2 3", error("usage: PRIME COUNT <lo> <hi>")),
     ("PRIME COUNT -5 10", error("lo: negative number not allowed: '-5'")),
@@ -192,7 +192,7 @@ def test_limits_come_from_the_config() -> None:
     assert (limits.max_command_bytes, limits.max_top_n, limits.default_events) == (100, 7, 5)
     assert (limits.min_interval_s, limits.max_interval_s, limits.default_interval_s) == (1.0, 9.0, 4.0)
     assert limits.windows == ("all", "1m", "5m", "15m")
-    assert limits.primes == PrimeLimits(10**12, 10**7, 10**13)
+    assert limits.primes == PrimeLimits(10**12, 10**7, 10**16)
 
 
 # -- lines -----------------------------------------------------------------------------------

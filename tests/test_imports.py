@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import multiprocessing
+import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -145,17 +146,25 @@ def test_a_prime_segment_loads_the_kernels_in_the_worker() -> None:
 
 
 _CACHE_PROBE = """
-from logtallyd.primes import kernels, sieve
+from logtallyd.primes import sieve
 sieve.segment_stats(1, 10_000, sieve.base_primes(10_000))
 sieve.segment_primes(1, 100, sieve.base_primes(100))
-misses = sum(sum(k.stats.cache_misses.values()) for k in (kernels.sieve_segment, kernels.stats, kernels.primes_of))
-hits = sum(sum(k.stats.cache_hits.values()) for k in (kernels.sieve_segment, kernels.stats, kernels.primes_of))
-print(misses, hits)
+sieve.lane_stats(10**6, 2 * 10**6, 10**12, "probe")
+kernels = sieve._kernels()
+ks = (kernels.sieve_segment, kernels.stats, kernels.primes_of, kernels.start_large, kernels.cross_large)
+print(sum(sum(k.stats.cache_misses.values()) for k in ks), sum(sum(k.stats.cache_hits.values()) for k in ks))
 """
 
 
-def test_prime_kernels_load_from_numbas_cache_after_a_restart() -> None:
-    """Loading the kernels lazily must not cost a compile: a second process reads the cache."""
-    subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, capture_output=True, check=True)  # fills it
-    second = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert second.stdout == "0 3\n"  # three kernels, each loaded from the cache, none compiled
+def test_prime_kernels_load_from_numbas_cache_after_a_restart(tmp_path) -> None:
+    """Loading the kernels lazily must not cost a compile: a second process reads the cache,
+    which lives where `sieve.numba_cache_dir` says (here $XDG_CACHE_HOME/logtally/numba)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "CACHE_DIRECTORY")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    first = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, env=env, capture_output=True,
+                           text=True, check=True)
+    assert first.stdout == "5 0\n"  # an empty cache: all five compiled
+    assert any((tmp_path / "logtally" / "numba").rglob("*.nbi"))
+    second = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, env=env, capture_output=True,
+                            text=True, check=True)
+    assert second.stdout == "0 5\n"  # each kernel loaded from the cache, none compiled

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import AsyncIterator
@@ -11,6 +12,7 @@ import pytest
 from logtallyd.primes import sieve
 from logtallyd.primes.jobs import JobManager, JobRejected, PrimeConfig
 from logtallyd.pool.scheduler import INGEST, PoolScheduler
+from tests.conftest import require_tool
 
 SMALL_SEGMENTS = 1 << 14  # 61,440 numbers per segment: many segments, quick
 
@@ -180,3 +182,46 @@ def test_config_from_toml_table() -> None:
     for bad in ({"max_jobs": 0}, {"segment_bytes": 8}, {"nope": 1}, {"max_range": -1}):
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert(bad, PrimeConfig)
+
+
+def test_max_value_has_its_range_on_the_field() -> None:
+    import msgspec
+    top = 10**16
+    assert msgspec.convert({"max_value": top}, PrimeConfig).max_value == top == PrimeConfig().max_value
+    with pytest.raises(msgspec.ValidationError, match="max_value"):
+        msgspec.convert({"max_value": top + 1}, PrimeConfig)
+
+
+async def test_count_and_list_at_the_largest_hi_against_primesieve(executor) -> None:
+    # hi exactly at the field's upper bound (10**16): 5.76 M sieving primes per worker, and
+    # several lanes' segments, each checked against the primesieve CLI
+    exe = require_tool("primesieve")
+    top = PrimeConfig().max_value
+    h = Harness(executor, segment_bytes=1 << 20)
+    lo = top - 10**7
+    r = await h.manager.count(lo, top)
+    out = subprocess.run([exe, str(lo), str(top), "--count", "--quiet"], capture_output=True,
+                         text=True, check=True).stdout
+    assert r["count"] == int(out.split()[-1]) and r["workers"] == 2 and r["segments"] > 2
+    listed = [p for c in [c async for c in h.manager.list_primes(top - 10_000, top)] for p in c]
+    out = subprocess.run([exe, str(top - 10_000), str(top), "--print"], capture_output=True,
+                         text=True, check=True).stdout
+    assert listed == [int(x) for x in out.split()] and listed[-1] == r["last"]
+    with pytest.raises(JobRejected, match="hi too large"):
+        h.manager.start_count(top - 10, top + 1)
+
+
+async def test_a_lane_held_up_by_log_batches_is_split_and_the_runs_merge_in_order(harness: Harness) -> None:
+    # One worker is busy with a long log batch when the job starts, so the other lane finishes
+    # its run first and takes over the second half of the held-up one (and so on): however the
+    # runs were cut, they merge to the plain sieve's answer.
+    sched = harness.scheduler
+    blocker = asyncio.create_task(sched.run(INGEST, time.sleep, 0.4))
+    await asyncio.sleep(0.05)
+    lo, hi = 10**12, 10**12 + 3_000_000
+    r = await harness.manager.count(lo, hi)
+    await blocker
+    ref = reference(lo, hi)
+    assert (r["count"], r["first"], r["last"], r["twin_pairs"]) == (ref.count, ref.first, ref.last, ref.twins)
+    assert (r["largest_gap"], r["largest_gap_after"]) == (ref.gap, ref.gap_after)
+    assert r["segments"] == sieve.segment_count(lo, hi, SMALL_SEGMENTS) > 40

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from logtallyd.primes import primality, sieve
+from tests.conftest import require_tool
 
 # pi(10^k), k = 1..10 (OEIS A006880)
 PI = [4, 25, 168, 1229, 9592, 78498, 664579, 5761455, 50847534, 455052511]
@@ -87,6 +89,7 @@ def test_any_split_merges_to_the_whole(lo: int, width: int, segment_bytes: int) 
     assert len(parts) == sieve.segment_count(lo, hi, segment_bytes)
     assert parts[0][0] == lo and parts[-1][1] == hi
     assert all(b + 1 == c for (_, b), (c, _) in zip(parts, parts[1:]))
+    assert [sieve.segment_range(lo, hi, i, segment_bytes) for i in range(len(parts))] == parts
     assert count_range(lo, hi, segment_bytes) == whole
 
 
@@ -97,3 +100,63 @@ def test_large_numbers_against_reference_list() -> None:
     base = sieve.base_primes(hi)
     assert np.frombuffer(sieve.segment_primes(lo, hi, base), "<i8").tolist() == expected
     assert sieve.segment_stats(lo, hi, base) == sieve.stats_of(expected, lo, hi)
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_a_lane_gives_the_plain_sieves_answers(step: int) -> None:
+    # Small segments near 1e12: the lane's large primes (>= kernels.LARGE, up to 1e6) hit some
+    # segments several times and skip others. step 2: the lane's previous segment "ran
+    # elsewhere", so each segment starts its large primes afresh.
+    lo, hi = 10**12 - 1_000_003, 10**12 + 2_000_000
+    base = sieve.base_primes(hi)
+    lane = f"test/{step}"
+    segs = list(sieve.segments(lo, hi, 1 << 14))[::step]
+    for a, b in segs[:-1]:
+        assert sieve.lane_stats(a, b, hi, lane) == sieve.segment_stats(a, b, base)
+    assert sieve._lanes[lane][0] > 0 and len(sieve._lanes) <= sieve.LANES_KEPT
+    assert sieve.lane_stats(*segs[-1], hi, lane, last=True) == sieve.segment_stats(*segs[-1], base)
+    assert lane not in sieve._lanes  # the worker let go of the lane's state
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**13), st.integers(1, 200_000), st.sampled_from([512, 4096, 1 << 14]))
+def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: int) -> None:
+    hi = lo + width
+    merged = None
+    for a, b in sieve.segments(lo, hi, segment_bytes):
+        r = sieve.lane_stats(a, b, hi, "prop")
+        merged = r if merged is None else sieve.merge(merged, r)
+    assert merged == sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+
+
+def test_sieving_primes_above_the_numpy_sieve_match_it() -> None:
+    hi = (1 << 21) ** 2 + 5  # root 2**21: computed by the segmented sieve, not `simple_primes`
+    assert sieve.sieving_primes(hi).tolist() == np.frombuffer(sieve.base_primes(hi), np.uint32).tolist()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"NUMBA_CACHE_DIR": "/n", "CACHE_DIRECTORY": "/var/cache/logtally"}, "/n"),
+    ({"CACHE_DIRECTORY": "/var/cache/logtally:/var/cache/x", "XDG_CACHE_HOME": "/x"}, "/var/cache/logtally/numba"),
+    ({"XDG_CACHE_HOME": "/x", "HOME": "/home/u"}, "/x/logtally/numba"),
+    ({"HOME": "/home/u"}, "/home/u/.cache/logtally/numba"),
+    ({}, None),
+])
+def test_numba_cache_dir(env: dict[str, str], expected: str | None) -> None:
+    assert sieve.numba_cache_dir(env) == expected
+
+
+def test_a_lane_near_1e15_against_primesieve() -> None:
+    # 1.95 M sieving primes, most of them kept between the lane's segments
+    exe = require_tool("primesieve")
+    lo, hi = 10**15, 10**15 + 10**8
+    merged = None
+    for a, b in sieve.segments(lo, hi):
+        r = sieve.lane_stats(a, b, hi, "near-1e15")
+        merged = r if merged is None else sieve.merge(merged, r)
+    assert merged is not None
+    out = subprocess.run([exe, str(lo), str(hi), "--count", "--quiet"], capture_output=True, text=True,
+                         check=True).stdout
+    assert merged.count == int(out.split()[-1])
+    first = subprocess.run([exe, str(lo), str(lo + 1000), "--print"], capture_output=True, text=True,
+                           check=True).stdout.split()[0]
+    assert merged.first == int(first)

@@ -54,6 +54,7 @@ def test_service_directives() -> None:
         "Restart": ["on-failure"],
         "DynamicUser": ["yes"],
         "StateDirectory": ["logtally"],
+        "CacheDirectory": ["logtally"],  # numba's compiled prime kernels (sieve.numba_cache_dir)
         "LogsDirectory": ["logtally"],
         "ProtectSystem": ["strict"],
         "ProtectHome": ["yes"],

@@ -1,14 +1,15 @@
 """The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL."""
-# A job computes its base primes once (in the pool), then feeds its segments to the
-# `PoolScheduler` at priority JOB through at most `scheduler.slots` lanes, so log batches
-# (priority INGEST) always get the next free worker and a CANCEL waits for at most one short
-# segment per lane. Segment results merge in order (`sieve.merge`), whatever order they finish
-# in. The lead wires this into the control protocol; bad requests raise `JobRejected` with the
+# A COUNT splits its segments into runs of consecutive segments, one per lane (at most
+# `scheduler.slots`), and feeds each run in order to the `PoolScheduler` at priority JOB, so log
+# batches (priority INGEST) always get the next free worker and a CANCEL waits for at most one
+# short segment per lane. Each run merges its results in order (`sieve.merge`), then the runs merge.
+# The lead wires this into the control protocol; bad requests raise `JobRejected` with the
 # reason to send back.
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import secrets
 import struct
 import time
@@ -117,42 +118,61 @@ class JobManager:
     async def _run_count(self, job: _Job) -> None:
         t0 = time.perf_counter()
         try:
-            base = await self.scheduler.run(JOB, sieve.base_primes, job.hi)
             n_segs = sieve.segment_count(job.lo, job.hi, self.config.segment_bytes)
-            todo = enumerate(sieve.segments(job.lo, job.hi, self.config.segment_bytes))
-            # results merge in segment order; ones that finish early wait in `early`
-            merged: list[sieve.SegmentStats | None] = [None]
-            early: dict[int, sieve.SegmentStats] = {}
-            next_index = [0]
+            workers = max(1, min(self.scheduler.slots, n_segs))
             last_publish = [self.clock()]
 
-            async def lane() -> None:
-                for i, (a, b) in todo:  # shared iterator: each lane takes the next segment
-                    r = await self.scheduler.run(JOB, sieve.segment_stats, a, b, base)
-                    early[i] = r
-                    while next_index[0] in early:
-                        s = early.pop(next_index[0])
-                        merged[0] = s if merged[0] is None else sieve.merge(merged[0], s)
-                        next_index[0] += 1
-                    job.done_numbers += b - a + 1
-                    job.primes += r.count
-                    now = self.clock()
-                    if now - last_publish[0] >= self.config.progress_interval_s:
-                        last_publish[0] = now
-                        self.publish({"type": "job_progress", "id": job.id,
-                                      "percent": round(job.percent(), 4), "primes": job.primes,
-                                      "eta_s": _round(job.eta_s(now))})
+            # runs of consecutive segments, [next, end): one per lane to begin with; a lane that
+            # has finished its run takes the second half of the longest one left, so both
+            # workers stay busy to the end however the load fell
+            cuts = [n_segs * w // workers for w in range(workers + 1)]
+            runs = [[cuts[w], cuts[w + 1]] for w in range(workers)]
+            parts: dict[int, sieve.SegmentStats] = {}  # by a run's first segment
 
-            workers = max(1, min(self.scheduler.slots, n_segs))
-            lanes = [asyncio.create_task(lane()) for _ in range(workers)]
+            def steal() -> list[int] | None:
+                victim = max(runs, key=lambda r: r[1] - r[0])
+                left = victim[1] - victim[0]
+                if left < 2:
+                    return None
+                run = [victim[0] + left // 2, victim[1]]
+                victim[1] = run[0]
+                runs.append(run)
+                return run
+
+            async def lane(run: list[int] | None) -> None:
+                while run is not None:
+                    # in order: the worker that ran the previous segment of the run keeps the
+                    # large primes' positions (`sieve.lane_stats`)
+                    first, name = run[0], f"{job.id}/{run[0]}"
+                    merged: sieve.SegmentStats | None = None
+                    while run[0] < run[1]:
+                        i = run[0]
+                        run[0] += 1
+                        a, b = sieve.segment_range(job.lo, job.hi, i, self.config.segment_bytes)
+                        r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name,
+                                                     run[0] == run[1])
+                        merged = r if merged is None else sieve.merge(merged, r)
+                        job.done_numbers += b - a + 1
+                        job.primes += r.count
+                        now = self.clock()
+                        if now - last_publish[0] >= self.config.progress_interval_s:
+                            last_publish[0] = now
+                            self.publish({"type": "job_progress", "id": job.id,
+                                          "percent": round(job.percent(), 4), "primes": job.primes,
+                                          "eta_s": _round(job.eta_s(now))})
+                    if merged is not None:
+                        parts[first] = merged
+                    run = steal()
+
+            lanes = [asyncio.create_task(lane(run)) for run in list(runs)]
             try:
                 await asyncio.gather(*lanes)
             except BaseException:
                 for t in lanes:  # one lane failed: stop the others too
                     t.cancel()
                 raise
-            total = merged[0]
-            assert total is not None and not early
+            # the runs tile the segments: merged in order of their first segment
+            total = functools.reduce(sieve.merge, [parts[k] for k in sorted(parts)])
             elapsed = time.perf_counter() - t0
             job.result = {
                 "id": job.id, "kind": "count", "lo": job.lo, "hi": job.hi,
@@ -201,13 +221,12 @@ class JobManager:
         t0 = time.perf_counter()
         pending: collections.deque[tuple[asyncio.Task, tuple[int, int]]] = collections.deque()
         try:
-            base = await self.scheduler.run(JOB, sieve.base_primes, hi)
             segs = iter(sieve.segments(lo, hi, self.config.segment_bytes))
             loop = asyncio.get_running_loop()
 
             def submit() -> None:
                 if job.state == "running" and (seg := next(segs, None)) is not None:
-                    t = loop.create_task(self.scheduler.run(JOB, sieve.segment_primes, *seg, base))
+                    t = loop.create_task(self.scheduler.run(JOB, sieve.list_primes, *seg, hi))
                     pending.append((t, seg))
                     job.in_flight.add(t)
                     t.add_done_callback(job.in_flight.discard)

@@ -11,7 +11,7 @@ numbers.
 #
 # Imported by `sieve` when the first prime segment runs in a process: `import numba` costs ~0.4
 # s and tens of MiB, which the event loop and the log workers should not pay. `cache=True`
-# stores the machine code next to this file (or in the user cache dir), so a worker loads it in
+# stores the machine code in `sieve.numba_cache_dir` (NUMBA_CACHE_DIR), so a worker loads it in
 # milliseconds after the first compile, also after a restart.
 from __future__ import annotations
 
@@ -124,6 +124,59 @@ def sieve_segment(c0, ncols, P, pat0, period0, pat1, period1):  # pragma: no cov
                 buf[i] &= m
                 i += pu
     return buf
+
+
+# Large primes keep their next multiple from one segment of a lane to the next (`cross_large`),
+# so a segment costs one look at each such prime instead of a division and eight progression
+# starts. A multiple p*q (q coprime to 30) is a column and the wheel index k of q; the next one
+# is q + _DQ[k], at column col + (p // 30) * _DQ[k] + _CORR[8*i + k] with bit _MBIT[8*i + k],
+# where i is the wheel index of p mod 30.
+_DQ = np.array((6, 4, 2, 4, 2, 4, 6, 2), dtype=np.int64)
+_MBIT = np.array([_BIT[(int(a) * int(b)) % 30] for a in WHEEL for b in WHEEL], dtype=np.int64)
+_CORR = np.array([((int(a) * int(b)) % 30 + int(a) * int(d)) // 30
+                  for a in WHEEL for b, d in zip(WHEEL, _DQ)], dtype=np.int64)
+# wheel index of the first residue >= r coprime to 30, for r = 0..29
+_NEXT_K = np.array([int(np.searchsorted(WHEEL, r)) for r in range(30)], dtype=np.int64)
+LARGE = _BLOCK  # primes from here on go through `cross_large` in a lane
+
+
+@_jit
+def start_large(P, j0, c0):  # pragma: no cover - compiled
+    """(column, wheel index) of the first multiple p*q >= max(p*p, 30*c0), q coprime to 30, of each P[j0:]."""
+    n = P.size - j0
+    col = np.empty(n, np.int64)
+    kk = np.empty(n, np.uint8)
+    lo = 30 * c0
+    for j in range(n):
+        p = np.int64(P[j0 + j])
+        start = max(p * p, lo)
+        q0 = (start + p - 1) // p
+        r = q0 % 30
+        k = _NEXT_K[r]
+        q = q0 - r + WHEEL[k]
+        col[j] = (p * q) // 30
+        kk[j] = k
+    return col, kk
+
+
+@_jit
+def cross_large(buf, c0, P, j0, col, kk):  # pragma: no cover - compiled
+    """Cross off the multiples of P[j0:] in `buf` (columns c0..), advancing `col`/`kk` past it."""
+    end = c0 + buf.size
+    for j in range(col.size):
+        c = col[j]
+        if c >= end:
+            continue
+        p = np.int64(P[j0 + j])
+        i = 8 * _BIT[p % 30]
+        a = p // 30
+        k = np.int64(kk[j])
+        while c < end:
+            buf[c - c0] &= ~np.uint8(1 << _MBIT[i + k])
+            c += a * _DQ[k] + _CORR[i + k]
+            k = (k + 1) & 7
+        col[j] = c
+        kk[j] = k
 
 
 @_jit
