@@ -372,7 +372,8 @@ def test_shipped_config_loads() -> None:
     assert config == msgspec.structs.replace(Config(), **deliberate)
 
     # Every key is written out, not merely defaulted. TOML has no null, so keys whose default
-    # is None (parse.force) can only appear as a comment.
+    # is None (parse.force) can only appear as a comment; so does the alert routes' example (no
+    # routes by default), which `tests/test_config.py` decodes uncommented.
     def keys(tree: object, prefix: str = "") -> set[str]:
         if not isinstance(tree, dict) or prefix == "stats.windows.":
             return {prefix.rstrip(".")}
@@ -380,9 +381,9 @@ def test_shipped_config_loads() -> None:
 
     written = keys(tomllib.loads(path.read_text()))
     known = keys(msgspec.to_builtins(Config()))
-    assert known - written == {"parse.force"}
+    assert known - written == {"parse.force", "alerts"}
     assert written - known == set()
-    assert "# force = " in path.read_text()
+    assert "# force = " in path.read_text() and "# [[alerts]]" in path.read_text()
 
 
 def test_parse_options_per_listener(start_server) -> None:
