@@ -180,3 +180,23 @@ def test_a_snapshot_of_the_old_bucket_format_is_set_aside(tmp_path: Any) -> None
         rows = stats.top("ip", 5, window, now)
         assert len(rows) == 5 and restored.top("ip", 5, window, now) == rows
     assert not restored.total.counts("ip").exact  # 30 values > 10: a sketch, restored as one
+
+
+def test_a_live_exact_bucket_merged_into_a_sketched_window_is_never_stale() -> None:
+    """A hot second's exact tally is merged into each query's (sketched) window answer through
+    the sketch it builds of itself; more lines into that second must reach the next query."""
+    t0 = 1_700_000_040  # 40 s into a minute
+    stats = Stats(StatsConfig(exact_keys=64, second_exact_keys=64), t0)
+
+    def feed(second: int, counts: dict[str, int]) -> None:
+        bucket = Bucket(lines=sum(counts.values()), tally={"ip": Tally(dict(counts))})
+        partial = Partial(received=bucket.lines, parsed=bucket.lines, buckets={second: bucket})
+        stats.merge(Partial.from_bytes(partial.to_bytes()), second)
+
+    feed(t0 - 60, {f"10.0.0.{i}": 1 for i in range(200)})  # past the budget: the 5m answer is a sketch
+    feed(t0, {"hot": 10})
+    assert stats.top("ip", 1, "5m", t0)[0]["value"] == "hot"
+    feed(t0, {"hot": 5000})
+    (row,) = stats.top("ip", 1, "5m", t0)
+    low, high = (row["count"], row["count"]) if "count" in row else (row["lower"], row["upper"])
+    assert row["value"] == "hot" and low <= 5010 <= high
