@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logtallyd.persist.archive import CURRENT, ArchivePosition, archive_lines
+from logtallyd.persist.archive import CURRENT, ArchivePosition, archive_lines, closed_segments
 from logtallyd.persist.config import state_directory
 from logtallyd.persist.recovery import Plan, plan, read_frames
 
@@ -47,6 +47,28 @@ def test_read_frames_across_gzip_and_plain_up_to_the_end(tmp_path: Path) -> None
     chunks = list(read_frames(tmp_path, files, end, chunk_lines=4))
     assert [len(c) for c in chunks] == [4, 4, 1]
     assert [f for c in chunks for f in c] == frames[1:]
+
+
+def test_a_damaged_segment_is_a_gap_not_a_failed_start(tmp_path: Path) -> None:
+    """A corrupt .gz (bad CRC) yields what it held before the damage, and the files after it are
+    still read: replay never raises (a start that fails would recount on every restart)."""
+    frames = [f"line {i}".encode() for i in range(6)]
+    bad = bytearray(gzip.compress(archive_lines(frames[:3])))
+    bad[-8] ^= 0xFF  # the CRC32 in the trailer
+    damaged = "segment-20250101T000000.000000Z-0000.log.gz"
+    (tmp_path / damaged).write_bytes(bytes(bad))
+    (tmp_path / CURRENT).write_bytes(archive_lines(frames[3:]))
+    read = [f for c in read_frames(tmp_path, [(damaged, 0), (CURRENT, 0)], len(archive_lines(frames[3:])), 100) for f in c]
+    assert read[-3:] == frames[3:] and set(read) <= set(frames)
+
+
+def test_a_segment_left_plain_and_gzipped_by_a_kill_is_read_once(tmp_path: Path) -> None:
+    """A kill between compression's rename and its unlink leaves both files: one is listed."""
+    name = "segment-20250101T000000.000000Z-0003.log"
+    (tmp_path / name).write_bytes(archive_lines([b"a", b"b"]))
+    (tmp_path / (name + ".gz")).write_bytes(gzip.compress(archive_lines([b"a", b"b"])))
+    (tmp_path / "segment-20250101T000100.000000Z-0004.log.gz").write_bytes(gzip.compress(archive_lines([b"c"])))
+    assert [p.name for p in closed_segments(tmp_path)] == [name, "segment-20250101T000100.000000Z-0004.log.gz"]
 
 
 @pytest.mark.parametrize(

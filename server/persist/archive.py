@@ -87,6 +87,11 @@ def segment_name(closed_ts: float, seq: int) -> str:
 def closed_segments(directory: Path) -> list[Path]:
     """Closed segments (plain or gzipped), oldest first."""
     found = [p for p in directory.iterdir() if SEGMENT_RE.match(p.name)]
+    # A kill between compression's rename and its unlink leaves a segment twice, plain and
+    # gzipped: the plain file is the one kept (housekeeping compresses it again), or a replay
+    # would count its lines twice.
+    plain = {p.name for p in found if p.name.endswith(".log")}
+    found = [p for p in found if not (p.name.endswith(".gz") and p.name[:-3] in plain)]
     return sorted(found, key=lambda p: (SEGMENT_RE.match(p.name).group(1), generation_of(p)))  # type: ignore[union-attr]
 
 

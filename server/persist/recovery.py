@@ -5,15 +5,19 @@ to count again before it listens. `plan` is pure (names and sizes in, files and 
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 from typing import Iterator, Literal
 
 import msgspec
+import structlog
 
 from logtallyd.persist.archive import CURRENT, ArchivePosition, closed_segments, generation_of
 
+log = structlog.get_logger()
+
 # Why some archived lines after the position cannot be replayed (they are then not counted).
-Gap = Literal["segment_deleted", "archive_reset", "archive_shorter", "other_directory"]
+Gap = Literal["segment_deleted", "archive_reset", "archive_shorter", "other_directory", "segment_unreadable"]
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -53,18 +57,24 @@ def read_frames(directory: Path, files: list[tuple[str, int]], end: int, chunk_l
     for name, offset in files:
         path = directory / name
         opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            f.seek(offset)  # gzip seeks forward by decompressing: the offset is uncompressed bytes
-            left = end - offset if name == CURRENT else -1
-            for line in f:
-                if left >= 0:
-                    if left == 0:
-                        break
-                    line = line[:left]
-                    left -= len(line)
-                chunk.append(line[:-1] if line.endswith(b"\n") else line)
-                if len(chunk) >= chunk_lines:
-                    yield chunk
-                    chunk = []
+        try:
+            with opener(path, "rb") as f:
+                f.seek(offset)  # gzip seeks forward by decompressing: the offset is uncompressed bytes
+                left = end - offset if name == CURRENT else -1
+                for line in f:
+                    if left >= 0:
+                        if left == 0:
+                            break
+                        line = line[:left]
+                        left -= len(line)
+                    chunk.append(line[:-1] if line.endswith(b"\n") else line)
+                    if len(chunk) >= chunk_lines:
+                        yield chunk
+                        chunk = []
+        except (OSError, EOFError, zlib.error) as exc:
+            # A damaged or unreadable segment must not stop the daemon from starting (a restart
+            # loop would count the lines before it again on every try): what it held up to the
+            # damage is counted, the rest is a logged gap, and the replay goes on.
+            log.warning("archive_replay_gap", reason="segment_unreadable", file=name, error=str(exc))
     if chunk:
         yield chunk
