@@ -111,6 +111,16 @@ def test_mixed_framing_on_one_connection() -> None:
     assert frames == [b"<1>one", b"<2>two", b"<3>three", b"four"]
 
 
+@pytest.mark.parametrize("delimiter", ["any", "nul", "learn"])
+def test_a_crlf_trailer_split_between_reads_is_still_a_trailer(delimiter: Delimiter) -> None:
+    """`3 <x1\r` then `\n`: however TCP cuts the trailer, it never becomes a frame of its own."""
+    data = b"3 <x1\r\n" + octet(b"<2>two")
+    whole = frame_all(data, delimiter=delimiter)
+    assert whole == ([b"<x1", b"<2>two"], [])
+    for cut in range(1, len(data)):
+        assert frame_all(data, chunks=[cut], delimiter=delimiter) == whole
+
+
 def test_ip_led_and_digit_led_lines_are_lf_framed() -> None:
     lines = [
         b'10.1.3.6 - - [30/Jan/2025:12:00:00 +0000] "GET / HTTP/1.1" 200 12',

@@ -129,6 +129,8 @@ class Framer:
                 continue
             first = buf[pos]
             if self._after_octet:
+                if first == 0x0D and pos + 1 == end:
+                    break  # a CR after a counted frame, its LF in the next read: wait for it
                 self._after_octet = False
                 if first == 0x0A:
                     pos += 1
