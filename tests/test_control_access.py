@@ -102,6 +102,20 @@ def test_the_socket_file_is_replaced_only_when_stale(start_server, control_socke
     assert not os.path.exists(control_socket)
 
 
+def test_idle_tcp_clients_at_the_cap_do_not_lock_the_unix_socket_out(start_server, control_socket: str) -> None:
+    server = start_server(f'[control]\nunix_socket = "{control_socket}"\nmax_connections = 2\n')
+    held = [socket.create_connection(server.address("control")) for _ in range(2)]
+    try:
+        third = socket.create_connection(server.address("control"))
+        third.settimeout(30)
+        assert b"too many control connections" in third.recv(1000)  # TCP is at its cap
+        third.close()
+        assert unix_command(control_socket, "PING") == {"pong": True}  # the Unix socket has its own
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_sighup_reads_the_token_again_and_keeps_it_when_the_new_file_is_refused(start_server) -> None:
     server = start_server()
     assert auth(server, server.token) == b'{"auth":"ok"}\n'

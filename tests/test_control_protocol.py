@@ -580,6 +580,17 @@ def test_gate_throttles_exactly_at_the_limit_for_sixty_seconds() -> None:
         {"auth_ok": 1, "refused": {"auth_failed": 4, "auth_throttled": 2}}, type(gate.figures()))
 
 
+def test_gate_throttles_per_source_in_a_bounded_table() -> None:
+    """A guesser at one address cannot lock the token's holder at another out."""
+    gate = Gate(TOKEN, failures_per_minute=2)
+    assert [gate.authenticate("wrong", 0.0, "203.0.113.9") for _ in range(2)] == ["auth_failed"] * 2
+    assert gate.authenticate(TOKEN, 1.0, "203.0.113.9") == "auth_throttled"
+    assert gate.authenticate(TOKEN, 1.0, "10.0.0.2") is None
+    for i in range(Gate.MAX_SOURCES + 10):  # many sources: the table stays at its bound
+        gate.authenticate("wrong", 2.0, f"s{i}")
+    assert len(gate.failures) == Gate.MAX_SOURCES and "203.0.113.9" not in gate.failures
+
+
 def test_gate_without_a_token_refuses_every_auth() -> None:
     gate = Gate(None, failures_per_minute=1)
     assert [gate.authenticate(x, 0.0) for x in ("", TOKEN, "x")] == ["auth_unconfigured"] * 3

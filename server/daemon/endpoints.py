@@ -115,6 +115,8 @@ def raise_descriptor_limit(config: Config) -> tuple[int, int]:
     past the hard limit); (limit now, descriptors needed). Past the limit accept() fails and a
     sender's connection waits in the backlog, so a limit below the caps is logged at start."""
     needed = _BASE_DESCRIPTORS + config.ingest.max_connections + config.control.max_connections
+    if config.control.unix_socket:
+        needed += config.control.max_connections  # the Unix socket's own cap
     if config.http.listen:
         needed += config.http.max_connections
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -46,31 +46,44 @@ class AccessFigures(msgspec.Struct, frozen=True):
 
 
 class Gate:
-    """Checks AUTH tokens in constant time and refuses AUTH unchecked once `failures_per_minute`
-    failures fall in the last 60 s, so the token cannot be guessed online at any useful rate."""
+    """Checks AUTH tokens in constant time and refuses AUTH unchecked from a source address once
+    `failures_per_minute` of its failures fall in the last 60 s, so the token cannot be guessed
+    online at any useful rate. Per source, so that a remote guesser cannot lock the token's
+    holders out; the table of sources is bounded (the least recently failed are forgotten)."""
+
+    MAX_SOURCES = 4096
 
     def __init__(self, token: str | None, failures_per_minute: int) -> None:
         self.token = token
-        self.failures: collections.deque[float] = collections.deque(maxlen=failures_per_minute)
+        self.per_minute = failures_per_minute
+        self.failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
         self.auth_ok = 0
         self.refused: dict[Refusal, int] = {}
 
     def reconfigure(self, token: str | None, failures_per_minute: int) -> None:
         self.token = token
-        self.failures = collections.deque(self.failures, maxlen=failures_per_minute)
+        self.per_minute = failures_per_minute
+        self.failures = collections.OrderedDict(
+            (source, collections.deque(times, maxlen=failures_per_minute)) for source, times in self.failures.items())
 
-    def authenticate(self, given: str, now: float) -> Refusal | None:
+    def authenticate(self, given: str, now: float, source: str = "") -> Refusal | None:
         """None when `given` is the token, else why it is refused (and counted)."""
         if self.token is None:
             return self.refuse("auth_unconfigured")
-        full = len(self.failures) == self.failures.maxlen
-        if full and now - self.failures[0] < WINDOW_S:
+        times = self.failures.get(source)
+        if times is not None and len(times) == times.maxlen and now - times[0] < WINDOW_S:
             return self.refuse("auth_throttled")
         # compare_digest: the answer takes as long however much of the token was right.
         if hmac.compare_digest(given.encode(), self.token.encode()):
             self.auth_ok += 1
             return None
-        self.failures.append(now)
+        if times is None:
+            times = self.failures[source] = collections.deque(maxlen=self.per_minute)
+            if len(self.failures) > self.MAX_SOURCES:
+                self.failures.popitem(last=False)
+        else:
+            self.failures.move_to_end(source)
+        times.append(now)
         return self.refuse("auth_failed")
 
     def refuse(self, reason: Refusal) -> Refusal:

@@ -62,8 +62,8 @@ class Commands:
         self.max_pending_commands = config.control.max_pending_commands
         self.gate.reconfigure(token, config.control.auth_failures_per_minute)
 
-    async def answer(self, command: Command | CommandError, access: Access) -> Answer:
-        """The answer to `command` from a connection with `access`."""
+    async def answer(self, command: Command | CommandError, access: Access, source: str = "") -> Answer:
+        """The answer to `command` from a connection with `access` from address `source`."""
         if access == "anonymous" and is_privileged(command):
             return Error(_REFUSALS[self.gate.refuse("auth_required")])
         match command:
@@ -99,7 +99,7 @@ class Commands:
             case Quit():
                 return Close()
             case Auth(token):
-                refusal = self.gate.authenticate(token, self.monotonic())
+                refusal = self.gate.authenticate(token, self.monotonic(), source)
                 return Grant() if refusal is None else Deny(_REFUSALS[refusal])
             case PrimeCount() | PrimeList() | IsPrime() | Jobs() | Cancel():
                 return await self.primes.answer(command)

@@ -34,7 +34,8 @@ class ControlConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     unix_mode: Annotated[int, msgspec.Meta(ge=0, le=0o777)] = 0o660
     unix_group: str = ""  # group of the socket file; "" = the daemon's own group
     token_file: str = ""  # one line, not readable by other users; "" = no AUTH over TCP
-    # Failed AUTHs answered in any 60 s; past it AUTH is refused unchecked until the oldest ages out.
+    # Failed AUTHs from one source address in any 60 s; past it that address's AUTHs are refused
+    # unchecked until its oldest failure ages out.
     auth_failures_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
 
 

@@ -35,6 +35,7 @@ class ControlConnection(asyncio.Protocol):
                  on_tail_change: Callable[[], None], access: Access = "anonymous") -> None:
         self.commands = commands
         self.access: Access = access
+        self.way_in = "unix" if access == "unix" else "tcp"  # what the cap counts (AUTH changes access)
         self.hub = hub
         self.registry = registry
         self.max_connections = max_connections
@@ -42,6 +43,7 @@ class ControlConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.subscriber: Subscriber | None = None
         self.peer = "?"
+        self.source = "?"
         self._reader = LineReader(commands.limits.max_command_bytes)
         self._lines: asyncio.Queue[str | CommandError | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -53,8 +55,11 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.peer = str(transport.get_extra_info("peername"))
-        if len(self.registry) >= self.max_connections:
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername)
+        self.source = peername[0] if isinstance(peername, tuple) and peername else "unix"  # AUTH throttles per source
+        # Each way in has its own cap: idle TCP clients must not lock the trusted Unix socket out.
+        if sum(1 for c in self.registry if c.way_in == self.way_in) >= self.max_connections:
             transport.write(_json.encode(Error("too many control connections")) + b"\n")  # type: ignore[attr-defined]
             transport.close()
             return
@@ -107,7 +112,7 @@ class ControlConnection(asyncio.Protocol):
             await asyncio.sleep(0)
             command = line if isinstance(line, CommandError) else decode_command(line, self.commands.limits)
             try:
-                if not await self._apply(await self.commands.answer(command, self.access)):
+                if not await self._apply(await self.commands.answer(command, self.access, self.source)):
                     break
             except asyncio.CancelledError:
                 raise
