@@ -94,6 +94,7 @@ class Tally:
     def merge(self, other: Tally, exact_keys: int, lg_size: int) -> None:
         """self += other: exact while the union of keys fits `exact_keys`, else a sketch with a
         map of 2**lg_size slots. `other` keeps its contents."""
+        self._as_sketch = None  # the counts change: a sketch built of them before is stale
         if self.counts is not None and other.counts is not None:
             mine = self.counts
             if not mine:
