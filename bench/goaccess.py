@@ -6,7 +6,9 @@ Generates two combined-format logs (low: 400 IPs, 207 paths, 5 user agents; high
 most lines), then, interleaved per run, times `goaccess --log-format=COMBINED -o x.json` and
 `logtallyd analyze --json` on each, with the peak RSS of each process tree (VmHWM summed). Checks
 that both report the same total requests and status counts, and prints medians and the ratio
-GoAccess time / logtallyd time (> 1: logtallyd is faster).
+GoAccess time / logtallyd time (> 1: logtallyd is faster), by wall clock and by CPU seconds (the
+steadier figure on a shared box). `--baseline DIR` runs another checkout's logtallyd in the same
+runs, for before/after figures.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,8 +80,14 @@ def generate(path: Path, lines: int, high: bool, seed: int = 1) -> int:
     return size
 
 
+CPU: list[float] = []  # CPU seconds (user + sys, the whole process tree) of each command measured
+
+
 def measure(cmd: list[str], **kw) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS of the process tree in KiB, stdout) of one command."""
+    """(wall seconds, peak RSS of the process tree in KiB, stdout) of one command; its CPU
+    seconds are appended to CPU (children's usage counts once they are waited for, so the
+    pool workers of analyze are included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **kw)
     peak = 0
@@ -94,6 +103,8 @@ def measure(cmd: list[str], **kw) -> tuple[float, int, str]:
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
     reader.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed with status {proc.returncode}")
     return elapsed, peak, out[0] if out else ""
@@ -106,10 +117,10 @@ def goaccess(log: Path, folder: Path) -> tuple[float, int, dict]:
     return elapsed, peak, json.loads(out.read_text())
 
 
-def logtallyd(log: Path, workers: int) -> tuple[float, int, dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def logtallyd(log: Path, workers: int, root: Path = ROOT) -> tuple[float, int, dict]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
     elapsed, peak, out = measure([sys.executable, "-m", "logtallyd", "analyze", str(log), "--json",
-                                  "--workers", str(workers)], env=env, cwd=ROOT)
+                                  "--workers", str(workers)], env=env, cwd=root)
     return elapsed, peak, json.loads(out)
 
 
@@ -137,6 +148,8 @@ def main() -> int:
     ap.add_argument("--high", type=int, default=2_000_000, help="lines of the high-cardinality log")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", choices=["low", "high"], help="run one of the two logs")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="also run the logtallyd of another checkout (DIR holds its logtallyd package), interleaved")
     args = ap.parse_args()
     if shutil.which("goaccess") is None:
         print("goaccess is not installed (Debian: apt-get install goaccess)", file=sys.stderr)
@@ -149,30 +162,42 @@ def main() -> int:
             logs[kind] = folder / f"{kind}.log"
             size = generate(logs[kind], args.low if kind == "low" else args.high, kind == "high")
             print(f"{kind}: {args.low if kind == 'low' else args.high:,} lines, {size / 1e6:.0f} MB")
-        figures: dict[str, dict[str, list[tuple[float, int]]]] = {k: {"goaccess": [], "logtallyd": []} for k in kinds}
+        tools = ["goaccess", "logtallyd"] + (["baseline"] if args.baseline else [])
+        figures: dict[str, dict[str, list[tuple[float, int, float]]]] = {k: {t: [] for t in tools} for k in kinds}
         for run in range(args.runs):
             for kind in kinds:
-                g = goaccess(logs[kind], folder)
-                t = logtallyd(logs[kind], args.workers)
-                problem = agree(g[2], t[2])
-                if problem:
-                    print(f"{kind} run {run + 1}: MISMATCH {problem}")
-                    return 1
-                figures[kind]["goaccess"].append(g[:2])
-                figures[kind]["logtallyd"].append(t[:2])
-                print(f"{kind} run {run + 1}: goaccess {g[0]:.2f} s {g[1] / 1024:.0f} MB, "
-                      f"logtallyd {t[0]:.2f} s {t[1] / 1024:.0f} MB, ratio {g[0] / t[0]:.2f}; "
-                      f"{t[2]['http']['requests']:,} requests agree")
+                results = {"goaccess": goaccess(logs[kind], folder) + (CPU[-1],)}
+                results["logtallyd"] = logtallyd(logs[kind], args.workers) + (CPU[-1],)
+                if args.baseline:
+                    results["baseline"] = logtallyd(logs[kind], args.workers, args.baseline) + (CPU[-1],)
+                for tool in tools[1:]:
+                    problem = agree(results["goaccess"][2], results[tool][2])
+                    if problem:
+                        print(f"{kind} run {run + 1}: {tool} MISMATCH {problem}")
+                        return 1
+                g = results["goaccess"]
+                line = f"{kind} run {run + 1}: goaccess {g[0]:.2f} s (cpu {g[3]:.2f} s) {g[1] / 1024:.0f} MB"
+                for tool in tools:
+                    wall, peak, _, cpu = results[tool]
+                    figures[kind][tool].append((wall, peak, cpu))
+                    if tool != "goaccess":
+                        line += (f", {tool} {wall:.2f} s (cpu {cpu:.2f} s) {peak / 1024:.0f} MB, "
+                                 f"ratio {g[0] / wall:.2f}")
+                print(line + f"; {results['logtallyd'][2]['http']['requests']:,} requests agree", flush=True)
         print(f"load: {os.getloadavg()}")
         for kind in kinds:
-            g_t = statistics.median(x[0] for x in figures[kind]["goaccess"])
-            t_t = statistics.median(x[0] for x in figures[kind]["logtallyd"])
-            g_m = statistics.median(x[1] for x in figures[kind]["goaccess"]) / 1024
-            t_m = statistics.median(x[1] for x in figures[kind]["logtallyd"]) / 1024
-            ratios = [g[0] / t[0] for g, t in zip(figures[kind]["goaccess"], figures[kind]["logtallyd"])]
-            print(f"{kind} median: goaccess {g_t:.2f} s {g_m:.0f} MB, logtallyd {t_t:.2f} s {t_m:.0f} MB; "
-                  f"speed ratio (goaccess/logtallyd) {statistics.median(ratios):.2f} "
-                  f"({', '.join(f'{r:.2f}' for r in ratios)}), memory ratio {t_m / g_m:.1f}")
+            g = figures[kind]["goaccess"]
+            for tool in tools[1:]:
+                t = figures[kind][tool]
+                ratios = [a[0] / b[0] for a, b in zip(g, t)]
+                cpu_ratios = [a[2] / b[2] for a, b in zip(g, t)]
+                print(f"{kind} median: goaccess {statistics.median(x[0] for x in g):.2f} s "
+                      f"(cpu {statistics.median(x[2] for x in g):.2f} s) {statistics.median(x[1] for x in g) / 1024:.0f} MB, "
+                      f"{tool} {statistics.median(x[0] for x in t):.2f} s (cpu {statistics.median(x[2] for x in t):.2f} s) "
+                      f"{statistics.median(x[1] for x in t) / 1024:.0f} MB; speed ratio goaccess/{tool} "
+                      f"{statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}), "
+                      f"cpu ratio {statistics.median(cpu_ratios):.2f}, memory ratio "
+                      f"{statistics.median(x[1] for x in t) / statistics.median(x[1] for x in g):.1f}")
     return 0
 
 
