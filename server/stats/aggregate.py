@@ -106,13 +106,15 @@ class Bucket(msgspec.Struct, array_like=True):
             q = self.latency = sketches.quantiles_from_bytes(q)
         return q
 
-    def thaw(self) -> None:
-        """Deserialize every sketch once (before merging this bucket into several others)."""
+    def thaw(self, distinct: bool = True) -> None:
+        """Deserialize every sketch once (before merging this bucket into several others);
+        `distinct=False` leaves the HLL sketches as bytes (a union reads them as cheaply)."""
         self.quantiles()
         for name in self.tally:
             self.counts(name)
-        for name in self.distinct:
-            self.distinct_union(name)
+        if distinct:
+            for name in self.distinct:
+                self.distinct_union(name)
 
     def merge(
         self,

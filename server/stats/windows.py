@@ -120,7 +120,9 @@ class Stats:
         sizes = self.sizes
         home: int | None = None  # the second where this batch's rejected lines are counted
         for second, bucket in partial.buckets.items():
-            bucket.thaw()
+            # HLL sketches stay bytes: merging a compact sketch twice costs less than building
+            # a union of it, and an adopted second keeps them compact as stored.
+            bucket.thaw(distinct=False)
             if second > limit:
                 self.future += bucket.lines
                 bucket.first_ts = bucket.last_ts = None  # a bad clock must not move first/last
