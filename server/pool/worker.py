@@ -40,11 +40,13 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     # `analyze`'s web report (GoAccess's panels); None, as in the daemon, collects nothing.
     web: WebConfig | None = None
     distinct_lg_k: int = 12  # `[stats] distinct_lg_k`: the HLL sketches are built at the size merged into
+    # The detectors' per-second feed; `analyze` without `--events` reads none, so builds none.
+    feed: bool = True
 
 
 class BatchResult(msgspec.Struct):
     partial: bytes  # Partial.to_bytes()
-    feed: bytes  # detect Feed.to_bytes()
+    feed: bytes  # detect Feed.to_bytes(); b"" when `WorkerOptions.feed` is off
     # (index in the batch, reason) for every rejected frame; the main process still holds the
     # frames, so only indices cross the pipe.
     rejected: list[tuple[int, str]]
@@ -107,11 +109,11 @@ def summarise(
 ) -> BatchResult:
     tail: list[dict[str, Any]] = []
     keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
-    feed = Feed(options.detect, origin=seq)
+    feed = Feed(options.detect, origin=seq) if options.feed else None
     web: list[bytes] = []
     partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners, web)
     return BatchResult(
-        partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped,
+        partial=partial.to_bytes(), feed=b"" if feed is None else feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped,
         web=web[0] if web else b"",
     )
 
