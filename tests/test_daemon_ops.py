@@ -521,3 +521,14 @@ async def test_a_failing_periodic_job_is_counted_and_the_others_go_on(tmp_path: 
     assert set(failures) == {"sweep"} and failures["sweep"] >= 3
     assert statuses >= 3  # the status job kept running beside the failing one
     assert 'logtally_periodic_job_failures_total{job="sweep"}' in parts.metrics_text()
+
+
+def test_lines_sent_while_the_pool_warms_are_all_counted(start_server) -> None:
+    # `listening` comes before the workers are warm (issue 14): what arrives meanwhile must wait
+    # for them, never be dropped or rejected, and the pool then reports itself ready.
+    server = start_server()
+    send_tcp(server.address("tcp"), app_lines(3000))
+    server.wait_received(3000)
+    stats = server.stats()
+    assert (stats["received"], stats["parsed"], stats["rejected"]) == (3000, 3000, {})
+    assert server.wait_log("workers_ready")["workers"] >= 1

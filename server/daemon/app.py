@@ -52,8 +52,13 @@ class Server:
         parts, loop = self.parts, asyncio.get_running_loop()
         # Before the archive replay: events it finds are routed too (at least once, not at most).
         parts.alerts.start()
-        # Every worker starts now, so the first batch does not pay for process start-up.
-        await asyncio.gather(*(loop.run_in_executor(parts.executor, warm_up) for _ in range(parts.workers)))
+        # Every worker starts now, so the first batch does not pay for process start-up (~1 s of
+        # imports each). Only an archive replay needs them before listening; otherwise they warm
+        # up behind the open listeners: a batch sent meanwhile waits in the executor's queue
+        # (counted in flight, so backpressure applies), it is never dropped.
+        replay = parts.pipeline.archive is not None and parts.restored_archive is not None
+        if replay:
+            await self._warm_up()
         if parts.rejects is not None:
             parts.rejects.start()
         archive = parts.pipeline.archive
@@ -77,6 +82,19 @@ class Server:
         self._tick_task = loop.create_task(self._tick())
         log.info("listening", **self.endpoints.addresses, workers=parts.workers)
         sdnotify.notify(sdnotify.READY, sdnotify.status(parts.status_line()))
+        if not replay:
+            task = loop.create_task(self._warm_up())
+            self._background.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._background.discard)
+
+    async def _warm_up(self) -> None:
+        parts, loop = self.parts, asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            await asyncio.gather(*(loop.run_in_executor(parts.executor, warm_up) for _ in range(parts.workers)))
+        except RuntimeError:  # stopped before the pool was warm: the executor is shut down
+            return
+        log.info("workers_ready", workers=parts.workers, seconds=round(time.monotonic() - started, 3))
 
     # -- periodic jobs -----------------------------------------------------------------------
 

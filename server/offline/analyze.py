@@ -280,7 +280,7 @@ def run_analyze(argv: list[str]) -> int:
     settings: dict[str, Any] = {
         "stats_config": config.stats,
         "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config,
-                                 distinct_lg_k=config.stats.distinct_lg_k),
+                                 distinct_lg_k=config.stats.distinct_lg_k, feed=args.events),
         "max_message_bytes": config.ingest.max_message_bytes,
         "delimiter": config.ingest.delimiter,
         "batch_lines": config.pipeline.batch_lines,

@@ -41,11 +41,13 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     web: WebConfig | None = None
     distinct_lg_k: int = 12  # `[stats] distinct_lg_k`: the HLL sketches are built at the size merged into
     sender_hostnames: int = 8  # `[ingest] sender_hostnames`: host fields returned per sender at most
+    # The detectors' per-second feed; `analyze` without `--events` reads none, so builds none.
+    feed: bool = True
 
 
 class BatchResult(msgspec.Struct):
     partial: bytes  # Partial.to_bytes()
-    feed: bytes  # detect Feed.to_bytes()
+    feed: bytes  # detect Feed.to_bytes(); b"" when `WorkerOptions.feed` is off
     # (index in the batch, reason) for every rejected frame; the main process still holds the
     # frames, so only indices cross the pipe.
     rejected: list[tuple[int, str]]
@@ -113,14 +115,14 @@ def summarise(
 ) -> BatchResult:
     tail: list[dict[str, Any]] = []
     keep = _tail_predicate(options.tail_filters) if options.tail_filters else None
-    feed = Feed(options.detect, origin=seq)
+    feed = Feed(options.detect, origin=seq) if options.feed else None
     web: list[bytes] = []
     claims: dict[str, list[str]] = {}
     partial, rejected, skipped = summarise_partial(frames, arrival, options, feed, keep, tail, listeners, web,
                                                    senders, claims)
     return BatchResult(
-        partial=partial.to_bytes(), feed=feed.to_bytes(), rejected=rejected, tail=tail, tail_skipped=skipped,
-        web=web[0] if web else b"", claims=claims,
+        partial=partial.to_bytes(), feed=b"" if feed is None else feed.to_bytes(), rejected=rejected, tail=tail,
+        tail_skipped=skipped, web=web[0] if web else b"", claims=claims,
     )
 
 

@@ -19,7 +19,7 @@ import msgspec
 
 from logtallyd.stats import sketches
 from logtallyd.stats.config import StatsConfig
-from logtallyd.stats.aggregate import DISTINCT_FIELDS, Bucket, Partial, Sizes, add_counts, merge_totals
+from logtallyd.stats.aggregate import DISTINCT_FIELDS, KLL_K, Bucket, Partial, Sizes, add_counts, merge_totals
 from logtallyd.stats.tally import Row, Tally, rank_key
 from logtallyd.stats.grouping import group_rows
 from logtallyd.records import LEVELS
@@ -48,6 +48,20 @@ class _Snapshot(msgspec.Struct, array_like=True):
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
+
+
+def _adoptable(bucket: Bucket, sizes: Sizes) -> bool:
+    """Whether `Bucket().merge(bucket, sizes)` would hold just what `bucket` holds: every tally
+    exact within the budget, sketches of the sizes a merge would create, examples within bound."""
+    if bucket.distinct and bucket.lg_k != sizes.lg_k:
+        return False
+    if bucket.lat_n and sizes.kll_k != KLL_K:
+        return False
+    budget = sizes.exact_keys
+    for tally in bucket.tally.values():
+        if not isinstance(tally, Tally) or tally.counts is None or len(tally.counts) > budget:
+            return False
+    return len(bucket.examples) <= 2 * max(budget, 1 << sizes.lg_size)
 
 
 class Stats:
@@ -106,7 +120,9 @@ class Stats:
         sizes = self.sizes
         home: int | None = None  # the second where this batch's rejected lines are counted
         for second, bucket in partial.buckets.items():
-            bucket.thaw()
+            # HLL sketches stay bytes: merging a compact sketch twice costs less than building
+            # a union of it, and an adopted second keeps them compact as stored.
+            bucket.thaw(distinct=False)
             if second > limit:
                 self.future += bucket.lines
                 bucket.first_ts = bucket.last_ts = None  # a bad clock must not move first/last
@@ -117,9 +133,15 @@ class Stats:
                 self.late += bucket.lines
                 continue
             target = self.seconds.get(second)
-            if target is None:
-                target = self.seconds[second] = Bucket()
-            target.merge(bucket, self.second_sizes)
+            if target is None and _adoptable(bucket, self.second_sizes):
+                # A second no earlier batch touched (nearly all of them when a file is read):
+                # the decoded bucket becomes it, as merging it into an empty one would copy it
+                # unchanged. One merge in three saved; it is only read by the merges here.
+                self.seconds[second] = bucket
+            else:
+                if target is None:
+                    target = self.seconds[second] = Bucket()
+                target.merge(bucket, self.second_sizes)
             self._live.add(second)
             minute = second // 60
             rollup = self.minutes.get(minute)
