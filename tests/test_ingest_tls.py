@@ -207,6 +207,25 @@ def test_sighup_applies_a_new_allow_list_to_the_next_connection(start_server, pk
     assert report["connections"]["refused_by"] == {"client_not_allowed": 2}
 
 
+def test_sighup_reads_the_tls_files_again(start_server, pki) -> None:
+    """A client CA added on SIGHUP applies to the next connection: no certificate, no entry."""
+    import signal
+
+    server = start_server(tls_config(pki).replace(f'client_ca = "{pki["ca"][0]}"\n', "").replace(
+        'allowed_clients = ["web-1", "web-2.example.org"]\n', ""))
+    send_tls(server, pki, None, LINE)
+    assert wait_for(server, lambda r: r["received"] == 1)["received"] == 1
+    server.config_path.write_text(server.config_path.read_text().replace(
+        "[ingest.tls]\n", f'[ingest.tls]\nclient_ca = "{pki["ca"][0]}"\n'))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    send_tls(server, pki, None, LINE)
+    send_tls(server, pki, "web-1", LINE)
+    report = wait_for(server, lambda r: r["connections"]["refused"] == 1 and r["received"] == 2)
+    assert report["received"] == 2 and report["connections"]["refused_by"] == {"handshake_failed": 1}
+    server.wait_log("tls_reloaded")
+
+
 def test_senders_shows_the_tls_client_identity(start_server, pki) -> None:
     server = start_server(tls_config(pki))
     context = ssl.create_default_context(cafile=str(pki["ca"][0]))

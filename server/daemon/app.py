@@ -237,6 +237,10 @@ async def replay_archive(pipeline: Pipeline, archive: Archive, since: ArchivePos
     """Count the archived lines after `since` through `pipeline`; returns how many."""
     end = archive.position
     plan = await asyncio.to_thread(plan_directory, since, archive.directory, (end.generation, end.offset))
+    if pipeline.options.listener_parse:
+        # The archive keeps lines, not the listener they came in on.
+        log.warning("archive_replay_parse_differs", listeners=sorted(pipeline.options.listener_parse),
+                    hint="replayed lines parse with [parse], not these listeners' own parse options")
     if plan.gap is not None:
         log.warning("archive_replay_gap", reason=plan.gap, snapshot=msgspec.to_builtins(since),
                     archive=msgspec.to_builtins(end))

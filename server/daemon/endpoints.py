@@ -154,12 +154,21 @@ def openers(parts: Parts) -> dict[str, Opener]:
         return await serve_stream(lambda: TcpIngest(parts.connections, parts.pipeline, "tcp"), address, sock)
 
     async def tls(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
-        context = tls_context(parts.config.ingest.tls)
+        built = [parts.config.ingest.tls, tls_context(parts.config.ingest.tls)]  # for, context
 
         def factory() -> TlsIngest:
             # Served as plain TCP and wrapped by the protocol, so the handshake is counted and timed.
             tls = parts.config.ingest.tls
-            return TlsIngest(parts.connections, parts.pipeline, context, tls.handshake_timeout_s,
+            if tls is not built[0]:
+                # SIGHUP gave a new [ingest.tls]: read its files again (a renewed certificate, a new
+                # client CA), once; if they do not load, keep serving with the old context.
+                built[0] = tls
+                try:
+                    built[1] = tls_context(tls)
+                    log.info("tls_reloaded", cert=tls.cert, client_ca=tls.client_ca or None)
+                except ssl.SSLError as exc:
+                    log.error("tls_reload_failed", error=str(exc), hint="the previous certificate and CA stay in use")
+            return TlsIngest(parts.connections, parts.pipeline, built[1], tls.handshake_timeout_s,
                              frozenset(tls.allowed_clients))
 
         return await serve_stream(factory, address, sock)
