@@ -174,6 +174,27 @@ async def test_write_error_is_counted_not_raised(tmp_path: Path, monkeypatch: py
     await archive.close()
 
 
+async def test_a_write_that_fails_half_way_leaves_no_torn_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positions are byte offsets: the part of a failed batch that reached the file is cut off."""
+    archive = Archive(config(tmp_path, gzip=False))
+    assert await archive.append([b"first"], now=T0)
+    assert archive.file is not None
+    write = archive.file.write
+
+    async def half(data: bytes) -> int:
+        await write(data[: len(data) // 2])
+        await archive.file.flush()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(archive.file, "write", half)
+    assert await archive.append([b"second line", b"third line"], now=T0) is None
+    monkeypatch.undo()
+    position = await archive.append([b"fourth"], now=T0)
+    await archive.close()
+    assert read_all(tmp_path / "archive") == b"first\nfourth\n"
+    assert position is not None and position.offset == len(b"first\nfourth\n")
+
+
 def test_batch_fast_path_equals_per_frame_rule() -> None:
     clean = [b"a", b"", b"ccc"]
     dirty = [b"a", b"b\nc", b"d\0", b"e\r"]

@@ -201,6 +201,7 @@ class Archive:
             except OSError as exc:
                 self.write_errors += 1
                 log.error("archive_write_failed", directory=str(self.directory), lines=len(frames), error=str(exc))
+                await self._cut_back()
                 return None
             self.size += len(data)
             self.lines_written += len(frames)
@@ -209,6 +210,21 @@ class Archive:
             if self.config.fsync == "batch":
                 await self.sync_checked()
             return self.position
+
+    async def _cut_back(self) -> None:
+        """After a failed write, drop whatever part of it reached the file: positions are byte
+        offsets, and a torn batch left in place would shift every later one (a replay would then
+        read lines twice). If even that fails, reopen at the next append (from the file's size)."""
+        if self.file is None:
+            return
+        try:
+            await self.file.truncate(self.size)
+        except OSError:
+            file, self.file = self.file, None
+            try:
+                await file.close()
+            except OSError:
+                pass
 
     async def sync(self) -> None:
         """fsync what has been written (the periodic job of `fsync = "interval"`, and before a snapshot)."""
