@@ -75,6 +75,7 @@ class Server:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         self._tick_task = loop.create_task(self._tick())
+        parts.ready = True
         log.info("listening", **self.endpoints.addresses, workers=parts.workers)
         sdnotify.notify(sdnotify.READY, sdnotify.status(parts.status_line()))
 

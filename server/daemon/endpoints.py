@@ -22,7 +22,7 @@ from logtallyd.ingest.config import TlsConfig
 from logtallyd.ingest.listeners import TcpIngest, TlsIngest, UdpIngest
 from logtallyd.publish.access import Access
 from logtallyd.publish.control import ControlConnection
-from logtallyd.publish.http import MetricsHttp
+from logtallyd.publish.http import serve_http
 
 if TYPE_CHECKING:
     from logtallyd.daemon.assembly import Parts
@@ -229,7 +229,23 @@ def openers(parts: Parts) -> dict[str, Opener]:
         return (UnixListener(server, where) if owned else server), where
 
     async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
-        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.http_connections), address, sock)
+        # Imported here: FastAPI and pydantic take about 0.35 s to import, paid only with `[http]` on.
+        from logtallyd.publish.api import build_api
+
+        if sock is None:
+            assert address is not None
+            host, port = split_address(address)
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(1024)
+            except OSError:
+                sock.close()
+                raise
+        app = build_api(parts.commands, parts.metrics_text, lambda: parts.ready)
+        server = await serve_http(app, parts.http_connections, sock)
+        return server, bound_address(sock)
 
     return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "control_unix": control_unix, "http": http}
 

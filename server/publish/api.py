@@ -1,0 +1,104 @@
+"""The HTTP API (FastAPI): `/metrics`, `/healthz`, `/readyz` and the read-only `/api/v1/...`
+questions, each answered by the same `Commands.answer` the control port uses, so the JSON is the
+control port's line for the same command.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from logtallyd.publish.commands import Commands
+from logtallyd.publish.metrics import CONTENT_TYPE
+from logtallyd.publish.protocol import Alerts, Command, Error, Events, Senders, Stats, Top
+
+__all__ = ["build_api"]
+
+_json = msgspec.json.Encoder()
+
+
+class BadParameter(Exception):
+    """A query parameter the command layer would refuse: answered 400 naming it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+def _json_response(obj: Any, status: int = 200) -> Response:
+    return Response(_json.encode(obj), status_code=status, media_type="application/json")
+
+
+def _error(parameter: str | None, message: str, status: int = 400) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return _json_response(body, status)
+
+
+def build_api(commands: Commands, metrics_text: Callable[[], str], ready: Callable[[], bool]) -> FastAPI:
+    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm."""
+    app = FastAPI(title="logtally", version="1", docs_url=None, redoc_url=None,
+                  description="Read-only statistics of a logtally daemon; the same answers as its control port.")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        return _error(str(first["loc"][-1]), f"{first['loc'][-1]}: {first['msg']}")
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(request: Request, exc: BadParameter) -> Response:
+        return _error(exc.parameter, exc.message)
+
+    async def ask(command: Command, parameter: str | None = None) -> Response:
+        answer = await commands.answer(command, "anonymous")
+        if isinstance(answer, Error):  # the command layer refused a value the request named
+            return _error(parameter, answer.error)
+        return _json_response(answer)
+
+    def window_of(window: str) -> str:
+        if window not in commands.limits.windows:
+            raise BadParameter("window", f"unknown window {window!r}; windows: {', '.join(commands.limits.windows)}")
+        return window
+
+    @app.get("/metrics", summary="Prometheus text exposition (the METRICS command's text)")
+    async def metrics() -> Response:
+        return Response(metrics_text(), media_type=CONTENT_TYPE)
+
+    @app.get("/healthz", summary="The process is up and its event loop answers")
+    async def healthz() -> Response:
+        return _json_response({"ok": True})
+
+    @app.get("/readyz", summary="Every configured listener is open and the worker pool warm (503 until then)")
+    async def readyz() -> Response:
+        return _json_response({"ready": True}) if ready() else _json_response({"ready": False}, 503)
+
+    @app.get("/api/v1/stats", summary="STATS [window]")
+    async def stats(window: str = "all") -> Response:
+        return await ask(Stats(window_of(window)))
+
+    @app.get("/api/v1/top/{field}", summary="TOP <field> [n] [window]")
+    async def top(field: str, n: int = 10, window: str = "all") -> Response:
+        if not 1 <= n <= commands.limits.max_top_n:
+            raise BadParameter("n", f"n must be between 1 and {commands.limits.max_top_n}")
+        return await ask(Top(field.lower(), n, window_of(window)), "field")
+
+    @app.get("/api/v1/events", summary="EVENTS [n]: the last n anomaly events")
+    async def events(n: int | None = None) -> Response:
+        if n is not None and n < 0:
+            raise BadParameter("n", "n must be a non-negative count")
+        return await ask(Events(commands.limits.default_events if n is None else n))
+
+    @app.get("/api/v1/alerts", summary="ALERTS: the alerts firing now and each route's counts")
+    async def alerts() -> Response:
+        return await ask(Alerts())
+
+    @app.get("/api/v1/senders", summary="SENDERS: the ingest sender table")
+    async def senders() -> Response:
+        return await ask(Senders())
+
+    return app
