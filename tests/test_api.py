@@ -1,0 +1,129 @@
+"""The HTTP API against a real daemon: each `/api/v1` endpoint's JSON equals the control port's
+answer to the same command, bad parameters get a JSON 400 naming them, and `/healthz`, `/readyz`,
+`/metrics` and `/openapi.json` answer."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess, send_tcp
+
+BRUTE_FORCE = [
+    "<38>1 2025-02-01T10:00:01Z bastion sshd 1 - - Failed password for root from 203.0.113.9 port 22 ssh2",
+    "<38>1 2025-02-01T10:00:02Z bastion sshd 1 - - Failed password for root from 203.0.113.9 port 22 ssh2",
+    "<38>1 2025-02-01T10:00:03Z bastion sshd 1 - - Failed password for root from 203.0.113.9 port 22 ssh2",
+    "<38>1 2025-02-01T10:00:05Z bastion sshd 1 - - Accepted password for root from 203.0.113.9 port 22 ssh2",
+    # Event time moves on past the detectors' lateness bound, so the seconds above are processed.
+    "<38>1 2025-02-01T10:01:00Z bastion sshd 1 - - session closed",
+]
+CONFIG = '[http]\nlisten = "127.0.0.1:0"\n[pipeline]\nworkers = 2\n'
+
+
+def get(server: ServerProcess, path: str) -> tuple[int, str, Any]:
+    """(status, content type, decoded JSON or text) of `GET path`."""
+    host, port = server.address("http")
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+            status, kind, body = response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as exc:
+        status, kind, body = exc.code, exc.headers["Content-Type"], exc.read()
+    return status, kind, json.loads(body) if kind == "application/json" else body.decode()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = ServerProcess(tmp_path_factory.mktemp("api"), CONFIG)
+    try:
+        send_tcp(server.address("tcp"), ("\n".join(BRUTE_FORCE) + "\n").encode())
+        server.wait_received(len(BRUTE_FORCE))
+        deadline = time.monotonic() + 20
+        while not server.command("EVENTS")["events"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.stop()
+
+
+def without(answer: dict[str, Any], *moving: str) -> dict[str, Any]:
+    """`answer` less the figures that move between two questions asked one after the other."""
+    return {k: v for k, v in answer.items() if k not in moving}
+
+
+# STATS figures that change between the HTTP question and the control one: the HTTP listener's
+# own connection counts, the uptime, and rates divided by the time elapsed.
+MOVING = ("http_server", "uptime_s", "lines_per_s")
+
+
+@pytest.mark.parametrize("window", ["all", "5m"])
+def test_stats_is_the_control_answer(daemon: ServerProcess, window: str) -> None:
+    status, kind, answer = get(daemon, f"/api/v1/stats?window={window}")
+    control = daemon.command(f"STATS {window}")
+    assert (status, kind) == (200, "application/json")
+    assert answer["received"] == len(BRUTE_FORCE) and set(answer) == set(control)
+    assert without(answer, *MOVING) == without(control, *MOVING)
+
+
+def test_top_is_the_control_answer(daemon: ServerProcess) -> None:
+    status, _, answer = get(daemon, "/api/v1/top/service?n=3&window=5m")
+    assert status == 200 and answer == daemon.command("TOP service 3 5m")
+    assert answer["top"][0]["value"] == "sshd"
+    assert get(daemon, "/api/v1/top/HOST")[2] == daemon.command("TOP host")
+
+
+def test_events_is_the_control_answer(daemon: ServerProcess) -> None:
+    status, _, answer = get(daemon, "/api/v1/events?n=20")
+    assert status == 200 and answer == daemon.command("EVENTS 20")
+    assert answer["events"], "the brute force was detected"
+    assert get(daemon, "/api/v1/events")[2] == daemon.command("EVENTS")
+
+
+def test_alerts_and_senders_are_the_control_answers(daemon: ServerProcess) -> None:
+    assert get(daemon, "/api/v1/alerts")[2] == daemon.command("ALERTS")
+    status, _, senders = get(daemon, "/api/v1/senders")
+    control = daemon.command("SENDERS")
+    assert status == 200 and without(senders, "senders") == without(control, "senders")
+    # the rates decay between the two questions; every other figure of each row is the same
+    rows = [without(row, "rate_per_s", "baseline_per_s") for row in senders["senders"]]
+    assert rows and rows == [without(row, "rate_per_s", "baseline_per_s") for row in control["senders"]]
+    assert [row["lines"] for row in rows] == [len(BRUTE_FORCE)]
+
+
+@pytest.mark.parametrize(("path", "parameter", "control"), [
+    ("/api/v1/stats?window=7m", "window", "STATS 7m"),
+    ("/api/v1/top/service?window=7m", "window", "TOP service 7m"),
+    ("/api/v1/top/service?n=0", "n", "TOP service 0"),
+    ("/api/v1/top/service?n=100000", "n", "TOP service 100000"),
+    ("/api/v1/top/colour", "field", "TOP colour"),
+    ("/api/v1/top/service?n=ten", "n", None),
+    ("/api/v1/events?n=-1", "n", None),
+])
+def test_bad_parameters_are_json_400s_naming_them(daemon: ServerProcess, path: str, parameter: str,
+                                                   control: str | None) -> None:
+    status, kind, answer = get(daemon, path)
+    assert (status, kind, answer["parameter"]) == (400, "application/json", parameter)
+    if control is not None:  # the same words as the control port's refusal
+        assert answer["error"] == daemon.command(control)["error"]
+    assert get(daemon, "/healthz")[0] == 200  # and the daemon is still there
+
+
+def test_health_readiness_and_metrics(daemon: ServerProcess) -> None:
+    assert get(daemon, "/healthz") == (200, "application/json", {"ok": True})
+    assert get(daemon, "/readyz") == (200, "application/json", {"ready": True})
+    status, kind, text = get(daemon, "/metrics")
+    assert (status, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
+    assert f"logtally_lines_received_total {len(BRUTE_FORCE)}\n" in text
+    assert get(daemon, "/nowhere")[0] == 404
+
+
+def test_openapi_lists_every_endpoint(daemon: ServerProcess) -> None:
+    status, _, spec = get(daemon, "/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) == {
+        "/metrics", "/healthz", "/readyz", "/api/v1/stats", "/api/v1/top/{field}", "/api/v1/events",
+        "/api/v1/alerts", "/api/v1/senders",
+    }
