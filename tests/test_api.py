@@ -4,6 +4,7 @@ answer to the same command, bad parameters get a JSON 400 naming them, and `/hea
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -120,10 +121,27 @@ def test_health_readiness_and_metrics(daemon: ServerProcess) -> None:
     assert get(daemon, "/nowhere")[0] == 404
 
 
-def test_openapi_lists_every_endpoint(daemon: ServerProcess) -> None:
+def test_openapi_is_valid_and_lists_every_endpoint(daemon: ServerProcess) -> None:
+    from openapi_spec_validator import validate
+
     status, _, spec = get(daemon, "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
+    validate(spec)
     assert set(spec["paths"]) == {
         "/metrics", "/healthz", "/readyz", "/api/v1/stats", "/api/v1/top/{field}", "/api/v1/events",
         "/api/v1/alerts", "/api/v1/senders",
     }
+
+
+def test_docs_are_served_by_the_daemon_alone(daemon: ServerProcess) -> None:
+    """Every asset the /docs page names is a path on the daemon that answers; none is on a CDN."""
+    status, kind, page = get(daemon, "/docs")
+    assert status == 200 and kind.startswith("text/html")
+    assets = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page)
+    assert "/openapi.json" in assets and any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        host, port = daemon.address("http")
+        with urllib.request.urlopen(f"http://{host}:{port}{asset}", timeout=10) as response:
+            assert response.status == 200 and response.read()
+    assert "https://" not in page and "http://" not in page

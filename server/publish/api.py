@@ -1,6 +1,6 @@
-"""The HTTP API (FastAPI): `/metrics`, `/healthz`, `/readyz` and the read-only `/api/v1/...`
-questions, each answered by the same `Commands.answer` the control port uses, so the JSON is the
-control port's line for the same command.
+"""The HTTP API (FastAPI): `/metrics`, `/healthz`, `/readyz`, the read-only `/api/v1/...`
+questions, each answered by the same `Commands.answer` the control port uses (so the JSON is the
+control port's line for the same command), and `/openapi.json` with its `/docs` page.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.metrics import CONTENT_TYPE
@@ -42,8 +43,11 @@ def _error(parameter: str | None, message: str, status: int = 400) -> Response:
 
 def build_api(commands: Commands, metrics_text: Callable[[], str], ready: Callable[[], bool]) -> FastAPI:
     """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm."""
-    app = FastAPI(title="logtally", version="1", docs_url=None, redoc_url=None,
-                  description="Read-only statistics of a logtally daemon; the same answers as its control port.")
+    # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
+    # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
+    app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", title="logtally",
+                         version="1", swagger_ui_parameters={"validatorUrl": None},
+                         description="Read-only statistics of a logtally daemon; the same answers as its control port.")
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
