@@ -129,7 +129,7 @@ def test_openapi_is_valid_and_lists_every_endpoint(daemon: ServerProcess) -> Non
     validate(spec)
     assert set(spec["paths"]) == {
         "/metrics", "/healthz", "/readyz", "/api/v1/stats", "/api/v1/top/{field}", "/api/v1/events",
-        "/api/v1/alerts", "/api/v1/senders",
+        "/api/v1/alerts", "/api/v1/senders", "/api/v1/stream",
     }
 
 
@@ -145,3 +145,61 @@ def test_docs_are_served_by_the_daemon_alone(daemon: ServerProcess) -> None:
         with urllib.request.urlopen(f"http://{host}:{port}{asset}", timeout=10) as response:
             assert response.status == 200 and response.read()
     assert "https://" not in page and "http://" not in page
+
+
+def sse_events(response: Any, n: int) -> list[dict[str, Any]]:
+    """The next `n` SSE events' JSON, read line by line from the open response."""
+    events: list[dict[str, Any]] = []
+    while len(events) < n:
+        line = response.readline()
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            events.append(json.loads(line[len(b"data: "):]))
+        else:
+            assert line == b"\n", line  # events are separated by a blank line, nothing else is sent
+    return events
+
+
+def test_stream_is_the_subscription_as_server_sent_events(start_server) -> None:
+    server = start_server(CONFIG)
+    host, port = server.address("http")
+    url = f"http://{host}:{port}/api/v1/stream?topics=stats,anomalies&interval_s=0.5"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+        assert sse_events(response, 1) == [{"subscribed": ["anomalies", "stats"]}]
+        assert server.stats()["subscribers"]["open"] == 1
+        send_tcp(server.address("tcp"), ("\n".join(BRUTE_FORCE) + "\n").encode())
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                any(e.get("type") == "stats" and e["received"] == len(BRUTE_FORCE) for e in seen)
+                and any(e.get("type") != "stats" for e in seen)):
+            seen += sse_events(response, 1)
+        anomalies = [e for e in seen if e.get("type") != "stats"]
+        assert anomalies and anomalies[0] in server.command("EVENTS")["events"]
+    deadline = time.monotonic() + 30
+    while server.stats()["subscribers"]["open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stats()["subscribers"]["open"] == 0  # the client left: so did its subscriber
+
+
+@pytest.mark.parametrize(("query", "status", "parameter"), [
+    ("topics=tail", 403, "topics"),
+    ("topics=weather", 400, "topics"),
+    ("topics=stats,level%3Derror", 400, "topics"),
+    ("topics=stats&interval_s=0", 400, "interval_s"),
+])
+def test_stream_refusals(daemon: ServerProcess, query: str, status: int, parameter: str) -> None:
+    answer = get(daemon, f"/api/v1/stream?{query}")
+    assert (answer[0], answer[2]["parameter"]) == (status, parameter)
+
+
+
+def test_the_daemon_stops_cleanly_with_a_stream_open(start_server) -> None:
+    server = start_server(CONFIG)
+    host, port = server.address("http")
+    with urllib.request.urlopen(f"http://{host}:{port}/api/v1/stream?topics=anomalies", timeout=30) as response:
+        assert sse_events(response, 1) == [{"subscribed": ["anomalies"]}]
+        assert server.stop() == 0
+        assert response.read() == b"\n"  # the first event's blank line, then a whole, ended stream
+    assert [e for e in server.logs if e.get("level") in ("error", "critical")] == []

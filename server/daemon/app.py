@@ -24,6 +24,7 @@ from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.recovery import plan_directory, read_frames
 from logtallyd.pool.worker import warm_up
+from logtallyd.publish.sse import end_streams
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()
@@ -209,6 +210,8 @@ class Server:
         for conn in list(parts.control_connections):
             if conn.transport is not None:
                 conn.transport.close()
+        end_streams(parts.hub)
+        await parts.http_connections.close(self.config.pipeline.shutdown_grace_s)
         parts.executor.shutdown(wait=True, cancel_futures=True)
         totals = parts.stats.report("all", parts.clock())
         rejected = sum(totals["rejected"].values())

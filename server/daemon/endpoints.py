@@ -243,7 +243,7 @@ def openers(parts: Parts) -> dict[str, Opener]:
             except OSError:
                 sock.close()
                 raise
-        app = build_api(parts.commands, parts.metrics_text, lambda: parts.ready)
+        app = build_api(parts.commands, parts.hub, parts.metrics_text, lambda: parts.ready)
         server = await serve_http(app, parts.http_connections, sock)
         return server, bound_address(sock)
 

@@ -9,12 +9,16 @@ from typing import Any, Callable
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.metrics import CONTENT_TYPE
-from logtallyd.publish.protocol import Alerts, Command, Error, Events, Senders, Stats, Top
+from logtallyd.publish.protocol import (
+    Alerts, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
+)
+from logtallyd.publish.pubsub import TOPICS, Hub, Subscriber
+from logtallyd.publish.sse import SseSink
 
 __all__ = ["build_api"]
 
@@ -41,7 +45,7 @@ def _error(parameter: str | None, message: str, status: int = 400) -> Response:
     return _json_response(body, status)
 
 
-def build_api(commands: Commands, metrics_text: Callable[[], str], ready: Callable[[], bool]) -> FastAPI:
+def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool]) -> FastAPI:
     """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm."""
     # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
     # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
@@ -104,5 +108,31 @@ def build_api(commands: Commands, metrics_text: Callable[[], str], ready: Callab
     @app.get("/api/v1/senders", summary="SENDERS: the ingest sender table")
     async def senders() -> Response:
         return await ask(Senders())
+
+    @app.get("/api/v1/stream", summary="SUBSCRIBE as Server-Sent Events: one `data:` event per stream line",
+             response_class=StreamingResponse)
+    async def stream(request: Request, topics: str = "stats,anomalies", interval_s: float | None = None) -> Response:
+        words = [t.strip().lower() for t in topics.split(",") if t.strip()]
+        if not words or any(w not in TOPICS for w in words):  # nor filter terms: those are tail's
+            raise BadParameter("topics", f"topics: a comma-separated list of {', '.join(TOPICS)}")
+        if interval_s is not None:
+            words.append(f"interval={interval_s!r}")
+        command = decode_command("SUBSCRIBE " + " ".join(words), commands.limits)
+        if isinstance(command, CommandError):
+            raise BadParameter("interval_s" if interval_s is not None else "topics", command.message)
+        join = await commands.answer(command, "anonymous")
+        if isinstance(join, Error):  # tail needs AUTH, which only the control port takes
+            return _error("topics", join.error, 403)
+        assert isinstance(join, Join)
+        connection = request.state.http_connection  # the BoundedH11 serving this request
+        sink = SseSink(lambda: connection.transport.abort())
+        subscriber = Subscriber(sink, hub.queue_size, hub.clock)  # type: ignore[arg-type]
+        sink.subscriber = subscriber
+        subscriber.topics.update(join.topics)
+        subscriber.interval_s = join.interval_s
+        hub.add(subscriber)
+        subscriber.offer(_json.encode(Subscribed(sorted(join.topics))) + b"\n")  # what SUBSCRIBE answers first
+        return StreamingResponse(sink.stream(hub, subscriber), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
 
     return app

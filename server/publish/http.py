@@ -42,6 +42,18 @@ class HttpConnections:
         self.open: set[BoundedH11] = set()
         self.total = 0
         self.closed_by: dict[str, int] = {}
+        self.states: list[ServerState] = []  # one per listener served: its running ASGI tasks
+
+    async def close(self, grace_s: float) -> None:
+        """Shutdown, once the SSE streams were told to end: give the requests in flight `grace_s`
+        to finish, then drop every connection (and let the requests see it)."""
+        for step in ("finish", "abort"):
+            if step == "abort":
+                for connection in list(self.open):
+                    connection.transport.abort()
+            tasks = {task for state in self.states for task in state.tasks}
+            if tasks:
+                await asyncio.wait(tasks, timeout=grace_s)
 
     def reconfigure(self, config: HttpConfig) -> None:
         """SIGHUP: the new limits apply to the next connection."""
@@ -67,7 +79,9 @@ class BoundedH11(H11Protocol):
 
     def __init__(self, config: UvicornConfig, server_state: ServerState, app_state: dict[str, Any],
                  connections: HttpConnections, _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        # Each request's `scope["state"]` is a copy of this: the SSE route finds its connection
+        # there, to close it under the stalled-client policy.
+        super().__init__(config, server_state, {**app_state, "http_connection": self}, _loop)
         self.limits = connections.config
         self.pool = connections
         self.timeout_keep_alive = self.limits.idle_timeout_s
@@ -155,6 +169,7 @@ async def serve_http(app: Any, connections: HttpConnections, sock: socket.socket
     )
     config.load()
     state = ServerState()
+    connections.states.append(state)
     loop = asyncio.get_running_loop()
 
     def factory() -> BoundedH11:
