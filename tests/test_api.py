@@ -118,7 +118,15 @@ def test_health_readiness_and_metrics(daemon: ServerProcess) -> None:
     status, kind, text = get(daemon, "/metrics")
     assert (status, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
     assert f"logtally_lines_received_total {len(BRUTE_FORCE)}\n" in text
-    assert get(daemon, "/nowhere")[0] == 404
+    assert get(daemon, "/nowhere") == (404, "application/json", {"error": "Not Found"})
+    host, port = daemon.address("http")
+    head = urllib.request.Request(f"http://{host}:{port}/metrics", method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as response:  # what the old server answered too
+        assert response.status == 200 and int(response.headers["Content-Length"]) > 0 and response.read() == b""
+    post = urllib.request.Request(f"http://{host}:{port}/metrics", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=10)
+    assert refused.value.code == 405 and json.loads(refused.value.read()) == {"error": "Method Not Allowed"}
 
 
 def test_openapi_is_valid_and_lists_every_endpoint(daemon: ServerProcess) -> None:

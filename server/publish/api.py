@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.metrics import CONTENT_TYPE
@@ -58,6 +59,12 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
         first = exc.errors()[0]
         return _error(str(first["loc"][-1]), f"{first['loc'][-1]}: {first['msg']}")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def no_such_thing(request: Request, exc: StarletteHTTPException) -> Response:
+        response = _error(None, str(exc.detail), exc.status_code)  # 404, 405: JSON like every error here
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(BadParameter)
     async def bad_parameter(request: Request, exc: BadParameter) -> Response:
         return _error(exc.parameter, exc.message)
@@ -84,6 +91,11 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
     @app.get("/readyz", summary="Every configured listener is open and the worker pool warm (503 until then)")
     async def readyz() -> Response:
         return _json_response({"ready": True}) if ready() else _json_response({"ready": False}, 503)
+
+    # HEAD as well for the probes (the old /metrics server answered it); out of the schema, where
+    # a second operation of the same handler would repeat its operation id.
+    for path, probe in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/api/v1/stats", summary="STATS [window]")
     async def stats(window: str = "all") -> Response:
