@@ -211,3 +211,41 @@ def test_the_daemon_stops_cleanly_with_a_stream_open(start_server) -> None:
         assert server.stop() == 0
         assert response.read() == b"\n"  # the first event's blank line, then a whole, ended stream
     assert [e for e in server.logs if e.get("level") in ("error", "critical")] == []
+
+
+def test_a_token_guards_everything_but_the_probes(start_server, tmp_path) -> None:
+    token = "0123456789abcdef0123456789abcdef"
+    token_file = tmp_path / "http.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    server = start_server(f'[http]\nlisten = "127.0.0.1:0"\ntoken_file = "{token_file}"\n')
+    assert server.wait_log("http_auth")["auth"] == "bearer_token"
+    host, port = server.address("http")
+
+    def fetch(path: str, authorization: str | None) -> int:
+        request = urllib.request.Request(f"http://{host}:{port}{path}")
+        if authorization is not None:
+            request.add_header("Authorization", authorization)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            assert exc.code != 401 or exc.headers["WWW-Authenticate"] == "Bearer"
+            return exc.code
+
+    for path in ("/api/v1/stats", "/metrics", "/openapi.json", "/docs", "/api/v1/stream?topics=tail"):
+        assert fetch(path, None) == 401
+        assert fetch(path, f"Bearer {token[:-1]}x") == 401
+    assert fetch("/api/v1/stats", f"Bearer {token}") == 200
+    assert fetch("/metrics", f"bearer {token}") == 200  # the scheme is case-insensitive
+    assert fetch("/healthz", None) == 200 and fetch("/readyz", None) == 200
+
+
+def test_off_loopback_needs_a_token(start_server) -> None:
+    with pytest.raises(AssertionError, match="is not on loopback and http.token_file is not set"):
+        start_server('[http]\nlisten = "0.0.0.0:0"\n')
+
+
+def test_off_loopback_without_a_token_needs_an_explicit_waiver(start_server) -> None:
+    server = start_server('[http]\nlisten = "0.0.0.0:0"\nallow_unauthenticated = true\n')
+    assert server.wait_log("http_auth")["auth"] == "unauthenticated"

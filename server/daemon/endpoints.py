@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple, Protocol
 
 import structlog
 
-from logtallyd.daemon.config import Config, is_loopback, split_address
+from logtallyd.daemon.config import Config, ConfigError, is_loopback, split_address
+from logtallyd.daemon.tokenfile import read_token
 from logtallyd.ingest.config import TlsConfig
 from logtallyd.ingest.listeners import TcpIngest, TlsIngest, UdpIngest
 from logtallyd.publish.access import Access
@@ -243,7 +244,21 @@ def openers(parts: Parts) -> dict[str, Opener]:
             except OSError:
                 sock.close()
                 raise
-        app = build_api(parts.commands, parts.hub, parts.metrics_text, lambda: parts.ready)
+        http = parts.config.http
+        try:
+            token = read_token(http.token_file, "http.token_file")
+            if token is None and not http.allow_unauthenticated and not is_loopback(sock.getsockname()[0]):
+                raise OSError(f"http listener {bound_address(sock)} is not on loopback and http.token_file is not "
+                              "set (http.allow_unauthenticated = true serves it anyway)")
+        except ConfigError as exc:  # an OSError, as a bind failure is: SIGHUP logs it and goes on
+            sock.close()
+            raise OSError(str(exc)) from None
+        except OSError:
+            sock.close()
+            raise
+        auth = "bearer_token" if token else "loopback" if is_loopback(sock.getsockname()[0]) else "unauthenticated"
+        (log.warning if auth == "unauthenticated" else log.info)("http_auth", address=bound_address(sock), auth=auth)
+        app = build_api(parts.commands, parts.hub, parts.metrics_text, lambda: parts.ready, token)
         server = await serve_http(app, parts.http_connections, sock)
         return server, bound_address(sock)
 

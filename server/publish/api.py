@@ -4,6 +4,7 @@ control port's line for the same command), and `/openapi.json` with its `/docs` 
 """
 from __future__ import annotations
 
+import hmac
 from typing import Any, Callable
 
 import msgspec
@@ -46,13 +47,42 @@ def _error(parameter: str | None, message: str, status: int = 400) -> Response:
     return _json_response(body, status)
 
 
-def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool]) -> FastAPI:
-    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm."""
+# The probes stay open with a token set: an orchestrator's health check carries none.
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class BearerGate:
+    """ASGI middleware: with a token, every path but the probes needs `Authorization: Bearer
+    <token>` (RFC 6750 §2.1); otherwise 401 with `WWW-Authenticate: Bearer` (§3)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = b"bearer " + token.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+            # the scheme is case-insensitive (RFC 9110 §11.1), the token is not; compared in constant time
+            if not hmac.compare_digest(given[:7].lower() + given[7:], self.expected):
+                response = _error(None, "a bearer token is required: Authorization: Bearer <http.token_file>", 401)
+                response.headers["www-authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool],
+              token: str | None = None) -> FastAPI:
+    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm, and
+    `token` (when set) is the bearer token every path but the probes needs."""
     # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
     # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
     app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", title="logtally",
                          version="1", swagger_ui_parameters={"validatorUrl": None},
                          description="Read-only statistics of a logtally daemon; the same answers as its control port.")
+
+    if token is not None:
+        app.add_middleware(BearerGate, token=token)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
