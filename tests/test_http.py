@@ -62,6 +62,20 @@ def test_a_head_exactly_at_the_limit_is_answered(start_server) -> None:
         assert sock.recv(1 << 16).startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
+def test_bytes_that_are_no_request_are_answered_400_and_counted(start_server) -> None:
+    server = start_server('[http]\nlisten = "127.0.0.1:0"\n')
+    for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n", b"GET /metrics HTTP/1.1\r\n\r\n"):  # TLS, no Host
+        with socket.create_connection(server.address("http"), timeout=30) as sock:
+            sock.sendall(garbage)
+            answer = b""
+            while chunk := sock.recv(1 << 16):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 2, "closed_by": {"bad_request": 2}}
+    assert get_metrics(server) == 200
+    assert not [e for e in server.logs if e.get("logger", "").startswith("uvicorn") or "Invalid HTTP" in e["event"]]
+
+
 def test_an_idle_connection_is_closed(start_server) -> None:
     server = start_server('[http]\nlisten = "127.0.0.1:0"\nidle_timeout_s = 0.2\n')
     with socket.create_connection(server.address("http"), timeout=30) as sock:

@@ -187,6 +187,7 @@ class Server:
 
     async def stop(self) -> None:
         parts = self.parts
+        parts.ready = False  # /readyz on a connection still open says so
         # Stop accepting; connections already open stay.
         self.endpoints.close(*(name for name in self.endpoints.addresses if name != "udp"))
         await parts.jobs.close()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ HttpCloseReason = Literal[
     "max_connections",  # `http.max_connections` were open: closed at once
     "idle_timeout",  # no whole request head within `http.idle_timeout_s`
     "head_too_large",  # a request head past `http.max_head_bytes` (answered 400)
+    "bad_request",  # bytes that are no HTTP/1.1 request (h11 refused them; answered 400)
 ]
 
 
@@ -125,6 +127,12 @@ class BoundedH11(H11Protocol):
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self._arm_head_deadline()  # the next request's head is held to the same deadline
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn calls this when h11 refuses the bytes; counted here, and its per-request warning
+        # is off (see serve_http) so a flood of garbage cannot flood the log.
+        self.pool.closed("bad_request")
+        super().send_400_response(msg)
+
     def timeout_keep_alive_handler(self) -> None:
         if not self.transport.is_closing():
             self.pool.closed("idle_timeout")
@@ -168,6 +176,7 @@ async def serve_http(app: Any, connections: HttpConnections, sock: socket.socket
         timeout_keep_alive=int(max(1, limits.idle_timeout_s)),
     )
     config.load()
+    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)  # bad requests are counted instead
     state = ServerState()
     connections.states.append(state)
     loop = asyncio.get_running_loop()
