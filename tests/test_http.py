@@ -1,5 +1,6 @@
-"""The `/metrics` listener's limits against a real daemon: the head limit on any read, the idle
-timeout, the connection cap, and idle scrapers at a low descriptor limit leaving ingest alone."""
+"""The `[http]` listener's limits against a real daemon: the head limit on any read, the idle
+timeout (before the first request and between requests), the connection cap, and idle scrapers
+at a low descriptor limit leaving ingest alone."""
 from __future__ import annotations
 
 import socket
@@ -50,7 +51,7 @@ def test_a_head_past_the_limit_in_one_read_is_refused(start_server) -> None:
 
 def test_a_head_exactly_at_the_limit_is_answered(start_server) -> None:
     server = start_server('[http]\nlisten = "127.0.0.1:0"\nmax_head_bytes = 256\n')
-    line = b"GET /metrics HTTP/1.1\r\nX: "
+    line = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: "  # RFC 9112 §3.2: an HTTP/1.1 request names its Host
     head = line + b"a" * (256 - len(line))
     assert len(head) == 256
     with socket.create_connection(server.address("http"), timeout=30) as sock:
@@ -61,6 +62,20 @@ def test_a_head_exactly_at_the_limit_is_answered(start_server) -> None:
         assert sock.recv(1 << 16).startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
+def test_bytes_that_are_no_request_are_answered_400_and_counted(start_server) -> None:
+    server = start_server('[http]\nlisten = "127.0.0.1:0"\n')
+    for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n", b"GET /metrics HTTP/1.1\r\n\r\n"):  # TLS, no Host
+        with socket.create_connection(server.address("http"), timeout=30) as sock:
+            sock.sendall(garbage)
+            answer = b""
+            while chunk := sock.recv(1 << 16):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 2, "closed_by": {"bad_request": 2}}
+    assert get_metrics(server) == 200
+    assert not [e for e in server.logs if e.get("logger", "").startswith("uvicorn") or "Invalid HTTP" in e["event"]]
+
+
 def test_an_idle_connection_is_closed(start_server) -> None:
     server = start_server('[http]\nlisten = "127.0.0.1:0"\nidle_timeout_s = 0.2\n')
     with socket.create_connection(server.address("http"), timeout=30) as sock:
@@ -68,6 +83,19 @@ def test_an_idle_connection_is_closed(start_server) -> None:
         assert closed_by_daemon(sock)
     assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 1, "closed_by": {"idle_timeout": 1}}
     assert get_metrics(server) == 200
+
+
+def test_a_kept_alive_connection_trickling_its_next_head_is_closed(start_server) -> None:
+    server = start_server('[http]\nlisten = "127.0.0.1:0"\nidle_timeout_s = 0.5\n')
+    with socket.create_connection(server.address("http"), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b'{"ok":true}'):  # head and body may come in two reads
+            answer += sock.recv(1 << 16)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")  # and kept alive: no close after it
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # the next head, never finished
+        assert closed_by_daemon(sock)
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 1, "closed_by": {"idle_timeout": 1}}
 
 
 def test_connections_past_the_cap_are_closed_at_once(start_server) -> None:

@@ -24,6 +24,7 @@ from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.recovery import plan_directory, read_frames
 from logtallyd.pool.worker import warm_up
+from logtallyd.publish.sse import end_streams
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
 log = structlog.get_logger()
@@ -80,6 +81,7 @@ class Server:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         self._tick_task = loop.create_task(self._tick())
+        parts.ready = True
         log.info("listening", **self.endpoints.addresses, workers=parts.workers)
         sdnotify.notify(sdnotify.READY, sdnotify.status(parts.status_line()))
         if not replay:
@@ -203,6 +205,7 @@ class Server:
 
     async def stop(self) -> None:
         parts = self.parts
+        parts.ready = False  # /readyz on a connection still open says so
         # Stop accepting; connections already open stay.
         self.endpoints.close(*(name for name in self.endpoints.addresses if name != "udp"))
         await parts.jobs.close()
@@ -226,6 +229,8 @@ class Server:
         for conn in list(parts.control_connections):
             if conn.transport is not None:
                 conn.transport.close()
+        end_streams(parts.hub)
+        await parts.http_connections.close(self.config.pipeline.shutdown_grace_s)
         parts.executor.shutdown(wait=True, cancel_futures=True)
         totals = parts.stats.report("all", parts.clock())
         rejected = sum(totals["rejected"].values())

@@ -64,6 +64,7 @@ class Parts:
     restored_archive: ArchivePosition | None = None  # where the restored totals end in the archive
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
+    ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
 
     # -- reports -----------------------------------------------------------------------------
 

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple, Protocol
 
 import structlog
 
-from logtallyd.daemon.config import Config, is_loopback, split_address
+from logtallyd.daemon.config import Config, ConfigError, is_loopback, split_address
+from logtallyd.daemon.tokenfile import read_token
 from logtallyd.ingest.config import TlsConfig
 from logtallyd.ingest.listeners import TcpIngest, TlsIngest, UdpIngest
 from logtallyd.publish.access import Access
 from logtallyd.publish.control import ControlConnection
-from logtallyd.publish.http import MetricsHttp
+from logtallyd.publish.http import serve_http
 
 if TYPE_CHECKING:
     from logtallyd.daemon.assembly import Parts
@@ -240,7 +241,37 @@ def openers(parts: Parts) -> dict[str, Opener]:
         return (UnixListener(server, where) if owned else server), where
 
     async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
-        return await serve_stream(lambda: MetricsHttp(parts.metrics_text, parts.http_connections), address, sock)
+        # Imported here: FastAPI and pydantic take about 0.35 s to import, paid only with `[http]` on.
+        from logtallyd.publish.api import build_api
+
+        if sock is None:
+            assert address is not None
+            host, port = split_address(address)
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(1024)
+            except OSError:
+                sock.close()
+                raise
+        http = parts.config.http
+        try:
+            token = read_token(http.token_file, "http.token_file")
+            if token is None and not http.allow_unauthenticated and not is_loopback(sock.getsockname()[0]):
+                raise OSError(f"http listener {bound_address(sock)} is not on loopback and http.token_file is not "
+                              "set (http.allow_unauthenticated = true serves it anyway)")
+        except ConfigError as exc:  # an OSError, as a bind failure is: SIGHUP logs it and goes on
+            sock.close()
+            raise OSError(str(exc)) from None
+        except OSError:
+            sock.close()
+            raise
+        auth = "bearer_token" if token else "loopback" if is_loopback(sock.getsockname()[0]) else "unauthenticated"
+        (log.warning if auth == "unauthenticated" else log.info)("http_auth", address=bound_address(sock), auth=auth)
+        app = build_api(parts.commands, parts.hub, parts.metrics_text, lambda: parts.ready, token)
+        server = await serve_http(app, parts.http_connections, sock)
+        return server, bound_address(sock)
 
     return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "control_unix": control_unix, "http": http}
 

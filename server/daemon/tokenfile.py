@@ -1,4 +1,5 @@
-"""The control port's AUTH token, read from `[control] token_file` at start and on SIGHUP.
+"""The control port's AUTH token (`[control] token_file`, read at start and on SIGHUP) and the
+HTTP API's bearer token (`[http] token_file`).
 
 A file other users may read (or write) is refused: the token would be theirs too. Errors name the
 key and the file, never the token.
@@ -17,10 +18,14 @@ MAX_TOKEN_BYTES = 4096  # must fit a control command line with `AUTH ` in front
 
 def load_token(control: ControlConfig) -> str | None:
     """The token, or None when `control.token_file` is unset; `ConfigError` for an unusable file."""
-    path = control.token_file
+    return read_token(control.token_file, "control.token_file")
+
+
+def read_token(path: str, key: str) -> str | None:
+    """The token in the file at `path` (the config `key` names it in errors); None when unset."""
     if not path:
         return None
-    where = f"control.token_file = {path!r}"
+    where = f"{key} = {path!r}"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""The `[control]` and `[http]` sections of config.toml: the control port and `GET /metrics`.
+"""The `[control]` and `[http]` sections of config.toml: the control port and the HTTP API.
 
 Each limit carries its range on the field, so msgspec names the key of a bad value at decode
 time; the interval bounds, which involve three keys, are checked in
@@ -47,5 +47,11 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Open connections; more are closed at once, so idle scrapers cannot take the daemon's file
     # descriptors from ingest.
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
-    # A connection that has not sent its whole request head this long is closed.
+    # A connection that has not sent its whole request head this long (since it opened or was
+    # last answered) is closed.
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    # `Authorization: Bearer <token>` for every path but /healthz and /readyz; one line, not
+    # readable by other users (as `control.token_file`); read when the listener opens.
+    token_file: str = ""
+    # A `listen` off loopback needs `token_file`, or this set to true by an operator who means it.
+    allow_unauthenticated: bool = False

@@ -1,26 +1,30 @@
-"""The optional `[http]` listener: `GET /metrics` in Prometheus text format, nothing else.
-
-One request per connection (`Connection: close`), so the protocol is a few lines: read up to the
-blank line that ends the request head, answer, close. `HttpConnections` bounds how many are open
-and how long one may take to send its head, so scrapers cannot hold the daemon's descriptors.
+"""The `[http]` listener's connection shell: uvicorn's h11 protocol serving the ASGI app
+(`logtallyd.publish.api`) on a socket the daemon opened, on the daemon's own loop, with the
+`[http]` limits applied per connection and counted in STATS `http_server`.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Literal
+import logging
+import socket
+from typing import Any, Literal
 
+import h11
 import msgspec
+from uvicorn.config import Config as UvicornConfig
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from logtallyd.publish.config import HttpConfig
-from logtallyd.publish.metrics import CONTENT_TYPE
 
-__all__ = ["HttpCloseReason", "HttpConfig", "HttpConnections", "HttpFigures", "MetricsHttp", "respond"]
+__all__ = ["HttpCloseReason", "HttpConfig", "HttpConnections", "HttpFigures", "BoundedH11", "serve_http"]
 
 # Why a connection was closed without an answer to a whole request: keys of `closed_by`.
 HttpCloseReason = Literal[
     "max_connections",  # `http.max_connections` were open: closed at once
     "idle_timeout",  # no whole request head within `http.idle_timeout_s`
     "head_too_large",  # a request head past `http.max_head_bytes` (answered 400)
+    "bad_request",  # bytes that are no HTTP/1.1 request (h11 refused them; answered 400)
 ]
 
 
@@ -33,13 +37,25 @@ class HttpFigures(msgspec.Struct):
 
 
 class HttpConnections:
-    """Every open `/metrics` connection: the cap, the idle deadline, the counts."""
+    """Every open HTTP connection, whichever listener accepted it: the limits and the counts."""
 
     def __init__(self, config: HttpConfig = HttpConfig()) -> None:
         self.config = config
-        self.open: set[MetricsHttp] = set()
+        self.open: set[BoundedH11] = set()
         self.total = 0
         self.closed_by: dict[str, int] = {}
+        self.states: list[ServerState] = []  # one per listener served: its running ASGI tasks
+
+    async def close(self, grace_s: float) -> None:
+        """Shutdown, once the SSE streams were told to end: give the requests in flight `grace_s`
+        to finish, then drop every connection (and let the requests see it)."""
+        for step in ("finish", "abort"):
+            if step == "abort":
+                for connection in list(self.open):
+                    connection.transport.abort()
+            tasks = {task for state in self.states for task in state.tasks}
+            if tasks:
+                await asyncio.wait(tasks, timeout=grace_s)
 
     def reconfigure(self, config: HttpConfig) -> None:
         """SIGHUP: the new limits apply to the next connection."""
@@ -52,81 +68,120 @@ class HttpConnections:
         self.closed_by[reason] = self.closed_by.get(reason, 0) + 1
 
 
-def respond(head: bytes, metrics: Callable[[], str]) -> bytes:
-    """The whole response to one request head (sans-I/O)."""
-    request_line = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
-    parts = request_line.split()
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
-        return _response(400, "text/plain", b"bad request\n")
-    method, target = parts[0], parts[1].split(b"?", 1)[0]
-    if target != b"/metrics":
-        return _response(404, "text/plain", b"only /metrics is served here\n")
-    if method not in (b"GET", b"HEAD"):
-        return _response(405, "text/plain", b"GET only\n")
-    body = metrics().encode()
-    return _response(200, CONTENT_TYPE, b"" if method == b"HEAD" else body, len(body))
+class BoundedH11(H11Protocol):
+    """uvicorn's h11 protocol with the three `[http]` limits as this daemon means them.
 
+    uvicorn's own knobs do not cover them: `limit_concurrency` accepts the connection (its
+    descriptor stays taken) and answers 503 only once a request arrives; `timeout_keep_alive` runs
+    only between requests and stops at the first byte, so a client trickling a head is never
+    closed; `h11_max_incomplete_event_size` only checks heads still incomplete, so a large head in
+    one read passes. Here the cap closes at once, the idle deadline runs until a whole head is in,
+    and the head size is checked on whatever the reads were.
+    """
 
-def _response(status: int, content_type: str, body: bytes, length: int | None = None) -> bytes:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body) if length is None else length}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    def __init__(self, config: UvicornConfig, server_state: ServerState, app_state: dict[str, Any],
+                 connections: HttpConnections, _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # Each request's `scope["state"]` is a copy of this: the SSE route finds its connection
+        # there, to close it under the stalled-client policy.
+        super().__init__(config, server_state, {**app_state, "http_connection": self}, _loop)
+        self.limits = connections.config
+        self.pool = connections
+        self.timeout_keep_alive = self.limits.idle_timeout_s
+        self._head_deadline: asyncio.TimerHandle | None = None
 
-
-class MetricsHttp(asyncio.Protocol):
-    def __init__(self, metrics: Callable[[], str], connections: HttpConnections | None = None) -> None:
-        self.metrics = metrics
-        self.connections = connections or HttpConnections()
-        self.max_head_bytes = self.connections.config.max_head_bytes
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self._idle: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        connections, config = self.connections, self.connections.config
-        if len(connections.open) >= config.max_connections:
-            connections.closed("max_connections")
-            transport.abort()  # type: ignore[attr-defined]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.pool.open) >= self.limits.max_connections:
+            self.pool.closed("max_connections")
+            self.transport = transport
+            transport.abort()
             return
-        connections.open.add(self)
-        connections.total += 1
-        self._idle = asyncio.get_running_loop().call_later(config.idle_timeout_s, self._idle_timeout)
-
-    def _idle_timeout(self) -> None:
-        self._idle = None
-        self.connections.closed("idle_timeout")
-        assert self.transport is not None
-        self.transport.abort()
+        super().connection_made(transport)
+        self.pool.open.add(self)
+        self.pool.total += 1
+        self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        self.connections.open.discard(self)
+        self._disarm_head_deadline()
+        if self in self.pool.open:
+            self.pool.open.discard(self)
+            super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
         if self.transport.is_closing():
             return
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            end = self.buffer.find(b"\n\n")
-        # Checked whatever the reads were: a head that arrives whole in one read is no exception.
-        if (end if end >= 0 else len(self.buffer)) > self.max_head_bytes:
-            self.connections.closed("head_too_large")
-            self._answer(_response(400, "text/plain", b"request head too large\n"))
-        elif end >= 0:
-            self._answer(respond(bytes(self.buffer[:end]), self.metrics))
+        if self.conn.their_state is h11.IDLE:  # these bytes belong to a request head
+            pending = self.conn.trailing_data[0] + data
+            end = pending.find(b"\r\n\r\n")
+            if end < 0:
+                end = pending.find(b"\n\n")
+            if (end if end >= 0 else len(pending)) > self.limits.max_head_bytes:
+                self.pool.closed("head_too_large")
+                self._refuse(b"request head too large\n")
+                return
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a whole head arrived: the app has it now
+            self._disarm_head_deadline()
 
-    def _answer(self, response: bytes) -> None:
-        assert self.transport is not None
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        self.transport.write(response)
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_head_deadline()  # the next request's head is held to the same deadline
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn calls this when h11 refuses the bytes; counted here, and its per-request warning
+        # is off (see serve_http) so a flood of garbage cannot flood the log.
+        self.pool.closed("bad_request")
+        super().send_400_response(msg)
+
+    def timeout_keep_alive_handler(self) -> None:
+        if not self.transport.is_closing():
+            self.pool.closed("idle_timeout")
+        super().timeout_keep_alive_handler()
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_deadline = self.loop.call_later(self.limits.idle_timeout_s, self._head_timeout)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timeout(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.pool.closed("idle_timeout")
+            self.transport.abort()
+
+    def _refuse(self, body: bytes) -> None:
+        """400 with a length (h11 would chunk a body whose request it has not read) and close."""
+        self._disarm_head_deadline()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        events = (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                  h11.EndOfMessage())
+        self.transport.write(b"".join(self.conn.send(event) or b"" for event in events))  # one segment
         self.transport.close()
+
+
+async def serve_http(app: Any, connections: HttpConnections, sock: socket.socket) -> asyncio.AbstractServer:
+    """Serve `app` on the listening `sock` from the running loop. uvicorn's `Server` is not used:
+    it owns signals and a shutdown sequence, which are the daemon's; only its protocol is."""
+    limits = connections.config
+    config = UvicornConfig(
+        app, http=BoundedH11, ws="none", lifespan="off", log_config=None, access_log=False,
+        proxy_headers=False, server_header=False, date_header=False,
+        # A backstop behind BoundedH11's own check; h11 answers 400 to a head past it too.
+        h11_max_incomplete_event_size=limits.max_head_bytes + 4,
+        timeout_keep_alive=int(max(1, limits.idle_timeout_s)),
+    )
+    config.load()
+    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)  # bad requests are counted instead
+    state = ServerState()
+    connections.states.append(state)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> BoundedH11:
+        return BoundedH11(config, state, {}, connections, loop)
+
+    return await loop.create_server(factory, sock=sock, backlog=1024)
