@@ -131,10 +131,14 @@ class ServerProcess:
         return self.command(f"STATS {window}")
 
     def wait_received(self, n: int, timeout: float = 30.0) -> dict[str, Any]:
-        """Poll STATS until `received` >= n, then until the count is stable; return STATS."""
+        """Poll STATS until `received` >= n; return STATS."""
+        return self.wait_stats(lambda report: report["received"] >= n, timeout)
+
+    def wait_stats(self, check: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+        """Poll STATS until `check(report)` holds or `timeout` passes; return the last STATS."""
         deadline = time.monotonic() + timeout
         report = self.stats()
-        while report["received"] < n and time.monotonic() < deadline:
+        while not check(report) and time.monotonic() < deadline:
             time.sleep(0.05)
             report = self.stats()
         return report

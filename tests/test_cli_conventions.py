@@ -163,7 +163,7 @@ def test_man_page_is_generated_from_the_parser_and_names_every_command_and_optio
     out = run(str(tmp_path / "man"), module="logtally.manpage")
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "man" / "logtally.1").read_text()
-    assert page.startswith(f'.TH LOGTALLY "1" ')
+    assert page.startswith('.TH LOGTALLY "1" ')
     assert f'"logtally {installed_version()}"' in page.splitlines()[0]
     for name, p in subcommands(build_parser()).items():
         assert f"\\fBlogtally\\fR \\fI\\,{name}\\/\\fR" in page, name  # the command list

@@ -6,7 +6,6 @@ import datetime
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +88,6 @@ def send_tls(server: ServerProcess, pki: dict[str, tuple[Path, Path]], client: s
         pass
 
 
-def wait_for(server: ServerProcess, check: Any, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    report = server.stats()
-    while not check(report) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        report = server.stats()
-    return report
-
-
 def test_client_certificates_are_checked_against_the_ca_and_the_allow_list(start_server, pki) -> None:
     server = start_server(tls_config(pki))
     send_tls(server, pki, "web-1", LINE * 3)
@@ -105,7 +95,7 @@ def test_client_certificates_are_checked_against_the_ca_and_the_allow_list(start
     for client in (None, "stranger", "intruder"):
         send_tls(server, pki, client, LINE * 5)
     send_tls(server, pki, "web-2", LINE * 2)  # allowed by its DNS subjectAltName
-    report = wait_for(server, lambda r: r["connections"]["refused"] == 3 and r["received"] == 5)
+    report = server.wait_stats(lambda r: r["connections"]["refused"] == 3 and r["received"] == 5)
     # Nothing the refused clients sent is counted as received: their connections never opened.
     assert report["received"] == 5 and report["parsed"] == 5
     assert report["connections"]["refused_by"] == {"handshake_failed": 2, "client_not_allowed": 1}
@@ -128,7 +118,7 @@ def test_openssl_s_client_with_an_allowed_certificate(start_server, pki) -> None
     assert server.wait_received(4)["received"] == 4
     out = subprocess.run([openssl, "s_client", "-connect", f"{host}:{port}", "-CAfile", str(pki["ca"][0]),
                           "-quiet", "-no_ign_eof"], input=LINE, capture_output=True, timeout=60)
-    report = wait_for(server, lambda r: r["connections"]["refused"] == 1)
+    report = server.wait_stats(lambda r: r["connections"]["refused"] == 1)
     assert report["connections"]["refused_by"] == {"handshake_failed": 1}, out.stderr
     assert report["received"] == 4
 
@@ -136,12 +126,12 @@ def test_openssl_s_client_with_an_allowed_certificate(start_server, pki) -> None
 def test_handshakes_count_against_max_connections(start_server, pki) -> None:
     server = start_server(tls_config(pki, "handshake_timeout_s = 3600\n") + "[ingest]\nmax_connections = 1\n")
     with socket.create_connection(server.address("tls"), timeout=30) as silent:  # connects, never says hello
-        report = wait_for(server, lambda r: r["connections"]["handshaking"] == 1)
+        report = server.wait_stats(lambda r: r["connections"]["handshaking"] == 1)
         assert report["connections"]["open"] == 1
         send_tcp(server.address("tcp"), b"refused line\n")  # the one slot is the handshake's
-        report = wait_for(server, lambda r: r["connections"]["refused"] == 1)
+        report = server.wait_stats(lambda r: r["connections"]["refused"] == 1)
         assert report["connections"]["refused_by"] == {"max_connections": 1}
-    report = wait_for(server, lambda r: r["connections"]["open"] == 0)
+    report = server.wait_stats(lambda r: r["connections"]["open"] == 0)
     assert report["connections"]["refused_by"] == {"max_connections": 1, "handshake_failed": 1}
     send_tcp(server.address("tcp"), b"counted line\n")
     assert server.wait_received(1)["received"] == 1
@@ -155,7 +145,7 @@ def test_a_handshake_that_never_ends_is_closed_at_the_timeout(start_server, pki)
             assert silent.recv(1) == b""  # the daemon closed it
         except ConnectionResetError:
             pass
-    report = wait_for(server, lambda r: r["connections"]["refused"] == 1)
+    report = server.wait_stats(lambda r: r["connections"]["refused"] == 1)
     assert report["connections"]["refused_by"] == {"handshake_timeout": 1}
     assert report["connections"]["open"] == 0 and report["connections"]["handshaking"] == 0
     assert server.wait_log("connection_refused")["reason"] == "handshake_timeout"
@@ -196,13 +186,13 @@ def test_sighup_applies_a_new_allow_list_to_the_next_connection(start_server, pk
 
     server = start_server(tls_config(pki, allowed='["web-1"]'))
     send_tls(server, pki, "intruder", LINE)
-    wait_for(server, lambda r: r["connections"]["refused"] == 1)
+    server.wait_stats(lambda r: r["connections"]["refused"] == 1)
     server.config_path.write_text(server.config_path.read_text().replace('["web-1"]', '["intruder"]'))
     server.proc.send_signal(signal.SIGHUP)
     server.wait_log("reloaded")
     send_tls(server, pki, "intruder", LINE * 2)
     send_tls(server, pki, "web-1", LINE)
-    report = wait_for(server, lambda r: r["connections"]["refused"] == 2 and r["received"] == 2)
+    report = server.wait_stats(lambda r: r["connections"]["refused"] == 2 and r["received"] == 2)
     assert report["received"] == 2
     assert report["connections"]["refused_by"] == {"client_not_allowed": 2}
 
@@ -214,14 +204,14 @@ def test_sighup_reads_the_tls_files_again(start_server, pki) -> None:
     server = start_server(tls_config(pki).replace(f'client_ca = "{pki["ca"][0]}"\n', "").replace(
         'allowed_clients = ["web-1", "web-2.example.org"]\n', ""))
     send_tls(server, pki, None, LINE)
-    assert wait_for(server, lambda r: r["received"] == 1)["received"] == 1
+    assert server.wait_stats(lambda r: r["received"] == 1)["received"] == 1
     server.config_path.write_text(server.config_path.read_text().replace(
         "[ingest.tls]\n", f'[ingest.tls]\nclient_ca = "{pki["ca"][0]}"\n'))
     server.proc.send_signal(signal.SIGHUP)
     server.wait_log("reloaded")
     send_tls(server, pki, None, LINE)
     send_tls(server, pki, "web-1", LINE)
-    report = wait_for(server, lambda r: r["connections"]["refused"] == 1 and r["received"] == 2)
+    report = server.wait_stats(lambda r: r["connections"]["refused"] == 1 and r["received"] == 2)
     assert report["received"] == 2 and report["connections"]["refused_by"] == {"handshake_failed": 1}
     server.wait_log("tls_reloaded")
 

@@ -4,8 +4,6 @@ counting its UDP datagrams past it as `rate_limited`."""
 from __future__ import annotations
 
 import socket
-import time
-from typing import Any
 
 import pytest
 
@@ -63,19 +61,10 @@ def connect_from(server: ServerProcess, source: str) -> socket.socket:
     return sock
 
 
-def wait_stats(server: ServerProcess, check: Any, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    report = server.stats()
-    while not check(report) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        report = server.stats()
-    return report
-
-
 def test_connections_per_peer_are_capped_per_source_address(start_server) -> None:
     server = start_server("[ingest]\nmax_connections_per_peer = 2\npeer_report = 1\n")
     held = [connect_from(server, "127.0.0.1") for _ in range(2)]  # exactly at the limit
-    wait_stats(server, lambda r: r["connections"]["open"] == 2)
+    server.wait_stats(lambda r: r["connections"]["open"] == 2)
     third = connect_from(server, "127.0.0.1")
     try:
         assert third.recv(1) == b""
@@ -90,7 +79,7 @@ def test_connections_per_peer_are_capped_per_source_address(start_server) -> Non
     report = server.wait_received(7)
     assert report["received"] == 7
     assert report["connections"]["refused_by"] == {"max_connections_per_peer": 1}
-    report = wait_stats(server, lambda r: r["connections"]["open"] == 0)
+    report = server.wait_stats(lambda r: r["connections"]["open"] == 0)
     assert report["peers"] == {"tracked": 2, "evicted": 0, "top": [
         {"peer": "127.0.0.1", "lines": 4, "connections": 0, "rate_pauses": 0, "rate_dropped": 0},
     ]}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from typing import Callable, Iterable, TextIO
 
