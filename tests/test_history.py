@@ -13,7 +13,9 @@ from logtallyd.daemon.config import Config
 from logtallyd.persist.history import HistoryDb
 from logtallyd.publish.protocol import CommandError, CommandLimits, History, decode_command
 from logtallyd.stats.history import parse_duration, regroup, series
+from logtally.render import sparkline
 from tests.conftest import send_tcp
+from tests.test_client import logtally
 
 
 def lines(minute: int, n: int, level: str = "INFO", first: int = 0) -> bytes:
@@ -30,6 +32,10 @@ def test_regroup_sums_counts_and_takes_the_largest_quantile() -> None:
     assert out == {"lines": [[0, 40], [3600, 4]], "error_rate": [[0, 0.25], [3600, 0.0]], "latency_p95": [[0, 7.0]]}
 
 
+def test_sparkline_scales_from_min_to_max() -> None:
+    assert sparkline([0, 7, 14]) == "▁▅█" and sparkline([3, 3]) == "▁▁" and sparkline([]) == ""
+
+
 def test_parse_duration() -> None:
     assert [parse_duration(t) for t in ("-6h", "90m", "7d", "3600", "6x", "", "٣h")] == [21600, 5400, 604800, 3600,
                                                                                           None, None, None]
@@ -39,13 +45,13 @@ def test_store_replaces_a_minute_written_twice_and_prunes_by_age(tmp_path: Path)
     db = HistoryDb(tmp_path / "h.sqlite")
     db.write({60: {"lines": 5}, 120: {"lines": 7}})
     db.write({120: {"lines": 9}})  # a restart writes a minute again
-    assert db.read("minute", 0, 10**9) == {60: {"lines": 5.0}, 120: {"lines": 9.0}}
-    assert db.read("hour", 0, 10**9) == {0: {"lines": 14.0}}
+    assert db.read("minute", 0, 10**9) == {60: {"lines": 5}, 120: {"lines": 9}}
+    assert db.read("hour", 0, 10**9) == {0: {"lines": 14}}
     assert db._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # minute rows kept 1 day, hour rows 2 days: at day 1 + 200 s both minutes go, the hour stays
     assert db.prune(86400 + 200, 1, 2) == 2
     assert db.read("minute", 0, 10**9) == {}
-    assert db.read("hour", 0, 10**9) == {0: {"lines": 14.0}}
+    assert db.read("hour", 0, 10**9) == {0: {"lines": 14}}
     db.close()
 
 
@@ -91,6 +97,14 @@ def test_history_survives_a_restart(start_server, tmp_path: Path) -> None:
     with pytest.raises(urllib.error.HTTPError) as bad:
         urllib.request.urlopen(f"http://{host}:{port}/api/v1/history?step=61", timeout=10)
     assert bad.value.code == 400 and json.loads(bad.value.read())["parameter"] == "step"
+    # `logtally history`: the same answer with --json, one sparkline row per series without
+    out = logtally(second, "--json", "history", "--series", "lines,errors", "--since", "1h")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["series"]["lines"] == answer["series"]["lines"]
+    chart = logtally(second, "history", "--series", "lines,latency_p95", "--since", "1h").stdout.decode()
+    assert "lines        █▁  min 20 max 36 last 20" in chart and "latency_p95  (no data)" in chart
+    refused = logtally(second, "history", "--step", "61")
+    assert refused.returncode != 0 and b"multiple of 60" in refused.stderr
 
 
 def test_history_off_without_a_state_directory(start_server) -> None:

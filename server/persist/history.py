@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from logtallyd.persist.config import HistoryConfig
-from logtallyd.stats.history import STORED, Rows, due_minutes, minute_row, regroup, series
+from logtallyd.stats.history import COUNTS, STORED, Rows, due_minutes, minute_row, regroup, series
 from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
@@ -76,7 +76,7 @@ class HistoryDb:
         rows: Rows = {}
         for ts, name, value in self._db.execute(
                 f"SELECT ts, series, value FROM {table} WHERE ts BETWEEN ? AND ? ORDER BY ts", (lo, hi)):
-            rows.setdefault(ts, {})[name] = value
+            rows.setdefault(ts, {})[name] = int(value) if name in COUNTS else value  # counts are whole
         return rows
 
     def newest_minute(self) -> int | None:
