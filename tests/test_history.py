@@ -12,7 +12,8 @@ import pytest
 from logtallyd.daemon.config import Config
 from logtallyd.persist.history import HistoryDb
 from logtallyd.publish.protocol import CommandError, CommandLimits, History, decode_command
-from logtallyd.stats.history import parse_duration, regroup, series
+from logtallyd.stats.aggregate import Bucket
+from logtallyd.stats.history import due_minutes, parse_duration, regroup, series
 from logtally.render import sparkline
 from tests.conftest import send_tcp
 from tests.test_client import logtally
@@ -34,6 +35,15 @@ def test_regroup_sums_counts_and_takes_the_largest_quantile() -> None:
 
 def test_sparkline_scales_from_min_to_max() -> None:
     assert sparkline([0, 7, 14]) == "▁▅█" and sparkline([3, 3]) == "▁▁" and sparkline([]) == ""
+
+
+def test_due_minutes_are_the_closed_ones_new_or_reached_by_late_lines() -> None:
+    minutes = {10: Bucket(lines=5), 11: Bucket(lines=3), 12: Bucket(lines=1)}
+    anchor = 12 * 60 + 7  # minute 12 is still open
+    assert due_minutes(minutes, anchor, {}) == [10, 11]
+    assert due_minutes(minutes, anchor, {10: 5, 11: 3}) == []
+    minutes[10].lines += 2  # a late line reached a written minute: it is written again
+    assert due_minutes(minutes, anchor, {10: 5, 11: 3}) == [10]
 
 
 def test_parse_duration() -> None:
