@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("alerts", "alerts firing now and each alert route's sent, retried, failed and dropped counts")
 
+    p = command("history", "per-minute trends kept by the daemon, one sparkline row per series")
+    p.add_argument("--series", default="lines,errors,error_rate,latency_p95", metavar="NAME,...",
+                   help="comma-separated series (default lines,errors,error_rate,latency_p95; HELP lists all)")
+    p.add_argument("--step", type=_count_arg, default=60, metavar="SECONDS",
+                   help="seconds per point, a multiple of 60 (default 60)")
+    p.add_argument("--since", default="6h", help="how far back, like 90m, 6h or 7d (default 6h)")
+
     p = command("subscribe", "stream a topic (stats, anomalies, tail, jobs)")
     p.add_argument("topics", nargs="+", metavar="TOPIC",
                    help="stats, anomalies, tail or jobs; interval=S and tail filters such as level>=error")
@@ -184,6 +191,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     if command == "alerts":
         answer = await ask(args.control, "ALERTS")
         print(json.dumps(answer) if args.json else render.alerts_table(answer))
+        return 0
+    if command == "history":
+        answer = await ask(args.control, f"HISTORY {args.series} {args.step} {args.since}")
+        print(json.dumps(answer) if args.json else render.history_chart(answer))
         return 0
     if command == "subscribe":
         return await follow(args, "SUBSCRIBE " + " ".join(args.topics))

@@ -244,3 +244,35 @@ def alerts_table(answer: dict[str, Any]) -> str:
         _table(rows, ("route", "kind", "target", "sent", "retried", "failed", "dropped", "queued", "active"))
         if rows else "(no [[alerts]] routes configured)",
     ])
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """One block character per value, scaled from the row's minimum to its maximum."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    return "".join(_BLOCKS[round((v - lo) / span * (len(_BLOCKS) - 1)) if span else 0] for v in values)
+
+
+def history_chart(answer: dict[str, Any], width: int = 60) -> str:
+    """A HISTORY answer: per series one sparkline of its last `width` points, with min, max and last."""
+    step = answer.get("step", 60)
+    lines = [f"step {step} s, {iso_time(answer.get('since', 0))} .. {iso_time(answer.get('until', 0))}"]
+    series = answer.get("series") or {}
+    name_width = max((len(n) for n in series), default=0)
+    for name, points in series.items():
+        values = [v for _, v in points][-width:]
+        if not values:
+            lines.append(f"{name:<{name_width}}  (no data)")
+            continue
+        mark = " ~" if name in (answer.get("approximate") or {}) else ""
+        lines.append(f"{name:<{name_width}}  {sparkline(values)}  min {_fmt(min(values))} "
+                     f"max {_fmt(max(values))} last {_fmt(values[-1])}{mark}")
+    if any(n in (answer.get("approximate") or {}) for n in series):
+        lines.append("~ approximate: " + "; ".join(f"{n}: {why}" for n, why in answer["approximate"].items()
+                                                     if n in series))
+    return "\n".join(lines)

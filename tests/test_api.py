@@ -137,7 +137,7 @@ def test_openapi_is_valid_and_lists_every_endpoint(daemon: ServerProcess) -> Non
     validate(spec)
     assert set(spec["paths"]) == {
         "/metrics", "/healthz", "/readyz", "/api/v1/stats", "/api/v1/top/{field}", "/api/v1/events",
-        "/api/v1/alerts", "/api/v1/senders", "/api/v1/stream",
+        "/api/v1/alerts", "/api/v1/history", "/api/v1/senders", "/api/v1/stream",
     }
 
 

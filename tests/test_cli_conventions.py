@@ -49,7 +49,7 @@ def test_version_of_the_client_and_the_daemon() -> None:
 def test_every_option_of_every_command_has_help_text() -> None:
     parser = build_parser()
     commands = subcommands(parser)
-    assert set(commands) == {"send", "senders", "stats", "top", "watch", "events", "alerts", "subscribe", "tail", "prime", "completion"}
+    assert set(commands) == {"send", "senders", "stats", "top", "watch", "events", "alerts", "history", "subscribe", "tail", "prime", "completion"}
     missing = []
     for name, p in [(PROG, parser), *commands.items()]:
         for action in p._actions:

@@ -380,7 +380,7 @@ async def test_help_names_every_verb() -> None:
     assert list(msgspec.json.decode(line)["commands"]) == [
         "HELP", "PING", "STATS [window]", "TOP <field> [n] [window]", "EVENTS [n]",
         "SUBSCRIBE <topic>... [interval=S] [filter...]", "UNSUBSCRIBE [topic...]", "METRICS",
-        "SENDERS", "ALERTS", "PRIME COUNT <lo> <hi>", "PRIME LIST <lo> <hi>", "ISPRIME <n>", "JOBS", "CANCEL <id>", "AUTH <token>",
+        "SENDERS", "ALERTS", "HISTORY [series,...] [step] [since]", "PRIME COUNT <lo> <hi>", "PRIME LIST <lo> <hi>", "ISPRIME <n>", "JOBS", "CANCEL <id>", "AUTH <token>",
         "QUIT",
     ]
 

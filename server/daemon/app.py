@@ -112,6 +112,9 @@ class Server:
             jobs.append(("watchdog", watchdog, lambda mono: sdnotify.notify(sdnotify.WATCHDOG)))
         if parts.state.enabled:
             jobs.append(("snapshot", self.config.state.snapshot_interval_s, lambda mono: self.snapshot()))
+        history = parts.history
+        if history is not None:
+            jobs.append(("history", history.config.interval_s, lambda mono: history.tick(parts.stats, parts.clock())))
         archive = parts.pipeline.archive
         if archive is not None and archive.config.fsync == "interval":
             jobs.append(("archive_fsync", archive.config.fsync_interval_ms / 1000, lambda mono: archive.sync()))
@@ -222,6 +225,9 @@ class Server:
         # What survives a restart, then the files that hold every line.
         if parts.state.enabled:
             await self.snapshot(clean=True)
+        if parts.history is not None:
+            await parts.history.tick(parts.stats, parts.clock())  # the minutes closed since the last job
+            parts.history.close()
         if parts.rejects is not None:
             await parts.rejects.close()
         if parts.pipeline.archive is not None:

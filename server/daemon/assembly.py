@@ -25,6 +25,7 @@ from logtallyd.ingest.listeners import Connections, UdpIngest
 from logtallyd.ingest.peers import Peers
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive, ArchivePosition
+from logtallyd.persist.history import History, open_history
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.persist.state import StateStore
 from logtallyd.pool.scheduler import PoolScheduler
@@ -64,6 +65,7 @@ class Parts:
     restored_archive: ArchivePosition | None = None  # where the restored totals end in the archive
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
+    history: History | None = None  # per-minute trends in SQLite; None when off
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
 
     # -- reports -----------------------------------------------------------------------------
@@ -84,6 +86,8 @@ class Parts:
             report["rejects_file"] = msgspec.to_builtins(self.rejects.figures())
         if self.pipeline.archive is not None:
             report["archive"] = msgspec.to_builtins(self.pipeline.archive.figures())
+        if self.history is not None:
+            report["history"] = self.history.figures()
         if self.config.http.listen:
             report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
@@ -220,12 +224,14 @@ def build(config: Config) -> Parts:
         log_limiter=RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s),
         peers=connections.peers,
     )
+    history = open_history(config.history, None if state.path is None else str(state.path.parent))
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
         load_token(config.control),
         senders=lambda: connections.peers.senders(time.monotonic()),
         alerts_report=lambda: parts.alerts_report(),
+        history=None if history is None else lambda c, now: history.answer(c.series, c.step, c.since_s, stats.anchor(now)),
     )
     alerts = AlertService(config.alerts, try_log=RateLimitedLog(
         RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))
@@ -234,6 +240,6 @@ def build(config: Config) -> Parts:
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
         restored_archive=restored.archive if restored else None,
-        http_connections=HttpConnections(config.http), alerts=alerts,
+        http_connections=HttpConnections(config.http), alerts=alerts, history=history,
     )
     return parts

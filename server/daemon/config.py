@@ -20,7 +20,7 @@ from logtallyd.daemon.logsetup import LogConfig
 from logtallyd.detect.config import DetectConfig
 from logtallyd.ingest.config import IngestConfig, PipelineConfig, TlsConfig
 from logtallyd.parsing.options import ParseOptions
-from logtallyd.persist.config import ArchiveConfig, RejectsConfig, StateConfig
+from logtallyd.persist.config import ArchiveConfig, HistoryConfig, RejectsConfig, StateConfig
 from logtallyd.primes.config import PrimeConfig
 from logtallyd.publish.config import ControlConfig, HttpConfig
 from logtallyd.stats.config import StatsConfig
@@ -65,6 +65,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     primes: PrimeConfig = PrimeConfig()
     state: StateConfig = StateConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    history: HistoryConfig = HistoryConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     alerts: list[AlertRoute] = []  # `[[alerts]]` blocks, one per route

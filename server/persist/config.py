@@ -59,3 +59,13 @@ def state_directory(configured: str, env: dict[str, str]) -> str:
     if env.get("HOME"):
         return str(Path(env["HOME"]) / ".local" / "state" / "logtally")
     return "logtally-state"
+
+
+class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[history]`: per-minute trends in SQLite in the `[state]` directory (off when it is "")."""
+
+    enabled: bool = True
+    interval_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0  # how often closed minutes are written
+    minute_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 7  # minute rows kept this long
+    hour_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 90  # hour rows kept this long
+    max_points: Annotated[int, msgspec.Meta(ge=10, le=100000)] = 10000  # per series in one answer

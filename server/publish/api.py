@@ -147,6 +147,15 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
     async def alerts() -> Response:
         return await ask(Alerts())
 
+    @app.get("/api/v1/history", summary="HISTORY [series] [step] [since]: per-minute trends")
+    async def history(series: str = "lines,errors,error_rate,latency_p95", step: int = 60,
+                      since: str = "-6h") -> Response:
+        command = decode_command(f"HISTORY {series} {step} {since}", commands.limits)
+        if isinstance(command, CommandError):
+            raise BadParameter(command.message.split()[0] if command.message.split()[0] in ("step", "since")
+                               else "series", command.message)
+        return await ask(command)
+
     @app.get("/api/v1/senders", summary="SENDERS: the ingest sender table")
     async def senders() -> Response:
         return await ask(Senders())

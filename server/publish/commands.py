@@ -6,13 +6,13 @@ A handler returns its answer (a Struct, a report dict, a stream, or what the con
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, assert_never
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, assert_never
 
 from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCommands, PrimeCount, PrimeList
 from logtallyd.publish.access import Access, Gate, Refusal, is_privileged
 from logtallyd.publish.protocol import (
     Alerts, Answer, Auth, Close, Command, CommandError, CommandLimits, Deny, Error, EventList, Events, Grant, Help,
-    HelpList, Join, Leave, Metrics, MetricsText, Ping, Pong, Quit, Senders, Stats, Subscribe, Top, TopList, Unsubscribe,
+    HelpList, History, HistoryList, Join, Leave, Metrics, MetricsText, Ping, Pong, Quit, Senders, Stats, Subscribe, Top, TopList, Unsubscribe,
     help_text,
 )
 from logtallyd.publish.tailfilter import compile_filter
@@ -42,7 +42,8 @@ class Commands:
                  metrics_text: Callable[[], str], token: str | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  senders: Callable[[], Any] | None = None,
-                 alerts_report: Callable[[], dict[str, Any]] = lambda: {"alerts": [], "routes": {}}) -> None:
+                 alerts_report: Callable[[], dict[str, Any]] = lambda: {"alerts": [], "routes": {}},
+                 history: Callable[[History, float], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.limits = CommandLimits.from_config(config)
         self.max_pending_commands = config.control.max_pending_commands
         self.gate = Gate(token, config.control.auth_failures_per_minute)
@@ -54,6 +55,7 @@ class Commands:
         self.metrics_text = metrics_text
         self.senders = senders  # the SENDERS answer (the ingest sender table)
         self.alerts_report = alerts_report
+        self.history = history  # None: no `[state]` directory, or `[history] enabled = false`
         self.primes = PrimeCommands(jobs)
 
     def reconfigure(self, config: Config, token: str | None = None) -> None:
@@ -89,6 +91,11 @@ class Commands:
                 return self.senders() if self.senders is not None else Error("no sender table")
             case Alerts():
                 return self.alerts_report()
+            case History():
+                if self.history is None:
+                    return Error("history is off: it needs a [state] directory and [history] enabled = true")
+                answer = await self.history(command, self.clock())
+                return Error(answer["error"]) if "error" in answer else HistoryList(**answer)
             case Subscribe(topics, interval_s, filters):
                 # decoding checked that the terms compile
                 tail_filter = compile_filter(list(filters)) if filters else None

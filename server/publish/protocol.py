@@ -14,6 +14,8 @@ import msgspec
 from logtallyd.primes.commands import PrimeCommand, PrimeLimits, decode_prime
 from logtallyd.publish.pubsub import TOPICS
 from logtallyd.publish.tailfilter import Predicate, compile_filter
+from logtallyd.stats.history import SERIES as HISTORY_SERIES
+from logtallyd.stats.history import parse_duration
 
 if TYPE_CHECKING:
     from logtallyd.primes.config import PrimeConfig
@@ -33,7 +35,7 @@ class Config(Protocol):
 
 __all__ = [
     "Alerts", "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
-    "HelpList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit", "Senders",
+    "HelpList", "History", "HistoryList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit", "Senders",
     "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
     "decode_command", "help_text",
 ]
@@ -75,6 +77,12 @@ class Alerts(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class History(msgspec.Struct, frozen=True, tag=True):
+    series: tuple[str, ...]  # names from `logtallyd.stats.history.SERIES`
+    step: int  # seconds, a multiple of 60
+    since_s: int  # seconds back from now
+
+
 class Subscribe(msgspec.Struct, frozen=True, tag=True):
     topics: tuple[str, ...]  # lower case, as given
     interval_s: float
@@ -96,7 +104,7 @@ class Auth(msgspec.Struct, frozen=True, tag=True):
         return "Auth(token=<redacted>)"
 
 
-Command = Ping | Help | Stats | Top | Events | Metrics | Senders | Alerts | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
+Command = Ping | Help | Stats | Top | Events | Metrics | Senders | Alerts | History | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
 
 
 class CommandError(msgspec.Struct, frozen=True):
@@ -155,6 +163,14 @@ class TopList(msgspec.Struct, frozen=True):
 
 class EventList(msgspec.Struct, frozen=True):
     events: list[Any]
+
+
+class HistoryList(msgspec.Struct, frozen=True):
+    series: dict[str, list[list[float]]]  # name -> [[start second, value], ...], oldest first
+    step: int
+    since: int  # first second asked for (rounded down to the step)
+    until: int
+    approximate: dict[str, str]  # series that are not exact, and their bound
 
 
 class MetricsText(msgspec.Struct, frozen=True):
@@ -220,6 +236,7 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
         "METRICS": "Prometheus text exposition of the daemon's own metrics",
         "SENDERS": "one row per sender address: seen times, lines, bytes, rate against its baseline, framing, rejects, TLS client",
         "ALERTS": "alerts firing now, and each [[alerts]] route's sent, retried, failed and dropped counts",
+        "HISTORY [series,...] [step] [since]": f"per-minute trends kept in the state directory: {', '.join(HISTORY_SERIES)}; step in seconds (a multiple of 60, default 60), since like 6h (default)",
         "PRIME COUNT <lo> <hi>": "count primes in [lo, hi] (long ranges return a job id; progress on topic jobs)",
         "PRIME LIST <lo> <hi>": "the primes in [lo, hi], streamed as JSON lines in chunks",
         "ISPRIME <n>": "deterministic Miller-Rabin below 3.3e24, BPSW probable-prime test beyond",
@@ -322,6 +339,27 @@ def _unsubscribe(args: list[str], limits: CommandLimits) -> Unsubscribe:
     return Unsubscribe(tuple(w.lower() for w in args))
 
 
+DEFAULT_HISTORY = ("lines", "errors", "error_rate", "latency_p95")
+_MAX_STEP = 86400 * 366
+_MAX_SINCE = 86400 * 3660  # the longest `[history] hour_days`
+
+
+def _history(args: list[str], limits: CommandLimits) -> History | str:
+    if len(args) > 3:
+        return "usage: HISTORY [series,...] [step] [since]"
+    names = tuple(n.lower() for n in args[0].split(",") if n) if args else DEFAULT_HISTORY
+    unknown = [n for n in names if n not in HISTORY_SERIES]
+    if unknown or not names:
+        return f"unknown series {', '.join(unknown)!r}; series: {', '.join(HISTORY_SERIES)}"
+    step = _count(args[1]) if len(args) > 1 else 60
+    if step is None or step < 60 or step % 60 or step > _MAX_STEP:
+        return f"step must be a multiple of 60 seconds, at most {_MAX_STEP}"
+    since = parse_duration(args[2]) if len(args) > 2 else 6 * 3600
+    if since is None or not 1 <= since <= _MAX_SINCE:
+        return f"since must be a duration like 90m, 6h or 7d (seconds if bare), at most {_MAX_SINCE // 86400}d"
+    return History(names, step, since)
+
+
 def _auth(args: list[str], limits: CommandLimits) -> Auth | str:
     return Auth(args[0]) if len(args) == 1 else "usage: AUTH <token>"
 
@@ -335,6 +373,7 @@ _VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
     "METRICS": lambda args, limits: Metrics(),
     "SENDERS": lambda args, limits: Senders(),
     "ALERTS": lambda args, limits: Alerts(),
+    "HISTORY": _history,
     "SUBSCRIBE": _subscribe,
     "UNSUBSCRIBE": _unsubscribe,
     "QUIT": lambda args, limits: Quit(),
