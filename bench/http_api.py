@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,28 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import generate, send_parallel, split_connections  # noqa: E402
-
-
-def start_server(workdir: Path) -> tuple[subprocess.Popen[str], dict[str, tuple[str, int]]]:
-    config = workdir / "config.toml"
-    config.write_text('[rejects]\npath = ""\n[state]\ndirectory = ""\n[http]\nlisten = "127.0.0.1:0"\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
-         "--control", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if '"listening"' in line:
-            entry = json.loads(line)
-            break
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    addresses = {}
-    for name in ("tcp", "control", "http"):
-        host, port = entry[name].rsplit(":", 1)
-        addresses[name] = (host, int(port))
-    return proc, addresses
+from bench.subscribers import launch  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,7 +38,7 @@ def main() -> int:
     data = generate(args.lines)
     timings: dict[str, list[float]] = {"GET /api/v1/stats?window=15m": [], "STATS 15m (control)": []}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, addresses = start_server(Path(tmp))
+        proc, addresses = launch(Path(tmp), '[http]\nlisten = "127.0.0.1:0"\n')
         sender = threading.Thread(target=send_parallel, args=(addresses["tcp"], split_connections(data, 4)))
         started = time.perf_counter()
         sender.start()

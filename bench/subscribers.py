@@ -54,8 +54,9 @@ def lines(n: int) -> bytes:
 TOKEN = "bench-only-token-0123456789abcdef"
 
 
-def start_server(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
-    """A daemon on ephemeral ports; `extra` is appended to its config.toml."""
+def launch(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str], dict[str, tuple[str, int]]]:
+    """A daemon on ephemeral ports, and the address of each listener it logged as listening;
+    `extra` is appended to its config.toml."""
     config = workdir / "config.toml"
     token_file = workdir / "control.token"
     token_file.write_text(TOKEN)
@@ -75,11 +76,18 @@ def start_server(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str],
             break
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
 
-    def addr(text: str) -> tuple[str, int]:
-        host, port = text.rsplit(":", 1)
-        return host, int(port)
+    addresses = {}
+    for name in ("tcp", "control", "http"):
+        if isinstance(entry.get(name), str):
+            host, port = entry[name].rsplit(":", 1)
+            addresses[name] = (host, int(port))
+    return proc, addresses
 
-    return proc, addr(entry["tcp"]), addr(entry["control"])
+
+def start_server(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str], tuple[str, int], tuple[str, int]]:
+    """A daemon on ephemeral ports (see `launch`): the process, its TCP and control addresses."""
+    proc, addresses = launch(workdir, extra)
+    return proc, addresses["tcp"], addresses["control"]
 
 
 def readers(address: tuple[str, int], reading: int, stalled: int, ready: multiprocessing.Event,
