@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import shtab
 
@@ -171,31 +171,21 @@ async def dispatch(args: argparse.Namespace) -> int:
     if command == "send":
         return await do_send(args)
     if command == "stats":
-        report = await ask(args.control, f"STATS {args.window}")
-        print(json.dumps(report) if args.json else render.stats_table(report))
-        return 0
+        return await show(args, f"STATS {args.window}", render.stats_table)
     if command == "top":
-        answer = await ask(args.control, f"TOP {args.field} {args.n} {args.window}")
-        print(json.dumps(answer) if args.json else render.top_table(answer))
-        return 0
+        return await show(args, f"TOP {args.field} {args.n} {args.window}", render.top_table)
     if command == "watch":
         from logtally.watch import run_watch
 
         return await run_watch(args)
     if command == "senders":
-        answer = await ask(args.control, "SENDERS")
-        print(json.dumps(answer) if args.json else render.senders_table(answer))
-        return 0
+        return await show(args, "SENDERS", render.senders_table)
     if command == "events":
         return await do_events(args)
     if command == "alerts":
-        answer = await ask(args.control, "ALERTS")
-        print(json.dumps(answer) if args.json else render.alerts_table(answer))
-        return 0
+        return await show(args, "ALERTS", render.alerts_table)
     if command == "history":
-        answer = await ask(args.control, f"HISTORY {args.series} {args.step} {args.since}")
-        print(json.dumps(answer) if args.json else render.history_chart(answer))
-        return 0
+        return await show(args, f"HISTORY {args.series} {args.step} {args.since}", render.history_chart)
     if command == "subscribe":
         return await follow(args, "SUBSCRIBE " + " ".join(args.topics))
     if command == "tail":
@@ -216,6 +206,13 @@ async def dispatch(args: argparse.Namespace) -> int:
 
         return await do_prime(args)
     return 2
+
+
+async def show(args: argparse.Namespace, line: str, render_table: Callable[[dict[str, Any]], str]) -> int:
+    """Ask one control question; print the answer as JSON (`--json`) or as its table."""
+    answer = await ask(args.control, line)
+    print(json.dumps(answer) if args.json else render_table(answer))
+    return 0
 
 
 async def do_send(args: argparse.Namespace) -> int:

@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import ServerProcess, send_tcp
+from tests.test_client import BRUTE_FORCE
 
-BRUTE_FORCE = [
-    "<38>1 2025-02-01T10:00:01Z bastion sshd 1 - - Failed password for root from 203.0.113.9 port 22 ssh2",
-    "<38>1 2025-02-01T10:00:02Z bastion sshd 1 - - Failed password for root from 203.0.113.9 port 22 ssh2",
-    "<38>1 2025-02-01T10:00:03Z bastion sshd 1 - - Failed password for root from 203.0.113.9 port 22 ssh2",
-    "<38>1 2025-02-01T10:00:05Z bastion sshd 1 - - Accepted password for root from 203.0.113.9 port 22 ssh2",
-    # Event time moves on past the detectors' lateness bound, so the seconds above are processed.
-    "<38>1 2025-02-01T10:01:00Z bastion sshd 1 - - session closed",
-]
 CONFIG = '[http]\nlisten = "127.0.0.1:0"\n[pipeline]\nworkers = 2\n'
 
 
