@@ -183,8 +183,12 @@ def summarise_partial(
             by_sender = kept_senders
     if by_sender is not None and claims is not None:
         _claims(by_sender, records, options.sender_hostnames, claims)
-    fallback_second = int(arrival)
-    seconds = [fallback_second if ts is None else int(ts) for ts in map(_TS, records)]
+    stamps = list(map(_TS, records))
+    if None in stamps:
+        fallback_second = int(arrival)
+        seconds = [fallback_second if ts is None else int(ts) for ts in stamps]
+    else:
+        seconds = list(map(int, stamps))
     templates = [
         record_template(r) if (sev := r.severity) is not None and sev <= ERROR_SEVERITY else None
         for r in records
@@ -210,7 +214,12 @@ def summarise_partial(
 def _claims(by_sender: list[str], records: list[Record], limit: int, claims: dict[str, list[str]]) -> None:
     """The distinct host fields each sender's records carry: `limit` + 1 per sender at most, so
     the sender table can tell that there were more than it keeps."""
-    for sender, host in sorted(set(zip(by_sender, map(_HOST, records))), key=_PAIR_KEY):
+    if by_sender.count(by_sender[0]) == len(by_sender) if by_sender else True:
+        # One sender (the common batch: one peer's lines): its distinct hosts, one C-level pass.
+        pairs = {(by_sender[0], host) for host in set(map(_HOST, records))} if by_sender else set()
+    else:
+        pairs = set(zip(by_sender, map(_HOST, records)))
+    for sender, host in sorted(pairs, key=_PAIR_KEY):
         if sender and host:
             names = claims.setdefault(sender, [])
             if len(names) <= limit:
