@@ -43,6 +43,10 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     sender_hostnames: int = 8  # `[ingest] sender_hostnames`: host fields returned per sender at most
     # The detectors' per-second feed; `analyze` without `--events` reads none, so builds none.
     feed: bool = True
+    # Build the batch's sketches here rather than in the main process (`Bucket.settle`): right
+    # for `analyze`, whose main process is its bottleneck; a daemon's worker then stays without
+    # the sketch library.
+    sketch: bool = False
 
 
 class BatchResult(msgspec.Struct):
@@ -195,6 +199,10 @@ def summarise_partial(
     ]
     groups = by_second(seconds)
     partial.add_many(records, sizes, seconds, templates, groups)
+    if options.sketch:
+        partial.fold()
+        for bucket in partial.buckets.values():
+            bucket.settle()
     if feed is not None:
         feed.add_many(records, seconds, templates, groups, by_sender)
     if web is not None and options.web is not None:
