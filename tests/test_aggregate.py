@@ -86,7 +86,7 @@ def test_unbounded_domains_are_bounded() -> None:
     assert len(path) == MAX_VALUE_LEN and lower == upper == 1
 
 
-def test_a_batch_ships_exact_counts_and_distinct_sketches() -> None:
+def test_a_batch_ships_exact_counts_that_the_main_process_sketches() -> None:
     p = Partial()
     count(p, [(rec(ip=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", status=404), 100, 7, None)
               for i in range(50_000)])
@@ -123,6 +123,7 @@ def _summary(p: Partial) -> dict:
     p.fold()
     out: dict = {"acc": (p.received, p.parsed, p.bytes, p.rejected, p.by_format)}
     for s, b in sorted(p.buckets.items()):
+        b.settle()
         out[s] = (
             b.lines, b.bytes, b.by_level, b.errors, b.requests, b.by_method, b.by_status,
             b.lat_n, b.lat_min, b.lat_max, round(b.lat_sum, 6),
@@ -157,6 +158,9 @@ def test_bucket_merge_leaves_the_source_serialized() -> None:
     p = Partial()
     count(p, [(rec(ip="1.1.1.1", latency_ms=1.0), 1, 9, None)])
     src = roundtrip(p).buckets[9]
+    assert src.pending is not None and not src.distinct  # a worker's bucket: sketched by the main process
+    src.settle()
+    src.compact()  # as stored
     assert isinstance(src.tally["ip"], bytes) and isinstance(src.distinct["ip"], bytes)
     dst = Bucket()
     dst.merge(src)

@@ -133,6 +133,23 @@ def test_a_warmed_up_log_worker_has_not_loaded_numba() -> None:
         assert pool.submit(_warm_worker_modules).result(timeout=60) == (False, False)
 
 
+def _sketch_library_loaded_after_a_batch() -> tuple[bool, bool, int]:
+    from logtallyd.pool.worker import WorkerOptions, decode_result, process_batch, warm_up
+
+    warm_up()
+    frames = [b'10.0.0.1 - - [30/Jan/2025:12:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8" 0.004',
+              b"<11>1 2025-01-30T12:00:00Z h app - - - failed"]
+    result = decode_result(process_batch(frames, 1738238400.0, WorkerOptions(), 0, None, [("10.1.1.1", 2)]))
+    return "_datasketches" in sys.modules, "numpy" in sys.modules, len(result.partial)
+
+
+def test_a_log_worker_does_not_load_the_sketch_library() -> None:
+    """Sketches are built in the main process: a worker holds neither datasketches nor numpy."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        loaded_ds, loaded_numpy, size = pool.submit(_sketch_library_loaded_after_a_batch).result(timeout=60)
+    assert (loaded_ds, loaded_numpy) == (False, False) and size > 0
+
+
 def _kernels_loaded_after_a_segment() -> bool:
     from logtallyd.primes import sieve
 

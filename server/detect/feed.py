@@ -152,7 +152,9 @@ class Feed:
         sec = data.seconds.get(second)
         if sec is None:
             sec = data.seconds[second] = Second()
-        services = [s or NO_SERVICE for s in map(_SERVICE, recs)]
+        services = list(map(_SERVICE, recs))
+        if None in services or "" in services:
+            services = [s or NO_SERVICE for s in services]
         tallies = sec.services
         for service, lines in collections.Counter(services).items():
             tally = tallies.get(service)

@@ -92,7 +92,7 @@ def default_batch_fn() -> tuple[BatchFn, Any]:
     """The server's own worker function and its default options."""
     from logtallyd.pool.worker import WorkerOptions, process_batch
 
-    return process_batch, WorkerOptions()
+    return process_batch, WorkerOptions(sketch=True)  # this main process is the bottleneck
 
 
 def _decode(result: bytes) -> Any:
@@ -280,7 +280,7 @@ def run_analyze(argv: list[str]) -> int:
     settings: dict[str, Any] = {
         "stats_config": config.stats,
         "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config,
-                                 distinct_lg_k=config.stats.distinct_lg_k, feed=args.events),
+                                 distinct_lg_k=config.stats.distinct_lg_k, feed=args.events, sketch=True),
         "max_message_bytes": config.ingest.max_message_bytes,
         "delimiter": config.ingest.delimiter,
         "batch_lines": config.pipeline.batch_lines,

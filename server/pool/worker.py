@@ -43,6 +43,10 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     sender_hostnames: int = 8  # `[ingest] sender_hostnames`: host fields returned per sender at most
     # The detectors' per-second feed; `analyze` without `--events` reads none, so builds none.
     feed: bool = True
+    # Build the batch's sketches here rather than in the main process (`Bucket.settle`): right
+    # for `analyze`, whose main process is its bottleneck; a daemon's worker then stays without
+    # the sketch library.
+    sketch: bool = False
 
 
 class BatchResult(msgspec.Struct):
@@ -183,14 +187,22 @@ def summarise_partial(
             by_sender = kept_senders
     if by_sender is not None and claims is not None:
         _claims(by_sender, records, options.sender_hostnames, claims)
-    fallback_second = int(arrival)
-    seconds = [fallback_second if ts is None else int(ts) for ts in map(_TS, records)]
+    stamps = list(map(_TS, records))
+    if None in stamps:
+        fallback_second = int(arrival)
+        seconds = [fallback_second if ts is None else int(ts) for ts in stamps]
+    else:
+        seconds = list(map(int, stamps))
     templates = [
         record_template(r) if (sev := r.severity) is not None and sev <= ERROR_SEVERITY else None
         for r in records
     ]
     groups = by_second(seconds)
     partial.add_many(records, sizes, seconds, templates, groups)
+    if options.sketch:
+        partial.fold()
+        for bucket in partial.buckets.values():
+            bucket.settle()
     if feed is not None:
         feed.add_many(records, seconds, templates, groups, by_sender)
     if web is not None and options.web is not None:
@@ -210,7 +222,12 @@ def summarise_partial(
 def _claims(by_sender: list[str], records: list[Record], limit: int, claims: dict[str, list[str]]) -> None:
     """The distinct host fields each sender's records carry: `limit` + 1 per sender at most, so
     the sender table can tell that there were more than it keeps."""
-    for sender, host in sorted(set(zip(by_sender, map(_HOST, records))), key=_PAIR_KEY):
+    if by_sender.count(by_sender[0]) == len(by_sender) if by_sender else True:
+        # One sender (the common batch: one peer's lines): its distinct hosts, one C-level pass.
+        pairs = {(by_sender[0], host) for host in set(map(_HOST, records))} if by_sender else set()
+    else:
+        pairs = set(zip(by_sender, map(_HOST, records)))
+    for sender, host in sorted(pairs, key=_PAIR_KEY):
         if sender and host:
             names = claims.setdefault(sender, [])
             if len(names) <= limit:

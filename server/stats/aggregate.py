@@ -57,11 +57,21 @@ def add_counts(mine: dict[Any, int], theirs: dict[Any, int]) -> None:
         mine[key] = mine.get(key, 0) + n
 
 
+class Pending(msgspec.Struct, array_like=True):
+    """What a worker's bucket leaves to be sketched by the main process (`Bucket.settle`): a
+    worker then needs no sketch library, and the values are bounded by the batch size."""
+
+    distinct: list[str]  # tally fields whose exact keys are counted distinct (HLL)
+    visitors: list[str]  # GoAccess's unique-visitor keys (ip|day|user agent)
+    latencies: list[float]  # latency_ms values, for the KLL sketch
+
+
 class Bucket(msgspec.Struct, array_like=True):
     """Everything counted for one span of time (a second, a minute, or since start).
 
     Sketch slots hold either serialized bytes (as decoded, or compacted for storage) or live
-    sketch objects (after a merge); `compact()` turns them back into bytes before encoding.
+    sketch objects (after a merge); `compact()` turns them back into bytes before encoding. A
+    bucket made by a worker carries its sketch inputs in `pending` until `settle()`.
     """
 
     lines: int = 0
@@ -85,6 +95,25 @@ class Bucket(msgspec.Struct, array_like=True):
     examples: dict[str, str] = {}  # error template -> one message
     distinct: dict[str, Any] = {}  # field -> HLL: compact sketch bytes, or a live union
     lg_k: int = DISTINCT_LG_K  # of the HLL sketches
+    pending: Pending | None = None
+
+    def settle(self) -> None:
+        """Build the sketches a worker left to be built (`pending`); the same sketches, value
+        for value and in the same order, as counting the lines one by one would give."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        distinct = self.distinct
+        for name in pending.distinct:
+            tally = self.counts(name)
+            if tally is not None and tally.counts is not None:
+                # One HLL update per distinct value of the batch, not per line.
+                distinct[name] = sketches.distinct_bytes_of(tally.counts, self.lg_k)
+        if pending.visitors:
+            distinct["unique_visitors"] = sketches.distinct_bytes_of(pending.visitors, self.lg_k)
+        if pending.latencies:
+            self.latency = sketches.quantiles_from_values(pending.latencies, KLL_K)
 
     def counts(self, name: str) -> Tally | None:
         """The live tally for `name` (deserialized and kept on first use), or None."""
@@ -95,12 +124,14 @@ class Bucket(msgspec.Struct, array_like=True):
 
     def distinct_union(self, name: str) -> Any:
         """The live HLL union for `name` (deserialized and kept on first use), or None."""
+        self.settle()
         d = self.distinct.get(name)
         if isinstance(d, bytes):
             d = self.distinct[name] = sketches.distinct_from_bytes(d, self.lg_k)
         return d
 
     def quantiles(self) -> Any:
+        self.settle()
         q = self.latency
         if isinstance(q, bytes):
             q = self.latency = sketches.quantiles_from_bytes(q)
@@ -109,6 +140,7 @@ class Bucket(msgspec.Struct, array_like=True):
     def thaw(self, distinct: bool = True) -> None:
         """Deserialize every sketch once (before merging this bucket into several others);
         `distinct=False` leaves the HLL sketches as bytes (a union reads them as cheaply)."""
+        self.settle()
         self.quantiles()
         for name in self.tally:
             self.counts(name)
@@ -125,8 +157,10 @@ class Bucket(msgspec.Struct, array_like=True):
         distinct: bool = True,
     ) -> None:
         """Add `other` into this bucket; `fields`/`latency`/`distinct` restrict which tallies and
-        sketches are merged (queries merge only what they report). `other` is never modified: its
+        sketches are merged (queries merge only what they report). `other` is only settled: its
         stored bytes are read without being kept deserialized."""
+        other.settle()
+        self.settle()
         self.lines += other.lines
         self.bytes += other.bytes
         self.errors += other.errors
@@ -250,7 +284,7 @@ class _Scratch:
             key = status if 100 <= status <= 599 else 0  # 0: not a valid HTTP status
             by_status[key] = by_status.get(key, 0) + n
         tally: dict[str, Any] = {}
-        distinct: dict[str, Any] = {}
+        distinct: list[str] = []
         for name, counts in (
             ("ip", self.ips), ("user_agent", self.user_agents), ("path", self.paths),
             ("service", self.services), ("host", self.hosts), ("error", self.templates),
@@ -260,27 +294,26 @@ class _Scratch:
                 counts = _cut_counts(counts)
                 tally[name] = Tally(counts)
                 if name in DISTINCT_FIELDS:
-                    # One HLL update per distinct value of the batch, not per line.
-                    distinct[name] = sketches.distinct_bytes_of(counts, lg_k)
+                    distinct.append(name)
+        visitors: list[str] = []
         if self.visitors:
             day = time.strftime("%Y-%m-%d", time.gmtime(second - second % 86400))
-            distinct["unique_visitors"] = sketches.distinct_bytes_of(
-                (f"{ip}|{day}|{agent or ''}" for ip, agent in self.visitors), lg_k)
+            visitors = [f"{ip}|{day}|{agent or ''}" for ip, agent in self.visitors]
+        lat = self.latencies
         bucket = Bucket(
             lines=self.lines, bytes=self.nbytes, by_format=self.by_format, by_level=by_level,
             errors=self.errors, requests=self.requests, by_method=by_method, by_status=by_status,
-            bytes_sent=self.bytes_sent, tally=tally, examples=self.examples, distinct=distinct, lg_k=lg_k,
+            bytes_sent=self.bytes_sent, tally=tally, examples=self.examples, lg_k=lg_k,
+            pending=Pending(distinct, visitors, lat) if distinct or visitors or lat else None,
         )
         if self.ts:
             bucket.first_ts = min(self.ts)
             bucket.last_ts = max(self.ts)
-        lat = self.latencies
         if lat:
             bucket.lat_n = len(lat)
             bucket.lat_sum = math.fsum(lat)
             bucket.lat_min = min(lat)
             bucket.lat_max = max(lat)
-            bucket.latency = sketches.to_bytes(sketches.quantiles_from_values(lat, KLL_K))
         return bucket
 
 

@@ -1,30 +1,48 @@
 """Thin wrappers over Apache DataSketches: top-K (frequent items), quantiles (KLL) and distinct
 counts (HLL)."""
-# Workers fold a batch's values into sketches and ship them as bytes; the main process
-# deserializes and merges them into time buckets. Both sketch kinds merge associatively and
+# Workers ship a batch's values exactly (bounded by the batch); the main process sketches them
+# once (`Bucket.settle`) and merges the sketches into time buckets. Both sketch kinds merge associatively and
 # commutatively, and their size is bounded by their parameter, whatever the cardinality. Sketch
 # objects are created and merged only through these functions, so a swap of library touches one
 # file.
 from __future__ import annotations
 
 import collections
+import importlib.util
 import math
-from typing import Iterable, Mapping, Sequence
+import sys
+from typing import Any, Iterable, Mapping, Sequence
 
-import datasketches as ds
-import numpy as np  # a datasketches dependency; batch updates of KLL take arrays
 
-TopK = ds.frequent_strings_sketch
-Quantiles = ds.kll_floats_sketch
-Distinct = ds.hll_union  # a union is the mergeable form; single sketches only cross the pipe
+def lazy_module(name: str) -> Any:
+    """Module `name`, executed on its first attribute access (importlib's LazyLoader recipe)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
 
-# Error model of get_frequent_items: NO_FALSE_NEGATIVES lists every tracked item whose upper
-# bound exceeds the sketch's maximum error, so no value that could be heavier than that error
-# is left out (NO_FALSE_POSITIVES would drop the candidates whose lower bound is small, which
-# on a flat stream is every value). Every row carries its guaranteed [lower, upper] bounds.
-_NO_FALSE_NEGATIVES = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
-_HLL_TYPE = ds.tgt_hll_type.HLL_8  # the fastest to update and merge; 2**lg_k bytes at most
+
+# A pool worker counts a batch exactly and leaves the sketching to the main process
+# (`Bucket.settle`), so it never touches datasketches, nor the numpy that loads with it (~17 MB
+# of every process that imports them).
+ds = lazy_module("datasketches")
+
+TopK = Any  # ds.frequent_strings_sketch
+Quantiles = Any  # ds.kll_floats_sketch
+Distinct = Any  # ds.hll_union: a union is the mergeable form; single sketches only cross the pipe
+
 _HLL_STD = 2  # the bounds given with a distinct count: two standard deviations (~95%)
+
+
+def hll_type() -> Any:
+    """HLL_8: the fastest to update and merge; 2**lg_k bytes at most."""
+    return ds.tgt_hll_type.HLL_8
 
 
 def new_topk(lg_size: int) -> TopK:
@@ -42,7 +60,11 @@ def topk_from_counts(counts: Mapping[str, int], lg_size: int) -> TopK:
 
 def topk_items(sk: TopK) -> list[tuple[str, int, int, int]]:
     """(value, estimate, lower bound, upper bound), most frequent first, ties by value."""
-    items = sk.get_frequent_items(_NO_FALSE_NEGATIVES)
+    # NO_FALSE_NEGATIVES lists every tracked item whose upper bound exceeds the sketch's maximum
+    # error, so no value that could be heavier than that error is left out (NO_FALSE_POSITIVES
+    # would drop the candidates whose lower bound is small, which on a flat stream is every
+    # value). Every row carries its guaranteed [lower, upper] bounds.
+    items = sk.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
     items.sort(key=lambda it: (-it[1], it[0]))
     return items
 
@@ -68,6 +90,8 @@ def new_quantiles(k: int) -> Quantiles:
 
 
 def quantiles_from_values(values: Sequence[float], k: int) -> Quantiles:
+    import numpy as np  # a datasketches dependency, loaded with it
+
     sk = ds.kll_floats_sketch(k)
     sk.update(np.asarray(values, dtype=np.float32))  # one C++ call for the whole batch
     return sk
@@ -94,7 +118,7 @@ def new_distinct(lg_k: int) -> Distinct:
 
 def distinct_bytes_of(values: Iterable[str], lg_k: int) -> bytes:
     """The compact HLL sketch of distinct `values` (each distinct value given once is cheapest)."""
-    sk = ds.hll_sketch(lg_k, _HLL_TYPE)
+    sk = ds.hll_sketch(lg_k, hll_type())
     collections.deque(map(sk.update, values), maxlen=0)  # one C-level loop
     return sk.serialize_compact()
 
@@ -110,11 +134,11 @@ def distinct_from_bytes(data: bytes, lg_k: int) -> Distinct:
 
 
 def distinct_to_bytes(union: Distinct) -> bytes:
-    return union.get_result(_HLL_TYPE).serialize_compact()
+    return union.get_result(hll_type()).serialize_compact()
 
 
 def distinct_merge_union(union: Distinct, other: Distinct) -> None:
-    union.update(other.get_result(_HLL_TYPE))
+    union.update(other.get_result(hll_type()))
 
 
 def distinct_estimate(union: Distinct | None) -> tuple[int, int, int]:
@@ -125,7 +149,7 @@ def distinct_estimate(union: Distinct | None) -> tuple[int, int, int]:
     # A HIP estimate depends on the order the values came in, so on how batches were cut. A
     # union fed a dense sketch it already holds marks itself out of order and estimates from
     # its registers alone (composite estimator): one set, one answer, however it was merged.
-    result = union.get_result(_HLL_TYPE)
+    result = union.get_result(hll_type())
     settled = ds.hll_union(result.lg_config_k)
     settled.update(result)
     settled.update(result)

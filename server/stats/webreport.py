@@ -10,11 +10,10 @@ import functools
 import time
 from typing import Annotated, Any, Iterable, Sequence
 
-import datasketches as ds
 import msgspec
-import numpy as np  # a datasketches dependency; KLL takes a batch of values as one array
 
 from logtallyd.records import Record
+from logtallyd.stats.sketches import ds, hll_type
 
 __all__ = [
     "PANELS", "STATUS_CLASSES", "WebConfig", "WebPartial", "browser_and_os", "collect",
@@ -69,9 +68,6 @@ STATUS_CLASSES = {
     "4": "4xx Client errors", "5": "5xx Server errors",
 }
 
-_HLL_TYPE = ds.tgt_hll_type.HLL_8  # the fastest to update and merge; 2**lg_k bytes at most
-
-
 def visitor_rel_err(lg_k: int) -> float:
     """Relative standard error of a merged visitor count (one standard deviation)."""
     return abs(ds.hll_sketch.get_rel_err(True, True, lg_k, 1))
@@ -125,7 +121,7 @@ class _Row:
         if other.visitors is not None:
             if self.visitors is None:
                 self.visitors = ds.hll_union(lg_k)
-            self.visitors.update(other.visitors.get_result(_HLL_TYPE))
+            self.visitors.update(other.visitors.get_result(hll_type()))
         if other.latency is not None:
             if self.latency is None:
                 self.latency = ds.kll_floats_sketch(other.latency.k)
@@ -180,7 +176,7 @@ class _Panel:
         if other is not None:
             self._overflow_row(other, lg_k)
         if other_keys is not None:
-            self._overflow_keys(other_keys.get_result(_HLL_TYPE), lg_k)
+            self._overflow_keys(other_keys.get_result(hll_type()), lg_k)
         excess = len(mine) + len(new) - self.limit
         if excess > 0:
             # Keep the heaviest keys (ties: the smaller key stays), whichever side they came
@@ -188,7 +184,7 @@ class _Panel:
             ranked = [(-row.hits, key) for key, row in mine.items()]
             ranked += [(-row.hits, key) for key, row in new.items()]
             ranked.sort()
-            names = ds.hll_sketch(lg_k, _HLL_TYPE)
+            names = ds.hll_sketch(lg_k, hll_type())
             for _, key in ranked[self.limit:]:
                 row = mine.pop(key, None) or new.pop(key)
                 self._overflow_row(row, lg_k)
@@ -228,7 +224,7 @@ class WebPartial:
         self.requests += other.requests
         self.bytes += other.bytes
         self.undated += other.undated
-        self.visitors.update(other.visitors.get_result(_HLL_TYPE))
+        self.visitors.update(other.visitors.get_result(hll_type()))
         for name, panel in self.panels.items():
             theirs = other.panels[name]
             panel.merge(theirs.rows, theirs.other, theirs.other_keys, lg_k)
@@ -263,7 +259,7 @@ class WebPartial:
 
 
 def _hll_bytes(union: Any) -> bytes:
-    return union.get_result(_HLL_TYPE).serialize_compact()
+    return union.get_result(hll_type()).serialize_compact()
 
 
 def _row_wire(key: str, row: _Row) -> _RowWire:
@@ -464,7 +460,7 @@ def _count_column(
 
 def _update(union: Any, keys: dict[str, None], lg_k: int) -> None:
     if keys:
-        sk = ds.hll_sketch(lg_k, _HLL_TYPE)
+        sk = ds.hll_sketch(lg_k, hll_type())
         for key in keys:
             sk.update(key)
         union.update(sk)
@@ -478,7 +474,7 @@ def _seal(s: _Scratch, lg_k: int, kll_k: int) -> _Row:
     latency = None
     if s.latencies:
         latency = ds.kll_floats_sketch(kll_k)
-        latency.update(np.asarray(s.latencies, dtype=np.float32))
+        latency.update(_float32s(s.latencies))
     return _Row(s.hits, s.bytes, visitors, latency)
 
 
@@ -562,3 +558,10 @@ def merge_all(parts: Sequence[WebPartial], config: WebConfig) -> WebPartial:
     for part in parts:
         out.merge(part)
     return out
+
+
+def _float32s(values: Sequence[float]) -> Any:
+    """One array for KLL's batch update (numpy is a datasketches dependency, loaded with it)."""
+    import numpy as np
+
+    return np.asarray(values, dtype=np.float32)
