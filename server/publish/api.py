@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from logtallyd.publish.access import Access
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.metrics import CONTENT_TYPE
 from logtallyd.publish.protocol import (
@@ -21,6 +22,7 @@ from logtallyd.publish.protocol import (
 )
 from logtallyd.publish.pubsub import TOPICS, Hub, Subscriber
 from logtallyd.publish.sse import SseSink
+from logtallyd.publish.tailfilter import compile_filter
 
 __all__ = ["build_api"]
 
@@ -72,9 +74,13 @@ class BearerGate:
 
 
 def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool],
-              token: str | None = None) -> FastAPI:
-    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm, and
-    `token` (when set) is the bearer token every path but the probes needs."""
+              token: str | None = None, on_tail_change: Callable[[], None] = lambda: None) -> FastAPI:
+    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm,
+    `token` (when set) is the bearer token every path but the probes needs, and
+    `on_tail_change()` tells the workers a `tail` stream came (its leaving goes through the hub)."""
+    # A request that passed the bearer token holds what AUTH grants on the control port (the
+    # `tail` topic); without a token configured, HTTP is anonymous, as a TCP control client is.
+    access: Access = "token" if token is not None else "anonymous"
     # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
     # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
     app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", title="logtally",
@@ -162,17 +168,26 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
 
     @app.get("/api/v1/stream", summary="SUBSCRIBE as Server-Sent Events: one `data:` event per stream line",
              response_class=StreamingResponse)
-    async def stream(request: Request, topics: str = "stats,anomalies", interval_s: float | None = None) -> Response:
+    async def stream(request: Request, topics: str = "stats,anomalies", interval_s: float | None = None,
+                     level: str | None = None) -> Response:
+        """`level=error` keeps the `tail` records of that level or worse: the filter term
+        `level>=error` of `SUBSCRIBE tail`, run by the same compiled filter."""
         words = [t.strip().lower() for t in topics.split(",") if t.strip()]
         if not words or any(w not in TOPICS for w in words):  # nor filter terms: those are tail's
             raise BadParameter("topics", f"topics: a comma-separated list of {', '.join(TOPICS)}")
+        if level is not None:
+            if "tail" not in words:
+                raise BadParameter("level", "level filters the tail topic: add tail to topics")
+            if isinstance(error := compile_filter([f"level>={level}"]), str):
+                raise BadParameter("level", error)
         if interval_s is not None:
             words.append(f"interval={interval_s!r}")
-        command = decode_command("SUBSCRIBE " + " ".join(words), commands.limits)
+        command = decode_command("SUBSCRIBE " + " ".join(words + ([f"level>={level}"] if level else [])),
+                                 commands.limits)
         if isinstance(command, CommandError):
             raise BadParameter("interval_s" if interval_s is not None else "topics", command.message)
-        join = await commands.answer(command, "anonymous")
-        if isinstance(join, Error):  # tail needs AUTH, which only the control port takes
+        join = await commands.answer(command, access)
+        if isinstance(join, Error):  # tail needs the bearer token (AUTH's on the control port)
             return _error("topics", join.error, 403)
         assert isinstance(join, Join)
         connection = request.state.http_connection  # the BoundedH11 serving this request
@@ -181,7 +196,10 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
         sink.subscriber = subscriber
         subscriber.topics.update(join.topics)
         subscriber.interval_s = join.interval_s
+        subscriber.tail_filter, subscriber.tail_terms = join.tail_filter, join.tail_terms
         hub.add(subscriber)
+        if "tail" in join.topics:
+            on_tail_change()
         subscriber.offer(_json.encode(Subscribed(sorted(join.topics))) + b"\n")  # what SUBSCRIBE answers first
         return StreamingResponse(sink.stream(hub, subscriber), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
