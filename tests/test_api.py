@@ -234,6 +234,9 @@ def test_a_token_guards_everything_but_the_probes(start_server, tmp_path) -> Non
     assert fetch("/api/v1/stats", f"Bearer {token}") == 200
     assert fetch("/metrics", f"bearer {token}") == 200  # the scheme is case-insensitive
     assert fetch("/healthz", None) == 200 and fetch("/readyz", None) == 200
+    # the dashboard's page and files hold no figures: open, so a browser can load the page that asks for the token
+    assert fetch("/", None) == 200 and fetch("/static/dashboard.js", None) == 200
+    assert fetch("/static/nothing.js", None) == 401 and fetch("/static/../api/v1/stats", None) == 401
 
 
 def test_tail_with_a_level_streams_what_subscribe_tail_streams(start_server, tmp_path) -> None:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from logtallyd.publish.access import Access
 from logtallyd.publish.commands import Commands
+from logtallyd.publish.dashboard import ASSETS, asset, live_page
 from logtallyd.publish.metrics import CONTENT_TYPE
 from logtallyd.publish.protocol import (
     Alerts, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
@@ -49,12 +50,14 @@ def _error(parameter: str | None, message: str, status: int = 400) -> Response:
     return _json_response(body, status)
 
 
-# The probes stay open with a token set: an orchestrator's health check carries none.
-_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The probes stay open with a token set: an orchestrator's health check carries none. So do the
+# dashboard page and its static files, which hold no figures: the page asks for the token and
+# sends it with every question it asks.
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", *(f"/static/{name}" for name in ASSETS)})
 
 
 class BearerGate:
-    """ASGI middleware: with a token, every path but the probes needs `Authorization: Bearer
+    """ASGI middleware: with a token, every path but the open ones needs `Authorization: Bearer
     <token>` (RFC 6750 §2.1); otherwise 401 with `WWW-Authenticate: Bearer` (§3)."""
 
     def __init__(self, app: Any, token: str) -> None:
@@ -132,6 +135,20 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
     # a second operation of the same handler would repeat its operation id.
     for path, probe in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
+
+    # The dashboard: a page for people, out of the API's schema; its files are read once.
+    page = live_page().encode()
+    assets = {name: asset(name) for name in ASSETS}
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in assets:
+            raise StarletteHTTPException(404, "Not Found")
+        return Response(assets[name], media_type=ASSETS[name], headers={"cache-control": "no-cache"})
 
     @app.get("/api/v1/stats", summary="STATS [window]")
     async def stats(window: str = "all") -> Response:
