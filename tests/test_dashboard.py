@@ -123,6 +123,11 @@ def test_live_page_shows_the_stats_count_and_a_burst_as_it_happens(start_server,
     levels = {tr.find_elements("css selector", "td")[0].text: tr.find_elements("css selector", "td")[1].text
               for tr in browser.find_elements("css selector", "#by_level tbody tr")}
     assert levels == {k: f"{v:,}" for k, v in total["by_level"].items()}
+    # the top tables are the TOP answers
+    top = server.command("TOP service 10 all")["top"]
+    wait_for(browser, lambda b: [[td.text for td in tr.find_elements("css selector", "td")][:2]
+                                 for tr in b.find_elements("css selector", "#top-service tbody tr")]
+             == [[row["value"], f"{row['count']:,}"] for row in top], "the TOP service table")
     # the charts' minutes come from /api/v1/history, written every second here
     wait_for(browser, lambda b: int(b.find_element("id", "chart-lines").get_attribute("data-points") or 0) >= 1,
              "a minute in the lines chart")
@@ -257,3 +262,19 @@ def test_html_report_draws_every_web_panel(browser: Any, tmp_path: Path, capsys:
     assert classes == [group["class"] for group in web["status_classes"]]
     assert errors_in_console(browser) == []
     browser.save_screenshot(str(tmp_path / "report-web.png"))
+
+
+def test_log_text_is_shown_as_text_never_as_markup(browser: Any, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Log lines are anyone's: a path that closes the data's script element and opens an image
+    with a handler stays a string in the report's JSON and a table cell's text."""
+    hostile = "/x</script><img/src=x/onerror=window.pwned=1><!--"
+    log = tmp_path / "access.log"
+    log.write_text(f'10.0.0.1 - - [10/Oct/2024:00:00:00 +0000] "GET {hostile} HTTP/1.1" 200 5 "-" "curl/8.5.0" 0.001\n')
+    page = tmp_path / "report.html"
+    assert run_analyze([str(log), "--workers", "0", "--html", str(page)]) == 0
+    capsys.readouterr()
+    browser.get(page.as_uri())
+    wait_for(browser, lambda b: b.find_elements("css selector", "#requests tbody tr"), "the requests panel")
+    assert table_counts(browser, "requests") == {hostile: "1"}
+    assert browser.execute_script("return [document.images.length, window.pwned === undefined]") == [0, True]

@@ -206,7 +206,7 @@
         series: [{}, ...series.map(([label, stroke]) => ({ label: label, stroke: stroke, width: 1.5, spanGaps: false,
                                                            points: { size: 4 } }))],
         // the span asked for (the last hour), or the data's own with a step either side
-        scales: { x: { time: true, range: (u, lo, hi) => xRange(lo, hi) }, y: { range: (u, lo, hi) => [0, Math.max(hi || 0, 1e-9) * 1.1] } },
+        scales: { x: { time: true, range: (u, lo, hi) => xRange(lo, hi) }, y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.1 : 1] } },
         axes: [{}, { size: 60 }],
       }, data[name], node);
     }
@@ -334,9 +334,10 @@
   });
 
   const TOP_FIELDS = ["ip", "path", "service", "status", "error", "suspicious_ip"];
-  const live = { last: null, historyAt: 0, historyMinute: null, topsAt: 0 };
-  async function refreshTops() {
+  const live = { last: null, historyAt: 0, historyMinute: null, topsAt: 0, topsReceived: null };
+  async function refreshTops(received) {
     live.topsAt = Date.now();
+    live.topsReceived = received;
     const answers = await Promise.all(TOP_FIELDS.map((f) => getJSON("api/v1/top/" + f + "?n=10&window=all")));
     const tops = {};
     TOP_FIELDS.forEach((f, i) => { tops[f] = answers[i].ok ? answers[i].body.top : []; });
@@ -363,7 +364,8 @@
     renderDistinct(r);
     setStatus("live · " + new Date().toISOString().slice(11, 19) + " UTC");
     // The tables and the history are questions of their own: asked again at most every few seconds.
-    if (Date.now() - live.topsAt > 5000) refreshTops().catch(onFailure);
+    const since = Date.now() - live.topsAt;
+    if ((r.received !== live.topsReceived && since > 2000) || since > 15000) refreshTops(r.received).catch(onFailure);
     if (Math.floor(r.anchor / 60) !== live.historyMinute || Date.now() - live.historyAt > 30000) refreshHistory(r.anchor).catch(onFailure);
   }
   function onMessage(m) {
