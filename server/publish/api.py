@@ -79,7 +79,7 @@ class BearerGate:
 def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool],
               token: str | None = None, on_tail_change: Callable[[], None] = lambda: None) -> FastAPI:
     """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm,
-    `token` (when set) is the bearer token every path but the probes needs, and
+    `token` (when set) is the bearer token every path but the open ones needs, and
     `on_tail_change()` tells the workers a `tail` stream came (its leaving goes through the hub)."""
     # A request that passed the bearer token holds what AUTH grants on the control port (the
     # `tail` topic); without a token configured, HTTP is anonymous, as a TCP control client is.
