@@ -189,6 +189,8 @@ def test_stream_is_the_subscription_as_server_sent_events(start_server) -> None:
     ("topics=weather", 400, "topics"),
     ("topics=stats,level%3Derror", 400, "topics"),
     ("topics=stats&interval_s=0", 400, "interval_s"),
+    ("topics=stats&level=error", 400, "level"),  # level filters tail records, and tail is not asked for
+    ("topics=tail&level=loud", 400, "level"),
 ])
 def test_stream_refusals(daemon: ServerProcess, query: str, status: int, parameter: str) -> None:
     answer = get(daemon, f"/api/v1/stream?{query}")
@@ -232,6 +234,43 @@ def test_a_token_guards_everything_but_the_probes(start_server, tmp_path) -> Non
     assert fetch("/api/v1/stats", f"Bearer {token}") == 200
     assert fetch("/metrics", f"bearer {token}") == 200  # the scheme is case-insensitive
     assert fetch("/healthz", None) == 200 and fetch("/readyz", None) == 200
+    # the dashboard's page and files hold no figures: open, so a browser can load the page that asks for the token
+    assert fetch("/", None) == 200 and fetch("/static/dashboard.js", None) == 200
+    assert fetch("/static/nothing.js", None) == 401 and fetch("/static/../api/v1/stats", None) == 401
+
+
+def test_tail_with_a_level_streams_what_subscribe_tail_streams(start_server, tmp_path) -> None:
+    """With the bearer token, `tail&level=error` gets the records `SUBSCRIBE tail level>=error`
+    gets on the control port after AUTH: the same filter, the same records."""
+    token = "0123456789abcdef0123456789abcdef"
+    token_file = tmp_path / "http.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    server = start_server(f'[http]\nlisten = "127.0.0.1:0"\ntoken_file = "{token_file}"\n[pipeline]\nworkers = 1\n')
+    host, port = server.address("http")
+    request = urllib.request.Request(f"http://{host}:{port}/api/v1/stream?topics=tail,stats&level=error&interval_s=0.2",
+                                     headers={"Authorization": f"Bearer {token}"})
+    levels = ["INFO", "ERROR", "WARNING", "CRITICAL", "DEBUG", "ERROR"]
+    pri = {"DEBUG": 15, "INFO": 14, "WARNING": 12, "ERROR": 11, "CRITICAL": 10}
+    lines = [f"<{pri[lv]}>1 2025-02-01T10:00:0{i}Z web1 api 1 - - line {i} at {lv}" for i, lv in enumerate(levels)]
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert sse_events(response, 1) == [{"subscribed": ["stats", "tail"]}]
+        send_tcp(server.address("tcp"), ("\n".join(lines) + "\n").encode())
+        records: list[dict[str, Any]] = []
+        while True:  # a stats snapshot with every line counted comes after the batch's records
+            event = sse_events(response, 1)[0]
+            if event.get("type") == "record":
+                records.append(event)
+            elif event.get("type") == "stats" and event["received"] == len(lines):
+                break
+    assert [r["message"] for r in records] == [f"line {i} at {lv}" for i, lv in enumerate(levels)
+                                               if lv in ("ERROR", "CRITICAL")]
+    assert server.stats()["received"] == len(lines)
+
+
+def test_tail_without_a_token_is_refused_as_on_the_control_port(daemon: ServerProcess) -> None:
+    status, _, answer = get(daemon, "/api/v1/stream?topics=tail&level=error")
+    assert (status, answer["error"]) == (403, daemon.command("SUBSCRIBE tail level>=error")["error"])
 
 
 def test_off_loopback_needs_a_token(start_server) -> None:

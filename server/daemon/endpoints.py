@@ -269,7 +269,7 @@ def openers(parts: Parts) -> dict[str, Opener]:
             raise
         auth = "bearer_token" if token else "loopback" if is_loopback(sock.getsockname()[0]) else "unauthenticated"
         (log.warning if auth == "unauthenticated" else log.info)("http_auth", address=bound_address(sock), auth=auth)
-        app = build_api(parts.commands, parts.hub, parts.metrics_text, lambda: parts.ready, token)
+        app = build_api(parts.commands, parts.hub, parts.metrics_text, lambda: parts.ready, token, parts.tail_changed)
         server = await serve_http(app, parts.http_connections, sock)
         return server, bound_address(sock)
 

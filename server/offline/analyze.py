@@ -158,16 +158,17 @@ def analyze_paths(
     progress: bool = False,
     on_merge: Callable[[Partial, float], None] | None = None,
     on_result: Callable[[int, Any], None] | None = None,
+    into: Stats | None = None,
 ) -> Stats:
     """Map every batch of every file to a `Partial` in `workers` processes (0: in this process),
     reduce them into one `Stats`. `on_merge(partial, now)` sees every partial after it is merged;
     `on_result(batch number, BatchResult)` sees each worker result (detectors, as the server's
-    `Pipeline.on_result`)."""
+    `Pipeline.on_result`); `into` is the `Stats` to merge into (a new one by default)."""
     if batch_fn is None:
         batch_fn, default_options = default_batch_fn()
         options = default_options if options is None else options
     files = find_files(paths)
-    stats = Stats(stats_config or StatsConfig(), clock())
+    stats = into if into is not None else Stats(stats_config or StatsConfig(), clock())
     meter = Progress(sum(p.stat().st_size for p in files if p.exists()), progress)
     done_before = 0  # raw bytes of the files already finished
 
@@ -268,6 +269,7 @@ def run_analyze(argv: list[str]) -> int:
         return 2
     from logtallyd.daemon.config import ConfigError, load_config
     from logtallyd.offline.report import AnalyzeResult, format_html, format_text
+    from logtallyd.offline.trends import Trends
     from logtallyd.pool.worker import WorkerOptions
     from logtallyd.stats.webreport import WebConfig, WebPartial, summarise
 
@@ -304,17 +306,23 @@ def run_analyze(argv: list[str]) -> int:
             web.merge(WebPartial.from_bytes(result.web, web.config))
 
     settings["on_result"] = on_result
-    stats = analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), **settings)
+    stats = Stats(config.stats, time.time())
+    trends = Trends() if args.html else None
+    if trends is not None:  # the hours and days of the HTML report, taken as the windows move
+        settings["on_merge"] = lambda partial, now: trends.update(stats, now)
+    analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), into=stats, **settings)
     if driver is not None:
         events.extend(driver.finish())
     now = time.time()
+    if trends is not None:
+        trends.update(stats, now, final=True)
     report = stats.report("all", now)
     fields = ("ip", "user_agent", "path", "service", "host", "status", "error", "suspicious_ip")
     tops = {field: stats.top(field, args.top, "all", now) for field in fields}
     summary = summarise(web, args.top) if web is not None else None
     event_values = [msgspec.to_builtins(e) for e in events] if args.events else None
     result = AnalyzeResult(report, tops, summary, event_values, stats.horizon, config.stats.max_future_s,
-                           args.paths)
+                           args.paths, trends.answer() if trends is not None else None)
     if args.html:
         try:
             Path(args.html).write_text(format_html(result), encoding="utf-8")

@@ -7,9 +7,10 @@ as its guaranteed range `340–3,643` (true count within), a share of one as `�
 """
 from __future__ import annotations
 
-import html
 import time
 from typing import Any, Iterable
+
+from logtallyd.publish.dashboard import report_page
 
 __all__ = ["AnalyzeResult", "format_html", "format_text", "count", "percent", "size", "iso_time", "row_count",
            "row_share"]
@@ -84,12 +85,12 @@ def bar(value: float, most: float, width: int = _BAR_WIDTH) -> str:
 
 class AnalyzeResult:
     """What `analyze` found, as plain values: the STATS `all` report, the top-N tables, the web
-    summary (None when no access lines), the anomaly events (None unless asked for) and the
-    largest window, which `late` refers to."""
+    summary (None when no access lines), the anomaly events (None unless asked for), the
+    largest window, which `late` refers to, and the per-hour and per-day trends (HTML only)."""
 
     def __init__(self, report: dict[str, Any], tops: dict[str, list[dict[str, Any]]],
                  web: dict[str, Any] | None, events: list[dict[str, Any]] | None, horizon_s: int,
-                 max_future_s: int, paths: list[str]) -> None:
+                 max_future_s: int, paths: list[str], trends: dict[str, Any] | None = None) -> None:
         self.report = report
         self.tops = tops
         self.web = web if web and web["requests"] else None
@@ -97,6 +98,7 @@ class AnalyzeResult:
         self.horizon_s = horizon_s
         self.max_future_s = max_future_s
         self.paths = paths
+        self.trends = trends  # per hour and per day (`logtallyd.offline.trends`), for the HTML page
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -343,140 +345,14 @@ def format_text(result: AnalyzeResult) -> str:
 
 # -- HTML ------------------------------------------------------------------------------------
 
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em;color:#222;background:#fafafa}
-h1{font-size:1.4em}h2{font-size:1.1em;margin:1.6em 0 .4em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;width:100%;background:#fff}
-td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
-td:first-child,th:first-child{text-align:left;white-space:normal;word-break:break-all}
-th{background:#eee}.sub td:first-child{padding-left:2em}.other td{color:#777;font-style:italic}
-.cards{display:flex;flex-wrap:wrap;gap:8px}.card{background:#fff;border:1px solid #ddd;padding:6px 12px}
-.card b{display:block;font-size:1.3em}svg{background:#fff;border:1px solid #ddd}
-.bar{fill:#4a7fb5}.bar:hover{fill:#e07b39}.axis{font-size:10px;fill:#555}.note{color:#666}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _html_table(headers: tuple[str, ...], rows: Iterable[tuple[tuple[str, ...], str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(f'<tr class="{cls}">' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
-                   for cells, cls in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _svg_bars(rows: list[dict[str, Any]], label_every: int = 1) -> str:
-    """A column chart of hits per key, with the figures in each column's tooltip."""
-    if not rows:
-        return ""
-    width, height, pad = 1000, 180, 24
-    most = max(row["hits"] for row in rows) or 1
-    step = (width - 2 * pad) / len(rows)
-    parts = [f'<svg viewBox="0 0 {width} {height + 30}" width="100%" role="img">']
-    label_every = max(label_every, -(-len(rows) // 40))
-    for i, row in enumerate(rows):
-        h = (height - pad) * row["hits"] / most
-        x = pad + i * step
-        tip = f"{row['key']}: {count(row['hits'])} hits, ≈{count(row['visitors'])} visitors, {size(row['bytes'])}"
-        parts.append(f'<rect class="bar" x="{x + step * 0.1:.1f}" y="{height - h:.1f}" width="{step * 0.8:.1f}"'
-                     f' height="{h:.1f}"><title>{_e(tip)}</title></rect>')
-        if i % label_every == 0:
-            parts.append(f'<text class="axis" x="{x + step / 2:.1f}" y="{height + 14}" text-anchor="middle">'
-                         f'{_e(row["key"])}</text>')
-    parts.append(f'<text class="axis" x="{pad}" y="12">max {_e(count(most))} hits</text></svg>')
-    return "".join(parts)
-
-
-def _panel_html(name: str, panel: dict[str, Any], total: int) -> str:
-    rows = [((str(row["key"]), count(row["hits"]), percent(row["hits"] / total if total else None),
-              count(row["visitors"]), size(row["bytes"])), "") for row in panel["rows"]]
-    other = panel["other"]
-    if other is not None:
-        rows.append(((f"other (≈{count(other['keys'])} keys)", count(other["hits"]),
-                      percent(other["hits"] / total if total else None), count(other["visitors"]),
-                      size(other["bytes"])), "other"))
-    return _html_table((_KEY_NAMES[name], *_HEAD[1:]), rows)
-
 
 def format_html(result: AnalyzeResult) -> str:
-    """One self-contained HTML page: inline CSS and SVG, no script, nothing fetched."""
-    r = result.report
-    web = result.web
-    body: list[str] = [f"<h1>logtallyd analyze: {_e(', '.join(result.paths))}</h1>",
-                       f'<p class="note">{_e(iso_time(r["first_ts"]))} to {_e(iso_time(r["last_ts"]))}'
-                       f" (UTC), generated {_e(iso_time(time.time()))}</p>"]
-    cards = [("lines", count(r["received"])), ("parsed", count(r["parsed"])),
-             ("rejected", count(sum(r["rejected"].values()))), ("errors", count(r["errors"])),
-             ("error rate", percent(r["error_rate"])), ("input", size(r["bytes"]))]
-    if web is not None:
-        cards += [("requests", count(web["requests"])), ("unique visitors", "≈" + count(web["visitors"])),
-                  ("bandwidth", size(web["bytes"])), ("not found", count(web["panels"]["not_found"]["hits"]))]
-    body.append('<div class="cards">' + "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>'
-                                                for k, v in cards) + "</div>")
-    body.append(f'<p class="note">late: {_e(count(r["late"]))} lines more than {_e(_duration(result.horizon_s))}'
-                " older than the newest line read before them (in every total, outside the rolling windows);"
-                f" future: {_e(count(r['future']))} lines more than {result.max_future_s}s ahead of the clock.</p>")
-    if web is not None:
-        panels = web["panels"]
-        total = web["requests"]
-        body.append(f'<p class="note">≈ marks a count from an HLL sketch (lg_k={web["visitors_lg_k"]}, relative'
-                    f' error ≈{_e(percent(web["visitors_rel_err"]))}). A visitor is a distinct IP, day and user'
-                    " agent" + ("" if web["visitors_4xx"] else "; 4xx answers are left out, as GoAccess does")
-                    + f". Each panel keeps its {count(web['max_keys'])} heaviest keys; the rest are one"
-                    " &ldquo;other&rdquo; row.</p>")
-        for name in ("days", "hours"):
-            panel = panels[name]
-            if panel["rows"]:
-                body.append(f'<h2 id="{name}">{_e(panel["title"])}</h2>' + _svg_bars(panel["rows"]))
-                body.append(_panel_html(name, panel, total))
-        for name in ("requests", "static", "not_found", "hosts", "os", "browsers", "referrers", "referring_sites"):
-            panel = panels[name]
-            if panel["rows"]:
-                body.append(f'<h2 id="{name}">{_e(panel["title"])} <span class="note">({count(panel["keys"])}'
-                            " keys)</span></h2>" + _panel_html(name, panel, total))
-        if web["status_classes"]:
-            rows: list[tuple[tuple[str, ...], str]] = []
-            for group in web["status_classes"]:
-                rows.append(((group["class"], count(group["hits"]), percent(group["hits"] / total),
-                              count(group["visitors"]), size(group["bytes"])), ""))
-                rows += [((code["key"], count(code["hits"]), percent(code["hits"] / total), count(code["visitors"]),
-                           size(code["bytes"])), "sub") for code in group["codes"]]
-            body.append(f'<h2 id="status">{_e(panels["status"]["title"])}</h2>'
-                        + _html_table((_KEY_NAMES["status"], *_HEAD[1:]), rows))
-        endpoints = panels["endpoints"]
-        if endpoints["rows"]:
-            body.append(f'<h2 id="endpoints">{_e(endpoints["title"])}</h2>' + _html_table(
-                ("endpoint", "hits", "p50", "p95", "p99", "max"),
-                (((row["key"], count(row["hits"]), millis(row["p50"]), millis(row["p95"]), millis(row["p99"]),
-                   millis(row["max"])), "") for row in endpoints["rows"])))
-    for field, rows_ in result.tops.items():
-        if not rows_ or field not in ("error", "suspicious_ip", "service", "host"):
-            continue
-        if field == "error":
-            table = _html_table(("template", "count", "share", "example"), (
-                ((row["value"], row_count(row), row_share(row), row.get("example") or ""), "")
-                for row in rows_))
-            title = "Error templates"
-        elif field == "suspicious_ip":
-            table = _html_table(("IP", "error responses", "requests", "share"), (
-                ((row["value"], row_count(row), row_count(row, "requests"), percent(row.get("share"))), "")
-                for row in rows_))
-            title = "Suspicious IPs (4xx/5xx answers)"
-        else:
-            table = _html_table((field, "count", "share"), (
-                ((row["value"], row_count(row), row_share(row)), "") for row in rows_))
-            title = f"Top {field}s"
-        if any(row.get("approximate") for row in rows_):
-            title += " " + _APPROXIMATE_NOTE
-        body.append(f'<h2 id="top-{field}">{_e(title)}</h2>{table}')
-    if result.events is not None:
-        body.append(f'<h2 id="events">Anomalies ({count(len(result.events))})</h2>')
-        body.append(_html_table(("time (UTC)", "type", "detector", "key", "figures"), (
-            ((iso_time(e.get("ts")), str(e.get("type")), str(e.get("detector")), str(e.get("key")),
-              event_text(e).split(f"key={e.get('key')}", 1)[-1].strip()), "") for e in result.events)))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width\">"
-            f"<title>logtallyd analyze report</title><style>{_CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
+    """One self-contained page: the dashboard's template and script with this result embedded as
+    JSON (`logtallyd.publish.dashboard`), so the report and the live page draw the same panels."""
+    data = {
+        "report": result.report, "top": result.tops, "web": result.web, "events": result.events,
+        "trends": result.trends or {"hour": {"series": {}, "step": 3600}, "day": {"series": {}, "step": 86400}},
+        "paths": result.paths, "generated": time.time(), "horizon_s": result.horizon_s,
+        "max_future_s": result.max_future_s,
+    }
+    return report_page(data, f"logtallyd analyze: {', '.join(result.paths)}")

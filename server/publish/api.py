@@ -14,13 +14,16 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from logtallyd.publish.access import Access
 from logtallyd.publish.commands import Commands
+from logtallyd.publish.dashboard import ASSETS, asset, live_page
 from logtallyd.publish.metrics import CONTENT_TYPE
 from logtallyd.publish.protocol import (
     Alerts, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
 )
 from logtallyd.publish.pubsub import TOPICS, Hub, Subscriber
 from logtallyd.publish.sse import SseSink
+from logtallyd.publish.tailfilter import compile_filter
 
 __all__ = ["build_api"]
 
@@ -47,12 +50,14 @@ def _error(parameter: str | None, message: str, status: int = 400) -> Response:
     return _json_response(body, status)
 
 
-# The probes stay open with a token set: an orchestrator's health check carries none.
-_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The probes stay open with a token set: an orchestrator's health check carries none. So do the
+# dashboard page and its static files, which hold no figures: the page asks for the token and
+# sends it with every question it asks.
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", *(f"/static/{name}" for name in ASSETS)})
 
 
 class BearerGate:
-    """ASGI middleware: with a token, every path but the probes needs `Authorization: Bearer
+    """ASGI middleware: with a token, every path but the open ones needs `Authorization: Bearer
     <token>` (RFC 6750 §2.1); otherwise 401 with `WWW-Authenticate: Bearer` (§3)."""
 
     def __init__(self, app: Any, token: str) -> None:
@@ -72,9 +77,13 @@ class BearerGate:
 
 
 def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool],
-              token: str | None = None) -> FastAPI:
-    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm, and
-    `token` (when set) is the bearer token every path but the probes needs."""
+              token: str | None = None, on_tail_change: Callable[[], None] = lambda: None) -> FastAPI:
+    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm,
+    `token` (when set) is the bearer token every path but the open ones needs, and
+    `on_tail_change()` tells the workers a `tail` stream came (its leaving goes through the hub)."""
+    # A request that passed the bearer token holds what AUTH grants on the control port (the
+    # `tail` topic); without a token configured, HTTP is anonymous, as a TCP control client is.
+    access: Access = "token" if token is not None else "anonymous"
     # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
     # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
     app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", title="logtally",
@@ -127,6 +136,20 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
     for path, probe in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
+    # The dashboard: a page for people, out of the API's schema; its files are read once.
+    page = live_page().encode()
+    assets = {name: asset(name) for name in ASSETS}
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in assets:
+            raise StarletteHTTPException(404, "Not Found")
+        return Response(assets[name], media_type=ASSETS[name], headers={"cache-control": "no-cache"})
+
     @app.get("/api/v1/stats", summary="STATS [window]")
     async def stats(window: str = "all") -> Response:
         return await ask(Stats(window_of(window)))
@@ -162,17 +185,26 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
 
     @app.get("/api/v1/stream", summary="SUBSCRIBE as Server-Sent Events: one `data:` event per stream line",
              response_class=StreamingResponse)
-    async def stream(request: Request, topics: str = "stats,anomalies", interval_s: float | None = None) -> Response:
+    async def stream(request: Request, topics: str = "stats,anomalies", interval_s: float | None = None,
+                     level: str | None = None) -> Response:
+        """`level=error` keeps the `tail` records of that level or worse: the filter term
+        `level>=error` of `SUBSCRIBE tail`, run by the same compiled filter."""
         words = [t.strip().lower() for t in topics.split(",") if t.strip()]
         if not words or any(w not in TOPICS for w in words):  # nor filter terms: those are tail's
             raise BadParameter("topics", f"topics: a comma-separated list of {', '.join(TOPICS)}")
+        if level is not None:
+            if "tail" not in words:
+                raise BadParameter("level", "level filters the tail topic: add tail to topics")
+            if isinstance(error := compile_filter([f"level>={level}"]), str):
+                raise BadParameter("level", error)
         if interval_s is not None:
             words.append(f"interval={interval_s!r}")
-        command = decode_command("SUBSCRIBE " + " ".join(words), commands.limits)
+        command = decode_command("SUBSCRIBE " + " ".join(words + ([f"level>={level}"] if level else [])),
+                                 commands.limits)
         if isinstance(command, CommandError):
             raise BadParameter("interval_s" if interval_s is not None else "topics", command.message)
-        join = await commands.answer(command, "anonymous")
-        if isinstance(join, Error):  # tail needs AUTH, which only the control port takes
+        join = await commands.answer(command, access)
+        if isinstance(join, Error):  # tail needs the bearer token (AUTH's on the control port)
             return _error("topics", join.error, 403)
         assert isinstance(join, Join)
         connection = request.state.http_connection  # the BoundedH11 serving this request
@@ -181,7 +213,10 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
         sink.subscriber = subscriber
         subscriber.topics.update(join.topics)
         subscriber.interval_s = join.interval_s
+        subscriber.tail_filter, subscriber.tail_terms = join.tail_filter, join.tail_terms
         hub.add(subscriber)
+        if "tail" in join.topics:
+            on_tail_change()
         subscriber.offer(_json.encode(Subscribed(sorted(join.topics))) + b"\n")  # what SUBSCRIBE answers first
         return StreamingResponse(sink.stream(hub, subscriber), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})

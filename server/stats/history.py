@@ -55,14 +55,17 @@ def regroup(rows: Rows, step: int) -> Rows:
     """`rows` merged into spans of `step` seconds (sums of counts, maxima of the rest)."""
     out: Rows = {}
     for ts in sorted(rows):
-        start = ts - ts % step
-        into = out.setdefault(start, {})
-        for name, value in rows[ts].items():
-            if name in MAXIMA:
-                into[name] = max(into.get(name, value), value)
-            else:
-                into[name] = into.get(name, 0) + value
+        add_row(out.setdefault(ts - ts % step, {}), rows[ts])
     return out
+
+
+def add_row(into: dict[str, float], row: dict[str, float]) -> None:
+    """Fold one row into the row of a longer span: counts summed, maxima kept."""
+    for name, value in row.items():
+        if name in MAXIMA:
+            into[name] = max(into.get(name, value), value)
+        else:
+            into[name] = into.get(name, 0) + value
 
 
 def series(rows: Rows, names: Iterable[str]) -> dict[str, list[list[float]]]:

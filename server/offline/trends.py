@@ -1,0 +1,48 @@
+"""`analyze`'s per-hour and per-day trends: the daemon's history rollups (`logtallyd.stats.history`)
+taken from the windows as the files are read, so a report's hours are the ones the daemon's
+history would hold for the same lines.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from logtallyd.stats.history import SERIES, Rows, add_row, due_minutes, minute_row, series
+from logtallyd.stats.windows import Stats
+
+__all__ = ["Trends"]
+
+HOUR = 3600
+DAY = 86400
+
+
+class Trends:
+    """Minute rows of the minutes the windows still hold (late lines may change them), folded into
+    hour and day rows once the windows let go of them, so memory stays bounded by the windows."""
+
+    def __init__(self) -> None:
+        self.open: Rows = {}  # start second -> the minute's row, while the windows hold it
+        self.written: dict[int, int] = {}  # minute -> lines it held when its row was taken
+        self.hours: Rows = {}
+        self.days: Rows = {}
+
+    def update(self, stats: Stats, now: float, final: bool = False) -> None:
+        """After a merge: take the minutes the anchor passed (all of them when `final`)."""
+        anchor = stats.anchor(now) + (60 if final else 0)
+        for m in due_minutes(stats.minutes, anchor, self.written):
+            self.open[m * 60] = minute_row(stats.minutes[m])
+            self.written[m] = stats.minutes[m].lines
+        for m in [m for m in self.written if m not in stats.minutes or final]:
+            self._fold(m * 60)
+            del self.written[m]
+
+    def _fold(self, start: int) -> None:
+        row = self.open.pop(start, None)
+        if row is None:
+            return
+        for rows, step in ((self.hours, HOUR), (self.days, DAY)):
+            add_row(rows.setdefault(start - start % step, {}), row)
+
+    def answer(self) -> dict[str, Any]:
+        """HISTORY-shaped answers, one per step: `{"hour": {...}, "day": {...}}`."""
+        return {name: {"series": series(rows, SERIES), "step": step}
+                for name, rows, step in (("hour", self.hours, HOUR), ("day", self.days, DAY))}
