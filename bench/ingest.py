@@ -150,7 +150,7 @@ def run_logtally(data: bytes, n: int, k: int, workdir: Path) -> tuple[float, int
     config.write_text(f'[rejects]\npath = "{workdir / "rejects.log"}"\n[state]\ndirectory = ""\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
-         "--control", "127.0.0.1:0"],
+         "--control", "127.0.0.1:0", "--http", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -45,6 +46,14 @@ def with_token_file(config_text: str, token_file: Path) -> str:
     return f"{config_text.rstrip()}\n[control]\n{line}\n"
 
 
+def ephemeral_http(config_text: str, args: list[str]) -> list[str]:
+    """`args` with `--http 127.0.0.1:0` unless they or the config name the HTTP listener: the
+    shipped default (127.0.0.1:5142) would make two test daemons collide."""
+    if "--http" in args or re.search(r"^\[http\][^\[]*^listen\s*=", config_text, re.M):
+        return args
+    return [*args, "--http", "127.0.0.1:0"]
+
+
 class ServerProcess:
     """`logtallyd` started as a subprocess; its JSON log lines are collected as they come.
 
@@ -70,6 +79,7 @@ class ServerProcess:
         args = [sys.executable, "-m", "logtallyd", "--config", str(self.config_path)]
         if extra_args is None:
             extra_args = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        extra_args = ephemeral_http(config_text, extra_args)
         self.logs: list[dict[str, Any]] = []
         self.raw_output: list[str] = []
         self._cond = threading.Condition()

@@ -15,7 +15,6 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from logtallyd.publish.commands import Commands
-from logtallyd.publish.metrics import CONTENT_TYPE
 from logtallyd.publish.protocol import (
     Alerts, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
 )
@@ -71,10 +70,11 @@ class BearerGate:
         await self.app(scope, receive, send)
 
 
-def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool],
+def build_api(commands: Commands, hub: Hub, metrics: Callable[[str], tuple[bytes, str]], ready: Callable[[], bool],
               token: str | None = None) -> FastAPI:
-    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm, and
-    `token` (when set) is the bearer token every path but the probes needs."""
+    """The ASGI app; `metrics(accept)` is the scrape body and its content type, `ready()` says
+    whether the listeners are open and the worker pool warm, and `token` (when set) is the bearer
+    token every path but the probes needs."""
     # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
     # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
     app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", title="logtally",
@@ -110,9 +110,10 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
             raise BadParameter("window", f"unknown window {window!r}; windows: {', '.join(commands.limits.windows)}")
         return window
 
-    @app.get("/metrics", summary="Prometheus text exposition (the METRICS command's text)")
-    async def metrics() -> Response:
-        return Response(metrics_text(), media_type=CONTENT_TYPE)
+    @app.get("/metrics", summary="Prometheus exposition (the METRICS command's; OpenMetrics when Accept asks for it)")
+    async def scrape(request: Request) -> Response:
+        body, content_type = metrics(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
 
     @app.get("/healthz", summary="The process is up and its event loop answers")
     async def healthz() -> Response:
@@ -124,7 +125,7 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
 
     # HEAD as well for the probes (the old /metrics server answered it); out of the schema, where
     # a second operation of the same handler would repeat its operation id.
-    for path, probe in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
+    for path, probe in (("/metrics", scrape), ("/healthz", healthz), ("/readyz", readyz)):
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/api/v1/stats", summary="STATS [window]")
