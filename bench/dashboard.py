@@ -7,7 +7,7 @@ latency of `/api/v1/stats` while ingest runs flat out.
 `/api/v1/stream?topics=stats,anomalies,tail` (tail is refused to an anonymous HTTP client: the
 streams then take stats,anomalies, and the bench says so) drained by a separate process, and
 `GET /api/v1/stats?window=5m` every `--poll-s` seconds over a kept-alive connection, timed. Each
-run measures both daemons; prints lines/s (median), the ratio loaded/none per run, and the
+run measures both daemons, in turns first; prints lines/s (median), the ratio loaded/none per run, and the
 median and p99 of the poll latency over every run. Figures to compare, not a timed assertion.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bench.ingest import control, send_parallel, split_connections  # noqa: E402
 from bench.subscribers import launch, lines  # noqa: E402
 
 WANTED = "stats,anomalies,tail"
+WARM_UP = 20_000  # lines sent and counted before the measured ones
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -90,6 +91,11 @@ def measure(data: bytes, n: int, clients: int, poll_s: float, timings: list[floa
     with tempfile.TemporaryDirectory() as tmp:
         proc, addresses = launch(Path(tmp), '[http]\nlisten = "127.0.0.1:0"\n')
         ctl, stop, done = addresses["control"], multiprocessing.Event(), threading.Event()
+        # Every worker warm before the clock starts (they warm up behind the open listeners),
+        # so neither daemon's figure includes process start-up.
+        send_parallel(addresses["tcp"], split_connections(lines(WARM_UP), 4))
+        while control(ctl, "STATS")["received"] < WARM_UP:
+            time.sleep(0.05)
         browsers, poller = None, None
         if clients:
             topics = stream_topics(addresses["http"])
@@ -103,7 +109,7 @@ def measure(data: bytes, n: int, clients: int, poll_s: float, timings: list[floa
             poller.start()
         started = time.perf_counter()
         send_parallel(addresses["tcp"], split_connections(data, 4))
-        while control(ctl, "STATS")["received"] < n:
+        while control(ctl, "STATS")["received"] < WARM_UP + n:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
         report = control(ctl, "STATS")
@@ -132,9 +138,14 @@ def main() -> int:
     base, loaded, timings = [], [], []
     topics = ""
     for run in range(args.runs):
-        base.append(measure(data, args.lines, 0, args.poll_s, timings)[0])
-        rate, topics = measure(data, args.lines, args.clients, args.poll_s, timings)
-        loaded.append(rate)
+        # The two alternate which goes first, so neither always has the machine as it was left.
+        for clients in ((0, args.clients) if run % 2 == 0 else (args.clients, 0)):
+            rate, shown = measure(data, args.lines, clients, args.poll_s, timings)
+            if clients:
+                loaded.append(rate)
+                topics = shown
+            else:
+                base.append(rate)
         print(f"run {run + 1}: nothing watching {base[-1]:,.0f} lines/s; dashboard open ({args.clients} streams"
               f" of {topics}, /api/v1/stats every {args.poll_s} s) {loaded[-1]:,.0f} lines/s")
     if topics != WANTED:

@@ -47,9 +47,11 @@ def with_token_file(config_text: str, token_file: Path) -> str:
 
 
 def ephemeral_http(config_text: str, args: list[str]) -> list[str]:
-    """`args` with `--http 127.0.0.1:0` unless they or the config name the HTTP listener: the
-    shipped default (127.0.0.1:5142) would make two test daemons collide."""
-    if "--http" in args or re.search(r"^\[http\][^\[]*^listen\s*=", config_text, re.M):
+    """`args` with `--http 127.0.0.1:0` unless they name the HTTP listener or the config sets it
+    to an ephemeral port or off: a fixed port (the shipped 127.0.0.1:5142) would make two test
+    daemons collide."""
+    found = re.search(r"^\[http\][^\[]*^listen\s*=\s*\"([^\"]*)\"", config_text, re.M)
+    if "--http" in args or (found and (found.group(1) == "" or found.group(1).endswith(":0"))):
         return args
     return [*args, "--http", "127.0.0.1:0"]
 
