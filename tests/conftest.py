@@ -228,3 +228,63 @@ def send_tcp(address: tuple[str, int], data: bytes) -> None:
                 pass
         except OSError:
             pass
+
+
+class NatsServer:
+    """A real `nats-server -js` on a loopback port with its own store directory.
+
+    The first start picks an ephemeral port; `stop()` then `start()` (or `restart()`) comes back on
+    the same port with the same JetStream store, as an operator's restarted server would.
+    """
+
+    def __init__(self, binary: str, store: Path) -> None:
+        self.binary = binary
+        self.store = store
+        self.port = -1
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.store.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store), "-m", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if "Listening for client connections on" in line:
+                self.port = int(line.rsplit(":", 1)[1])
+            if "Server is ready" in line:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("nats-server did not become ready")
+        else:
+            raise RuntimeError(f"nats-server exited with {self.proc.wait()}")
+        # Keep draining its log so a chatty server never blocks on a full pipe.
+        threading.Thread(target=lambda out=self.proc.stdout: [None for _ in out], daemon=True).start()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A running JetStream-enabled nats-server (Debian `nats-server`; under CI a missing one fails)."""
+    server = NatsServer(require_tool("nats-server", "/usr/sbin/nats-server"), tmp_path / "nats-store")
+    server.start()
+    yield server
+    server.stop()

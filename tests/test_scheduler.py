@@ -74,3 +74,20 @@ async def test_cancelled_waiter_passes_its_place_on() -> None:
         gates.release("c")
         assert await first == "a" and await third == "c"
         assert second.cancelled() and gates.started == ["a", "c"] and s.in_pool == 0
+
+
+def _sigint_disposition() -> str:
+    import signal
+
+    return "ignored" if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else "default"
+
+
+def test_workers_are_born_ignoring_sigint() -> None:
+    # No initializer: what is checked is the disposition a worker has while it still imports its
+    # modules, before any initializer could run (a Ctrl-C there used to print a traceback).
+    from concurrent.futures import ProcessPoolExecutor
+
+    from logtallyd.pool.scheduler import worker_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=worker_context()) as pool:
+        assert pool.submit(_sigint_disposition).result(timeout=60) == "ignored"

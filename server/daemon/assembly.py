@@ -4,7 +4,6 @@ part's `figures()`, and SIGHUP, applied through each part's `reconfigure(section
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +28,7 @@ from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.history import History, open_history
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.persist.state import StateStore
-from logtallyd.pool.scheduler import PoolScheduler
+from logtallyd.pool.scheduler import PoolScheduler, worker_context
 from logtallyd.pool.worker import BatchResult, WorkerOptions, start_worker
 from logtallyd.primes.jobs import JobManager
 from logtallyd.publish.commands import Commands
@@ -234,7 +233,7 @@ def build(config: Config) -> Parts:
     hub = Hub(config.control.subscriber_queue, config.control.stalled_subscriber_s, time.monotonic,
               on_leave=lambda sub: parts.tail_changed())
     workers = config.pipeline.workers or os.cpu_count() or 1
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(),
                                    initializer=start_worker, initargs=(os.getpid(),))
     scheduler = PoolScheduler(executor, slots=workers)
     jobs = JobManager(scheduler, config.primes, lambda m: hub.publish("jobs", m))

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from logtallyd.alerts.config import AlertRoute, check_routes
+from logtallyd.cluster.config import ClusterConfig
 from logtallyd.daemon.logsetup import LogConfig
 from logtallyd.detect.config import DetectConfig
 from logtallyd.ingest.config import IngestConfig, PipelineConfig, TlsConfig
@@ -26,7 +27,7 @@ from logtallyd.publish.config import ControlConfig, HttpConfig
 from logtallyd.stats.config import StatsConfig
 
 __all__ = [
-    "AlertRoute", "ArchiveConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
+    "AlertRoute", "ArchiveConfig", "ClusterConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
     "HttpConfig", "IngestConfig", "ListenerConfig", "LogConfig", "ParseOptions", "PipelineConfig",
     "PrimeConfig", "RejectsConfig", "StateConfig", "StatsConfig", "TlsConfig", "check_config",
     "decode_config", "is_loopback", "load_config", "split_address",
@@ -67,6 +68,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     archive: ArchiveConfig = ArchiveConfig()
     history: HistoryConfig = HistoryConfig()
     http: HttpConfig = HttpConfig()
+    cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
     alerts: list[AlertRoute] = []  # `[[alerts]]` blocks, one per route
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import multiprocessing
+import multiprocessing.context
 from concurrent.futures import Executor
 from typing import Any, Callable
 
@@ -82,3 +84,11 @@ class PoolScheduler:
                     self.in_pool += 1
             if queue:
                 return  # a higher priority still waits: lower ones wait behind it
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The workers' start method: a forkserver (no fork of a threaded event loop), whose children
+    are born ignoring SIGINT (`logtallyd.pool.quiet`)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["logtallyd.pool.quiet"])
+    return context

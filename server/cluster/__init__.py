@@ -1,0 +1,1 @@
+"""Past one machine: the NATS JetStream connection, the per-node aggregates it carries and the merged fleet view."""

@@ -1,0 +1,32 @@
+"""`[cluster]`: where the NATS server is, who this node is, and how to log in to it."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+__all__ = ["ClusterConfig"]
+
+_NODE = Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-]{1,64})?$")]
+
+
+class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The NATS connection's options, as nats-py supports them; `nats = ""` leaves clustering off."""
+
+    nats: str = ""  # "nats://host:4222", or several joined by commas; "" = off
+    # The node's name in subjects and CLUSTER answers (a NATS subject token: no dots or spaces);
+    # "" = the host name, cut to what a token allows.
+    node: _NODE = ""
+    credentials_file: str = ""  # a NATS .creds file (JWT + nkey seed)
+    nkeys_seed_file: str = ""  # an nkey seed file
+    token_file: str = ""  # first line: the NATS auth token
+    user: str = ""
+    password_file: str = ""  # first line: the password for `user`
+    tls_ca: str = ""  # CA bundle that signs the NATS server's certificate; set it (or tls_cert) for tls://
+    tls_cert: str = ""  # client certificate, when the NATS server asks for one
+    tls_key: str = ""
+    tls_hostname: str = ""  # the name to check the server's certificate against; "" = the URL's host
+    connect_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 2.0
+    reconnect_wait_s: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 2.0
+    # Bytes nats-py keeps for publishes made while disconnected (its `pending_size`).
+    pending_bytes: Annotated[int, msgspec.Meta(ge=65536, le=1073741824)] = 2097152
