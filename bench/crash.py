@@ -33,7 +33,7 @@ class Daemon:
     def __init__(self, workdir: Path, config: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
-             "--control", "127.0.0.1:0"],
+             "--control", "127.0.0.1:0", "--http", "127.0.0.1:0"],
             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         )

@@ -248,7 +248,7 @@ def run_logtally(
                       f'[pipeline]\nworkers = {workers}\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
-         "--control", "127.0.0.1:0"],
+         "--control", "127.0.0.1:0", "--http", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(root)},
     )

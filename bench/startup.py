@@ -47,7 +47,7 @@ def logtallyd(folder: Path) -> tuple[float, dict[str, float]]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0",
-         "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+         "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0", "--http", "127.0.0.1:0"],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     events: dict[str, float] = {}
     lines: queue.Queue[str | None] = queue.Queue()

@@ -65,7 +65,7 @@ def launch(workdir: Path, extra: str = "") -> tuple[subprocess.Popen[str], dict[
                       f'token_file = "{token_file}"\n' + extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "logtallyd", "--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "",
-         "--control", "127.0.0.1:0"],
+         "--control", "127.0.0.1:0", *([] if "[http]" in extra else ["--http", "127.0.0.1:0"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

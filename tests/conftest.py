@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,6 +33,16 @@ def require_tool(tool: str, *fallbacks: str) -> str:
     return path
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a Prometheus exposition, parsed by prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = [s.value for family in text_string_to_metric_families(text) for s in family.samples
+             if s.name == name and s.labels == labels]
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
 def split_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
@@ -43,6 +54,16 @@ def with_token_file(config_text: str, token_file: Path) -> str:
     if "[control]" in config_text:
         return config_text.replace("[control]\n", f"[control]\n{line}\n", 1)
     return f"{config_text.rstrip()}\n[control]\n{line}\n"
+
+
+def ephemeral_http(config_text: str, args: list[str]) -> list[str]:
+    """`args` with `--http 127.0.0.1:0` unless they name the HTTP listener or the config sets it
+    to an ephemeral port or off: a fixed port (the shipped 127.0.0.1:5142) would make two test
+    daemons collide."""
+    found = re.search(r"^\[http\][^\[]*^listen\s*=\s*\"([^\"]*)\"", config_text, re.M)
+    if "--http" in args or (found and (found.group(1) == "" or found.group(1).endswith(":0"))):
+        return args
+    return [*args, "--http", "127.0.0.1:0"]
 
 
 class ServerProcess:
@@ -70,6 +91,7 @@ class ServerProcess:
         args = [sys.executable, "-m", "logtallyd", "--config", str(self.config_path)]
         if extra_args is None:
             extra_args = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        extra_args = ephemeral_http(config_text, extra_args)
         self.logs: list[dict[str, Any]] = []
         self.raw_output: list[str] = []
         self._cond = threading.Condition()

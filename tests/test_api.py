@@ -110,7 +110,7 @@ def test_health_readiness_and_metrics(daemon: ServerProcess) -> None:
     assert get(daemon, "/readyz") == (200, "application/json", {"ready": True})
     status, kind, text = get(daemon, "/metrics")
     assert (status, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
-    assert f"logtally_lines_received_total {len(BRUTE_FORCE)}\n" in text
+    assert f"logtally_lines_received_total {float(len(BRUTE_FORCE))}\n" in text
     assert get(daemon, "/nowhere") == (404, "application/json", {"error": "Not Found"})
     host, port = daemon.address("http")
     head = urllib.request.Request(f"http://{host}:{port}/metrics", method="HEAD")

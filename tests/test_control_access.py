@@ -22,7 +22,7 @@ def start_refused(tmp_path: Path, config: str, *args: str) -> subprocess.Complet
     path = tmp_path / "config.toml"
     path.write_text('[rejects]\npath = ""\n' + config)
     return subprocess.run(
-        [sys.executable, "-m", "logtallyd", "--config", str(path), "--tcp", "127.0.0.1:0", "--udp", "", *args],
+        [sys.executable, "-m", "logtallyd", "--config", str(path), "--tcp", "127.0.0.1:0", "--udp", "", "--http", "127.0.0.1:0", *args],
         capture_output=True, text=True, timeout=60, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 

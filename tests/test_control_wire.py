@@ -83,83 +83,211 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
         "uptime_s": LIVE,
         "rejects_file": {"written": 0, "dropped": 0},
         "history": {"rows_written": LIVE, "failed": 0},  # minute rows written to history.sqlite (timing)
+        "http_server": {"open": 0, "total": 0, "closed_by": {}, "responses_by_class": {}},  # on by default
     }
 
 
-# METRICS as the daemon wrote it; `<LIVE>` marks a figure that depends on timing.
+# METRICS as the daemon wrote it; `<LIVE>` marks a figure that depends on timing or on the install.
+# Every label value known up front is there at 0; the process and Python families follow the daemon's own.
 METRICS = (
-    "# HELP logtally_lines_received_total Log lines (frames) received.\n"
-    "# TYPE logtally_lines_received_total counter\nlogtally_lines_received_total 2\n"
-    "# HELP logtally_lines_parsed_total Log lines parsed and counted in the statistics.\n"
-    "# TYPE logtally_lines_parsed_total counter\nlogtally_lines_parsed_total 2\n"
-    "# HELP logtally_lines_rejected_total Log lines rejected, by reason.\n"
-    "# TYPE logtally_lines_rejected_total counter\n"
-    "# HELP logtally_lines_by_format_total Parsed log lines by detected format.\n"
-    "# TYPE logtally_lines_by_format_total counter\nlogtally_lines_by_format_total{format=\"rfc5424\"} 2\n"
-    "# HELP logtally_bytes_received_total Bytes received on ingest listeners.\n"
-    "# TYPE logtally_bytes_received_total counter\nlogtally_bytes_received_total 164\n"
-    "# HELP logtally_connections_open Ingest connections open now.\n"
-    "# TYPE logtally_connections_open gauge\nlogtally_connections_open <LIVE>\n"
-    "# HELP logtally_connections_total Ingest connections accepted.\n"
-    "# TYPE logtally_connections_total counter\nlogtally_connections_total 2\n"
-    "# HELP logtally_connections_handshaking Ingest TLS connections in their handshake now.\n"
-    "# TYPE logtally_connections_handshaking gauge\nlogtally_connections_handshaking 0\n"
-    "# HELP logtally_connections_refused_total Ingest connections closed before their first line, by reason.\n"
-    "# TYPE logtally_connections_refused_total counter\n"
-    "# HELP logtally_http_connections_closed_total HTTP connections closed without an answer to a whole request, by reason.\n"
-    "# TYPE logtally_http_connections_closed_total counter\n"
-    "# HELP logtally_batches_in_flight Batches handed to the worker pool and not yet merged.\n"
-    "# TYPE logtally_batches_in_flight gauge\nlogtally_batches_in_flight 0\n"
-    "# HELP logtally_buffered_bytes Bytes framed and waiting for a batch.\n"
-    "# TYPE logtally_buffered_bytes gauge\nlogtally_buffered_bytes 0\n"
-    "# HELP logtally_batch_seconds Time from batch dispatch to merged result.\n"
-    "# TYPE logtally_batch_seconds summary\nlogtally_batch_seconds_sum <LIVE>\nlogtally_batch_seconds_count <LIVE>\n"
-    "# HELP logtally_pool_workers Worker processes in the pool.\n"
-    "# TYPE logtally_pool_workers gauge\nlogtally_pool_workers 2\n"
-    "# HELP logtally_pool_busy_workers Worker processes running a task now.\n"
-    "# TYPE logtally_pool_busy_workers gauge\nlogtally_pool_busy_workers 0\n"
-    "# HELP logtally_subscribers Connected subscribers.\n"
-    "# TYPE logtally_subscribers gauge\nlogtally_subscribers 0\n"
-    "# HELP logtally_subscriber_messages_dropped_total Messages dropped to lagging subscribers.\n"
-    "# TYPE logtally_subscriber_messages_dropped_total counter\nlogtally_subscriber_messages_dropped_total 0\n"
-    "# HELP logtally_jobs Jobs by state.\n"
-    "# TYPE logtally_jobs gauge\n"
-    "# HELP logtally_udp_datagrams_total Datagrams read from UDP ingest sockets.\n"
-    "# TYPE logtally_udp_datagrams_total counter\nlogtally_udp_datagrams_total 0\n"
-    "# HELP logtally_udp_kernel_drops_total Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).\n"
-    "# TYPE logtally_udp_kernel_drops_total counter\nlogtally_udp_kernel_drops_total 0\n"
-    "# HELP logtally_periodic_job_failures_total Periodic jobs that raised, by job.\n"
-    "# TYPE logtally_periodic_job_failures_total counter\n"
-    "# HELP logtally_distinct_values Distinct values seen since start, by field (approximate: HLL estimate,"
-    " relative standard error 0.0162).\n"
-    "# TYPE logtally_distinct_values gauge\n"
-    'logtally_distinct_values{field="host"} 1\nlogtally_distinct_values{field="ip"} 0\n'
-    'logtally_distinct_values{field="path"} 0\nlogtally_distinct_values{field="service"} 1\n'
-    'logtally_distinct_values{field="unique_visitors"} 0\nlogtally_distinct_values{field="user_agent"} 0\n'
-    "# HELP logtally_top_approximate 1 when the since-start top-N counts of a field are approximate"
-    " (past the exact-count budget).\n"
-    "# TYPE logtally_top_approximate gauge\n"
-    'logtally_top_approximate{field="error"} 0\nlogtally_top_approximate{field="host"} 0\n'
-    'logtally_top_approximate{field="ip"} 0\nlogtally_top_approximate{field="path"} 0\n'
-    'logtally_top_approximate{field="service"} 0\nlogtally_top_approximate{field="suspicious_ip"} 0\n'
-    'logtally_top_approximate{field="user_agent"} 0\n'
-    "# HELP logtally_top_max_error How far a since-start top-N count of a field may be off: upper - lower"
-    " bound (0 = exact).\n"
-    "# TYPE logtally_top_max_error gauge\n"
-    'logtally_top_max_error{field="error"} 0\nlogtally_top_max_error{field="host"} 0\n'
-    'logtally_top_max_error{field="ip"} 0\nlogtally_top_max_error{field="path"} 0\n'
-    'logtally_top_max_error{field="service"} 0\nlogtally_top_max_error{field="suspicious_ip"} 0\n'
-    'logtally_top_max_error{field="user_agent"} 0\n'
-    "# HELP logtally_alert_notifications_total Alert notifications by route and outcome: sent, failed (after the last retry), dropped (queue full).\n"
-    "# TYPE logtally_alert_notifications_total counter\n"
-    "# HELP logtally_alert_retries_total Alert delivery tries after the first, by route.\n"
-    "# TYPE logtally_alert_retries_total counter\n"
-    "# HELP logtally_alert_queue Alert notifications waiting for delivery, by route.\n"
-    "# TYPE logtally_alert_queue gauge\n"
-    "# HELP logtally_alerts_active Alerts firing now, by route.\n"
-    "# TYPE logtally_alerts_active gauge\n"
-    "# HELP logtally_uptime_seconds Seconds since the daemon started.\n"
-    "# TYPE logtally_uptime_seconds gauge\nlogtally_uptime_seconds <LIVE>\n"
+    "# HELP logtally_build_info The daemon's version and runtime (always 1).\n"
+    '# TYPE logtally_build_info gauge\n'
+    'logtally_build_info{<LIVE>} 1.0\n'
+    '# HELP logtally_lines_received_total Log lines (frames) received.\n'
+    '# TYPE logtally_lines_received_total counter\n'
+    'logtally_lines_received_total 2.0\n'
+    '# HELP logtally_lines_parsed_total Log lines parsed and counted in the statistics.\n'
+    '# TYPE logtally_lines_parsed_total counter\n'
+    'logtally_lines_parsed_total 2.0\n'
+    '# HELP logtally_lines_rejected_total Log lines rejected, by reason.\n'
+    '# TYPE logtally_lines_rejected_total counter\n'
+    'logtally_lines_rejected_total{reason="bad_pri"} 0.0\n'
+    'logtally_lines_rejected_total{reason="empty"} 0.0\n'
+    'logtally_lines_rejected_total{reason="internal_error"} 0.0\n'
+    'logtally_lines_rejected_total{reason="invalid_access"} 0.0\n'
+    'logtally_lines_rejected_total{reason="invalid_app"} 0.0\n'
+    'logtally_lines_rejected_total{reason="invalid_json"} 0.0\n'
+    'logtally_lines_rejected_total{reason="invalid_rfc3164"} 0.0\n'
+    'logtally_lines_rejected_total{reason="invalid_rfc5424"} 0.0\n'
+    'logtally_lines_rejected_total{reason="oversize"} 0.0\n'
+    'logtally_lines_rejected_total{reason="rate_limited"} 0.0\n'
+    'logtally_lines_rejected_total{reason="truncated"} 0.0\n'
+    '# HELP logtally_lines_by_format_total Parsed log lines by detected format.\n'
+    '# TYPE logtally_lines_by_format_total counter\n'
+    'logtally_lines_by_format_total{format="access"} 0.0\n'
+    'logtally_lines_by_format_total{format="app"} 0.0\n'
+    'logtally_lines_by_format_total{format="json"} 0.0\n'
+    'logtally_lines_by_format_total{format="raw"} 0.0\n'
+    'logtally_lines_by_format_total{format="rfc3164"} 0.0\n'
+    'logtally_lines_by_format_total{format="rfc5424"} 2.0\n'
+    '# HELP logtally_lines_by_level_total Parsed log lines by level (OTHER: a level outside the syslog scale).\n'
+    '# TYPE logtally_lines_by_level_total counter\n'
+    'logtally_lines_by_level_total{level="ALERT"} 0.0\n'
+    'logtally_lines_by_level_total{level="CRIT"} 0.0\n'
+    'logtally_lines_by_level_total{level="DEBUG"} 0.0\n'
+    'logtally_lines_by_level_total{level="EMERG"} 0.0\n'
+    'logtally_lines_by_level_total{level="ERROR"} 2.0\n'
+    'logtally_lines_by_level_total{level="INFO"} 0.0\n'
+    'logtally_lines_by_level_total{level="NOTICE"} 0.0\n'
+    'logtally_lines_by_level_total{level="OTHER"} 0.0\n'
+    'logtally_lines_by_level_total{level="WARNING"} 0.0\n'
+    '# HELP logtally_lines_late_total Parsed lines older than the largest window when merged (in no window).\n'
+    '# TYPE logtally_lines_late_total counter\n'
+    'logtally_lines_late_total 0.0\n'
+    '# HELP logtally_lines_future_total Parsed lines stamped further ahead of the clock than stats.max_future_s.\n'
+    '# TYPE logtally_lines_future_total counter\n'
+    'logtally_lines_future_total 0.0\n'
+    '# HELP logtally_lines_restored Lines the since-start totals (STATS received) held when this process began listening: restored from the snapshot, replayed from the archive.\n'
+    '# TYPE logtally_lines_restored gauge\n'
+    'logtally_lines_restored 0.0\n'
+    '# HELP logtally_bytes_received_total Bytes received on ingest listeners.\n'
+    '# TYPE logtally_bytes_received_total counter\n'
+    'logtally_bytes_received_total 164.0\n'
+    '# HELP logtally_access_log_responses_total HTTP responses logged in parsed access-log lines, by status class.\n'
+    '# TYPE logtally_access_log_responses_total counter\n'
+    'logtally_access_log_responses_total{status_class="1xx"} 0.0\n'
+    'logtally_access_log_responses_total{status_class="2xx"} 0.0\n'
+    'logtally_access_log_responses_total{status_class="3xx"} 0.0\n'
+    'logtally_access_log_responses_total{status_class="4xx"} 0.0\n'
+    'logtally_access_log_responses_total{status_class="5xx"} 0.0\n'
+    'logtally_access_log_responses_total{status_class="invalid"} 0.0\n'
+    '# HELP logtally_anomaly_events_total Anomaly events found, by kind.\n'
+    '# TYPE logtally_anomaly_events_total counter\n'
+    'logtally_anomaly_events_total{kind="error_spike"} 0.0\n'
+    'logtally_anomaly_events_total{kind="new_template"} 0.0\n'
+    'logtally_anomaly_events_total{kind="pattern"} 0.0\n'
+    'logtally_anomaly_events_total{kind="resolved"} 0.0\n'
+    'logtally_anomaly_events_total{kind="sender_back"} 0.0\n'
+    'logtally_anomaly_events_total{kind="sender_flood"} 0.0\n'
+    'logtally_anomaly_events_total{kind="sender_silent"} 0.0\n'
+    'logtally_anomaly_events_total{kind="suspicious_ip"} 0.0\n'
+    'logtally_anomaly_events_total{kind="zscore"} 0.0\n'
+    '# HELP logtally_connections_open Ingest connections open now.\n'
+    '# TYPE logtally_connections_open gauge\n'
+    'logtally_connections_open <LIVE>\n'
+    '# HELP logtally_connections_total Ingest connections accepted.\n'
+    '# TYPE logtally_connections_total counter\n'
+    'logtally_connections_total 2.0\n'
+    '# HELP logtally_connections_handshaking Ingest TLS connections in their handshake now.\n'
+    '# TYPE logtally_connections_handshaking gauge\n'
+    'logtally_connections_handshaking 0.0\n'
+    '# HELP logtally_connections_refused_total Ingest connections closed before their first line, by reason.\n'
+    '# TYPE logtally_connections_refused_total counter\n'
+    'logtally_connections_refused_total{reason="client_not_allowed"} 0.0\n'
+    'logtally_connections_refused_total{reason="handshake_failed"} 0.0\n'
+    'logtally_connections_refused_total{reason="handshake_timeout"} 0.0\n'
+    'logtally_connections_refused_total{reason="max_connections"} 0.0\n'
+    'logtally_connections_refused_total{reason="max_connections_per_peer"} 0.0\n'
+    '# HELP logtally_connections_idle_closed_total Ingest connections closed for sending nothing within ingest.idle_timeout_s.\n'
+    '# TYPE logtally_connections_idle_closed_total counter\n'
+    'logtally_connections_idle_closed_total 0.0\n'
+    '# HELP logtally_http_connections_closed_total HTTP API connections closed without an answer to a whole request, by reason.\n'
+    '# TYPE logtally_http_connections_closed_total counter\n'
+    'logtally_http_connections_closed_total{reason="bad_request"} 0.0\n'
+    'logtally_http_connections_closed_total{reason="head_too_large"} 0.0\n'
+    'logtally_http_connections_closed_total{reason="idle_timeout"} 0.0\n'
+    'logtally_http_connections_closed_total{reason="max_connections"} 0.0\n'
+    '# HELP logtally_http_responses_total Responses the HTTP API sent, by status class.\n'
+    '# TYPE logtally_http_responses_total counter\n'
+    'logtally_http_responses_total{status_class="1xx"} 0.0\n'
+    'logtally_http_responses_total{status_class="2xx"} 0.0\n'
+    'logtally_http_responses_total{status_class="3xx"} 0.0\n'
+    'logtally_http_responses_total{status_class="4xx"} 0.0\n'
+    'logtally_http_responses_total{status_class="5xx"} 0.0\n'
+    '# HELP logtally_batches_in_flight Batches handed to the worker pool and not yet merged.\n'
+    '# TYPE logtally_batches_in_flight gauge\n'
+    'logtally_batches_in_flight 0.0\n'
+    '# HELP logtally_buffered_bytes Bytes framed and waiting for a batch.\n'
+    '# TYPE logtally_buffered_bytes gauge\n'
+    'logtally_buffered_bytes 0.0\n'
+    '# HELP logtally_batch_seconds Time from batch dispatch to merged result.\n'
+    '# TYPE logtally_batch_seconds summary\n'
+    'logtally_batch_seconds_count <LIVE>\n'
+    'logtally_batch_seconds_sum <LIVE>\n'
+    '# HELP logtally_pool_workers Worker processes in the pool.\n'
+    '# TYPE logtally_pool_workers gauge\n'
+    'logtally_pool_workers 2.0\n'
+    '# HELP logtally_pool_busy_workers Worker processes running a task now.\n'
+    '# TYPE logtally_pool_busy_workers gauge\n'
+    'logtally_pool_busy_workers 0.0\n'
+    '# HELP logtally_subscribers Connected subscribers.\n'
+    '# TYPE logtally_subscribers gauge\n'
+    'logtally_subscribers 0.0\n'
+    '# HELP logtally_subscriber_messages_dropped_total Messages dropped to lagging subscribers.\n'
+    '# TYPE logtally_subscriber_messages_dropped_total counter\n'
+    'logtally_subscriber_messages_dropped_total 0.0\n'
+    '# HELP logtally_jobs Prime jobs by state.\n'
+    '# TYPE logtally_jobs gauge\n'
+    'logtally_jobs{state="cancelled"} 0.0\n'
+    'logtally_jobs{state="done"} 0.0\n'
+    'logtally_jobs{state="failed"} 0.0\n'
+    'logtally_jobs{state="running"} 0.0\n'
+    '# HELP logtally_udp_datagrams_total Datagrams read from UDP ingest sockets.\n'
+    '# TYPE logtally_udp_datagrams_total counter\n'
+    'logtally_udp_datagrams_total 0.0\n'
+    '# HELP logtally_udp_kernel_drops_total Datagrams the kernel dropped on UDP ingest sockets (receive buffer full).\n'
+    '# TYPE logtally_udp_kernel_drops_total counter\n'
+    'logtally_udp_kernel_drops_total 0.0\n'
+    '# HELP logtally_periodic_job_failures_total Periodic jobs that raised, by job.\n'
+    '# TYPE logtally_periodic_job_failures_total counter\n'
+    '# HELP logtally_distinct_values Distinct values seen since start, by field (approximate: HLL estimate, relative standard error 0.0162).\n'
+    '# TYPE logtally_distinct_values gauge\n'
+    'logtally_distinct_values{field="host"} 1.0\n'
+    'logtally_distinct_values{field="ip"} 0.0\n'
+    'logtally_distinct_values{field="path"} 0.0\n'
+    'logtally_distinct_values{field="service"} 1.0\n'
+    'logtally_distinct_values{field="unique_visitors"} 0.0\n'
+    'logtally_distinct_values{field="user_agent"} 0.0\n'
+    '# HELP logtally_top_approximate 1 when the since-start top-N counts of a field are approximate (past the exact-count budget).\n'
+    '# TYPE logtally_top_approximate gauge\n'
+    'logtally_top_approximate{field="error"} 0.0\n'
+    'logtally_top_approximate{field="host"} 0.0\n'
+    'logtally_top_approximate{field="ip"} 0.0\n'
+    'logtally_top_approximate{field="path"} 0.0\n'
+    'logtally_top_approximate{field="service"} 0.0\n'
+    'logtally_top_approximate{field="suspicious_ip"} 0.0\n'
+    'logtally_top_approximate{field="user_agent"} 0.0\n'
+    '# HELP logtally_top_max_error How far a since-start top-N count of a field may be off: upper - lower bound (0 = exact).\n'
+    '# TYPE logtally_top_max_error gauge\n'
+    'logtally_top_max_error{field="error"} 0.0\n'
+    'logtally_top_max_error{field="host"} 0.0\n'
+    'logtally_top_max_error{field="ip"} 0.0\n'
+    'logtally_top_max_error{field="path"} 0.0\n'
+    'logtally_top_max_error{field="service"} 0.0\n'
+    'logtally_top_max_error{field="suspicious_ip"} 0.0\n'
+    'logtally_top_max_error{field="user_agent"} 0.0\n'
+    '# HELP logtally_alert_notifications_total Alert notifications by route and outcome: sent, failed (after the last retry), dropped (queue full).\n'
+    '# TYPE logtally_alert_notifications_total counter\n'
+    '# HELP logtally_alert_retries_total Alert delivery tries after the first, by route.\n'
+    '# TYPE logtally_alert_retries_total counter\n'
+    '# HELP logtally_alert_queue Alert notifications waiting for delivery, by route.\n'
+    '# TYPE logtally_alert_queue gauge\n'
+    '# HELP logtally_alerts_active Alerts firing now, by route.\n'
+    '# TYPE logtally_alerts_active gauge\n'
+    '# HELP logtally_uptime_seconds Seconds since the daemon started.\n'
+    '# TYPE logtally_uptime_seconds gauge\n'
+    'logtally_uptime_seconds <LIVE>\n'
+    '# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n'
+    '# TYPE process_virtual_memory_bytes gauge\n'
+    'process_virtual_memory_bytes <LIVE>\n'
+    '# HELP process_resident_memory_bytes Resident memory size in bytes.\n'
+    '# TYPE process_resident_memory_bytes gauge\n'
+    'process_resident_memory_bytes <LIVE>\n'
+    '# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n'
+    '# TYPE process_start_time_seconds gauge\n'
+    'process_start_time_seconds <LIVE>\n'
+    '# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n'
+    '# TYPE process_cpu_seconds_total counter\n'
+    'process_cpu_seconds_total <LIVE>\n'
+    '# HELP process_open_fds Number of open file descriptors.\n'
+    '# TYPE process_open_fds gauge\n'
+    'process_open_fds <LIVE>\n'
+    '# HELP process_max_fds Maximum number of open file descriptors.\n'
+    '# TYPE process_max_fds gauge\n'
+    'process_max_fds <LIVE>\n'
+    '# HELP python_info Python platform information\n'
+    '# TYPE python_info gauge\n'
+    'python_info{<LIVE>} 1.0\n'
 )
 
 # `<*>`: what TOP answers in the README, byte for byte.

@@ -46,7 +46,8 @@ def test_a_head_past_the_limit_in_one_read_is_refused(start_server) -> None:
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n") and answer.endswith(b"request head too large\n")
     assert get_metrics(server) == 200
-    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 2, "closed_by": {"head_too_large": 1}}
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 2, "closed_by": {"head_too_large": 1},
+                                                              "responses_by_class": {"2xx": 1, "4xx": 1}}
 
 
 def test_a_head_exactly_at_the_limit_is_answered(start_server) -> None:
@@ -71,7 +72,8 @@ def test_bytes_that_are_no_request_are_answered_400_and_counted(start_server) ->
             while chunk := sock.recv(1 << 16):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 2, "closed_by": {"bad_request": 2}}
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 2, "closed_by": {"bad_request": 2},
+                                                              "responses_by_class": {"4xx": 2}}
     assert get_metrics(server) == 200
     assert not [e for e in server.logs if e.get("logger", "").startswith("uvicorn") or "Invalid HTTP" in e["event"]]
 
@@ -81,7 +83,8 @@ def test_an_idle_connection_is_closed(start_server) -> None:
     with socket.create_connection(server.address("http"), timeout=30) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the blank line
         assert closed_by_daemon(sock)
-    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 1, "closed_by": {"idle_timeout": 1}}
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 1, "closed_by": {"idle_timeout": 1},
+                                                          "responses_by_class": {}}
     assert get_metrics(server) == 200
 
 
@@ -95,7 +98,8 @@ def test_a_kept_alive_connection_trickling_its_next_head_is_closed(start_server)
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")  # and kept alive: no close after it
         sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # the next head, never finished
         assert closed_by_daemon(sock)
-    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 1, "closed_by": {"idle_timeout": 1}}
+    assert wait_http(server, lambda f: f["open"] == 0) == {"open": 0, "total": 1, "closed_by": {"idle_timeout": 1},
+                                                          "responses_by_class": {"2xx": 1}}
 
 
 def test_connections_past_the_cap_are_closed_at_once(start_server) -> None:
@@ -104,7 +108,8 @@ def test_connections_past_the_cap_are_closed_at_once(start_server) -> None:
     wait_http(server, lambda f: f["open"] == 2)
     with socket.create_connection(server.address("http"), timeout=30) as third:
         assert closed_by_daemon(third)
-    assert wait_http(server, lambda f: f["closed_by"]) == {"open": 2, "total": 2, "closed_by": {"max_connections": 1}}
+    assert wait_http(server, lambda f: f["closed_by"]) == {"open": 2, "total": 2, "closed_by": {"max_connections": 1},
+                                                        "responses_by_class": {}}
     for sock in held:
         sock.close()
     wait_http(server, lambda f: f["open"] == 0)
@@ -124,7 +129,7 @@ def test_idle_scrapers_at_a_low_descriptor_limit_leave_ingest_alone(start_server
     idle = [socket.create_connection(server.address("http"), timeout=30) for _ in range(150)]
     try:
         figures = wait_http(server, lambda f: f["open"] + f["closed_by"].get("max_connections", 0) == 150)
-        assert figures == {"open": 64, "total": 64, "closed_by": {"max_connections": 86}}
+        assert figures == {"open": 64, "total": 64, "closed_by": {"max_connections": 86}, "responses_by_class": {}}
         send_tcp(server.address("tcp"), b"one line that must be counted\n")
         assert server.wait_received(1)["received"] == 1
     finally:

@@ -76,6 +76,7 @@ class Server:
         if limit < needed:
             log.warning("fd_limit_low", limit=limit, needed=needed,
                         hint="raise LimitNOFILE or lower ingest/control/http max_connections")
+        parts.begin_counting()  # the replayed lines were the previous process's to count
         await self.endpoints.open_all(self.config, inherited or [])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)

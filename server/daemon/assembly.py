@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import msgspec
 import structlog
+from prometheus_client import CollectorRegistry
 
 from logtallyd.alerts.deliver import AlertService
 from logtallyd.daemon.config import Config
@@ -33,9 +34,10 @@ from logtallyd.primes.jobs import JobManager
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.http import HttpConnections
-from logtallyd.publish.metrics import MetricFigures, render_metrics
+from logtallyd.publish.metrics import MetricFigures, daemon_registry, exposition
 from logtallyd.publish.pubsub import Hub
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
+from logtallyd.stats.lifetime import Totals, totals_of
 from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
@@ -66,6 +68,9 @@ class Parts:
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
     history: History | None = None  # per-minute trends in SQLite; None when off
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
+    # The totals when this process began listening: the Prometheus counters count from there.
+    baseline: Totals = field(default_factory=Totals)
+    registry: CollectorRegistry | None = None  # this daemon's metrics (`METRICS`, `/metrics`)
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -91,20 +96,37 @@ class Parts:
             report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
 
+    def totals(self) -> Totals:
+        return totals_of(self.stats, self.driver.engine.counters)
+
+    def begin_counting(self) -> None:
+        """From now on the counters count: called once, as the listeners open (after the archive
+        replay, whose lines the previous process took in)."""
+        self.baseline = self.totals()
+
     def metrics_figures(self) -> MetricFigures:
         totals = self.stats.report("all", self.clock())
+        counted = self.totals().since(self.baseline)
         connections, pipeline, hub = self.connections.figures(), self.pipeline.figures(), self.hub.figures()
         return MetricFigures(
-            lines_received=totals["received"],
-            lines_parsed=totals["parsed"],
-            lines_rejected=dict(totals["rejected"]),
-            lines_by_format=dict(totals["by_format"]),
-            bytes_received=totals["bytes"],
+            lines_received=counted.received,
+            lines_parsed=counted.parsed,
+            lines_rejected=counted.rejected,
+            lines_by_format=counted.by_format,
+            lines_by_level=counted.by_level,
+            lines_late=counted.late,
+            lines_future=counted.future,
+            lines_restored=self.baseline.received,
+            bytes_received=counted.bytes,
+            access_log_responses=counted.by_status_class,
+            anomaly_events=counted.events,
             connections_open=connections.open,
             connections_total=connections.total,
             connections_handshaking=connections.handshaking,
             connections_refused=connections.refused_by,
+            connections_idle_closed=connections.idle_closed,
             http_connections_closed=self.http_connections.closed_by,
+            http_responses=self.http_connections.responses_by_class,
             batches_in_flight=pipeline.in_flight + pipeline.queued_batches,
             buffered_bytes=pipeline.buffered_bytes,
             batch_seconds_sum=self.pipeline.batch_seconds_sum,
@@ -126,8 +148,14 @@ class Parts:
             uptime_s=self.uptime_s(),
         )
 
+    def metrics(self, accept: str = "") -> tuple[bytes, str]:
+        """The scrape body and content type for an `Accept` header (`/metrics`)."""
+        assert self.registry is not None
+        return exposition(self.registry, accept)
+
     def metrics_text(self) -> str:
-        return render_metrics(self.metrics_figures())
+        """METRICS: the same registry in the text format 0.0.4."""
+        return self.metrics()[0].decode()
 
     def alerts_report(self) -> dict[str, Any]:
         """ALERTS: the alerts firing now, and each route's counts."""
@@ -241,4 +269,6 @@ def build(config: Config) -> Parts:
         restored_archive=restored.archive if restored else None,
         http_connections=HttpConnections(config.http), alerts=alerts, history=history,
     )
+    parts.baseline = parts.totals()
+    parts.registry = daemon_registry(parts.metrics_figures)
     return parts

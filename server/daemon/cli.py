@@ -13,7 +13,7 @@ from logtallyd.daemon.shipped import UNITS, shipped_text
 log = structlog.get_logger()
 
 USAGE = """\
-logtallyd [--config FILE] [--tcp HOST:PORT] [--udp HOST:PORT] [--control HOST:PORT]   run the daemon
+logtallyd [--config FILE] [--tcp HOST:PORT] [--udp HOST:PORT] [--control HOST:PORT] [--http HOST:PORT]   run the daemon
 logtallyd --print-config | --print-unit UNIT   the shipped default config, a shipped systemd unit
 logtallyd parse [--format F] [--group-lines N]  read lines on stdin, print how each one is parsed (JSON)
 logtallyd analyze PATH... [--json] [--workers N] [--events]   statistics for files, .gz and directories
@@ -60,6 +60,8 @@ def run_daemon(argv: list[str]) -> int:
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral); off loopback it needs "
                                           "[control] token_file")
+    parser.add_argument("--http", help="HTTP API HOST:PORT (port 0 = ephemeral, '' = off); off loopback it needs "
+                                       "[http] token_file")
     parser.add_argument("--print-config", action="store_true",
                         help="print the shipped, commented default config.toml and exit")
     parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
@@ -69,7 +71,7 @@ def run_daemon(argv: list[str]) -> int:
         sys.stdout.write(shipped_text(args.print_unit or "config.toml"))
         return 0
     try:
-        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control)
+        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control, args.http)
         from logtallyd.daemon.tokenfile import load_token
 
         load_token(config.control)  # an unusable token file stops the start here, with its key named
@@ -83,7 +85,7 @@ def run_daemon(argv: list[str]) -> int:
 
     from logtallyd.daemon.app import serve
 
-    pinned = {name for name in ("tcp", "udp", "control") if getattr(args, name) is not None}
+    pinned = {name for name in ("tcp", "udp", "control", "http") if getattr(args, name) is not None}
     try:
         return uvloop.run(serve(config, args.config, pinned))
     except OSError as exc:  # e.g. the port is taken
@@ -100,9 +102,10 @@ def _version() -> str:
         return "0+unknown"
 
 
-def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None) -> Config:
+def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None,
+                    http: str | None = None) -> Config:
     """Command-line listen addresses win over the file."""
-    for value in (tcp, udp, control):
+    for value in (tcp, udp, control, http):
         if value:
             try:
                 split_address(value)
@@ -116,6 +119,8 @@ def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: s
     config = msgspec.structs.replace(config, ingest=ingest)
     if control is not None:
         config = msgspec.structs.replace(config, control=msgspec.structs.replace(config.control, listen=control))
+    if http is not None:
+        config = msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, listen=http))
     problem = check_config(config)  # again: `--control 0.0.0.0:5141` must meet the same checks as the file
     if problem:
         raise ConfigError(problem)

@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from logtallyd.publish.access import Access
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.dashboard import ASSETS, asset, live_page
-from logtallyd.publish.metrics import CONTENT_TYPE
 from logtallyd.publish.protocol import (
     Alerts, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
 )
@@ -76,11 +75,12 @@ class BearerGate:
         await self.app(scope, receive, send)
 
 
-def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], ready: Callable[[], bool],
+def build_api(commands: Commands, hub: Hub, metrics: Callable[[str], tuple[bytes, str]], ready: Callable[[], bool],
               token: str | None = None, on_tail_change: Callable[[], None] = lambda: None) -> FastAPI:
-    """The ASGI app; `ready()` says whether the listeners are open and the worker pool warm,
-    `token` (when set) is the bearer token every path but the open ones needs, and
-    `on_tail_change()` tells the workers a `tail` stream came (its leaving goes through the hub)."""
+    """The ASGI app; `metrics(accept)` is the scrape body and its content type, `ready()` says
+    whether the listeners are open and the worker pool warm, `token` (when set) is the bearer
+    token every path but the open ones needs, and `on_tail_change()` tells the workers a `tail`
+    stream came (its leaving goes through the hub)."""
     # A request that passed the bearer token holds what AUTH grants on the control port (the
     # `tail` topic); without a token configured, HTTP is anonymous, as a TCP control client is.
     access: Access = "token" if token is not None else "anonymous"
@@ -119,9 +119,10 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
             raise BadParameter("window", f"unknown window {window!r}; windows: {', '.join(commands.limits.windows)}")
         return window
 
-    @app.get("/metrics", summary="Prometheus text exposition (the METRICS command's text)")
-    async def metrics() -> Response:
-        return Response(metrics_text(), media_type=CONTENT_TYPE)
+    @app.get("/metrics", summary="Prometheus exposition (the METRICS command's; OpenMetrics when Accept asks for it)")
+    async def scrape(request: Request) -> Response:
+        body, content_type = metrics(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
 
     @app.get("/healthz", summary="The process is up and its event loop answers")
     async def healthz() -> Response:
@@ -133,7 +134,7 @@ def build_api(commands: Commands, hub: Hub, metrics_text: Callable[[], str], rea
 
     # HEAD as well for the probes (the old /metrics server answered it); out of the schema, where
     # a second operation of the same handler would repeat its operation id.
-    for path, probe in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
+    for path, probe in (("/metrics", scrape), ("/healthz", healthz), ("/readyz", readyz)):
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     # The dashboard: a page for people, out of the API's schema; its files are read once.

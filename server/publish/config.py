@@ -40,7 +40,7 @@ class ControlConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    listen: str = ""  # e.g. "127.0.0.1:9514"; "" = off
+    listen: str = "127.0.0.1:5142"  # "" = off; off loopback it needs `token_file` (or allow_unauthenticated)
     # A request head longer than this is answered 400; 256 bytes hold any `GET /metrics` a
     # scraper sends (RFC 9112 §2.3 leaves the limit to the server).
     max_head_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 << 20)] = 8192

@@ -17,7 +17,8 @@ from uvicorn.server import ServerState
 
 from logtallyd.publish.config import HttpConfig
 
-__all__ = ["HttpCloseReason", "HttpConfig", "HttpConnections", "HttpFigures", "BoundedH11", "serve_http"]
+__all__ = ["HttpCloseReason", "HttpConfig", "HttpConnections", "HttpFigures", "BoundedH11", "counting_responses",
+           "serve_http"]
 
 # Why a connection was closed without an answer to a whole request: keys of `closed_by`.
 HttpCloseReason = Literal[
@@ -29,11 +30,13 @@ HttpCloseReason = Literal[
 
 
 class HttpFigures(msgspec.Struct):
-    """STATS `http_server` (present while `[http] listen` is set)."""
+    """STATS `http_server` (present while `[http] listen` is set); `responses_by_class` counts the
+    responses sent ("2xx", "4xx", ...), the 400s to bytes that were no request included."""
 
     open: int
     total: int
     closed_by: dict[str, int]
+    responses_by_class: dict[str, int]
 
 
 class HttpConnections:
@@ -44,6 +47,7 @@ class HttpConnections:
         self.open: set[BoundedH11] = set()
         self.total = 0
         self.closed_by: dict[str, int] = {}
+        self.responses_by_class: dict[str, int] = {}
         self.states: list[ServerState] = []  # one per listener served: its running ASGI tasks
 
     async def close(self, grace_s: float) -> None:
@@ -62,10 +66,15 @@ class HttpConnections:
         self.config = config
 
     def figures(self) -> HttpFigures:
-        return HttpFigures(len(self.open), self.total, dict(self.closed_by))
+        return HttpFigures(len(self.open), self.total, dict(self.closed_by),
+                           dict(sorted(self.responses_by_class.items())))
 
     def closed(self, reason: HttpCloseReason) -> None:
         self.closed_by[reason] = self.closed_by.get(reason, 0) + 1
+
+    def responded(self, status: int) -> None:
+        key = f"{status // 100}xx"
+        self.responses_by_class[key] = self.responses_by_class.get(key, 0) + 1
 
 
 class BoundedH11(H11Protocol):
@@ -131,6 +140,7 @@ class BoundedH11(H11Protocol):
         # uvicorn calls this when h11 refuses the bytes; counted here, and its per-request warning
         # is off (see serve_http) so a flood of garbage cannot flood the log.
         self.pool.closed("bad_request")
+        self.pool.responded(400)
         super().send_400_response(msg)
 
     def timeout_keep_alive_handler(self) -> None:
@@ -156,6 +166,7 @@ class BoundedH11(H11Protocol):
     def _refuse(self, body: bytes) -> None:
         """400 with a length (h11 would chunk a body whose request it has not read) and close."""
         self._disarm_head_deadline()
+        self.pool.responded(400)
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
         events = (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
@@ -164,12 +175,30 @@ class BoundedH11(H11Protocol):
         self.transport.close()
 
 
+def counting_responses(app: Any, connections: HttpConnections) -> Any:
+    """ASGI middleware: each response's status class counted as it starts (an SSE stream when it opens)."""
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                connections.responded(message["status"])
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    return counted
+
+
 async def serve_http(app: Any, connections: HttpConnections, sock: socket.socket) -> asyncio.AbstractServer:
     """Serve `app` on the listening `sock` from the running loop. uvicorn's `Server` is not used:
     it owns signals and a shutdown sequence, which are the daemon's; only its protocol is."""
     limits = connections.config
     config = UvicornConfig(
-        app, http=BoundedH11, ws="none", lifespan="off", log_config=None, access_log=False,
+        counting_responses(app, connections), http=BoundedH11, ws="none", lifespan="off", log_config=None, access_log=False,
         proxy_headers=False, server_header=False, date_header=False,
         # A backstop behind BoundedH11's own check; h11 answers 400 to a head past it too.
         h11_max_incomplete_event_size=limits.max_head_bytes + 4,
