@@ -197,5 +197,7 @@ def test_a_burst_far_above_a_senders_baseline_is_a_sender_flood(start_server) ->
         sock.sendall(b"burst line\n" * 400)
         flood = server.wait_log("anomaly", timeout=30,
                                 where=lambda e: e.get("type") == "sender_flood" and e.get("key") == "127.0.0.7")
-    assert flood["lines"] >= 200 and flood["factor"] >= 5.0 and 1.0 <= flood["baseline"] <= 3.0
+    # The baseline is lines per arrival second: on a loaded box a late wake-up can put two of the
+    # 2-line sends in one second, so up to 4 (never near the burst's 400).
+    assert flood["lines"] >= 200 and flood["factor"] >= 5.0 and 1.0 <= flood["baseline"] <= 4.0
     assert [e["type"] for e in server.command("EVENTS 100")["events"]].count("sender_flood") == 1
