@@ -118,15 +118,70 @@ def test_a_lane_gives_the_plain_sieves_answers(step: int) -> None:
     assert lane not in sieve._lanes  # the worker let go of the lane's state
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(0, 10**13), st.integers(1, 200_000), st.sampled_from([512, 4096, 1 << 14]))
-def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: int) -> None:
-    hi = lo + width
+def lane_total(lo: int, hi: int, segment_bytes: int, cell_bytes: int, lane: str) -> sieve.SegmentStats:
+    """A lane over [lo, hi] in segments of `segment_bytes`, its buckets in cells of `cell_bytes`."""
     merged = None
-    for a, b in sieve.segments(lo, hi, segment_bytes):
-        r = sieve.lane_stats(a, b, hi, "prop")
+    segs = list(sieve.segments(lo, hi, segment_bytes))
+    for i, (a, b) in enumerate(segs):
+        r = sieve.lane_stats(a, b, hi, lane, i == len(segs) - 1, cell_bytes)
         merged = r if merged is None else sieve.merge(merged, r)
+    assert merged is not None
+    return merged
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**13), st.integers(1, 200_000), st.sampled_from([512, 4096, 1 << 14]),
+       st.booleans())
+def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: int, cells: bool) -> None:
+    # cells: the buckets' cells are the segments (as in a job), else several segments share one
+    hi = lo + width
+    merged = lane_total(lo, hi, segment_bytes, segment_bytes if cells else sieve.SEGMENT_BYTES, "prop")
     assert merged == sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+
+
+@pytest.mark.parametrize(("lo", "hi"), [
+    (0, 1), (1, 2), (2, 3), (3, 5), (4, 8), (5, 7), (6, 6), (0, 40), (7, 7), (29, 31), (30, 30),
+    (31, 37), (1, 210), (209, 211), (2, 10**5),
+])
+@pytest.mark.parametrize("segment_bytes", [512, 8 * 70])
+def test_a_lane_across_the_small_primes_and_wheel_edges(lo: int, hi: int, segment_bytes: int) -> None:
+    # 8 * 70 bytes: cells of 70 columns, not a power of two (a reciprocal finds a prime's next cell)
+    assert lane_total(lo, hi, segment_bytes, segment_bytes, "edges") == sieve.stats_of(
+        reference_primes(lo, hi), lo, hi)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 7, 29, 30, 31])
+def test_a_lane_whose_range_is_off_the_wheel_and_cells(offset: int) -> None:
+    # starts and ends inside a column and inside a cell; the bucketed primes (1e6 .. 1.4e6)
+    # jump over many 512-byte cells, so most of them wait several cells in their bucket
+    lo, hi = 2 * 10**12 + offset, 2 * 10**12 + 3 * 10**6 + 2 * offset + 1
+    whole = sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+    assert lane_total(lo, hi, 512, 512, f"off/{offset}") == whole
+    assert lane_total(lo, hi, 4096, 4096, f"off/{offset}") == whole
+
+
+def test_a_segment_across_cells_gives_the_same_answer_without_buckets() -> None:
+    lo, hi = 10**12, 10**12 + 100_000  # 3334 columns: spans several 512-byte cells
+    base = sieve.base_primes(hi)
+    sieve.lane_stats(lo - 30 * 64, lo - 1, hi, "across", False, 512)
+    assert sieve.lane_stats(lo, hi, hi, "across", False, 512) == sieve.segment_stats(lo, hi, base)
+    assert "across" not in sieve._lanes  # no buckets were kept for it
+
+
+@pytest.mark.slow
+def test_a_lane_at_the_largest_value_against_primesieve() -> None:
+    # max_value 1e16: 5.76 M sieving primes up to 1e8; in cells of 16,384 columns most of them wait
+    # thousands of cells; the range ends at the largest value a job takes
+    exe = require_tool("primesieve")
+    hi = 10**16
+    lo = hi - 3 * 10**7 - 11
+    merged = lane_total(lo, hi, 1 << 17, 1 << 17, "1e16")
+    out = subprocess.run([exe, str(lo), str(hi), "--count", "--quiet"], capture_output=True, text=True,
+                         check=True).stdout
+    assert merged.count == int(out.split()[-1])
+    last = subprocess.run([exe, str(hi - 1000), str(hi), "--print"], capture_output=True, text=True,
+                          check=True).stdout.split()[-1]
+    assert merged.last == int(last)
 
 
 def test_sieving_primes_above_the_numpy_sieve_match_it() -> None:

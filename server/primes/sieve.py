@@ -144,25 +144,31 @@ def _kernels() -> types.ModuleType:
     return kernels
 
 
-def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None) -> tuple[int, np.ndarray]:
+def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
+            segment_bytes: int = SEGMENT_BYTES) -> tuple[int, np.ndarray]:
     """Sieve [lo, hi] (7 <= lo <= hi) as packed columns, numbers outside cleared; (c0, columns).
 
-    With `lane`, the large primes continue from where this worker left them at the end of the
-    lane's previous segment (see `lane_stats`).
+    With `lane`, the large primes come from this worker's buckets for the lane, where the lane's
+    previous segment left them (see `lane_stats`); the buckets' cells are `segment_bytes` wide.
     """
     c0, c1 = lo // 30, hi // 30
     columns = c1 - c0 + 1
     P = np.frombuffer(base, dtype=np.uint32) if isinstance(base, bytes) else base
     kernels = _kernels()
+    cols = max(1, segment_bytes // 8)
+    if lane is not None and c0 // cols != c1 // cols:  # not one cell: no buckets for it
+        _lanes.pop(lane, None)
+        lane = None
     n = int(np.searchsorted(P, kernels.LARGE)) if lane is not None else P.size
     buf = kernels.sieve_segment(c0, columns, P[:n], _pattern(0, columns), math.prod(_GROUPS[0]),
                                 _pattern(1, columns), math.prod(_GROUPS[1]))
     if lane is not None:
         state = _lanes.pop(lane, None)
-        if state is None or state[0] != c0:  # first segment here, or the lane's previous one ran elsewhere
-            state = (c0, *kernels.start_large(P, n, c0))
-        kernels.cross_large(buf, c0, P, n, state[1], state[2])
-        _lanes[lane] = (c1 + 1, state[1], state[2])
+        if state is None or state[0] != c0 or state[1] != cols:
+            # first segment here, or the lane's previous one ran elsewhere
+            state = (c0, cols, kernels.start_large(P, n, c0, cols))
+        kernels.cross_large(buf, c0, P, *state[2])
+        _lanes[lane] = (c1 + 1, cols, state[2])
         while len(_lanes) > LANES_KEPT:
             _lanes.popitem(last=False)
     if c0 <= PRESIEVE[-1] // 30:  # the pre-sieve crossed 7..31 off and kept 1
@@ -179,12 +185,12 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None)
     return c0, buf
 
 
-# A lane's large primes, per worker: lane -> (next column, their next multiples' columns, wheel
-# indices), 9 bytes per prime (17.6 MB for the 1.95 M primes below sqrt(1e15)). Two lanes run at
-# a time; a worker keeps both, so a lane that moved to the other worker and back resumes. A
-# lane's last segment drops its state; the state of a run cut short by a split stays until
-# pushed out.
-_lanes: collections.OrderedDict[str, tuple[int, np.ndarray, np.ndarray]] = collections.OrderedDict()
+# A lane's large primes, per worker: lane -> (next column, cell width, buckets), 8 bytes per
+# prime plus a chunk per bucket (15.6 MB for the 1.95 M primes below sqrt(1e15)). Two lanes
+# run at a time; a worker keeps both, so a lane that moved to the other worker and back
+# resumes. A lane's last segment drops its state; the state of a run cut short by a split stays
+# until pushed out.
+_lanes: collections.OrderedDict[str, tuple[int, int, tuple[np.ndarray, ...]]] = collections.OrderedDict()
 LANES_KEPT = 2
 
 
@@ -201,7 +207,8 @@ def _primes_to(root: int) -> np.ndarray:
     return primes.astype(np.uint32)
 
 
-def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False) -> SegmentStats:
+def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False,
+               segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
     """`segment_stats` of one segment of a lane: consecutive segments of a job up to `top`, in order.
 
     A worker keeps the lane's large primes where they stopped, so when the next segment of the
@@ -210,18 +217,19 @@ def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False) -> Seg
     computes them afresh; the result is the same either way. After the lane's `last` segment
     the worker drops them.
     """
-    stats = segment_stats(lo, hi, sieving_primes(top), lane)
+    stats = segment_stats(lo, hi, sieving_primes(top), lane, segment_bytes)
     if last:
         _lanes.pop(lane, None)
     return stats
 
 
-def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None) -> SegmentStats:
+def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
+                  segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
     """Count primes in [lo, hi] with first/last, largest gap and twin pairs (a worker task)."""
     small = [p for p in SMALL if lo <= p <= hi]
     if hi < 7:
         return stats_of(small, lo, hi)
-    c0, buf = _sieved(max(lo, 7), hi, base, lane)
+    c0, buf = _sieved(max(lo, 7), hi, base, lane, segment_bytes)
     count, first, last, gap, after, twins = _kernels().stats(buf, c0)
     if count == 0:
         res = SegmentStats(lo, hi, 0, None, None, 0, None, 0)
