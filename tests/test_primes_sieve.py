@@ -102,19 +102,21 @@ def test_large_numbers_against_reference_list() -> None:
     assert sieve.segment_stats(lo, hi, base) == sieve.stats_of(expected, lo, hi)
 
 
-@pytest.mark.parametrize("step", [1, 2])
-def test_a_lane_gives_the_plain_sieves_answers(step: int) -> None:
+@pytest.mark.parametrize("step", [1, 2, 3, sieve.CATCH_UP + 1, sieve.CATCH_UP + 2])
+@pytest.mark.parametrize("cell_bytes", [1 << 14, sieve.SEGMENT_BYTES])
+def test_a_lane_gives_the_plain_sieves_answers(step: int, cell_bytes: int) -> None:
     # Small segments near 1e12: the lane's large primes (>= kernels.LARGE, up to 1e6) hit some
-    # segments several times and skip others. step 2: the lane's previous segment "ran
-    # elsewhere", so each segment starts its large primes afresh.
+    # segments several times and skip others. step > 1: the lane's segments between these "ran
+    # elsewhere", so the buckets catch up over step - 1 segments, or start afresh past CATCH_UP
+    # cells. Cells of SEGMENT_BYTES hold many segments each.
     lo, hi = 10**12 - 1_000_003, 10**12 + 2_000_000
     base = sieve.base_primes(hi)
     lane = f"test/{step}"
     segs = list(sieve.segments(lo, hi, 1 << 14))[::step]
     for a, b in segs[:-1]:
-        assert sieve.lane_stats(a, b, hi, lane) == sieve.segment_stats(a, b, base)
+        assert sieve.lane_stats(a, b, hi, lane, False, cell_bytes) == sieve.segment_stats(a, b, base)
     assert sieve._lanes[lane][0] > 0 and len(sieve._lanes) <= sieve.LANES_KEPT
-    assert sieve.lane_stats(*segs[-1], hi, lane, last=True) == sieve.segment_stats(*segs[-1], base)
+    assert sieve.lane_stats(*segs[-1], hi, lane, True, cell_bytes) == sieve.segment_stats(*segs[-1], base)
     assert lane not in sieve._lanes  # the worker let go of the lane's state
 
 
