@@ -217,3 +217,20 @@ def test_a_lane_near_1e15_against_primesieve() -> None:
     first = subprocess.run([exe, str(lo), str(lo + 1000), "--print"], capture_output=True, text=True,
                            check=True).stdout.split()[0]
     assert merged.first == int(first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0, 0, 0, 1, 2, 0x80, 0x81, 0x0C, 0x30, 0xFF]), min_size=1, max_size=90),
+       st.integers(0, 7), st.integers(0, 10**9))
+def test_stats_of_packed_columns_against_their_numbers(cols: list[int], skip: int, c0: int) -> None:
+    # zero words, words with one nonzero byte, odd tails, a first nonzero byte at any offset:
+    # the word-at-a-time gap search must find what a walk over the numbers finds
+    buf = np.zeros(skip + len(cols), np.uint8)
+    buf[skip:] = cols
+    kernels = sieve._kernels()
+    numbers = kernels.primes_of(buf, c0).tolist()
+    count, first, last, gap, after, twins = kernels.stats(buf, c0)
+    ref = sieve.stats_of(numbers, 0, 0)
+    assert (count, twins, gap) == (ref.count, ref.twins, ref.gap)
+    if numbers:
+        assert (first, last, after if after >= 0 else None) == (ref.first, ref.last, ref.gap_after)

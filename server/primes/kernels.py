@@ -52,6 +52,9 @@ def _byte_tables() -> tuple[np.ndarray, ...]:
 
 
 _POP, _LOW, _HIGH, _TWIN, _GAP, _GAP_AT = _byte_tables()
+# per 8-bit mask: the largest distance between two consecutive set bits (0 for fewer than two)
+_MAXD = np.array([max((b - a for a, b in itertools.pairwise([k for k in range(8) if m >> k & 1])), default=0)
+                  for m in range(256)], dtype=np.int64)
 
 
 def _jit(fn):
@@ -269,6 +272,16 @@ def _popcount(x):  # pragma: no cover - compiled
 
 
 @_jit
+def _nonzero_bytes(x):  # pragma: no cover - compiled
+    """Bit j set for each nonzero byte j of the word x."""
+    x |= x >> np.uint64(4)
+    x |= x >> np.uint64(2)
+    x |= x >> np.uint64(1)
+    x &= np.uint64(0x0101010101010101)
+    return np.int64((x * np.uint64(0x0102040810204080)) >> np.uint64(56))
+
+
+@_jit
 def stats(buf, c0):  # pragma: no cover - compiled
     """(count, first, last, gap, gap_after, twins) of the set bits; -1 for none / no gap."""
     n = buf.size
@@ -305,31 +318,52 @@ def stats(buf, c0):  # pragma: no cover - compiled
     first = 30 * (c0 + i0) + WHEEL[_LOW[buf[i0]]]
     gap = _GAP[buf[i0]]
     after = 30 * (c0 + i0) + _GAP_AT[buf[i0]] if gap else -1
-    # Two branch-free passes (a data-dependent branch per byte costs more than the rest):
-    # the longest distance d between nonzero bytes, then a close look only at distances >= d - 1,
-    # since the best gap is >= 30*d - 28 and a distance e spans at most 30*e + 28.
-    prev_i = i0
+    # Two passes: the longest distance d between nonzero bytes, then a close look only at
+    # distances >= d - 1, since the best gap is >= 30*d - 28 and a distance e spans at most
+    # 30*e + 28. Both go a word at a time through the mask of its nonzero bytes (a branch per
+    # byte costs more than the rest of the stats); a word with no nonzero byte is rare.
     longest = 0
-    for i in range(i0 + 1, n):
+    prev_i = i0
+    for i in range(i0 + 1, min(n, (i0 + 8) & ~7)):
+        nz = buf[i] != 0
+        longest = max(longest, (i - prev_i) * nz)
+        prev_i = i if nz else prev_i
+    for w in range((i0 + 8) >> 3, nw):
+        m = _nonzero_bytes(words[w])
+        if m:
+            longest = max(longest, 8 * w + _LOW[m] - prev_i, _MAXD[m])
+            prev_i = 8 * w + _HIGH[m]
+    for i in range(max(8 * nw, min(n, (i0 + 8) & ~7)), n):
         nz = buf[i] != 0
         longest = max(longest, (i - prev_i) * nz)
         prev_i = i if nz else prev_i
     near = longest - 1
     prev_i = i0
-    for i in range(i0 + 1, n):
-        nz = buf[i] != 0
-        if nz & (i - prev_i >= near):
-            b = buf[i]
-            base = 30 * (c0 + i)
-            prev = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
-            low = base + WHEEL[_LOW[b]]
-            if low - prev > gap:
-                gap = low - prev
-                after = prev
+    i = i0 + 1
+    while i < n:
+        if (i & 7) == 0 and i + 8 <= n:  # a whole word: skip it unless it holds a candidate
+            m = _nonzero_bytes(words[i >> 3])
+            if m == 0:
+                i += 8
+                continue
+            if 8 * (i >> 3) + _LOW[m] - prev_i < near and _MAXD[m] < near:
+                prev_i = i + _HIGH[m]
+                i += 8
+                continue
+        b = buf[i]
+        if b != 0:
+            if i - prev_i >= near:
+                base = 30 * (c0 + i)
+                prev = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
+                low = base + WHEEL[_LOW[b]]
+                if low - prev > gap:
+                    gap = low - prev
+                    after = prev
             if _GAP[b] > gap:
                 gap = _GAP[b]
-                after = base + _GAP_AT[b]
-        prev_i = i if nz else prev_i
+                after = 30 * (c0 + i) + _GAP_AT[b]
+            prev_i = i
+        i += 1
     last = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
     return total, first, last, gap, after, pairs
 
