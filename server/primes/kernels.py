@@ -148,7 +148,12 @@ _CORR = np.array([((int(a) * int(b)) % 30 + int(a) * int(d)) // 30
                   for a in WHEEL for b, d in zip(WHEEL, _DQ)], dtype=np.int64)
 # wheel index of the first residue >= r coprime to 30, for r = 0..29
 _NEXT_K = np.array([int(np.searchsorted(WHEEL, r)) for r in range(30)], dtype=np.int64)
-LARGE = _BLOCK  # primes from here on go through the buckets in a lane
+LARGE = _BLOCK  # primes from here on go through `cross_medium` or the buckets in a lane
+# Primes below MEDIUM cells' worth of columns hit a cell 8 / MEDIUM times or more on average:
+# they keep their next multiple in a flat array and are looked at in every segment, which costs
+# less than taking them out of a bucket and putting them back. Per 4 MiB segment at 1e15 (CPU
+# time, medians of 3): MEDIUM 0 / 4 / 16 -> 18.6 / 18.3 / 17.5 ms.
+MEDIUM = 16
 _CHUNK = 1 << 11
 _COLUMN = (1 << 32) - 8  # the (column - cell start) << 3 bits of an entry
 
@@ -261,6 +266,45 @@ def cross_large(buf, c0, P, ent, nxt, fill, head, free, meta):  # pragma: no cov
         h = h2
     meta[0] = n_free
     return 0
+
+
+@_jit
+def start_medium(P, j0, j1, c0):  # pragma: no cover - compiled
+    """(column, wheel index) of the first multiple p*q >= max(p*p, 30*c0), q coprime to 30, of each P[j0:j1]."""
+    n = j1 - j0
+    col = np.empty(n, np.int64)
+    kk = np.empty(n, np.uint8)
+    lo = 30 * c0
+    for j in range(n):
+        p = np.int64(P[j0 + j])
+        start = max(p * p, lo)
+        q0 = (start + p - 1) // p
+        r = q0 % 30
+        k = _NEXT_K[r]
+        q = q0 - r + WHEEL[k]
+        col[j] = (p * q) // 30
+        kk[j] = k
+    return col, kk
+
+
+@_jit
+def cross_medium(buf, c0, P, j0, col, kk):  # pragma: no cover - compiled
+    """Cross off the multiples of P[j0:j0 + col.size] in `buf` (columns c0..), advancing `col`/`kk` past it."""
+    end = c0 + buf.size
+    for j in range(col.size):
+        c = col[j]
+        if c >= end:
+            continue
+        p = np.int64(P[j0 + j])
+        i = 8 * _BIT[p % 30]
+        a = p // 30
+        k = np.int64(kk[j])
+        while c < end:
+            buf[np.uint64(c - c0)] &= _UNSET[i + k]
+            c += a * _DQ[k] + _CORR[i + k]
+            k = (k + 1) & 7
+        col[j] = c
+        kk[j] = k
 
 
 @_jit

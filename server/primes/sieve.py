@@ -164,18 +164,22 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
                                 _pattern(1, columns), math.prod(_GROUPS[1]))
     if lane is not None:
         state = _lanes.pop(lane, None)
+        m = max(n, int(np.searchsorted(P, kernels.MEDIUM * cols)))
         if state is not None and state[1] == cols and 0 < c0 - state[0] <= CATCH_UP * cols:
-            # the lane's last segments ran on another worker: move the buckets past them (the
+            # the lane's last segments ran on another worker: move its primes past them (the
             # crossing off goes to a scratch buffer), ~10x cheaper than starting afresh at 1e15
             at = state[0]
             while at < c0:
                 stop = min(c0, (at // cols + 1) * cols)
-                kernels.cross_large(np.empty(stop - at, np.uint8), at, P, *state[2])
+                scratch = np.empty(stop - at, np.uint8)
+                kernels.cross_medium(scratch, at, P, n, *state[2])
+                kernels.cross_large(scratch, at, P, *state[3])
                 at = stop
         elif state is None or state[0] != c0 or state[1] != cols:  # first segment here
-            state = (c0, cols, kernels.start_large(P, n, c0, cols))
-        kernels.cross_large(buf, c0, P, *state[2])
-        _lanes[lane] = (c1 + 1, cols, state[2])
+            state = (c0, cols, kernels.start_medium(P, n, m, c0), kernels.start_large(P, m, c0, cols))
+        kernels.cross_medium(buf, c0, P, n, *state[2])
+        kernels.cross_large(buf, c0, P, *state[3])
+        _lanes[lane] = (c1 + 1, cols, state[2], state[3])
         while len(_lanes) > LANES_KEPT:
             _lanes.popitem(last=False)
     if c0 <= PRESIEVE[-1] // 30:  # the pre-sieve crossed 7..31 off and kept 1
@@ -192,12 +196,14 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
     return c0, buf
 
 
-# A lane's large primes, per worker: lane -> (next column, cell width, buckets), 8 bytes per
-# prime plus a chunk per bucket (15.6 MB for the 1.95 M primes below sqrt(1e15)). Two lanes
+# A lane's large primes, per worker: lane -> (next column, cell width, the medium primes' next
+# multiples, buckets), 8-9 bytes per prime plus a chunk per bucket (~16 MB for the 1.95 M primes
+# below sqrt(1e15)). Two lanes
 # run at a time; a worker keeps both, so a lane that moved to the other worker and back
 # resumes. A lane's last segment drops its state; the state of a run cut short by a split stays
 # until pushed out.
-_lanes: collections.OrderedDict[str, tuple[int, int, tuple[np.ndarray, ...]]] = collections.OrderedDict()
+_lanes: collections.OrderedDict[str, tuple[int, int, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] = (
+    collections.OrderedDict())
 LANES_KEPT = 2
 # A worker catches a lane's buckets up over at most this many cells that ran elsewhere; past
 # that, starting them afresh (a division and a bucket insertion per prime) is cheaper.
