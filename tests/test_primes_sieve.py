@@ -143,7 +143,7 @@ def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: in
 
 @pytest.mark.parametrize(("lo", "hi"), [
     (0, 1), (1, 2), (2, 3), (3, 5), (4, 8), (5, 7), (6, 6), (0, 40), (7, 7), (29, 31), (30, 30),
-    (31, 37), (1, 210), (209, 211), (2, 10**5),
+    (31, 37), (1, 210), (209, 211), (163, 173), (166, 169), (167, 167), (2, 10**5),
 ])
 @pytest.mark.parametrize("segment_bytes", [512, 8 * 70])
 def test_a_lane_across_the_small_primes_and_wheel_edges(lo: int, hi: int, segment_bytes: int) -> None:
@@ -234,3 +234,14 @@ def test_stats_of_packed_columns_against_their_numbers(cols: list[int], skip: in
     assert (count, twins, gap) == (ref.count, ref.twins, ref.gap)
     if numbers:
         assert (first, last, after if after >= 0 else None) == (ref.first, ref.last, ref.gap_after)
+
+
+def test_pre_sieve_patterns_keep_exactly_the_numbers_coprime_to_their_group() -> None:
+    pats, offsets, periods = sieve._pattern_bank(64)
+    for group, at, period in zip(sieve._GROUPS, offsets.tolist(), periods.tolist()):
+        columns = np.arange(period + 64, dtype=np.int64)
+        pat = pats[at:at + period + 64]
+        for k, r in enumerate(sieve.WHEEL):
+            n = 30 * columns + r
+            keep = np.all([n % p != 0 for p in group], axis=0)
+            assert np.array_equal((pat >> k & 1).astype(bool), keep), (group, r)

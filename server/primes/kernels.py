@@ -2,12 +2,14 @@
 numbers.
 """
 # Byte i of a segment starting at wheel column c0 holds the numbers 30*(c0+i) + r for r in
-# WHEEL, bit k for WHEEL[k]. A prime p >= 37 crosses off its multiples p*q with q coprime to 30
+# WHEEL, bit k for WHEEL[k]. A prime p >= 173 crosses off its multiples p*q with q coprime to 30
 # as eight arithmetic progressions, one per residue of q: each has a fixed bit and a stride of p
 # bytes, so the inner loop is a single AND-and-add. Primes below `_BLOCK` sieve one L1-sized
-# block at a time (pattern copy for 7..31 first, then crossing off, while the block is in L1);
-# the larger ones hit a block less than once per progression and go over the whole segment (L2)
-# in one pass.
+# block at a time (pattern copy for 7..167 first, then crossing off, while the block is in L1).
+# In a lane (consecutive segments of a job on one worker) the larger ones keep their next
+# multiples between segments: a flat array for those that hit every segment (`cross_medium`),
+# buckets per segment for the rest (`cross_large`); outside a lane they go over the whole
+# segment (L2) in one pass.
 #
 # Imported by `sieve` when the first prime segment runs in a process: `import numba` costs ~0.4
 # s and tens of MiB, which the event loop and the log workers should not pay. `cache=True`
@@ -66,17 +68,15 @@ def _jit(fn):
 
 
 @_jit
-def sieve_segment(c0, ncols, P, pat0, period0, pat1, period1):  # pragma: no cover - compiled
-    """Bytes for columns c0 .. c0+ncols-1: bit set = no prime factor among 7..31 and P.
+def sieve_segment(c0, ncols, P, pats, offs, periods):  # pragma: no cover - compiled
+    """Bytes for columns c0 .. c0+ncols-1: bit set = no prime factor among 7..167 and P.
 
-    P: sieving primes (>= 37, ascending, uint32). pat0/pat1: the 7..17 and 19..31 pre-sieve
-    patterns (periods period0/period1 bytes), each at least one period plus ncols bytes long.
-    The primes 7..31 and 1 come out wrong (crossed / kept); the caller fixes the first two
+    P: sieving primes (>= 173, ascending, uint32). pats: the pre-sieve patterns end to end,
+    pattern g at offs[g] with period periods[g] bytes, each one period plus _BLOCK bytes long.
+    The primes 7..167 and 1 come out wrong (crossed / kept); the caller fixes the first six
     columns. Each prime starts at p*p, so the sieving primes themselves stay.
     """
     buf = np.empty(ncols, np.uint8)
-    o0 = c0 % period0
-    o1 = c0 % period1
     seg_lo = 30 * c0
     seg_hi = 30 * (c0 + ncols)
     # Indices are uint64 below: numba cannot prove a signed index >= 0 and adds a wraparound
@@ -96,11 +96,19 @@ def sieve_segment(c0, ncols, P, pat0, period0, pat1, period1):  # pragma: no cov
             mask[8 * j + k] = ~np.uint8(1 << _BIT[(p * WHEEL[k]) % 30])
     for b0 in range(0, ncols, _BLOCK):
         b1 = min(b0 + _BLOCK, ncols)
+        w = np.uint64(b1 - b0)
         blk = buf[b0:b1]
-        a0 = pat0[o0 + b0:o0 + b1]
-        a1 = pat1[o1 + b0:o1 + b1]
-        for i in range(b1 - b0):
+        s0 = offs[0] + np.uint64(c0 + b0) % periods[0]
+        s1 = offs[1] + np.uint64(c0 + b0) % periods[1]
+        a0 = pats[s0:s0 + w]
+        a1 = pats[s1:s1 + w]
+        for i in range(w):
             blk[i] = a0[i] & a1[i]
+        for g in range(2, offs.size):
+            sg = offs[g] + np.uint64(c0 + b0) % periods[g]
+            ag = pats[sg:sg + w]
+            for i in range(w):
+                blk[i] &= ag[i]
         end = np.uint64(b1)
         for j in range(n_small):
             p = np.uint64(P[j])
