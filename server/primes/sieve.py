@@ -214,7 +214,7 @@ CATCH_UP = 8
 
 
 def sieving_primes(hi: int) -> np.ndarray:
-    """The primes 37..isqrt(hi) as uint32, computed once per worker for jobs up to `hi`."""
+    """The primes 173..isqrt(hi) as uint32, computed once per worker for jobs up to `hi`."""
     return _primes_to(math.isqrt(hi))
 
 
