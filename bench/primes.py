@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import logging
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -49,11 +50,29 @@ def ensure_primesieve() -> str | None:
     return shutil.which("primesieve")
 
 
-def time_primesieve(exe: str, lo: int, hi: int, threads: int) -> tuple[float, int]:
+def time_primesieve(exe: str, lo: int, hi: int, threads: int) -> tuple[float, float, int]:
+    """(wall s, CPU s, count) of one primesieve run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run([exe, str(lo), str(hi), "--count", f"--threads={threads}", "--quiet"],
                          check=True, capture_output=True, text=True).stdout
-    return time.perf_counter() - t0, int(out.split()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return time.perf_counter() - t0, cpu, int(out.split()[-1])
+
+
+def pool_cpu_s(ex: ProcessPoolExecutor) -> float:
+    """CPU seconds used so far by the pool's workers and this process (Linux /proc).
+
+    On a shared box wall time depends on what else runs; CPU time much less, so the bench
+    prints both ratios.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = time.process_time()
+    for pid in list(ex._processes or {}):  # noqa: SLF001 - the executor lists no workers otherwise
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def busy(ms: float) -> int:
@@ -119,16 +138,22 @@ async def run(args: argparse.Namespace) -> None:
             for label, lo, hi, known in cases:
                 ours: list[float] = []
                 theirs: list[float] = []
+                ours_cpu: list[float] = []
+                theirs_cpu: list[float] = []
                 for _ in range(args.runs):  # interleaved, so both see the same load
+                    cpu0 = pool_cpu_s(ex)
                     r = await manager.count(lo, hi)
+                    ours_cpu.append(pool_cpu_s(ex) - cpu0)
                     ours.append(r["elapsed_s"])
                     if exe:
-                        t, c = time_primesieve(exe, lo, hi, workers)
+                        t, cpu, c = time_primesieve(exe, lo, hi, workers)
                         theirs.append(t)
+                        theirs_cpu.append(cpu)
                         assert c == r["count"], (c, r)
                     assert known is None or r["count"] == known, r
                 print(median_line(f"{label} workers={workers} count={r['count']}", ours, theirs)
                       + f"  [load {os.getloadavg()[0]:.2f}]", flush=True)
+                print("  CPU " + median_line("seconds", ours_cpu, theirs_cpu), flush=True)
             if args.ingest and workers == max(args.workers):
                 quiet = await ingest_waits(scheduler, 3.0)
                 job = asyncio.create_task(manager.count(1, 10**12))

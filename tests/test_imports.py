@@ -168,7 +168,8 @@ sieve.segment_stats(1, 10_000, sieve.base_primes(10_000))
 sieve.segment_primes(1, 100, sieve.base_primes(100))
 sieve.lane_stats(10**6, 2 * 10**6, 10**12, "probe")
 kernels = sieve._kernels()
-ks = (kernels.sieve_segment, kernels.stats, kernels.primes_of, kernels.start_large, kernels.cross_large)
+ks = (kernels.sieve_segment, kernels.stats, kernels.primes_of, kernels.start_large, kernels.cross_large,
+      kernels.start_medium, kernels.cross_medium)
 print(sum(sum(k.stats.cache_misses.values()) for k in ks), sum(sum(k.stats.cache_hits.values()) for k in ks))
 """
 
@@ -180,8 +181,8 @@ def test_prime_kernels_load_from_numbas_cache_after_a_restart(tmp_path) -> None:
     env["XDG_CACHE_HOME"] = str(tmp_path)
     first = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, env=env, capture_output=True,
                            text=True, check=True)
-    assert first.stdout == "5 0\n"  # an empty cache: all five compiled
+    assert first.stdout == "7 0\n"  # an empty cache: all seven compiled
     assert any((tmp_path / "logtally" / "numba").rglob("*.nbi"))
     second = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, env=env, capture_output=True,
                             text=True, check=True)
-    assert second.stdout == "0 5\n"  # each kernel loaded from the cache, none compiled
+    assert second.stdout == "0 7\n"  # each kernel loaded from the cache, none compiled

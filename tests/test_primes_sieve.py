@@ -102,31 +102,88 @@ def test_large_numbers_against_reference_list() -> None:
     assert sieve.segment_stats(lo, hi, base) == sieve.stats_of(expected, lo, hi)
 
 
-@pytest.mark.parametrize("step", [1, 2])
-def test_a_lane_gives_the_plain_sieves_answers(step: int) -> None:
+@pytest.mark.parametrize("step", [1, 2, 3, sieve.CATCH_UP + 1, sieve.CATCH_UP + 2])
+@pytest.mark.parametrize("cell_bytes", [1 << 14, sieve.SEGMENT_BYTES])
+def test_a_lane_gives_the_plain_sieves_answers(step: int, cell_bytes: int) -> None:
     # Small segments near 1e12: the lane's large primes (>= kernels.LARGE, up to 1e6) hit some
-    # segments several times and skip others. step 2: the lane's previous segment "ran
-    # elsewhere", so each segment starts its large primes afresh.
+    # segments several times and skip others. step > 1: the lane's segments between these "ran
+    # elsewhere", so the buckets catch up over step - 1 segments, or start afresh past CATCH_UP
+    # cells. Cells of SEGMENT_BYTES hold many segments each.
     lo, hi = 10**12 - 1_000_003, 10**12 + 2_000_000
     base = sieve.base_primes(hi)
     lane = f"test/{step}"
     segs = list(sieve.segments(lo, hi, 1 << 14))[::step]
     for a, b in segs[:-1]:
-        assert sieve.lane_stats(a, b, hi, lane) == sieve.segment_stats(a, b, base)
+        assert sieve.lane_stats(a, b, hi, lane, False, cell_bytes) == sieve.segment_stats(a, b, base)
     assert sieve._lanes[lane][0] > 0 and len(sieve._lanes) <= sieve.LANES_KEPT
-    assert sieve.lane_stats(*segs[-1], hi, lane, last=True) == sieve.segment_stats(*segs[-1], base)
+    assert sieve.lane_stats(*segs[-1], hi, lane, True, cell_bytes) == sieve.segment_stats(*segs[-1], base)
     assert lane not in sieve._lanes  # the worker let go of the lane's state
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(0, 10**13), st.integers(1, 200_000), st.sampled_from([512, 4096, 1 << 14]))
-def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: int) -> None:
-    hi = lo + width
+def lane_total(lo: int, hi: int, segment_bytes: int, cell_bytes: int, lane: str) -> sieve.SegmentStats:
+    """A lane over [lo, hi] in segments of `segment_bytes`, its buckets in cells of `cell_bytes`."""
     merged = None
-    for a, b in sieve.segments(lo, hi, segment_bytes):
-        r = sieve.lane_stats(a, b, hi, "prop")
+    segs = list(sieve.segments(lo, hi, segment_bytes))
+    for i, (a, b) in enumerate(segs):
+        r = sieve.lane_stats(a, b, hi, lane, i == len(segs) - 1, cell_bytes)
         merged = r if merged is None else sieve.merge(merged, r)
+    assert merged is not None
+    return merged
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**13), st.integers(1, 200_000), st.sampled_from([512, 4096, 1 << 14]),
+       st.booleans())
+def test_a_lane_merges_to_the_plain_whole(lo: int, width: int, segment_bytes: int, cells: bool) -> None:
+    # cells: the buckets' cells are the segments (as in a job), else several segments share one
+    hi = lo + width
+    merged = lane_total(lo, hi, segment_bytes, segment_bytes if cells else sieve.SEGMENT_BYTES, "prop")
     assert merged == sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+
+
+@pytest.mark.parametrize(("lo", "hi"), [
+    (0, 1), (1, 2), (2, 3), (3, 5), (4, 8), (5, 7), (6, 6), (0, 40), (7, 7), (29, 31), (30, 30),
+    (31, 37), (1, 210), (209, 211), (163, 173), (166, 169), (167, 167), (2, 10**5),
+])
+@pytest.mark.parametrize("segment_bytes", [512, 8 * 70])
+def test_a_lane_across_the_small_primes_and_wheel_edges(lo: int, hi: int, segment_bytes: int) -> None:
+    # 8 * 70 bytes: cells of 70 columns, not a power of two (a reciprocal finds a prime's next cell)
+    assert lane_total(lo, hi, segment_bytes, segment_bytes, "edges") == sieve.stats_of(
+        reference_primes(lo, hi), lo, hi)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 7, 29, 30, 31])
+def test_a_lane_whose_range_is_off_the_wheel_and_cells(offset: int) -> None:
+    # starts and ends inside a column and inside a cell; the bucketed primes (1e6 .. 1.4e6)
+    # jump over many 512-byte cells, so most of them wait several cells in their bucket
+    lo, hi = 2 * 10**12 + offset, 2 * 10**12 + 3 * 10**6 + 2 * offset + 1
+    whole = sieve.segment_stats(lo, hi, sieve.base_primes(hi))
+    assert lane_total(lo, hi, 512, 512, f"off/{offset}") == whole
+    assert lane_total(lo, hi, 4096, 4096, f"off/{offset}") == whole
+
+
+def test_a_segment_across_cells_gives_the_same_answer_without_buckets() -> None:
+    lo, hi = 10**12, 10**12 + 100_000  # 3334 columns: spans several 512-byte cells
+    base = sieve.base_primes(hi)
+    sieve.lane_stats(lo - 30 * 64, lo - 1, hi, "across", False, 512)
+    assert sieve.lane_stats(lo, hi, hi, "across", False, 512) == sieve.segment_stats(lo, hi, base)
+    assert "across" not in sieve._lanes  # no buckets were kept for it
+
+
+@pytest.mark.slow
+def test_a_lane_at_the_largest_value_against_primesieve() -> None:
+    # max_value 1e16: 5.76 M sieving primes up to 1e8; in cells of 16,384 columns most of them wait
+    # thousands of cells; the range ends at the largest value a job takes
+    exe = require_tool("primesieve")
+    hi = 10**16
+    lo = hi - 3 * 10**7 - 11
+    merged = lane_total(lo, hi, 1 << 17, 1 << 17, "1e16")
+    out = subprocess.run([exe, str(lo), str(hi), "--count", "--quiet"], capture_output=True, text=True,
+                         check=True).stdout
+    assert merged.count == int(out.split()[-1])
+    last = subprocess.run([exe, str(hi - 1000), str(hi), "--print"], capture_output=True, text=True,
+                          check=True).stdout.split()[-1]
+    assert merged.last == int(last)
 
 
 def test_sieving_primes_above_the_numpy_sieve_match_it() -> None:
@@ -160,3 +217,31 @@ def test_a_lane_near_1e15_against_primesieve() -> None:
     first = subprocess.run([exe, str(lo), str(lo + 1000), "--print"], capture_output=True, text=True,
                            check=True).stdout.split()[0]
     assert merged.first == int(first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0, 0, 0, 1, 2, 0x80, 0x81, 0x0C, 0x30, 0xFF]), min_size=1, max_size=90),
+       st.integers(0, 7), st.integers(0, 10**9))
+def test_stats_of_packed_columns_against_their_numbers(cols: list[int], skip: int, c0: int) -> None:
+    # zero words, words with one nonzero byte, odd tails, a first nonzero byte at any offset:
+    # the word-at-a-time gap search must find what a walk over the numbers finds
+    buf = np.zeros(skip + len(cols), np.uint8)
+    buf[skip:] = cols
+    kernels = sieve._kernels()
+    numbers = kernels.primes_of(buf, c0).tolist()
+    count, first, last, gap, after, twins = kernels.stats(buf, c0)
+    ref = sieve.stats_of(numbers, 0, 0)
+    assert (count, twins, gap) == (ref.count, ref.twins, ref.gap)
+    if numbers:
+        assert (first, last, after if after >= 0 else None) == (ref.first, ref.last, ref.gap_after)
+
+
+def test_pre_sieve_patterns_keep_exactly_the_numbers_coprime_to_their_group() -> None:
+    pats, offsets, periods = sieve._pattern_bank(64)
+    for group, at, period in zip(sieve._GROUPS, offsets.tolist(), periods.tolist()):
+        columns = np.arange(period + 64, dtype=np.int64)
+        pat = pats[at:at + period + 64]
+        for k, r in enumerate(sieve.WHEEL):
+            n = 30 * columns + r
+            keep = np.all([n % p != 0 for p in group], axis=0)
+            assert np.array_equal((pat >> k & 1).astype(bool), keep), (group, r)

@@ -150,7 +150,7 @@ class JobManager:
                         run[0] += 1
                         a, b = sieve.segment_range(job.lo, job.hi, i, self.config.segment_bytes)
                         r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name,
-                                                     run[0] == run[1])
+                                                     run[0] == run[1], self.config.segment_bytes)
                         merged = r if merged is None else sieve.merge(merged, r)
                         job.done_numbers += b - a + 1
                         job.primes += r.count

@@ -21,10 +21,14 @@ import numpy as np
 from logtallyd.primes.config import SEGMENT_BYTES
 
 WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
-# Multiples of these are pre-sieved by copying one periodic pattern and AND-ing a second;
-# each pattern's period (in wheel columns) is the product of its primes.
-PRESIEVE = (7, 11, 13, 17, 19, 23, 29, 31)
-_GROUPS = ((7, 11, 13, 17), (19, 23, 29, 31))
+# Multiples of these are pre-sieved by AND-ing periodic patterns, one per group; a pattern's
+# period (in wheel columns) is the product of its primes. Up to 167 as primesieve does: the
+# primes 37..167 would cross off 2.7 of the ~8.5 multiples per column that the primes up to
+# 32768 do, at a cache miss or a loop turn each, where an AND of 12 more patterns is vectorised.
+_GROUPS = ((7, 11, 13, 17), (19, 23, 29, 31), (37, 41, 43), (47, 53, 59), (61, 67, 71),
+           (73, 79), (83, 89), (97, 101), (103, 107), (109, 113), (127, 131), (137, 139),
+           (149, 151), (157, 163, 167))
+PRESIEVE = tuple(p for g in _GROUPS for p in g)
 SMALL = (2, 3, 5)  # not on the wheel; accounted for by hand
 
 
@@ -84,30 +88,30 @@ def simple_primes(limit: int) -> np.ndarray:
 
 
 def base_primes(hi: int) -> bytes:
-    """Sieving primes for a job up to `hi`: primes 37..isqrt(hi) as uint32 bytes (shipped to workers)."""
+    """Sieving primes for a job up to `hi`: primes 173..isqrt(hi) as uint32 bytes (shipped to workers)."""
     p = simple_primes(math.isqrt(hi))
     return p[p > PRESIEVE[-1]].astype(np.uint32).tobytes()
 
 
-_patterns: dict[int, np.ndarray] = {}
-
-
-def _pattern(g: int, columns: int) -> np.ndarray:
-    """Packed columns (bit k: 30*i + WHEEL[k]) with no factor in _GROUPS[g]; periodic, padded by `columns`."""
-    pat = _patterns.get(g)
-    period = math.prod(_GROUPS[g])
-    if pat is None or pat.size < period + columns:
-        size = period + max(columns, SEGMENT_BYTES // 8)
+@functools.lru_cache(maxsize=1)
+def _pattern_bank(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(patterns end to end, their offsets, their periods): pattern g holds packed columns (bit
+    k: 30*i + WHEEL[k]) with no factor in _GROUPS[g], one period plus `block` columns long."""
+    pats = []
+    for group in _GROUPS:
+        size = math.prod(group) + block
         pat = np.full(size, 0xFF, dtype=np.uint8)
-        for p in _GROUPS[g]:
+        for p in group:
             # 30*i + r = 0 (mod p) repeats every p columns: one period of p, tiled
             i = np.arange(p, dtype=np.int64)
             one = np.zeros(p, dtype=np.uint8)
             for k, r in enumerate(WHEEL):
                 one |= ((30 * i + r) % p != 0).astype(np.uint8) << k
             pat &= np.tile(one, size // p + 1)[:size]
-        _patterns[g] = pat
-    return pat
+        pats.append(pat)
+    offsets = np.cumsum([0] + [p.size for p in pats[:-1]]).astype(np.uint64)
+    periods = np.array([math.prod(g) for g in _GROUPS], dtype=np.uint64)
+    return np.concatenate(pats), offsets, periods
 
 
 def numba_cache_dir(env: Mapping[str, str]) -> str | None:
@@ -144,28 +148,44 @@ def _kernels() -> types.ModuleType:
     return kernels
 
 
-def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None) -> tuple[int, np.ndarray]:
+def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
+            segment_bytes: int = SEGMENT_BYTES) -> tuple[int, np.ndarray]:
     """Sieve [lo, hi] (7 <= lo <= hi) as packed columns, numbers outside cleared; (c0, columns).
 
-    With `lane`, the large primes continue from where this worker left them at the end of the
-    lane's previous segment (see `lane_stats`).
+    With `lane`, the large primes come from this worker's buckets for the lane, where the lane's
+    previous segment left them (see `lane_stats`); the buckets' cells are `segment_bytes` wide.
     """
     c0, c1 = lo // 30, hi // 30
     columns = c1 - c0 + 1
     P = np.frombuffer(base, dtype=np.uint32) if isinstance(base, bytes) else base
     kernels = _kernels()
+    cols = max(1, segment_bytes // 8)
+    if lane is not None and c0 // cols != c1 // cols:  # not one cell: no buckets for it
+        _lanes.pop(lane, None)
+        lane = None
     n = int(np.searchsorted(P, kernels.LARGE)) if lane is not None else P.size
-    buf = kernels.sieve_segment(c0, columns, P[:n], _pattern(0, columns), math.prod(_GROUPS[0]),
-                                _pattern(1, columns), math.prod(_GROUPS[1]))
+    buf = kernels.sieve_segment(c0, columns, P[:n], *_pattern_bank(kernels.LARGE))
     if lane is not None:
         state = _lanes.pop(lane, None)
-        if state is None or state[0] != c0:  # first segment here, or the lane's previous one ran elsewhere
-            state = (c0, *kernels.start_large(P, n, c0))
-        kernels.cross_large(buf, c0, P, n, state[1], state[2])
-        _lanes[lane] = (c1 + 1, state[1], state[2])
+        m = max(n, int(np.searchsorted(P, kernels.MEDIUM * cols)))
+        if state is not None and state[1] == cols and 0 < c0 - state[0] <= CATCH_UP * cols:
+            # the lane's last segments ran on another worker: move its primes past them (the
+            # crossing off goes to a scratch buffer), ~10x cheaper than starting afresh at 1e15
+            at = state[0]
+            while at < c0:
+                stop = min(c0, (at // cols + 1) * cols)
+                scratch = np.empty(stop - at, np.uint8)
+                kernels.cross_medium(scratch, at, P, n, *state[2])
+                kernels.cross_large(scratch, at, P, *state[3])
+                at = stop
+        elif state is None or state[0] != c0 or state[1] != cols:  # first segment here
+            state = (c0, cols, kernels.start_medium(P, n, m, c0), kernels.start_large(P, m, c0, cols))
+        kernels.cross_medium(buf, c0, P, n, *state[2])
+        kernels.cross_large(buf, c0, P, *state[3])
+        _lanes[lane] = (c1 + 1, cols, state[2], state[3])
         while len(_lanes) > LANES_KEPT:
             _lanes.popitem(last=False)
-    if c0 <= PRESIEVE[-1] // 30:  # the pre-sieve crossed 7..31 off and kept 1
+    if c0 <= PRESIEVE[-1] // 30:  # the pre-sieve crossed 7..167 off and kept 1
         for p in PRESIEVE:
             if c0 <= p // 30 <= c1:
                 buf[p // 30 - c0] |= 1 << WHEEL.index(p % 30)
@@ -179,17 +199,22 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None)
     return c0, buf
 
 
-# A lane's large primes, per worker: lane -> (next column, their next multiples' columns, wheel
-# indices), 9 bytes per prime (17.6 MB for the 1.95 M primes below sqrt(1e15)). Two lanes run at
-# a time; a worker keeps both, so a lane that moved to the other worker and back resumes. A
-# lane's last segment drops its state; the state of a run cut short by a split stays until
-# pushed out.
-_lanes: collections.OrderedDict[str, tuple[int, np.ndarray, np.ndarray]] = collections.OrderedDict()
+# A lane's large primes, per worker: lane -> (next column, cell width, the medium primes' next
+# multiples, buckets), 8-9 bytes per prime plus a chunk per bucket (~16 MB for the 1.95 M primes
+# below sqrt(1e15)). Two lanes
+# run at a time; a worker keeps both, so a lane that moved to the other worker and back
+# resumes. A lane's last segment drops its state; the state of a run cut short by a split stays
+# until pushed out.
+_lanes: collections.OrderedDict[str, tuple[int, int, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] = (
+    collections.OrderedDict())
 LANES_KEPT = 2
+# A worker catches a lane's buckets up over at most this many cells that ran elsewhere; past
+# that, starting them afresh (a division and a bucket insertion per prime) is cheaper.
+CATCH_UP = 8
 
 
 def sieving_primes(hi: int) -> np.ndarray:
-    """The primes 37..isqrt(hi) as uint32, computed once per worker for jobs up to `hi`."""
+    """The primes 173..isqrt(hi) as uint32, computed once per worker for jobs up to `hi`."""
     return _primes_to(math.isqrt(hi))
 
 
@@ -201,27 +226,30 @@ def _primes_to(root: int) -> np.ndarray:
     return primes.astype(np.uint32)
 
 
-def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False) -> SegmentStats:
+def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False,
+               segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
     """`segment_stats` of one segment of a lane: consecutive segments of a job up to `top`, in order.
 
-    A worker keeps the lane's large primes where they stopped, so when the next segment of the
-    lane lands on the same worker it skips their start computation (at 1e15 a division and
-    eight progressions for each of 1.95 M primes, ~10x the sieving itself). Elsewhere it
-    computes them afresh; the result is the same either way. After the lane's `last` segment
-    the worker drops them.
+    A worker keeps the lane's large primes where they stopped (next multiples, in buckets of
+    `segment_bytes` cells), so when the next segment of the lane lands on the same worker it
+    skips their start computation (at 1e15 a division and a bucket insertion for each of 1.95 M
+    primes, ~6x a segment's sieving). If the lane's last few segments ran on the other worker it
+    moves them past those; otherwise it starts them afresh. The result is the same either way.
+    After the lane's `last` segment the worker drops them.
     """
-    stats = segment_stats(lo, hi, sieving_primes(top), lane)
+    stats = segment_stats(lo, hi, sieving_primes(top), lane, segment_bytes)
     if last:
         _lanes.pop(lane, None)
     return stats
 
 
-def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None) -> SegmentStats:
+def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
+                  segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
     """Count primes in [lo, hi] with first/last, largest gap and twin pairs (a worker task)."""
     small = [p for p in SMALL if lo <= p <= hi]
     if hi < 7:
         return stats_of(small, lo, hi)
-    c0, buf = _sieved(max(lo, 7), hi, base, lane)
+    c0, buf = _sieved(max(lo, 7), hi, base, lane, segment_bytes)
     count, first, last, gap, after, twins = _kernels().stats(buf, c0)
     if count == 0:
         res = SegmentStats(lo, hi, 0, None, None, 0, None, 0)
