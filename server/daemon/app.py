@@ -81,6 +81,8 @@ class Server:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         self._tick_task = loop.create_task(self._tick())
+        if parts.cluster is not None:
+            parts.cluster.start()  # connects in its own task: the local view serves meanwhile
         parts.ready = True
         log.info("listening", **self.endpoints.addresses, workers=parts.workers)
         sdnotify.notify(sdnotify.READY, sdnotify.status(parts.status_line()))
@@ -220,6 +222,8 @@ class Server:
         if self._tick_task is not None:
             self._tick_task.cancel()
         parts.publish_events(parts.driver.tick(time.monotonic()))
+        if parts.cluster is not None:
+            await parts.cluster.close()  # the last seconds go out, one try each
         # The last notifications (each route gets one try's timeout), then the routes stop.
         await parts.alerts.close()
         # What survives a restart, then the files that hold every line.

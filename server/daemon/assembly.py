@@ -9,7 +9,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 import structlog
@@ -39,6 +39,9 @@ from logtallyd.publish.pubsub import Hub
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.stats.windows import Stats
 
+if TYPE_CHECKING:
+    from logtallyd.cluster.node import ClusterNode
+
 log = structlog.get_logger()
 
 
@@ -67,6 +70,7 @@ class Parts:
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
     history: History | None = None  # per-minute trends in SQLite; None when off
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
+    cluster: ClusterNode | None = None  # `[cluster] nats` set: the bus and the fleet view
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -88,6 +92,8 @@ class Parts:
             report["archive"] = msgspec.to_builtins(self.pipeline.archive.figures())
         if self.history is not None:
             report["history"] = self.history.figures()
+        if self.cluster is not None:
+            report["cluster"] = self.cluster.figures()
         if self.config.http.listen:
             report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
@@ -225,6 +231,12 @@ def build(config: Config) -> Parts:
         peers=connections.peers,
     )
     history = open_history(config.history, None if state.path is None else str(state.path.parent))
+    cluster = None
+    if config.cluster.nats:  # imported only then: a node alone never loads nats-py
+        from logtallyd.cluster.connect import node_name
+        from logtallyd.cluster.node import ClusterNode
+
+        cluster = ClusterNode(config.cluster, node_name(config.cluster), config.stats, stats, clock)
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
@@ -232,6 +244,7 @@ def build(config: Config) -> Parts:
         senders=lambda: connections.peers.senders(time.monotonic()),
         alerts_report=lambda: parts.alerts_report(),
         history=None if history is None else lambda c, now: history.answer(c.series, c.step, c.since_s, stats.anchor(now)),
+        cluster=None if cluster is None else cluster.view,
     )
     alerts = AlertService(config.alerts, try_log=RateLimitedLog(
         RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))
@@ -240,6 +253,6 @@ def build(config: Config) -> Parts:
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
         restored_archive=restored.archive if restored else None,
-        http_connections=HttpConnections(config.http), alerts=alerts, history=history,
+        http_connections=HttpConnections(config.http), alerts=alerts, history=history, cluster=cluster,
     )
     return parts

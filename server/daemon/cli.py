@@ -60,6 +60,8 @@ def run_daemon(argv: list[str]) -> int:
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral); off loopback it needs "
                                           "[control] token_file")
+    parser.add_argument("--nats", help="NATS server URL(s) of the fleet's JetStream ([cluster] nats)")
+    parser.add_argument("--node", help="this node's name in the fleet ([cluster] node)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the shipped, commented default config.toml and exit")
     parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
@@ -69,7 +71,8 @@ def run_daemon(argv: list[str]) -> int:
         sys.stdout.write(shipped_text(args.print_unit or "config.toml"))
         return 0
     try:
-        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control)
+        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control,
+                                 nats=args.nats, node=args.node)
         from logtallyd.daemon.tokenfile import load_token
 
         load_token(config.control)  # an unusable token file stops the start here, with its key named
@@ -100,8 +103,9 @@ def _version() -> str:
         return "0+unknown"
 
 
-def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None) -> Config:
-    """Command-line listen addresses win over the file."""
+def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None,
+                    nats: str | None = None, node: str | None = None) -> Config:
+    """Command-line listen addresses and cluster options win over the file."""
     for value in (tcp, udp, control):
         if value:
             try:
@@ -116,6 +120,13 @@ def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: s
     config = msgspec.structs.replace(config, ingest=ingest)
     if control is not None:
         config = msgspec.structs.replace(config, control=msgspec.structs.replace(config.control, listen=control))
+    cluster = {k: v for k, v in (("nats", nats), ("node", node)) if v is not None}
+    if cluster:
+        try:  # through the Struct, so `--node` meets the same pattern as `[cluster] node`
+            merged = msgspec.convert({**msgspec.to_builtins(config.cluster), **cluster}, type(config.cluster))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"--nats/--node: {exc}") from None
+        config = msgspec.structs.replace(config, cluster=merged)
     problem = check_config(config)  # again: `--control 0.0.0.0:5141` must meet the same checks as the file
     if problem:
         raise ConfigError(problem)
