@@ -70,6 +70,9 @@ class Outbox:
         """The stream stored `message` (a `head()`, unless a seal dropped it meanwhile)."""
         if self.queue and self.queue[0][0] is message:
             self.queue.popleft()
+        else:  # dropped while its publish was in flight, yet stored: it was not lost after all
+            self.unpublished_seconds -= 1
+            self.unpublished_lines -= message.received
         self.published += 1
         self.bus_bytes += len(encode(message))
 
