@@ -56,6 +56,9 @@ DECODE = [
     ("TOP ip cluster 3", Top("ip", 3, "all", True)),
     ("EVENTS 5 cluster", Events(5, True)),
     ("CLUSTER", Cluster()),
+    ("SUBSCRIBE stats cluster", Subscribe(("stats.cluster",), 1.0, ())),
+    ("SUBSCRIBE anomalies stats cluster interval=2", Subscribe(("anomalies.cluster", "stats.cluster"), 2.0, ())),
+    ("SUBSCRIBE tail cluster", error("usage: SUBSCRIBE stats | anomalies cluster")),
     ("STATS 7m", error(f"unknown window '7m'; {WINDOWS}")),
     ("STATS 5M", error(f"unknown window '5M'; {WINDOWS}")),
     # TOP <field> [n] [window], n and window in either order, the last of each kind wins

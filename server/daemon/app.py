@@ -150,6 +150,12 @@ class Server:
             line = _json.encode({"type": "stats", **parts.stats_report("all")}) + b"\n"
             for sub in due:
                 sub.offer(line)
+        due = parts.hub.due_for_stats(mono, "stats.cluster") if parts.cluster is not None else []
+        if due:
+            view = parts.cluster.view  # type: ignore[union-attr]
+            line = _json.encode({"type": "stats", "cluster": True, **view.report("all", parts.clock())}) + b"\n"
+            for sub in due:
+                sub.offer(line)
 
     async def _status(self, mono: float) -> None:
         parts = self.parts

@@ -123,6 +123,8 @@ class Commands:
                     return Error("history is off: it needs a [state] directory and [history] enabled = true")
                 answer = await self.history(command, self.clock())
                 return Error(answer["error"]) if "error" in answer else HistoryList(**answer)
+            case Subscribe(topics) if self.cluster is None and any(t.endswith(".cluster") for t in topics):
+                return Error(_NO_CLUSTER)
             case Subscribe(topics, interval_s, filters):
                 # decoding checked that the terms compile
                 tail_filter = compile_filter(list(filters)) if filters else None

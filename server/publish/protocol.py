@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Protoco
 import msgspec
 
 from logtallyd.primes.commands import PrimeCommand, PrimeLimits, decode_prime
-from logtallyd.publish.pubsub import TOPICS
+from logtallyd.publish.pubsub import CLUSTER_TOPICS, TOPICS
 from logtallyd.publish.tailfilter import Predicate, compile_filter
 from logtallyd.stats.history import SERIES as HISTORY_SERIES
 from logtallyd.stats.history import parse_duration
@@ -239,7 +239,7 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
         "TOP <field> [n] [window] [cluster]": "top-n of ip, user_agent, path, service, host, status, error, suspicious_ip",
         "EVENTS [n] [cluster]": f"the last n anomaly events (default {limits.default_events})",
         "CLUSTER": "every node of the fleet: last published second, lag, lines contributed, up or down",
-        "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs",
+        "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs; stats cluster / anomalies cluster: the fleet's",
         "UNSUBSCRIBE [topic...]": "stop streaming (all topics by default)",
         "METRICS": "Prometheus text exposition of the daemon's own metrics",
         "SENDERS": "one row per sender address: seen times, lines, bytes, rate against its baseline, framing, rejects, TLS client",
@@ -334,7 +334,12 @@ def _is_filter_term(word: str) -> bool:
 
 
 def _subscribe(args: list[str], limits: CommandLimits) -> Subscribe | str:
+    args, cluster = _cluster_flag(args)
     topics = [w.lower() for w in args if w.lower() in TOPICS]
+    if cluster:
+        if any(t not in CLUSTER_TOPICS for t in topics):
+            return f"usage: SUBSCRIBE {' | '.join(CLUSTER_TOPICS)} cluster"
+        topics = [CLUSTER_TOPICS[t] for t in topics]
     if not topics or any(w.lower() not in TOPICS and not _is_filter_term(w) for w in args):
         return f"usage: SUBSCRIBE <topic>... with topics {', '.join(TOPICS)}"
     interval = limits.default_interval_s
