@@ -7,21 +7,27 @@ outage loses nothing once the server is back.
 """
 from __future__ import annotations
 
+import json
 import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from tests.conftest import NatsServer, ServerProcess, send_tcp
+from tests.conftest import ROOT, NatsServer, ServerProcess, send_tcp
 from tests.test_one_answer import (
     TOP_FIELDS, check_counts, check_latency, check_tops, comparable, generate, run_analyze,
 )
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "[pipeline]\nworkers = 1\n[cluster]\ndown_after_s = 3.0\nreconnect_wait_s = 0.2\n"
+CONFIG = ('[pipeline]\nworkers = 1\n[http]\nlisten = "127.0.0.1:0"\n'
+          "[cluster]\ndown_after_s = 3.0\nreconnect_wait_s = 0.2\n")
 NODES = ("web-1", "web-2", "web-3")
 
 
@@ -79,6 +85,25 @@ def test_three_nodes_answer_as_analyze_of_the_whole_file(
             n: (True, c.count(b"\n")) for n, c in zip(NODES, chunks)}
     # The local view stays the node's own.
     assert nodes[0].stats()["received"] == chunks[0].count(b"\n")
+    # The same answers over HTTP, the client and a subscription.
+    host, port = nodes[1].address("http")
+    with urllib.request.urlopen(f"http://{host}:{port}/api/v1/stats?cluster=true", timeout=10) as response:
+        assert json.loads(response.read())["received"] == total
+    with urllib.request.urlopen(f"http://{host}:{port}/api/v1/top/ip?n=10&cluster=true", timeout=10) as response:
+        assert json.loads(response.read())["top"] == analyzed["top"]["ip"]
+    control = "%s:%d" % nodes[2].address("control")
+    out = subprocess.run([sys.executable, "-m", "logtally", "--control", control, "--json", "stats", "--cluster"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout)["received"] == total
+    out = subprocess.run([sys.executable, "-m", "logtally", "--control", control, "cluster"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert all(name in out.stdout for name in NODES) and "DOWN" not in out.stdout
+    with socket.create_connection(nodes[0].address("control"), timeout=10) as sock:
+        sock.sendall(b"SUBSCRIBE stats cluster interval=0.5\n")
+        reader = sock.makefile("rb")
+        assert json.loads(reader.readline()) == {"subscribed": ["stats.cluster"]}
+        message = json.loads(reader.readline())
+        assert (message["type"], message["cluster"], message["received"]) == ("stats", True, total)
 
 
 def test_a_killed_node_keeps_what_it_published_goes_down_and_rejoins(
