@@ -159,3 +159,16 @@ def test_a_nats_outage_loses_nothing(nats_server: NatsServer, start_server: Call
         check_counts(report, truth)
         figures = node.stats()["cluster"]
         assert figures["unpublished_seconds"] == 0 and figures["connected"] is True
+
+
+def test_a_publish_only_node_feeds_the_view_it_does_not_keep(
+        nats_server: NatsServer, start_server: Callable[..., ServerProcess]) -> None:
+    lines = [f"2025-01-30 12:00:{i % 60:02d},000 INFO [svc] request {i}" for i in range(500)]
+    viewer = start_node(start_server, nats_server, "viewer")
+    quiet = start_server(CONFIG + "view = false\n", extra_args=[
+        "--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0", "--nats", nats_server.url, "--node", "edge"])
+    send_tcp(quiet.address("tcp"), ("\n".join(lines) + "\n").encode())
+    report = wait_cluster(viewer, lambda r: r["received"] >= len(lines))
+    assert (report["received"], report["nodes"]) == (len(lines), ["edge"])
+    assert "error" in quiet.command("STATS all cluster")
+    assert quiet.stats()["cluster"]["applied"] == 0

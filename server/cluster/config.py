@@ -34,3 +34,6 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     down_after_s: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 15.0
     # Sealed seconds held while NATS is unreachable; beyond, the oldest are dropped and counted.
     buffer_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+    # Whether this node consumes the stream and answers the `cluster` commands; a publish-only node
+    # spends nothing on the fleet merge (see README "Cluster", sizing).
+    view: bool = True

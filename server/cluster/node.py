@@ -98,8 +98,11 @@ class ClusterNode:
         if not client.is_connected:
             return
         js = client.jetstream(timeout=_PUBLISH_TIMEOUT_S)
-        if self._sub is None or client.stats["reconnects"] != self._reconnects:
-            await self._subscribe(client, js)
+        if client.stats["reconnects"] != self._reconnects:  # a new connection (or the first)
+            await self._ensure_stream(js)
+            if self.config.view:
+                await self._subscribe(js)
+            self._reconnects = client.stats["reconnects"]
         await self._flush(client)
 
     async def _flush(self, client: Client) -> None:
@@ -109,10 +112,9 @@ class ClusterNode:
             await js.publish(subject(self.name), data, headers={"Nats-Msg-Id": message.msg_id})
             self.outbox.confirmed(message)
 
-    async def _subscribe(self, client: Client, js: Any) -> None:
-        """The stream made (or kept) with retention of the longest window, then a fresh ordered
-        consumer from the message after the last one applied: the whole stream at start."""
-        from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+    async def _ensure_stream(self, js: Any) -> None:
+        """The stream made (or kept), with retention of the longest window."""
+        from nats.js.api import StorageType, StreamConfig
         from nats.js.errors import BadRequestError
 
         config = StreamConfig(name=STREAM, subjects=[f"{SUBJECT_PREFIX}.*"], max_age=float(self.horizon_s),
@@ -124,12 +126,17 @@ class ClusterNode:
             info = await js.stream_info(STREAM)
             if (info.config.max_age or 0) < self.horizon_s:
                 await js.update_stream(config)
+
+    async def _subscribe(self, js: Any) -> None:
+        """A fresh ordered consumer from the message after the last one applied: the whole
+        stream at start, the rest of it after a reconnect."""
+        from nats.js.api import DeliverPolicy
+
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
             except Exception:
                 pass
-        self._reconnects = client.stats["reconnects"]
         if self._last_stream_seq:
             self._sub = await js.subscribe(f"{SUBJECT_PREFIX}.*", cb=self._received, ordered_consumer=True,
                                            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,

@@ -244,7 +244,7 @@ def build(config: Config) -> Parts:
         senders=lambda: connections.peers.senders(time.monotonic()),
         alerts_report=lambda: parts.alerts_report(),
         history=None if history is None else lambda c, now: history.answer(c.series, c.step, c.since_s, stats.anchor(now)),
-        cluster=None if cluster is None else cluster.view,
+        cluster=None if cluster is None or not config.cluster.view else cluster.view,
     )
     alerts = AlertService(config.alerts, try_log=RateLimitedLog(
         RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))
