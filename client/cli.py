@@ -86,11 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("stats", "totals and rolling statistics")
     p.add_argument("--window", default="all", help="all (default) or a configured window such as 1m, 5m, 1h")
+    p.add_argument("--cluster", action="store_true", help="the fleet's merged view (a daemon started with --nats)")
 
     p = command("top", "top-N table of a field")
     p.add_argument("field", choices=TOP_FIELDS, help="the field to rank")
     p.add_argument("-n", type=_count_arg, default=10, metavar="N", help="rows to show (default 10)")
     p.add_argument("--window", default="all", help="all (default) or a configured window such as 1m, 5m, 1h")
+    p.add_argument("--cluster", action="store_true", help="the fleet's merged view (a daemon started with --nats)")
 
     p = command("watch", "a full-screen view of the statistics, refreshed in place like top")
     p.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS",
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("events", "recent anomaly events, then follow new ones")
     p.add_argument("-n", type=_count_arg, default=20, metavar="N", help="recent events to print first (default 20)")
     p.add_argument("--no-follow", action="store_true", help="print the recent events and exit")
+    p.add_argument("--cluster", action="store_true", help="the fleet's events (a daemon started with --nats)")
+
+    command("cluster", "every node of the fleet: last published second, lag, lines contributed, up or down")
 
     command("alerts", "alerts firing now and each alert route's sent, retried, failed and dropped counts")
 
@@ -170,10 +175,13 @@ async def dispatch(args: argparse.Namespace) -> int:
         return 0
     if command == "send":
         return await do_send(args)
+    fleet = " cluster" if getattr(args, "cluster", False) else ""
     if command == "stats":
-        return await show(args, f"STATS {args.window}", render.stats_table)
+        return await show(args, f"STATS {args.window}{fleet}", render.stats_table)
     if command == "top":
-        return await show(args, f"TOP {args.field} {args.n} {args.window}", render.top_table)
+        return await show(args, f"TOP {args.field} {args.n} {args.window}{fleet}", render.top_table)
+    if command == "cluster":
+        return await show(args, "CLUSTER", render.cluster_table)
     if command == "watch":
         from logtally.watch import run_watch
 
@@ -289,12 +297,13 @@ async def wait_accounted(control_address: str, before: dict[str, Any], lines: in
 async def do_events(args: argparse.Namespace) -> int:
     control = await Control.connect(args.control)
     try:
-        recent = await control.ask(f"EVENTS {args.n}")
+        fleet = " cluster" if args.cluster else ""
+        recent = await control.ask(f"EVENTS {args.n}{fleet}")
         for event in recent["events"]:
             print(json.dumps(event) if args.json else render.event_line(event), flush=True)
         if args.no_follow:
             return 0
-        await control.send("SUBSCRIBE anomalies")
+        await control.send(f"SUBSCRIBE anomalies{fleet}")
         async for message in control.stream():
             if "subscribed" in message:
                 continue

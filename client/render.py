@@ -49,6 +49,8 @@ def stats_table(report: dict[str, Any]) -> str:
         ("rejected", count(sum(rejected.values()))),
         ("bytes", size(report.get("bytes", 0))),
     ]
+    if "nodes" in report:  # a cluster answer: which nodes it merges
+        rows.insert(1, ("nodes", ",".join(report["nodes"]) or "-"))
     if report.get("errors") is not None:
         rows.append(("errors", count(report["errors"])))
     if report.get("error_rate") is not None:
@@ -203,6 +205,15 @@ def senders_table(answer: dict[str, Any]) -> str:
     headers = ("peer", "hostnames", "first seen", "last seen", "lines", "bytes", "rate/s / baseline",
                "framing", "rejected", "reject %", "oversize", "tls client")
     return head + "\n" + _table(rows, headers) if rows else head
+
+
+def cluster_table(answer: dict[str, Any]) -> str:
+    """A CLUSTER answer: one row per node known to the fleet view."""
+    rows = [(r["node"], "up" if r["up"] else "DOWN", str(r["last_second"] if r["last_second"] is not None else "-"),
+             "-" if r["lag_s"] is None else f"{r['lag_s']}s", f"{r['silent_s']:.1f}s", count(r["lines"]),
+             count(r.get("restarts", 0))) for r in answer.get("nodes") or []]
+    head = f"nodes: {len(rows)}, watermark {answer.get('watermark')}, down after {answer.get('down_after_s')}s silent"
+    return head + "\n" + _table(rows, ("node", "state", "last second", "lag", "silent", "lines", "restarts")) if rows else head
 
 
 def event_line(event: dict[str, Any]) -> str:

@@ -95,6 +95,8 @@ def test_alerts_and_senders_are_the_control_answers(daemon: ServerProcess) -> No
     ("/api/v1/top/colour", "field", "TOP colour"),
     ("/api/v1/top/service?n=ten", "n", None),
     ("/api/v1/events?n=-1", "n", None),
+    ("/api/v1/stats?cluster=true", "cluster", "STATS all cluster"),  # a node without --nats
+    ("/api/v1/cluster", "cluster", "CLUSTER"),
 ])
 def test_bad_parameters_are_json_400s_naming_them(daemon: ServerProcess, path: str, parameter: str,
                                                    control: str | None) -> None:
@@ -130,7 +132,7 @@ def test_openapi_is_valid_and_lists_every_endpoint(daemon: ServerProcess) -> Non
     validate(spec)
     assert set(spec["paths"]) == {
         "/metrics", "/healthz", "/readyz", "/api/v1/stats", "/api/v1/top/{field}", "/api/v1/events",
-        "/api/v1/alerts", "/api/v1/history", "/api/v1/senders", "/api/v1/stream",
+        "/api/v1/alerts", "/api/v1/history", "/api/v1/senders", "/api/v1/stream", "/api/v1/cluster",
     }
 
 

@@ -49,7 +49,7 @@ def test_version_of_the_client_and_the_daemon() -> None:
 def test_every_option_of_every_command_has_help_text() -> None:
     parser = build_parser()
     commands = subcommands(parser)
-    assert set(commands) == {"send", "senders", "stats", "top", "watch", "events", "alerts", "history", "subscribe", "tail", "prime", "completion"}
+    assert set(commands) == {"send", "senders", "stats", "top", "watch", "events", "alerts", "history", "subscribe", "tail", "prime", "completion", "cluster"}
     missing = []
     for name, p in [(PROG, parser), *commands.items()]:
         for action in p._actions:
@@ -108,7 +108,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
         return sorted(result.stdout.split())
 
     assert complete("logtally", "s") == ["send", "senders", "stats", "subscribe"]
-    assert complete("logtally", "stats", "--c") == ["--color", "--control"]
+    assert complete("logtally", "stats", "--c") == ["--cluster", "--color", "--control"]
     assert complete("logtally", "completion", "") == ["bash", "fish", "zsh"]
     assert complete("logtally", "top", "suspicious") == ["suspicious_ip"]
 

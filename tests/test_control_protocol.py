@@ -17,7 +17,7 @@ from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.lines import LineReader
 from logtallyd.publish.protocol import (
-    Auth, CommandError, CommandLimits, Events, Help, Metrics, Ping, Quit, Stats, Subscribe, Top,
+    Auth, Cluster, CommandError, CommandLimits, Events, Help, Metrics, Ping, Quit, Stats, Subscribe, Top,
     Unsubscribe, decode_command,
 )
 from logtallyd.publish.pubsub import Hub
@@ -50,6 +50,15 @@ DECODE = [
     ("STATS", Stats("all")),
     ("stats 5m", Stats("5m")),
     ("STATS 15m extra", Stats("15m")),
+    ("STATS cluster", Stats("all", True)),
+    ("STATS 5m CLUSTER", Stats("5m", True)),
+    ("TOP ip 10 all cluster", Top("ip", 10, "all", True)),
+    ("TOP ip cluster 3", Top("ip", 3, "all", True)),
+    ("EVENTS 5 cluster", Events(5, True)),
+    ("CLUSTER", Cluster()),
+    ("SUBSCRIBE stats cluster", Subscribe(("stats.cluster",), 1.0, ())),
+    ("SUBSCRIBE anomalies stats cluster interval=2", Subscribe(("anomalies.cluster", "stats.cluster"), 2.0, ())),
+    ("SUBSCRIBE tail cluster", error("usage: SUBSCRIBE stats | anomalies cluster")),
     ("STATS 7m", error(f"unknown window '7m'; {WINDOWS}")),
     ("STATS 5M", error(f"unknown window '5M'; {WINDOWS}")),
     # TOP <field> [n] [window], n and window in either order, the last of each kind wins
@@ -378,8 +387,8 @@ async def test_help_names_every_verb() -> None:
     shell = Shell()
     [line] = await shell.send(b"HELP\n")
     assert list(msgspec.json.decode(line)["commands"]) == [
-        "HELP", "PING", "STATS [window]", "TOP <field> [n] [window]", "EVENTS [n]",
-        "SUBSCRIBE <topic>... [interval=S] [filter...]", "UNSUBSCRIBE [topic...]", "METRICS",
+        "HELP", "PING", "STATS [window] [cluster]", "TOP <field> [n] [window] [cluster]", "EVENTS [n] [cluster]",
+        "CLUSTER", "SUBSCRIBE <topic>... [interval=S] [filter...]", "UNSUBSCRIBE [topic...]", "METRICS",
         "SENDERS", "ALERTS", "HISTORY [series,...] [step] [since]", "PRIME COUNT <lo> <hi>", "PRIME LIST <lo> <hi>", "ISPRIME <n>", "JOBS", "CANCEL <id>", "AUTH <token>",
         "QUIT",
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "parsing", "stats", "detect", "pool", "persist", "publish", "primes", "alerts")
+STAGES = ("ingest", "parsing", "stats", "detect", "pool", "persist", "publish", "primes", "alerts", "cluster")
 
 
 def _module_names() -> dict[str, Path]:
@@ -186,3 +186,22 @@ def test_prime_kernels_load_from_numbas_cache_after_a_restart(tmp_path) -> None:
     second = subprocess.run([sys.executable, "-c", _CACHE_PROBE], cwd=ROOT, env=env, capture_output=True,
                             text=True, check=True)
     assert second.stdout == "0 7\n"  # each kernel loaded from the cache, none compiled
+
+
+_BUILD = """
+import sys
+import msgspec
+from logtallyd.daemon.assembly import build
+from logtallyd.daemon.config import decode_config
+parts = build(decode_config({"cluster": {"nats": sys.argv[1]}, "state": {"directory": ""}}))
+print("nats" in sys.modules, "logtallyd.cluster.node" in sys.modules, parts.cluster is not None)
+parts.executor.shutdown()
+"""
+
+
+@pytest.mark.parametrize(("nats", "loaded"), [("", "False False False"), ("nats://127.0.0.1:1", "False True True")])
+def test_nats_is_imported_only_by_a_cluster_node_once_it_connects(tmp_path: Path, nats: str, loaded: str) -> None:
+    out = subprocess.run([sys.executable, "-c", _BUILD, nats], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path)},
+                         cwd=tmp_path, check=True)
+    assert out.stdout.split("\n")[-2] == loaded

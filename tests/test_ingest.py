@@ -322,7 +322,7 @@ def test_control_unknown_command_help_and_connection_stays_usable(server: Server
             f.flush()
         first, second, third = (json.loads(f.readline()) for _ in range(3))
     assert "error" in first and "FROBNICATE" in first["error"]
-    assert "STATS [window]" in second["commands"]
+    assert "STATS [window] [cluster]" in second["commands"]
     for key in ("received", "parsed", "rejected", "bytes", "connections", "by_format", "uptime_s"):
         assert key in third
 

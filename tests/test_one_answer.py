@@ -387,7 +387,7 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     sketch-estimated figures."""
     out = {k: v for k, v in report.items() if k not in (
         "connections", "peers", "http_server", "pipeline", "subscribers", "udp", "detect", "uptime_s",
-        "rejects_file", "top", "web", "job_failures", "archive", "control", "history")}
+        "rejects_file", "top", "web", "job_failures", "archive", "control", "history", "cluster")}
     latency = dict(out["http"]["latency_ms"])
     for key in ("p50", "p95", "p99", "avg"):
         latency.pop(key)

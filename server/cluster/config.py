@@ -30,3 +30,10 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reconnect_wait_s: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 2.0
     # Bytes nats-py keeps for publishes made while disconnected (its `pending_size`).
     pending_bytes: Annotated[int, msgspec.Meta(ge=65536, le=1073741824)] = 2097152
+    # A node silent this long (by its own published clock) is down and leaves the watermark.
+    down_after_s: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 15.0
+    # Sealed seconds held while NATS is unreachable; beyond, the oldest are dropped and counted.
+    buffer_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+    # Whether this node consumes the stream and answers the `cluster` commands; a publish-only node
+    # spends nothing on the fleet merge (see README "Cluster", sizing).
+    view: bool = True

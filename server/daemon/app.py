@@ -82,6 +82,8 @@ class Server:
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         self._tick_task = loop.create_task(self._tick())
+        if parts.cluster is not None:
+            parts.cluster.start()  # connects in its own task: the local view serves meanwhile
         parts.ready = True
         log.info("listening", **self.endpoints.addresses, workers=parts.workers)
         sdnotify.notify(sdnotify.READY, sdnotify.status(parts.status_line()))
@@ -147,6 +149,12 @@ class Server:
         due = parts.hub.due_for_stats(mono)
         if due:
             line = _json.encode({"type": "stats", **parts.stats_report("all")}) + b"\n"
+            for sub in due:
+                sub.offer(line)
+        due = parts.hub.due_for_stats(mono, "stats.cluster") if parts.cluster is not None else []
+        if due:
+            view = parts.cluster.view  # type: ignore[union-attr]
+            line = _json.encode({"type": "stats", "cluster": True, **view.report("all", parts.clock())}) + b"\n"
             for sub in due:
                 sub.offer(line)
 
@@ -221,6 +229,8 @@ class Server:
         if self._tick_task is not None:
             self._tick_task.cancel()
         parts.publish_events(parts.driver.tick(time.monotonic()))
+        if parts.cluster is not None:
+            await parts.cluster.close()  # the last seconds go out, one try each
         # The last notifications (each route gets one try's timeout), then the routes stop.
         await parts.alerts.close()
         # What survives a restart, then the files that hold every line.

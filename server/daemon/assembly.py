@@ -8,7 +8,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 import structlog
@@ -39,6 +39,9 @@ from logtallyd.publish.pubsub import Hub
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.stats.lifetime import Totals, totals_of
 from logtallyd.stats.windows import Stats
+
+if TYPE_CHECKING:
+    from logtallyd.cluster.node import ClusterNode
 
 log = structlog.get_logger()
 
@@ -71,6 +74,7 @@ class Parts:
     # The totals when this process began listening: the Prometheus counters count from there.
     baseline: Totals = field(default_factory=Totals)
     registry: CollectorRegistry | None = None  # this daemon's metrics (`METRICS`, `/metrics`)
+    cluster: ClusterNode | None = None  # `[cluster] nats` set: the bus and the fleet view
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -92,6 +96,8 @@ class Parts:
             report["archive"] = msgspec.to_builtins(self.pipeline.archive.figures())
         if self.history is not None:
             report["history"] = self.history.figures()
+        if self.cluster is not None:
+            report["cluster"] = self.cluster.figures()
         if self.config.http.listen:
             report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
@@ -252,6 +258,12 @@ def build(config: Config) -> Parts:
         peers=connections.peers,
     )
     history = open_history(config.history, None if state.path is None else str(state.path.parent))
+    cluster = None
+    if config.cluster.nats:  # imported only then: a node alone never loads nats-py
+        from logtallyd.cluster.connect import node_name
+        from logtallyd.cluster.node import ClusterNode
+
+        cluster = ClusterNode(config.cluster, node_name(config.cluster), config.stats, stats, clock)
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
@@ -259,6 +271,7 @@ def build(config: Config) -> Parts:
         senders=lambda: connections.peers.senders(time.monotonic()),
         alerts_report=lambda: parts.alerts_report(),
         history=None if history is None else lambda c, now: history.answer(c.series, c.step, c.since_s, stats.anchor(now)),
+        cluster=None if cluster is None or not config.cluster.view else cluster.view,
     )
     alerts = AlertService(config.alerts, try_log=RateLimitedLog(
         RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))
@@ -267,7 +280,7 @@ def build(config: Config) -> Parts:
         connections=connections, hub=hub, executor=executor, workers=workers, scheduler=scheduler, jobs=jobs,
         rejects=rejects, pipeline=pipeline, commands=commands, control_connections=set(),
         restored_archive=restored.archive if restored else None,
-        http_connections=HttpConnections(config.http), alerts=alerts, history=history,
+        http_connections=HttpConnections(config.http), alerts=alerts, history=history, cluster=cluster,
     )
     parts.baseline = parts.totals()
     parts.registry = daemon_registry(parts.metrics_figures)

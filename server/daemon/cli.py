@@ -62,6 +62,8 @@ def run_daemon(argv: list[str]) -> int:
                                           "[control] token_file")
     parser.add_argument("--http", help="HTTP API HOST:PORT (port 0 = ephemeral, '' = off); off loopback it needs "
                                        "[http] token_file")
+    parser.add_argument("--nats", help="NATS server URL(s) of the fleet's JetStream ([cluster] nats)")
+    parser.add_argument("--node", help="this node's name in the fleet ([cluster] node)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the shipped, commented default config.toml and exit")
     parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
@@ -71,7 +73,8 @@ def run_daemon(argv: list[str]) -> int:
         sys.stdout.write(shipped_text(args.print_unit or "config.toml"))
         return 0
     try:
-        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control, args.http)
+        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control, args.http,
+                                 nats=args.nats, node=args.node)
         from logtallyd.daemon.tokenfile import load_token
 
         load_token(config.control)  # an unusable token file stops the start here, with its key named
@@ -103,8 +106,8 @@ def _version() -> str:
 
 
 def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None,
-                    http: str | None = None) -> Config:
-    """Command-line listen addresses win over the file."""
+                    http: str | None = None, nats: str | None = None, node: str | None = None) -> Config:
+    """Command-line listen addresses and cluster options win over the file."""
     for value in (tcp, udp, control, http):
         if value:
             try:
@@ -121,6 +124,13 @@ def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: s
         config = msgspec.structs.replace(config, control=msgspec.structs.replace(config.control, listen=control))
     if http is not None:
         config = msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, listen=http))
+    cluster = {k: v for k, v in (("nats", nats), ("node", node)) if v is not None}
+    if cluster:
+        try:  # through the Struct, so `--node` meets the same pattern as `[cluster] node`
+            merged = msgspec.convert({**msgspec.to_builtins(config.cluster), **cluster}, type(config.cluster))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"--nats/--node: {exc}") from None
+        config = msgspec.structs.replace(config, cluster=merged)
     problem = check_config(config)  # again: `--control 0.0.0.0:5141` must meet the same checks as the file
     if problem:
         raise ConfigError(problem)

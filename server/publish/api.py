@@ -18,7 +18,7 @@ from logtallyd.publish.access import Access
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.dashboard import ASSETS, asset, live_page
 from logtallyd.publish.protocol import (
-    Alerts, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
+    Alerts, Cluster, Command, CommandError, Error, Events, Join, Senders, Stats, Subscribed, Top, decode_command,
 )
 from logtallyd.publish.pubsub import TOPICS, Hub, Subscriber
 from logtallyd.publish.sse import SseSink
@@ -152,14 +152,18 @@ def build_api(commands: Commands, hub: Hub, metrics: Callable[[str], tuple[bytes
         return Response(assets[name], media_type=ASSETS[name], headers={"cache-control": "no-cache"})
 
     @app.get("/api/v1/stats", summary="STATS [window]")
-    async def stats(window: str = "all") -> Response:
-        return await ask(Stats(window_of(window)))
+    async def stats(window: str = "all", cluster: bool = False) -> Response:
+        return await ask(Stats(window_of(window), cluster), "cluster")
 
     @app.get("/api/v1/top/{field}", summary="TOP <field> [n] [window]")
-    async def top(field: str, n: int = 10, window: str = "all") -> Response:
+    async def top(field: str, n: int = 10, window: str = "all", cluster: bool = False) -> Response:
         if not 1 <= n <= commands.limits.max_top_n:
             raise BadParameter("n", f"n must be between 1 and {commands.limits.max_top_n}")
-        return await ask(Top(field.lower(), n, window_of(window)), "field")
+        return await ask(Top(field.lower(), n, window_of(window), cluster), "field")
+
+    @app.get("/api/v1/cluster", summary="CLUSTER: every node of the fleet, up or down")
+    async def cluster() -> Response:
+        return await ask(Cluster(), "cluster")
 
     @app.get("/api/v1/events", summary="EVENTS [n]: the last n anomaly events")
     async def events(n: int | None = None) -> Response:

@@ -6,12 +6,12 @@ A handler returns its answer (a Struct, a report dict, a stream, or what the con
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, assert_never
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, assert_never
 
 from logtallyd.primes.commands import Cancel, IsPrime, Jobs, PrimeCommands, PrimeCount, PrimeList
 from logtallyd.publish.access import Access, Gate, Refusal, is_privileged
 from logtallyd.publish.protocol import (
-    Alerts, Answer, Auth, Close, Command, CommandError, CommandLimits, Deny, Error, EventList, Events, Grant, Help,
+    Alerts, Answer, Auth, Close, Cluster, Command, CommandError, CommandLimits, Deny, Error, EventList, Events, Grant, Help,
     HelpList, History, HistoryList, Join, Leave, Metrics, MetricsText, Ping, Pong, Quit, Senders, Stats, Subscribe, Top, TopList, Unsubscribe,
     help_text,
 )
@@ -21,6 +21,18 @@ if TYPE_CHECKING:
     from logtallyd.publish.protocol import Config
     from logtallyd.primes.jobs import JobManager
     from logtallyd.stats.windows import Stats as Statistics
+
+
+_NO_CLUSTER = "cluster is off: start the daemon with --nats URL (or set [cluster] nats)"
+
+
+class ClusterAnswers(Protocol):
+    """What the cluster commands read: the merged view (`logtallyd.cluster.view`)."""
+
+    stats: Statistics
+
+    def report(self, window: str, now: float) -> dict[str, Any]: ...
+    def table(self, now: float) -> dict[str, Any]: ...
 
 
 _REFUSALS: dict[Refusal, str] = {
@@ -43,7 +55,8 @@ class Commands:
                  monotonic: Callable[[], float] = time.monotonic,
                  senders: Callable[[], Any] | None = None,
                  alerts_report: Callable[[], dict[str, Any]] = lambda: {"alerts": [], "routes": {}},
-                 history: Callable[[History, float], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 history: Callable[[History, float], Awaitable[dict[str, Any]]] | None = None,
+                 cluster: ClusterAnswers | None = None) -> None:
         self.limits = CommandLimits.from_config(config)
         self.max_pending_commands = config.control.max_pending_commands
         self.gate = Gate(token, config.control.auth_failures_per_minute)
@@ -57,6 +70,7 @@ class Commands:
         self.alerts_report = alerts_report
         self.history = history  # None: no `[state]` directory, or `[history] enabled = false`
         self.primes = PrimeCommands(jobs)
+        self.cluster = cluster  # None: `[cluster] nats` is off
 
     def reconfigure(self, config: Config, token: str | None = None) -> None:
         """SIGHUP: the next command is decoded with the new limits and the next AUTH checks the new token."""
@@ -75,11 +89,24 @@ class Commands:
                 return Pong()
             case Help():
                 return HelpList(help_text(self.limits))
+            case Stats(_, True) | Top(_, _, _, True) | Events(_, True) | Cluster() if self.cluster is None:
+                return Error(_NO_CLUSTER)
+            case Stats(window, True):
+                assert self.cluster is not None
+                return self.cluster.report(window, self.clock())
             case Stats(window):
                 return self.stats_report(window)
-            case Top(field, n, window):
+            case Cluster():
+                assert self.cluster is not None
+                return self.cluster.table(self.clock())
+            case Events(n, True):
+                # The detectors read the workers' feeds, which the bus does not carry (yet): an
+                # empty list would claim a quiet fleet.
+                return Error("cluster-wide detectors are not running: EVENTS cluster has nothing to show")
+            case Top(field, n, window, cluster):
+                statistics = self.statistics if not cluster else self.cluster.stats  # type: ignore[union-attr]
                 try:
-                    items = self.statistics.top(field, n, window, self.clock())
+                    items = statistics.top(field, n, window, self.clock())
                 except (KeyError, ValueError) as exc:  # a field the statistics do not count
                     return Error(str(exc).strip("'\""))
                 return TopList(field, window, n, items)
@@ -96,6 +123,8 @@ class Commands:
                     return Error("history is off: it needs a [state] directory and [history] enabled = true")
                 answer = await self.history(command, self.clock())
                 return Error(answer["error"]) if "error" in answer else HistoryList(**answer)
+            case Subscribe(topics) if self.cluster is None and any(t.endswith(".cluster") for t in topics):
+                return Error(_NO_CLUSTER)
             case Subscribe(topics, interval_s, filters):
                 # decoding checked that the terms compile
                 tail_filter = compile_filter(list(filters)) if filters else None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Protoco
 import msgspec
 
 from logtallyd.primes.commands import PrimeCommand, PrimeLimits, decode_prime
-from logtallyd.publish.pubsub import TOPICS
+from logtallyd.publish.pubsub import CLUSTER_TOPICS, TOPICS
 from logtallyd.publish.tailfilter import Predicate, compile_filter
 from logtallyd.stats.history import SERIES as HISTORY_SERIES
 from logtallyd.stats.history import parse_duration
@@ -34,7 +34,7 @@ class Config(Protocol):
     def primes(self) -> PrimeConfig: ...
 
 __all__ = [
-    "Alerts", "Auth", "Authorized", "Close", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
+    "Alerts", "Auth", "Authorized", "Close", "Cluster", "Command", "CommandError", "CommandLimits", "Error", "EventList", "Events", "Deny", "Grant", "Help",
     "HelpList", "History", "HistoryList", "Join", "Leave", "Metrics", "MetricsText", "Ping", "Pong", "Quit", "Senders",
     "Stats", "Subscribe", "Subscribed", "Top", "TopList", "Unsubscribe", "Unsubscribed",
     "decode_command", "help_text",
@@ -53,16 +53,23 @@ class Help(msgspec.Struct, frozen=True, tag=True):
 
 class Stats(msgspec.Struct, frozen=True, tag=True):
     window: str
+    cluster: bool = False  # the fleet's merged view, not this node's
 
 
 class Top(msgspec.Struct, frozen=True, tag=True):
     field: str  # lower case; the statistics know which fields they count
     n: int
     window: str
+    cluster: bool = False
 
 
 class Events(msgspec.Struct, frozen=True, tag=True):
     n: int
+    cluster: bool = False
+
+
+class Cluster(msgspec.Struct, frozen=True, tag=True):
+    """The fleet's node table."""
 
 
 class Metrics(msgspec.Struct, frozen=True, tag=True):
@@ -104,7 +111,7 @@ class Auth(msgspec.Struct, frozen=True, tag=True):
         return "Auth(token=<redacted>)"
 
 
-Command = Ping | Help | Stats | Top | Events | Metrics | Senders | Alerts | History | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
+Command = Ping | Help | Stats | Top | Events | Cluster | Metrics | Senders | Alerts | History | Subscribe | Unsubscribe | Quit | Auth | PrimeCommand
 
 
 class CommandError(msgspec.Struct, frozen=True):
@@ -228,10 +235,11 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
     return {
         "HELP": "this list",
         "PING": "answers {\"pong\": true}",
-        "STATS [window]": "totals and rolling statistics; window is all (default) or one of the configured windows",
-        "TOP <field> [n] [window]": "top-n of ip, user_agent, path, service, host, status, error, suspicious_ip",
-        "EVENTS [n]": f"the last n anomaly events (default {limits.default_events})",
-        "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs",
+        "STATS [window] [cluster]": "totals and rolling statistics; window is all (default) or one of the configured windows; cluster: the fleet's merged view",
+        "TOP <field> [n] [window] [cluster]": "top-n of ip, user_agent, path, service, host, status, error, suspicious_ip",
+        "EVENTS [n] [cluster]": f"the last n anomaly events (default {limits.default_events})",
+        "CLUSTER": "every node of the fleet: last published second, lag, lines contributed, up or down",
+        "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs; stats cluster / anomalies cluster: the fleet's",
         "UNSUBSCRIBE [topic...]": "stop streaming (all topics by default)",
         "METRICS": "Prometheus text exposition of the daemon's own metrics",
         "SENDERS": "one row per sender address: seen times, lines, bytes, rate against its baseline, framing, rejects, TLS client",
@@ -271,12 +279,20 @@ def _window_error(window: str, limits: CommandLimits) -> str:
     return f"unknown window {window!r}; windows: {', '.join(limits.windows)}"
 
 
+def _cluster_flag(args: list[str]) -> tuple[list[str], bool]:
+    """The arguments without the `cluster` word, and whether it was there."""
+    rest = [a for a in args if a.lower() != "cluster"]
+    return rest, len(rest) != len(args)
+
+
 def _stats(args: list[str], limits: CommandLimits) -> Stats | str:
+    args, cluster = _cluster_flag(args)
     window = args[0] if args else "all"
-    return Stats(window) if window in limits.windows else _window_error(window, limits)
+    return Stats(window, cluster) if window in limits.windows else _window_error(window, limits)
 
 
 def _top(args: list[str], limits: CommandLimits) -> Top | str:
+    args, cluster = _cluster_flag(args)
     if not args:
         return "usage: TOP <field> [n] [window]"
     n, window = 10, "all"
@@ -290,12 +306,13 @@ def _top(args: list[str], limits: CommandLimits) -> Top | str:
         return _window_error(window, limits)
     if not 1 <= n <= limits.max_top_n:
         return f"n must be between 1 and {limits.max_top_n}"
-    return Top(args[0].lower(), n, window)
+    return Top(args[0].lower(), n, window, cluster)
 
 
 def _events(args: list[str], limits: CommandLimits) -> Events:
+    args, cluster = _cluster_flag(args)
     count = _count(args[0]) if args else None
-    return Events(limits.default_events if count is None else count)
+    return Events(limits.default_events if count is None else count, cluster)
 
 
 def _interval(word: str, limits: CommandLimits) -> float | str:
@@ -317,7 +334,12 @@ def _is_filter_term(word: str) -> bool:
 
 
 def _subscribe(args: list[str], limits: CommandLimits) -> Subscribe | str:
+    args, cluster = _cluster_flag(args)
     topics = [w.lower() for w in args if w.lower() in TOPICS]
+    if cluster:
+        if any(t not in CLUSTER_TOPICS for t in topics):
+            return f"usage: SUBSCRIBE {' | '.join(CLUSTER_TOPICS)} cluster"
+        topics = [CLUSTER_TOPICS[t] for t in topics]
     if not topics or any(w.lower() not in TOPICS and not _is_filter_term(w) for w in args):
         return f"usage: SUBSCRIBE <topic>... with topics {', '.join(TOPICS)}"
     interval = limits.default_interval_s
@@ -370,6 +392,7 @@ _VERBS: dict[str, Callable[[list[str], CommandLimits], Command | str]] = {
     "STATS": _stats,
     "TOP": _top,
     "EVENTS": _events,
+    "CLUSTER": lambda args, limits: Cluster(),
     "METRICS": lambda args, limits: Metrics(),
     "SENDERS": lambda args, limits: Senders(),
     "ALERTS": lambda args, limits: Alerts(),

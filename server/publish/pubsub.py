@@ -17,6 +17,8 @@ from logtallyd.publish.config import ControlConfig
 _json = msgspec.json.Encoder()
 
 TOPICS = ("stats", "anomalies", "tail", "jobs")
+# `SUBSCRIBE stats cluster`: the fleet view's stream of the same topic, under its own name.
+CLUSTER_TOPICS = {"stats": "stats.cluster", "anomalies": "anomalies.cluster"}
 
 
 class Subscriber:
@@ -27,7 +29,7 @@ class Subscriber:
         self.clock = clock
         self.topics: set[str] = set()
         self.interval_s = 1.0
-        self.next_stats_at = 0.0
+        self.next_stats_at: dict[str, float] = {}  # stats topic -> when it is next due
         self.tail_filter: Callable[[dict[str, Any]], bool] | None = None
         self.tail_terms: tuple[str, ...] = ()  # the filter as words, sent to the workers
         self.dropped = 0  # since the last `lagged` notice
@@ -159,10 +161,10 @@ class Hub:
                 for sub in subs:
                     sub.offer_many(lines)
 
-    def due_for_stats(self, now: float) -> list[Subscriber]:
-        due = [s for s in self.subscribers if "stats" in s.topics and s.next_stats_at <= now]
+    def due_for_stats(self, now: float, topic: str = "stats") -> list[Subscriber]:
+        due = [s for s in self.subscribers if topic in s.topics and s.next_stats_at.get(topic, 0.0) <= now]
         for sub in due:
-            sub.next_stats_at = now + sub.interval_s
+            sub.next_stats_at[topic] = now + sub.interval_s
         return due
 
     def sweep_stalled(self, now: float) -> int:

@@ -13,7 +13,7 @@
 # distinct values, a fixed-size sketch beyond (its answers carry their bounds).
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -92,6 +92,8 @@ class Stats:
         self._live: set[int] = set()  # seconds whose sketches are deserialized
         self._live_minutes: set[int] = set()
         self._pruned_to: int | None = None
+        # Sees every partial before it is merged (and adopted, so changed): the cluster outbox.
+        self.tee: Callable[[Partial], None] | None = None
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -104,6 +106,8 @@ class Stats:
     def merge(self, partial: Partial, now: float) -> None:
         """Merge one worker result; `now` is the clock used for the future guard."""
         cfg = self.config
+        if self.tee is not None:
+            self.tee(partial)
         merge_totals(self, partial)
         partial.fold()
         limit = int(now) + cfg.max_future_s

@@ -1,0 +1,94 @@
+"""The merged fleet view, sans-I/O: every node's published seconds merged into one `Stats`, the
+table of nodes (up while they publish), and the cluster watermark over the live ones."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from logtallyd.cluster.wire import NodeSecond
+from logtallyd.stats.aggregate import Partial
+from logtallyd.stats.config import StatsConfig
+from logtallyd.stats.windows import Stats
+
+__all__ = ["ClusterView", "NodeState"]
+
+
+class NodeState(msgspec.Struct):
+    name: str
+    boot: str
+    last_seq: int
+    last_tick: float  # the node's clock at its last published second
+    newest: int | None  # its newest event second
+    lines: int  # lines it contributed (received: parsed + rejected)
+    seconds: int  # messages merged from it
+    restarts: int = 0  # boots seen after the first
+
+
+class ClusterView:
+    """`apply()` each message in stream order; the queries answer like the local `Stats`."""
+
+    def __init__(self, config: StatsConfig, down_after_s: float, started_at: float) -> None:
+        self.stats = Stats(config, started_at)
+        self.down_after_s = down_after_s
+        self.nodes: dict[str, NodeState] = {}
+        self.duplicates = 0  # messages seen twice (a republished second), merged once
+
+    def apply(self, message: NodeSecond, now: float) -> None:
+        state = self.nodes.get(message.node)
+        if state is None:
+            state = self.nodes[message.node] = NodeState(message.node, message.boot, -1, message.tick,
+                                                          None, 0, 0)
+        elif state.boot != message.boot:
+            state.boot, state.last_seq = message.boot, -1
+            state.restarts += 1
+        elif message.seq <= state.last_seq:
+            self.duplicates += 1
+            return
+        state.last_seq = message.seq
+        state.last_tick = max(state.last_tick, message.tick)
+        if message.newest is not None and (state.newest is None or message.newest > state.newest):
+            state.newest = message.newest
+        state.lines += message.received
+        state.seconds += 1
+        if message.partial:
+            self.stats.merge(Partial.from_bytes(message.partial), now)
+
+    def up(self, state: NodeState, now: float) -> bool:
+        return now - state.last_tick <= self.down_after_s
+
+    def watermark(self, now: float) -> int | None:
+        """The oldest newest-second among the live nodes: every live node has published up to it.
+        A node down (silent past `down_after_s`) no longer holds it back."""
+        seconds = [s.newest for s in self.nodes.values() if s.newest is not None and self.up(s, now)]
+        return min(seconds) if seconds else None
+
+    def contributors(self) -> list[str]:
+        return sorted(name for name, s in self.nodes.items() if s.lines)
+
+    def report(self, window: str, now: float) -> dict[str, Any]:
+        """The local STATS shape of the merged view, plus the nodes that contributed."""
+        report = self.stats.report(window, now)
+        report["nodes"] = self.contributors()
+        report["watermark"] = self.watermark(now)
+        return report
+
+    def table(self, now: float) -> dict[str, Any]:
+        """CLUSTER: every node known, its last published second, lag and lines, up or down."""
+        newest = max((s.newest for s in self.nodes.values() if s.newest is not None), default=None)
+        rows = []
+        for name in sorted(self.nodes):
+            s = self.nodes[name]
+            rows.append({
+                "node": name,
+                "up": self.up(s, now),
+                "last_second": s.newest,
+                # event seconds behind the newest node, and wall seconds since it last published
+                "lag_s": None if newest is None or s.newest is None else newest - s.newest,
+                "silent_s": round(max(0.0, now - s.last_tick), 3),
+                "lines": s.lines,
+                "seconds": s.seconds,
+                "restarts": s.restarts,
+            })
+        return {"nodes": rows, "watermark": self.watermark(now), "down_after_s": self.down_after_s,
+                "duplicates": self.duplicates}

@@ -1,0 +1,185 @@
+"""The cluster's sans-I/O cores with plain values: the outbox that seals and bounds a node's
+seconds, and the view that merges every node's into one `Stats` (in any interleaving), tracks who
+is up and holds the watermark."""
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logtallyd.cluster.config import ClusterConfig
+from logtallyd.cluster.outbox import Outbox
+from logtallyd.cluster.view import ClusterView
+from logtallyd.cluster.wire import NodeSecond, decode, encode
+from logtallyd.daemon.config import ConfigError, decode_config
+from logtallyd.records import SEVERITY_OF, Http, Record
+from logtallyd.stats.aggregate import Partial
+from logtallyd.stats.config import StatsConfig
+from logtallyd.stats.windows import Stats
+
+NOW = 1_700_000_000.0
+START = int(NOW) - 600
+
+
+def partial(rng: random.Random, lines: int) -> Partial:
+    p = Partial()
+    records, sizes, seconds = [], [], []
+    for _ in range(lines):
+        status = rng.choice([200, 404, 500])
+        records.append(Record(format="access", message="m", ts=float(START), host=rng.choice(["h1", "h2"]),
+                              service="web", level="ERROR" if status == 500 else "INFO",
+                              severity=SEVERITY_OF["ERROR" if status == 500 else "INFO"],
+                              http=Http(ip=f"10.0.0.{rng.randrange(20)}", method="GET", path="/",
+                                        status=status, bytes=10, latency_ms=float(rng.randrange(1, 100)))))
+        sizes.append(40)
+        seconds.append(START + rng.randrange(300))
+    p.add_many(records, sizes, seconds, [None] * lines)
+    for _ in range(rng.randrange(3)):
+        p.reject("empty", 1)
+    return p
+
+
+def node_messages(node: str, seed: int, seconds: int) -> list[NodeSecond]:
+    """The seconds one node publishes: a few partials merged per second, heartbeats between."""
+    rng = random.Random(seed)
+    outbox = Outbox(node, "b0", 10_000)
+    for tick in range(seconds):
+        for _ in range(rng.randrange(3)):
+            outbox.add(partial(rng, rng.randrange(1, 30)))
+        outbox.seal(NOW - seconds + tick, START + tick)
+    return [message for message, _ in outbox.queue]
+
+
+def counted(view: ClusterView) -> dict:
+    report = view.stats.report("all", NOW)
+    return {k: report[k] for k in ("received", "parsed", "rejected", "bytes", "by_level", "by_host", "errors")} | {
+        "status": report["http"]["by_status"], "lat_n": report["http"]["latency_ms"]["count"],
+        "top": view.stats.top("ip", 20, "all", NOW)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(1, 4))
+def test_the_merged_view_does_not_depend_on_how_nodes_interleave(rng: random.Random, nodes: int) -> None:
+    streams = [node_messages(f"n{i}", i, 4) for i in range(nodes)]
+    # In stream order each node's seconds keep their order; nodes interleave any way.
+    reference = ClusterView(StatsConfig(), 15, NOW)
+    for stream in streams:
+        for message in stream:
+            reference.apply(message, NOW)
+    shuffled = ClusterView(StatsConfig(), 15, NOW)
+    queues = [list(s) for s in streams]
+    while any(queues):
+        queue = rng.choice([q for q in queues if q])
+        shuffled.apply(queue.pop(0), NOW)
+    assert counted(shuffled) == counted(reference)
+    # ... and equals one Stats fed every partial directly, as a single daemon would be.
+    alone = Stats(StatsConfig(), NOW)
+    for stream in streams:
+        for message in stream:
+            if message.partial:
+                alone.merge(Partial.from_bytes(message.partial), NOW)
+    assert counted(reference)["received"] == alone.report("all", NOW)["received"]
+    assert counted(reference)["top"] == alone.top("ip", 20, "all", NOW)
+
+
+def test_a_second_seen_twice_is_merged_once() -> None:
+    view = ClusterView(StatsConfig(), 15, NOW)
+    [first, second] = node_messages("n1", 1, 2)
+    for message in (first, second, second, first):
+        view.apply(message, NOW)
+    assert view.duplicates == 2
+    assert view.nodes["n1"].lines == first.received + second.received
+    assert view.stats.received == first.received + second.received
+
+
+def test_a_restarted_node_is_the_same_node_with_a_new_boot() -> None:
+    view = ClusterView(StatsConfig(), 15, NOW)
+    old = NodeSecond("n1", "a", 5, NOW - 1, START, 3, b"")
+    new = NodeSecond("n1", "b", 0, NOW, START + 1, 4, b"")
+    view.apply(old, NOW)
+    view.apply(new, NOW)
+    assert (view.nodes["n1"].restarts, view.nodes["n1"].lines, view.duplicates) == (1, 7, 0)
+
+
+def test_watermark_is_the_slowest_live_node_and_a_silent_one_stops_holding_it() -> None:
+    view = ClusterView(StatsConfig(), 5, NOW)
+    view.apply(NodeSecond("fast", "a", 0, NOW, START + 100, 0, b""), NOW)
+    view.apply(NodeSecond("slow", "a", 0, NOW - 5, START + 40, 0, b""), NOW)
+    # silent exactly down_after_s: still up
+    assert view.watermark(NOW) == START + 40
+    table = view.table(NOW)
+    assert [(r["node"], r["up"], r["lag_s"]) for r in table["nodes"]] == [("fast", True, 0), ("slow", True, 60)]
+    assert view.watermark(NOW + 0.5) == START + 100  # past it: down, no longer holds it back
+    assert [r["up"] for r in view.table(NOW + 0.5)["nodes"]] == [True, False]
+    assert view.watermark(NOW + 100) is None  # nobody live
+
+
+def test_an_empty_second_is_a_heartbeat() -> None:
+    outbox = Outbox("n1", "b0", 10)
+    message = outbox.seal(NOW, None)
+    assert (message.partial, message.received, message.seq) == (b"", 0, 0)
+    assert decode(outbox.head()[1]) == message  # type: ignore[index]
+
+
+def test_outbox_holds_exactly_buffer_seconds_then_counts_what_it_drops() -> None:
+    outbox = Outbox("n1", "b0", 3)
+    rng = random.Random(1)
+    lines = []
+    for tick in range(3):
+        p = partial(rng, 5)
+        lines.append(p.received)
+        outbox.add(p)
+        outbox.seal(NOW + tick, START)
+    assert (len(outbox.queue), outbox.unpublished_seconds) == (3, 0)  # at the bound: nothing lost
+    head, _ = outbox.head()  # type: ignore[misc]
+    outbox.seal(NOW + 3, START)  # one past it: the oldest goes, counted
+    figures = outbox.figures()
+    assert (figures.buffered, figures.unpublished_seconds, figures.unpublished_lines) == (3, 1, lines[0])
+    # The dropped one's publish was in flight and the stream stored it: not lost after all.
+    outbox.confirmed(head)
+    assert (len(outbox.queue), outbox.published, outbox.unpublished_seconds, outbox.unpublished_lines) == (3, 1, 0, 0)
+    second, data = outbox.head()  # type: ignore[misc]
+    outbox.confirmed(second)
+    assert (len(outbox.queue), outbox.bus_bytes) == (2, len(data) + len(encode(head)))
+
+
+def test_seal_merges_the_second_into_one_partial() -> None:
+    rng = random.Random(2)
+    parts = [partial(rng, 10) for _ in range(3)]
+    expected = Stats(StatsConfig(), NOW)
+    outbox = Outbox("n1", "b0", 10)
+    for p in parts:
+        outbox.add(p)
+        expected.merge(Partial.from_bytes(p.to_bytes()), NOW)
+    message = outbox.seal(NOW, START)
+    got = Stats(StatsConfig(), NOW)
+    got.merge(Partial.from_bytes(message.partial), NOW)
+    assert message.received == sum(p.received for p in parts)
+    assert got.report("all", NOW)["http"]["by_status"] == expected.report("all", NOW)["http"]["by_status"]
+    assert got.top("ip", 20, "all", NOW) == expected.top("ip", 20, "all", NOW)
+
+
+@pytest.mark.parametrize(("key", "good", "bad"), [
+    ("down_after_s", (1, 86400), (0.99, 86401)),
+    ("buffer_seconds", (1, 86400), (0, 86401)),
+])
+def test_cluster_limits_sit_exactly_at_their_range(key: str, good: tuple, bad: tuple) -> None:
+    for value in good:
+        assert getattr(decode_config({"cluster": {key: value}}).cluster, key) == value
+    for value in bad:
+        with pytest.raises(ConfigError, match=rf"cluster\.{key}"):
+            decode_config({"cluster": {key: value}})
+    assert msgspec.convert({}, ClusterConfig).down_after_s == 15.0
+
+
+def test_command_line_nats_and_node_win_and_meet_the_same_checks() -> None:
+    from logtallyd.daemon.cli import apply_overrides
+
+    config = apply_overrides(decode_config({"cluster": {"node": "file"}}), None, None, None,
+                             nats="nats://127.0.0.1:4222", node="web-1")
+    assert (config.cluster.nats, config.cluster.node) == ("nats://127.0.0.1:4222", "web-1")
+    with pytest.raises(ConfigError, match="--nats/--node"):
+        apply_overrides(decode_config({}), None, None, None, node="a.b")
