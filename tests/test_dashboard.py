@@ -64,7 +64,7 @@ def browser(chromium: Any) -> Any:
     return chromium
 
 
-def wait_for(browser: Any, check: Callable[[Any], Any], what: str, timeout: float = 30) -> Any:
+def wait_for(browser: Any, check: Callable[[Any], Any], what: str | Callable[[], str], timeout: float = 30) -> Any:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -72,6 +72,7 @@ def wait_for(browser: Any, check: Callable[[Any], Any], what: str, timeout: floa
         return WebDriverWait(browser, timeout, poll_frequency=0.1).until(check)
     except TimeoutException:
         logs = [entry["message"] for entry in browser.get_log("browser")]
+        what = what() if callable(what) else what
         raise AssertionError(f"the page never showed {what}; its console: {logs}") from None
 
 
@@ -135,6 +136,45 @@ def test_live_page_shows_the_stats_count_and_a_burst_as_it_happens(start_server,
     assert errors_in_console(browser) == []
     shot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 0
+
+
+def test_a_fleet_node_shows_its_cluster_nodes(start_server, nats_server, browser: Any, tmp_path: Path) -> None:
+    # [cluster] on: the page shows the CLUSTER table, its lines as nodes publish them.
+    def node(name: str) -> ServerProcess:
+        return start_server(CONFIG + "[cluster]\ndown_after_s = 30\n", extra_args=[
+            "--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0", "--nats", nats_server.url, "--node", name])
+
+    a, b = node("web-1"), node("web-2")
+    send_tcp(a.address("tcp"), "".join(line(T0 + i, 6, "checkout", f"order {i}") + "\n" for i in range(30)).encode())
+    send_tcp(b.address("tcp"), "".join(line(T0 + i, 6, "cart", f"item {i}") + "\n" for i in range(20)).encode())
+    deadline = time.monotonic() + 60
+    while [n["lines"] for n in a.command("CLUSTER")["nodes"]] != [30, 20]:
+        assert time.monotonic() < deadline, a.command("CLUSTER")
+        time.sleep(0.2)
+    host, port = a.address("http")
+    browser.get(f"http://{host}:{port}/")
+
+    def rows(b: Any) -> list[list[str]]:
+        # Read in one script: the panel's table is replaced as CLUSTER is asked again.
+        return b.execute_script("return [...document.querySelectorAll('#cluster-nodes tbody tr')]"
+                                ".map((tr) => [...tr.cells].map((td) => td.textContent))")
+
+    seen: list[Any] = []
+    wait_for(browser, lambda b: seen.append(rows(b)) or [(r[0], r[1], r[5]) for r in seen[-1]]
+             == [("web-1", "up", "30"), ("web-2", "up", "20")], lambda: f"both nodes in the cluster panel (last {seen[-1:]})")
+    assert browser.find_element("id", "cluster").is_displayed()
+    assert errors_in_console(browser) == []
+    browser.save_screenshot(str(tmp_path / "cluster.png"))
+
+
+def test_without_a_cluster_the_panel_stays_hidden(start_server, browser: Any) -> None:
+    server = start_server(CONFIG)
+    host, port = server.address("http")
+    browser.get(f"http://{host}:{port}/")
+    wait_for(browser, lambda b: figure(b, "received") == "0", "the first STATS")
+    time.sleep(1.0)  # the CLUSTER question is asked with the first STATS; give its answer time to land
+    assert not browser.find_element("id", "cluster").is_displayed()
+    assert browser.find_elements("css selector", "#cluster-nodes") == []
 
 
 def test_the_page_and_its_assets_come_from_the_daemon(start_server) -> None:

@@ -334,7 +334,7 @@
   });
 
   const TOP_FIELDS = ["ip", "path", "service", "status", "error", "suspicious_ip"];
-  const live = { last: null, historyAt: 0, historyMinute: null, topsAt: 0, topsReceived: null };
+  const live = { last: null, clusterAt: 0, historyAt: 0, historyMinute: null, topsAt: 0, topsReceived: null };
   async function refreshTops(received) {
     live.topsAt = Date.now();
     live.topsReceived = received;
@@ -354,6 +354,20 @@
     $("charts-note").textContent = "Closed minutes of event time from the history store, written every [history] interval_s.";
     renderCharts(answer.body);
   }
+  // CLUSTER, when this daemon is a node of a fleet (its STATS then has a `cluster` object): asked
+  // every few seconds; without `[cluster] nats` the panel stays hidden and nothing is asked.
+  async function refreshCluster() {
+    live.clusterAt = Date.now();
+    const answer = await getJSON("api/v1/cluster");
+    $("cluster").hidden = !answer.ok;
+    if (!answer.ok) return;
+    const c = answer.body;
+    $("cluster-note").textContent = "watermark " + (c.watermark === null ? "-" : new Date(c.watermark * 1000).toISOString().slice(0, 19) + " UTC") +
+      " · a node silent for " + c.down_after_s + " s is down";
+    const rows = c.nodes.map((n) => ({ cells: [n.node, n.up ? "up" : "down", n.last_second === null ? "-" : new Date(n.last_second * 1000).toISOString().slice(11, 19),
+      n.lag_s === null ? "-" : n.lag_s + " s", n.silent_s + " s", count(n.lines), String(n.restarts)] }));
+    $("cluster-table").replaceChildren(table(["node", "state", "last second (UTC)", "lag", "silent", "lines", "restarts"], rows, { id: "cluster-nodes" }));
+  }
   function onStats(r) {
     const now = performance.now();
     let rate = null;
@@ -366,6 +380,8 @@
     // The tables and the history are questions of their own: asked again at most every few seconds.
     const since = Date.now() - live.topsAt;
     if ((r.received !== live.topsReceived && since > 2000) || since > 15000) refreshTops(r.received).catch(onFailure);
+    $("cluster").hidden = !r.cluster;
+    if (r.cluster && Date.now() - live.clusterAt > 5000) refreshCluster().catch(onFailure);
     if (Math.floor(r.anchor / 60) !== live.historyMinute || Date.now() - live.historyAt > 30000) refreshHistory(r.anchor).catch(onFailure);
   }
   function onMessage(m) {
