@@ -33,8 +33,9 @@ class Trends:
         # the same step, so its row must already be taken. A minute that takes lines in a merge
         # is inside the windows after it, so the row taken here is the minute's last.
         past_every_minute = (max(stats.minutes, default=0) + 1) * 60
+        current = stats.anchor(now) // 60  # this minute and later ones still take lines
         for m in due_minutes(stats.minutes, past_every_minute, self.written):
-            self.open[m * 60] = minute_row(stats.minutes[m])
+            self.open[m * 60] = minute_row(stats.minutes[m], close=m < current)
             self.written[m] = stats.minutes[m].lines
         for m in [m for m in self.written if m not in stats.minutes or final]:
             self._fold(m * 60)
