@@ -173,3 +173,18 @@ def test_agrees_with_goaccess(access_log: Path, tmp_path: Path, capsys: pytest.C
     assert their_hours == {row["key"]: row["hits"] for row in web["panels"]["hours"]["rows"]}
     their_static = {item["data"]: item["hits"]["count"] for item in theirs["static_requests"]["data"]}
     assert their_static == {row["key"]: row["hits"] for row in web["panels"]["static"]["rows"]}
+
+
+def test_html_report_of_latencies_too_large_to_add_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each latency is a finite double, their sum is not: the report must still be written
+    # (JSON has no Infinity), and `request_time` seconds that overflow as milliseconds are no latency.
+    log = tmp_path / "app.log"
+    stamp = '"ts":"2025-02-01T10:00:0{}Z","level":"info","msg":"x","method":"GET","path":"/","status":200'
+    log.write_text("".join("{" + stamp.format(i) + f',"{key}":{value}' + "}\n" for i, (key, value) in enumerate(
+        [("latency_ms", "1e308"), ("latency_ms", "1e308"), ("request_time", "1e308"), ("latency_ms", "5")])))
+    page = tmp_path / "report.html"
+    assert run_analyze([str(log), "--workers", "0", "--html", str(page)]) == 0
+    capsys.readouterr()
+    latency = embedded_data(page.read_text())["report"]["http"]["latency_ms"]
+    assert latency["count"] == 3 and latency["min"] == 5.0 and latency["max"] == 1e308
+    assert latency["avg"] is None  # not a number a double holds

@@ -124,6 +124,20 @@ def test_health_readiness_and_metrics(daemon: ServerProcess) -> None:
     assert refused.value.code == 405 and json.loads(refused.value.read()) == {"error": "Method Not Allowed"}
 
 
+@pytest.mark.parametrize("accept", ["application/openmetrics-text; version=abc",
+                                    "application/openmetrics-text;version=1.x.0"])
+def test_metrics_with_an_accept_header_it_cannot_read_answers_the_text_format(daemon: ServerProcess,
+                                                                               accept: str) -> None:
+    # Accept is a preference (RFC 9110 §12.5.1): a version that is no version gets the default format.
+    host, port = daemon.address("http")
+    request = urllib.request.Request(f"http://{host}:{port}/metrics", headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert "logtally_lines_received_total" in response.read().decode()
+    assert get(daemon, "/healthz")[0] == 200
+
+
 def test_openapi_is_valid_and_lists_every_endpoint(daemon: ServerProcess) -> None:
     from openapi_spec_validator import validate
 

@@ -225,3 +225,26 @@ async def test_a_lane_held_up_by_log_batches_is_split_and_the_runs_merge_in_orde
     assert (r["count"], r["first"], r["last"], r["twin_pairs"]) == (ref.count, ref.first, ref.last, ref.twins)
     assert (r["largest_gap"], r["largest_gap_after"]) == (ref.gap, ref.gap_after)
     assert r["segments"] == sieve.segment_count(lo, hi, SMALL_SEGMENTS) > 40
+
+
+async def test_a_reload_that_changes_segment_bytes_leaves_a_running_count_alone(executor) -> None:
+    # SIGHUP applies `[primes]` to the next job: a running one must keep cutting its range the
+    # way it began, or its segments overlap or leave gaps.
+    h = Harness(executor, progress_interval_s=0.0, segment_bytes=SMALL_SEGMENTS)
+    reloaded = PrimeConfig(progress_interval_s=0.0, segment_bytes=4 * SMALL_SEGMENTS)
+
+    def on_message(message: dict) -> None:
+        h.messages.append(message)
+        if message["type"] == "job_progress" and h.manager.config is not reloaded:
+            h.manager.reconfigure(reloaded)  # after the first segment
+
+    h.manager.publish = on_message
+    try:
+        r = await h.manager.count(1, 3_000_000)
+    finally:
+        await h.manager.close()
+    ref = reference(1, 3_000_000)
+    assert h.manager.config is reloaded
+    assert (r["count"], r["twin_pairs"], r["largest_gap"]) == (ref.count, ref.twins, ref.gap)
+    assert ref.count == 216816
+    assert r["segments"] == len(list(sieve.segments(1, 3_000_000, SMALL_SEGMENTS)))

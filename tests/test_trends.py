@@ -50,3 +50,15 @@ def test_a_minute_late_lines_reach_is_counted_once(tmp_path: Path) -> None:
     stats, answer = replay(tmp_path, first + late, batch_lines=20)
     assert stats.late == 0 and stats.received == 110
     assert answer["hour"]["series"]["lines"] == [[start, 110]]
+
+
+def test_a_minute_the_windows_drop_in_one_jump_is_still_counted(tmp_path: Path) -> None:
+    # A quiet spell longer than the largest window: the batch after it moves the anchor past the
+    # minute the previous batch ended in, and the windows drop that minute in the same merge.
+    start = 1738400400  # 2025-02-01T09:00:00Z
+    before = [app_line(start + s, "INFO") for s in range(0, 60, 3)]  # 20 lines, minute 0 only
+    after = [app_line(start + 7200 + s, "ERROR") for s in range(0, 60, 3)]  # 20 lines two hours on
+    stats, answer = replay(tmp_path, before + after, batch_lines=20)
+    assert stats.late == 0 and stats.received == 40
+    assert answer["hour"]["series"]["lines"] == [[start, 20], [start + 7200, 20]]
+    assert answer["hour"]["series"]["errors"] == [[start, 0], [start + 7200, 20]]

@@ -26,10 +26,16 @@ class Trends:
         self.days: Rows = {}
 
     def update(self, stats: Stats, now: float, final: bool = False) -> None:
-        """After a merge: take the minutes the anchor passed (all of them when `final`)."""
-        anchor = stats.anchor(now) + (60 if final else 0)
-        for m in due_minutes(stats.minutes, anchor, self.written):
-            self.open[m * 60] = minute_row(stats.minutes[m])
+        """After a merge: take the minutes whose lines changed, the one the anchor is in as well
+        (`final`: fold them all)."""
+        # Not only the minutes the anchor passed: after a quiet spell longer than the largest
+        # window, one merge moves the anchor past the newest minute and the windows drop it in
+        # the same step, so its row must already be taken. A minute that takes lines in a merge
+        # is inside the windows after it, so the row taken here is the minute's last.
+        past_every_minute = (max(stats.minutes, default=0) + 1) * 60
+        current = stats.anchor(now) // 60  # this minute and later ones still take lines
+        for m in due_minutes(stats.minutes, past_every_minute, self.written):
+            self.open[m * 60] = minute_row(stats.minutes[m], close=m < current)
             self.written[m] = stats.minutes[m].lines
         for m in [m for m in self.written if m not in stats.minutes or final]:
             self._fold(m * 60)

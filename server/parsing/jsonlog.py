@@ -16,6 +16,8 @@
 # holds a number no float can hold in a known key) is `Rejected("invalid_json")`.
 from __future__ import annotations
 
+import math
+
 from typing import Any, Union
 
 import msgspec
@@ -190,7 +192,10 @@ def _latency(obj: JsonLine) -> float | None:
     if ms is not None:
         return ms
     seconds = _number(obj.request_time)
-    return seconds * 1000.0 if seconds is not None else None
+    if seconds is None:
+        return None
+    ms = seconds * 1000.0
+    return ms if math.isfinite(ms) else None  # 1e308 s is a finite number, not a finite latency
 
 
 def _epoch(value: _Scalar) -> float | None:

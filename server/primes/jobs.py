@@ -118,7 +118,10 @@ class JobManager:
     async def _run_count(self, job: _Job) -> None:
         t0 = time.perf_counter()
         try:
-            n_segs = sieve.segment_count(job.lo, job.hi, self.config.segment_bytes)
+            # Read once: a SIGHUP during the job applies to the next one, and a segment size
+            # changed between two segments would cut overlapping or missing ranges.
+            segment_bytes = self.config.segment_bytes
+            n_segs = sieve.segment_count(job.lo, job.hi, segment_bytes)
             workers = max(1, min(self.scheduler.slots, n_segs))
             last_publish = [self.clock()]
 
@@ -148,9 +151,9 @@ class JobManager:
                     while run[0] < run[1]:
                         i = run[0]
                         run[0] += 1
-                        a, b = sieve.segment_range(job.lo, job.hi, i, self.config.segment_bytes)
+                        a, b = sieve.segment_range(job.lo, job.hi, i, segment_bytes)
                         r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name,
-                                                     run[0] == run[1], self.config.segment_bytes)
+                                                     run[0] == run[1], segment_bytes)
                         merged = r if merged is None else sieve.merge(merged, r)
                         job.done_numbers += b - a + 1
                         job.primes += r.count

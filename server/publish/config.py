@@ -50,7 +50,7 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A connection that has not sent its whole request head this long (since it opened or was
     # last answered) is closed.
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
-    # `Authorization: Bearer <token>` for every path but /healthz and /readyz; one line, not
+    # `Authorization: Bearer <token>` for every path but /healthz, /readyz and the dashboard (`/`, `/static/...`); one line, not
     # readable by other users (as `control.token_file`); read when the listener opens.
     token_file: str = ""
     # A `listen` off loopback needs `token_file`, or this set to true by an operator who means it.

@@ -5,6 +5,7 @@ live from the HTTP API and its event stream (`/` on the daemon) or from data emb
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from typing import Any
 
@@ -54,10 +55,22 @@ def _inline_script(text: str) -> str:
     return text
 
 
+def _finite(value: Any) -> Any:
+    """`value` with each float JSON cannot hold (a sum of huge latencies overflows to inf) as
+    null, which the page shows as `-`, as the daemon's msgspec answers do."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def report_page(data: dict[str, Any], title: str) -> str:
     """One self-contained file: styles, the chart library and the script inlined, `data` as JSON."""
     styles = "".join(f"<style>{_text(name)}</style>" for name in _STYLES)
-    embedded = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
+    embedded = json.dumps(_finite(data), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     scripts = (f'<script type="application/json" id="logtally-data">{embedded}</script>'
                + "".join(f"<script>{_inline_script(_text(name))}</script>" for name in _SCRIPTS))
     escaped = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, get_args
 import msgspec
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
-from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
 from prometheus_client.registry import Collector
 
 from logtallyd.detect.events import AnyEvent
@@ -218,7 +218,11 @@ def daemon_registry(figures: Callable[[], MetricFigures]) -> CollectorRegistry:
 def exposition(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
     """The scrape body and its content type for an `Accept` header: OpenMetrics when the scraper
     asks for it (Prometheus does), else the text format 0.0.4."""
-    encode, content_type = choose_encoder(accept)
+    try:
+        encode, content_type = choose_encoder(accept)
+    except (TypeError, ValueError):  # `version=abc`: the client compares it with a tuple of ints
+        # Accept is only a preference (RFC 9110 §12.5.1): one that cannot be read gets the default.
+        encode, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
     return encode(registry), content_type
 
 

@@ -25,8 +25,9 @@ _QUANTILES = (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)
 Rows = dict[int, dict[str, float]]  # start second of the row -> series -> value
 
 
-def minute_row(bucket: Bucket) -> dict[str, float]:
-    """The stored series of one minute's rollup (quantiles absent when it had no latency)."""
+def minute_row(bucket: Bucket, close: bool = True) -> dict[str, float]:
+    """The stored series of one minute's rollup (quantiles absent when it had no latency);
+    `close=False` for a minute still being merged into, whose sketches stay deserialized."""
     row: dict[str, float] = {
         "lines": bucket.lines,
         "errors": bucket.errors,
@@ -40,7 +41,8 @@ def minute_row(bucket: Bucket) -> dict[str, float]:
         for name, rank in _QUANTILES:
             row[name] = q.get_quantile(rank, True)  # inclusive rank, as STATS reports them
     row["distinct_ip"] = sketches.distinct_estimate(bucket.distinct_union("ip"))[0]
-    bucket.compact()  # reading deserialized the sketches; a closed minute keeps them as bytes
+    if close:
+        bucket.compact()  # reading deserialized the sketches; a closed minute keeps them as bytes
     return row
 
 
