@@ -9,7 +9,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 import structlog
@@ -39,6 +39,9 @@ from logtallyd.publish.pubsub import Hub
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.stats.windows import Stats
 
+if TYPE_CHECKING:
+    from logtallyd.ingest.jetstream import NatsSource
+
 log = structlog.get_logger()
 
 
@@ -66,6 +69,7 @@ class Parts:
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
     history: History | None = None  # per-minute trends in SQLite; None when off
+    nats_source: NatsSource | None = None  # `[sources.nats]`; None when off
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
 
     # -- reports -----------------------------------------------------------------------------
@@ -88,6 +92,8 @@ class Parts:
             report["archive"] = msgspec.to_builtins(self.pipeline.archive.figures())
         if self.history is not None:
             report["history"] = self.history.figures()
+        if self.nats_source is not None:
+            report["nats_source"] = msgspec.to_builtins(self.nats_source.figures())
         if self.config.http.listen:
             report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
@@ -242,4 +248,12 @@ def build(config: Config) -> Parts:
         restored_archive=restored.archive if restored else None,
         http_connections=HttpConnections(config.http), alerts=alerts, history=history,
     )
+    if config.sources.nats.subjects:
+        # Only now: without `[sources.nats]` neither this module nor nats-py is imported.
+        from logtallyd.cluster.connect import node_name
+        from logtallyd.ingest.jetstream import NatsSource
+
+        parts.nats_source = NatsSource(config.sources.nats, config.cluster, node_name(config.cluster), pipeline,
+                                       config.ingest.max_message_bytes, config.ingest.reject_sample_bytes,
+                                       restored.nats if restored else None)
     return parts

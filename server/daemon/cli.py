@@ -60,6 +60,10 @@ def run_daemon(argv: list[str]) -> int:
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--control", help="control HOST:PORT (port 0 = ephemeral); off loopback it needs "
                                           "[control] token_file")
+    parser.add_argument("--nats", metavar="URL", help="the NATS server(s) of the cluster (overrides [cluster] nats)")
+    parser.add_argument("--node", help="this node's name in the cluster (overrides [cluster] node)")
+    parser.add_argument("--nats-ingest", metavar="SUBJECT", action="append", default=[],
+                        help="also count lines published on SUBJECT (adds to [sources.nats] subjects; repeatable)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the shipped, commented default config.toml and exit")
     parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
@@ -69,7 +73,8 @@ def run_daemon(argv: list[str]) -> int:
         sys.stdout.write(shipped_text(args.print_unit or "config.toml"))
         return 0
     try:
-        config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control)
+        config = apply_nats_overrides(load_config(args.config), args.nats, args.node, args.nats_ingest)
+        config = apply_overrides(config, args.tcp, args.udp, args.control)
         from logtallyd.daemon.tokenfile import load_token
 
         load_token(config.control)  # an unusable token file stops the start here, with its key named
@@ -98,6 +103,26 @@ def _version() -> str:
         return version("logtally")
     except PackageNotFoundError:  # a source tree that was never installed
         return "0+unknown"
+
+
+def apply_nats_overrides(config: Config, nats: str | None, node: str | None, subjects: list[str]) -> Config:
+    """`--nats`, `--node` and `--nats-ingest` over `[cluster]` and `[sources.nats]`."""
+    changes: dict[str, str] = {}
+    if nats is not None:
+        changes["nats"] = nats
+    if node is not None:
+        changes["node"] = node
+    if changes:
+        try:
+            cluster = msgspec.convert({**msgspec.to_builtins(config.cluster), **changes}, type(config.cluster))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(str(exc)) from None
+        config = msgspec.structs.replace(config, cluster=cluster)
+    if subjects:
+        source = config.sources.nats
+        source = msgspec.structs.replace(source, subjects=[*source.subjects, *subjects])
+        config = msgspec.structs.replace(config, sources=msgspec.structs.replace(config.sources, nats=source))
+    return config
 
 
 def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None) -> Config:
