@@ -79,6 +79,8 @@ class Server:
         await self.endpoints.open_all(self.config, inherited or [])
         if parts.nats_source is not None:
             parts.nats_source.start()  # after the archive replay: it resumes after the snapshot's sequence
+        if parts.work_queue is not None:
+            parts.work_queue.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
@@ -223,6 +225,8 @@ class Server:
         # Stop accepting; connections already open stay.
         self.endpoints.close(*(name for name in self.endpoints.addresses if name != "udp"))
         await parts.jobs.close()
+        if parts.work_queue is not None:
+            await parts.work_queue.stop()  # batches not answered go to another node
         if parts.nats_source is not None:
             await parts.nats_source.stop()  # no more pulls; what was taken drains below
         # Let open senders finish, then stop reading datagrams.

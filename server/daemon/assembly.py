@@ -41,6 +41,7 @@ from logtallyd.stats.windows import Stats
 
 if TYPE_CHECKING:
     from logtallyd.ingest.jetstream import NatsSource
+    from logtallyd.pool.workqueue import WorkQueueNode
 
 log = structlog.get_logger()
 
@@ -70,6 +71,7 @@ class Parts:
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
     history: History | None = None  # per-minute trends in SQLite; None when off
     nats_source: NatsSource | None = None  # `[sources.nats]`; None when off
+    work_queue: WorkQueueNode | None = None  # this node's share of `analyze --nats` runs; None without NATS
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
 
     # -- reports -----------------------------------------------------------------------------
@@ -256,4 +258,9 @@ def build(config: Config) -> Parts:
         parts.nats_source = NatsSource(config.sources.nats, config.cluster, node_name(config.cluster), pipeline,
                                        config.ingest.max_message_bytes, config.ingest.reject_sample_bytes,
                                        restored.nats if restored else None)
+    if config.cluster.nats:
+        from logtallyd.cluster.connect import node_name
+        from logtallyd.pool.workqueue import WorkQueueNode
+
+        parts.work_queue = WorkQueueNode(config.cluster, node_name(config.cluster), scheduler, workers)
     return parts
