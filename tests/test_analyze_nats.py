@@ -85,3 +85,65 @@ def test_no_node_is_a_clear_error(nats_server: NatsServer, logs: Path) -> None:
     done = _analyze(["--nats", nats_server.url, "--nats-timeout", "2", "--json", str(logs)], timeout=60)
     assert done.returncode == 3
     assert "no node answered for 2 s" in done.stderr and "[cluster] nats" in done.stderr
+
+
+async def _wait_ack_pending(url: str, timeout: float = 60.0) -> int:
+    """Until a node holds a batch it has not acknowledged (it is parsing it)."""
+    import asyncio
+
+    import nats
+
+    from logtallyd.pool.workqueue import DURABLE, STREAM
+
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        for _ in range(int(timeout / 0.05)):
+            try:
+                info = await js.consumer_info(STREAM, DURABLE)
+                if info.num_ack_pending:
+                    return info.num_ack_pending
+            except Exception:  # the consumer is not made yet
+                pass
+            await asyncio.sleep(0.05)
+        return 0
+    finally:
+        await client.close()
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_batch_hands_its_batch_to_another(nats_server: NatsServer, logs: Path,
+                                                             tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    def node(name: str) -> ServerProcess:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        server = ServerProcess(workdir, f'[pipeline]\nworkers = 1\n[cluster]\nnats = "{nats_server.url}"\nnode = "{name}"\n')
+        server.wait_log("analyze_queue_ready", timeout=30)
+        return server
+
+    config = tmp_path / "analyze.toml"
+    config.write_text("[pipeline]\nbatch_lines = 500\n")
+    common = ["--json", "--config", str(config), str(logs)]
+    first = node("n1")
+    fleet = subprocess.Popen([sys.executable, "-m", "logtallyd", "analyze", "--nats", nats_server.url,
+                              "--nats-timeout", "90", *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    second = None
+    try:
+        assert asyncio.run(_wait_ack_pending(nats_server.url)) >= 1
+        first.stop(signal.SIGKILL)  # with a batch taken and not answered
+        second = node("n2")
+        out, err = fleet.communicate(timeout=180)
+        assert fleet.returncode == 0, err
+        local = _analyze(["--workers", "1", *common])
+        assert _without_timing(json.loads(out)) == _without_timing(json.loads(local.stdout))
+        assert "n2" in err
+    finally:
+        if fleet.poll() is None:
+            fleet.kill()
+        first.stop()
+        if second is not None:
+            second.stop()

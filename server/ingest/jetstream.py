@@ -57,6 +57,7 @@ class NatsSource:
         self.max_line_bytes = max_line_bytes
         self.sample_bytes = sample_bytes
         self.book = SequenceBook(config.stream, restored)
+        self.durable = config.durable or f"logtallyd-{node}"
         self.client: Client | None = None
         self._unacked: collections.deque[tuple[int, Msg]] = collections.deque()
         self._stopping = asyncio.Event()
@@ -119,7 +120,7 @@ class NatsSource:
             try:
                 if sub is None:
                     sub = await self._subscribe()
-                    log.info("nats_source_ready", stream=self.config.stream, durable=self.config.durable,
+                    log.info("nats_source_ready", stream=self.config.stream, durable=self.durable,
                              subjects=self.config.subjects, resume_after=self.book.applied)
                 if self.pipeline.paused or len(self._unacked) >= self.config.max_ack_pending:
                     self.pull_pauses += 1
@@ -149,10 +150,14 @@ class NatsSource:
             await js.stream_info(self.config.stream)
         except NotFoundError:
             await js.add_stream(name=self.config.stream, subjects=list(self.config.subjects))
+        subjects = self.config.subjects
+        # One subject: this node's share of a wider stream; several: the whole stream (nats-server
+        # 2.9 filters a consumer by one subject only).
         await js.add_consumer(self.config.stream, ConsumerConfig(
-            durable_name=self.config.durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.config.ack_wait_s, max_ack_pending=self.config.max_ack_pending))
-        return await js.pull_subscribe_bind(self.config.durable, self.config.stream)
+            durable_name=self.durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.config.ack_wait_s, max_ack_pending=self.config.max_ack_pending,
+            filter_subject=subjects[0] if len(subjects) == 1 else None))
+        return await js.pull_subscribe_bind(self.durable, self.config.stream)
 
     async def _take(self, message: Msg) -> None:
         seq = message.metadata.sequence.stream
