@@ -87,3 +87,60 @@ def test_kill_9_mid_stream_counts_every_line_exactly_once(nats_server: NatsServe
         assert report["nats_source"]["applied_seq"] == len(messages)
     finally:
         node.stop()
+
+
+async def _replace_consumer_with_ack_all(url: str, durable: str) -> None:
+    """The consumer as an older logtallyd created it: cumulative acks, which the source no longer uses."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import NotFoundError
+
+    client = await nats.connect(url)
+    js = client.jetstream()
+    try:
+        await js.delete_consumer("LOGTALLY_LINES", durable)
+    except NotFoundError:
+        pass
+    await js.add_consumer("LOGTALLY_LINES", ConsumerConfig(
+        durable_name=durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, filter_subject="logs.>"))
+    await client.close()
+
+
+async def _ack_policy(url: str, durable: str) -> str:
+    import nats
+
+    client = await nats.connect(url)
+    info = await client.jetstream().consumer_info("LOGTALLY_LINES", durable)
+    await client.close()
+    return str(info.config.ack_policy)  # the response's plain string
+
+
+def test_a_consumer_left_with_cumulative_acks_is_replaced_and_resumes_after_the_snapshot(
+        nats_server: NatsServer, tmp_path: Path) -> None:
+    first, second = [f"line {i}".encode() for i in range(300)], [f"more {i}".encode() for i in range(200)]
+    workdir = tmp_path / "node"
+    workdir.mkdir()
+    node = ServerProcess(workdir, _config(nats_server.url))
+    node.wait_log("nats_source_ready", timeout=30)
+    asyncio.run(_publish(nats_server.url, first))
+    node.wait_stats(lambda r: r["nats_source"]["acked_seq"] == len(first), timeout=60)
+    node.stop()
+
+    asyncio.run(_replace_consumer_with_ack_all(nats_server.url, "logtallyd-n1"))
+    asyncio.run(_publish(nats_server.url, first + second))  # the stream holds the first lines too
+    node = ServerProcess(workdir, _config(nats_server.url))
+    try:
+        node.wait_log("nats_consumer_recreated", timeout=30)
+        node.wait_stats(lambda r: r["nats_source"]["acked_seq"] == 2 * len(first) + len(second), timeout=60)
+        report = node.stats()
+        assert report["received"] == 2 * len(first) + len(second), report["nats_source"]
+        assert report["nats_source"]["duplicates"] == 0  # resumed after the snapshot, not from the start
+        assert asyncio.run(_ack_policy(nats_server.url, "logtallyd-n1")) == "explicit"
+    finally:
+        node.stop()
+    node = ServerProcess(workdir, _config(nats_server.url))  # the consumer it made is kept as it is
+    try:
+        node.wait_log("nats_source_ready", timeout=30)
+        assert not [e for e in node.logs if e.get("event") == "nats_consumer_recreated"]
+    finally:
+        node.stop()

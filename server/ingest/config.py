@@ -76,8 +76,8 @@ class NatsSourceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     subjects: list[str] = []  # e.g. ["logs.>"]; empty = off
     # Created over `subjects` if absent; an existing stream is used as it is.
     stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "LOGTALLY_LINES"
-    # The durable pull consumer, one per node ("" = "logtallyd-<node>"): acknowledgements are
-    # cumulative and redeliveries are recognised by sequence, so two nodes must never share one.
+    # The durable pull consumer, one per node ("" = "logtallyd-<node>"): redeliveries are
+    # recognised by the sequences this node's snapshot counted, so two nodes must never share one.
     durable: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-]{1,64})?$")] = ""
     fetch_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # messages per pull request
     # Messages fetched and not yet acknowledged: a message is acknowledged once the snapshot that

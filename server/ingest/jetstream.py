@@ -8,7 +8,6 @@ written (`acknowledge`), so a `kill -9` neither loses nor double-counts a messag
 from __future__ import annotations
 
 import asyncio
-import collections
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -40,8 +39,10 @@ class NatsSourceFigures(msgspec.Struct):
     messages: int  # deliveries taken, duplicates included
     lines: int  # lines handed to the pipeline or rejected
     duplicates: int  # deliveries of a message already counted, skipped
-    applied_seq: int  # the stream sequence the totals hold every message up to
-    acked_seq: int
+    applied_seq: int  # the highest stream sequence counted
+    floor_seq: int  # every message of the consumer up to this sequence is counted
+    above_floor: int  # messages counted above `floor_seq` (a gap below them awaits a redelivery)
+    acked_seq: int  # the highest sequence acknowledged
     unacked: int
     pull_pauses: int  # pulls held back because the pipeline was saturated
     errors: int
@@ -59,7 +60,8 @@ class NatsSource:
         self.book = SequenceBook(config.stream, restored)
         self.durable = config.durable or f"logtallyd-{node}"
         self.client: Client | None = None
-        self._unacked: collections.deque[tuple[int, Msg]] = collections.deque()
+        self._unacked: list[tuple[int, Msg]] = []
+        self._js: Any = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._log = RateLimitedLog(RateLimiter(1, 60.0))
@@ -68,7 +70,8 @@ class NatsSource:
     def figures(self) -> NatsSourceFigures:
         book = self.book
         return NatsSourceFigures(self.client is not None and self.client.is_connected, self.messages, self.lines,
-                                 book.duplicates, book.applied, book.acked, len(self._unacked), self.pull_pauses,
+                                 book.duplicates, book.applied, book.floor, book.counted_above_floor,
+                                 book.acked, len(self._unacked), self.pull_pauses,
                                  self.errors)
 
     def start(self) -> None:
@@ -79,18 +82,34 @@ class NatsSource:
         return self.book.position(self.pipeline.merged_batch)
 
     async def acknowledge(self, position: NatsPosition) -> None:
-        """`position` is durable: acknowledge every message up to it (one ack, the policy is `all`)."""
-        upto = self.book.made_durable(position)
-        last: Msg | None = None
-        while self._unacked and self._unacked[0][0] <= upto:
-            last = self._unacked.popleft()[1]
-        if last is None:
-            return
+        """`position` is durable: acknowledge each delivery it covers, one by one (the policy is
+        `explicit`: a cumulative ack would also ack a message the client lost before we saw it)."""
+        durable = self.book.made_durable(position)
+        keep: list[tuple[int, Msg]] = []
+        done: list[tuple[int, Msg]] = []
+        for item in self._unacked:
+            (done if durable.covers(item[0]) else keep).append(item)
+        self._unacked = keep
+        for seq, message in done:
+            try:
+                await message.ack()
+                self.book.acknowledged(seq)
+            except Exception as exc:  # not acknowledged: redelivered later, and skipped as counted
+                self.errors += 1
+                self._log.log("warning", "nats_ack_failed", key="ack", error=repr(exc))
+        if done and self.book.counted_above_floor and self._js is not None:
+            await self._learn_ack_floor()
+
+    async def _learn_ack_floor(self) -> None:
+        """The server's ack floor bounds the per-sequence record (gaps of other subjects included)."""
         try:
-            await last.ack()
-        except Exception as exc:  # not acknowledged: redelivered later, and skipped as counted
-            self.errors += 1
-            self._log.log("warning", "nats_ack_failed", key="ack", error=repr(exc))
+            info = await self._js.consumer_info(self.config.stream, self.durable)
+            floor = info.ack_floor.stream_seq if info.ack_floor is not None else None
+        except Exception as exc:  # the record just stays larger until the next try
+            self._log.log("warning", "nats_ack_floor_failed", key="floor", error=repr(exc))
+            return
+        if floor:
+            self.book.ack_floor(floor)
 
     async def stop(self) -> None:
         """Stop pulling; what was taken is in the pipeline (drain it, snapshot, `acknowledge`, `close`)."""
@@ -153,10 +172,26 @@ class NatsSource:
         subjects = self.config.subjects
         # One subject: this node's share of a wider stream; several: the whole stream (nats-server
         # 2.9 filters a consumer by one subject only).
-        await js.add_consumer(self.config.stream, ConsumerConfig(
-            durable_name=self.durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
+        wanted = ConsumerConfig(
+            durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.config.ack_wait_s, max_ack_pending=self.config.max_ack_pending,
-            filter_subject=subjects[0] if len(subjects) == 1 else None))
+            filter_subject=subjects[0] if len(subjects) == 1 else None)
+        try:
+            current = (await js.consumer_info(self.config.stream, self.durable)).config
+        except NotFoundError:
+            current = None
+        if current is not None and _differs(current, wanted):
+            # Ack policy and filter cannot be changed in place; a new consumer resumes after what
+            # the snapshot counted (redeliveries of counted messages are skipped by the book).
+            await js.delete_consumer(self.config.stream, self.durable)
+            current = None
+            log.info("nats_consumer_recreated", durable=self.durable, resume_after=self.book.floor)
+            if self.book.floor > 0:
+                wanted.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                wanted.opt_start_seq = self.book.floor + 1
+        if current is None:
+            await js.add_consumer(self.config.stream, wanted)
+        self._js = js
         return await js.pull_subscribe_bind(self.durable, self.config.stream)
 
     async def _take(self, message: Msg) -> None:
@@ -177,3 +212,9 @@ class NatsSource:
         if good:
             self.pipeline.submit(good, PEER, LISTENER)
         self.book.submitted(seq, self.pipeline.last_batch())
+
+
+def _differs(current: Any, wanted: Any) -> bool:
+    return (current.ack_policy != wanted.ack_policy or current.filter_subject != wanted.filter_subject
+            or current.max_ack_pending != wanted.max_ack_pending
+            or abs((current.ack_wait or 0) - wanted.ack_wait) > 1e-3)
