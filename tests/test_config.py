@@ -97,7 +97,7 @@ NUMERIC = list(_walk(mi.type_info(Config)))  # type: ignore[arg-type]
 def test_the_walk_sees_every_section() -> None:
     sections = {n.key.split(".")[0] for n in NUMERIC}
     assert sections == {"daemon", "ingest", "pipeline", "control", "rejects", "stats", "detect", "primes",
-                        "state", "archive", "history", "http", "cluster", "log", "alerts[]"}
+                        "state", "archive", "history", "http", "cluster", "sources", "log", "alerts[]"}
     keys = {n.key for n in NUMERIC}
     assert {"stats.windows.*", "detect.patterns[].max_gap_s", "control.max_connections"} <= keys
 

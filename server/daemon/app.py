@@ -78,6 +78,10 @@ class Server:
                         hint="raise LimitNOFILE or lower ingest/control/http max_connections")
         parts.begin_counting()  # the replayed lines were the previous process's to count
         await self.endpoints.open_all(self.config, inherited or [])
+        if parts.nats_source is not None:
+            parts.nats_source.start()  # after the archive replay: it resumes after the snapshot's sequence
+        if parts.work_queue is not None:
+            parts.work_queue.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
@@ -118,6 +122,10 @@ class Server:
         history = parts.history
         if history is not None:
             jobs.append(("history", history.config.interval_s, lambda mono: history.tick(parts.stats, parts.clock())))
+        source = parts.nats_source
+        if source is not None and not parts.state.enabled:
+            # No snapshot to wait for: a message is acknowledged once counted.
+            jobs.append(("nats_ack", 1.0, lambda mono: source.acknowledge(source.position())))
         archive = parts.pipeline.archive
         if archive is not None and archive.config.fsync == "interval":
             jobs.append(("archive_fsync", archive.config.fsync_interval_ms / 1000, lambda mono: archive.sync()))
@@ -172,10 +180,15 @@ class Server:
         parts, archive = self.parts, self.parts.pipeline.archive
         # Totals and archive position in one step, with no await between: replay after a crash
         # then counts exactly the lines these totals lack.
-        data = parts.state.encode(parts.stats, parts.driver.engine, parts.pipeline.archived, clean)
+        source = parts.nats_source
+        nats = source.position() if source is not None else None
+        data = parts.state.encode(parts.stats, parts.driver.engine, parts.pipeline.archived, clean, nats)
         if archive is not None and archive.config.fsync != "never":
             await archive.sync()  # the snapshot never points past what a power loss leaves on disk
+        saved = parts.state.saved
         await parts.state.write(data, parts.clock())
+        if source is not None and nats is not None and parts.state.saved > saved:
+            await source.acknowledge(nats)  # only now: a kill -9 from here on restores these counts
 
     # -- reload ------------------------------------------------------------------------------
 
@@ -221,6 +234,10 @@ class Server:
         # Stop accepting; connections already open stay.
         self.endpoints.close(*(name for name in self.endpoints.addresses if name != "udp"))
         await parts.jobs.close()
+        if parts.work_queue is not None:
+            await parts.work_queue.stop()  # batches not answered go to another node
+        if parts.nats_source is not None:
+            await parts.nats_source.stop()  # no more pulls; what was taken drains below
         # Let open senders finish, then stop reading datagrams.
         await parts.connections.wait_closed(self.config.pipeline.shutdown_grace_s)
         self.endpoints.close("udp")
@@ -236,6 +253,10 @@ class Server:
         # What survives a restart, then the files that hold every line.
         if parts.state.enabled:
             await self.snapshot(clean=True)
+        if parts.nats_source is not None:
+            if not parts.state.enabled:
+                await parts.nats_source.acknowledge(parts.nats_source.position())
+            await parts.nats_source.close()
         if parts.history is not None:
             await parts.history.tick(parts.stats, parts.clock())  # the minutes closed since the last job
             parts.history.close()

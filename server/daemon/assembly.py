@@ -42,6 +42,8 @@ from logtallyd.stats.windows import Stats
 
 if TYPE_CHECKING:
     from logtallyd.cluster.node import ClusterNode
+    from logtallyd.ingest.jetstream import NatsSource
+    from logtallyd.pool.workqueue import WorkQueueNode
 
 log = structlog.get_logger()
 
@@ -70,6 +72,8 @@ class Parts:
     job_failures: dict[str, int] = field(default_factory=dict)  # periodic job -> times it raised
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
     history: History | None = None  # per-minute trends in SQLite; None when off
+    nats_source: NatsSource | None = None  # `[sources.nats]`; None when off
+    work_queue: WorkQueueNode | None = None  # this node's share of `analyze --nats` runs; None without NATS
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
     # The totals when this process began listening: the Prometheus counters count from there.
     baseline: Totals = field(default_factory=Totals)
@@ -98,6 +102,8 @@ class Parts:
             report["history"] = self.history.figures()
         if self.cluster is not None:
             report["cluster"] = self.cluster.figures()
+        if self.nats_source is not None:
+            report["nats_source"] = msgspec.to_builtins(self.nats_source.figures())
         if self.config.http.listen:
             report["http_server"] = msgspec.to_builtins(self.http_connections.figures())
         return report
@@ -282,6 +288,19 @@ def build(config: Config) -> Parts:
         restored_archive=restored.archive if restored else None,
         http_connections=HttpConnections(config.http), alerts=alerts, history=history, cluster=cluster,
     )
+    if config.sources.nats.subjects:
+        # Only now: without `[sources.nats]` neither this module nor nats-py is imported.
+        from logtallyd.cluster.connect import node_name
+        from logtallyd.ingest.jetstream import NatsSource
+
+        parts.nats_source = NatsSource(config.sources.nats, config.cluster, node_name(config.cluster), pipeline,
+                                       config.ingest.max_message_bytes, config.ingest.reject_sample_bytes,
+                                       restored.nats if restored else None)
+    if config.cluster.nats:
+        from logtallyd.cluster.connect import node_name
+        from logtallyd.pool.workqueue import WorkQueueNode
+
+        parts.work_queue = WorkQueueNode(config.cluster, node_name(config.cluster), scheduler, workers)
     parts.baseline = parts.totals()
     parts.registry = daemon_registry(parts.metrics_figures)
     return parts

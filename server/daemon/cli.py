@@ -64,6 +64,8 @@ def run_daemon(argv: list[str]) -> int:
                                        "[http] token_file")
     parser.add_argument("--nats", help="NATS server URL(s) of the fleet's JetStream ([cluster] nats)")
     parser.add_argument("--node", help="this node's name in the fleet ([cluster] node)")
+    parser.add_argument("--nats-ingest", metavar="SUBJECT", action="append", default=[],
+                        help="also count lines published on SUBJECT (adds to [sources.nats] subjects; repeatable)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the shipped, commented default config.toml and exit")
     parser.add_argument("--print-unit", metavar="UNIT", choices=UNITS,
@@ -74,7 +76,7 @@ def run_daemon(argv: list[str]) -> int:
         return 0
     try:
         config = apply_overrides(load_config(args.config), args.tcp, args.udp, args.control, args.http,
-                                 nats=args.nats, node=args.node)
+                                 nats=args.nats, node=args.node, subjects=args.nats_ingest)
         from logtallyd.daemon.tokenfile import load_token
 
         load_token(config.control)  # an unusable token file stops the start here, with its key named
@@ -105,9 +107,31 @@ def _version() -> str:
         return "0+unknown"
 
 
+def apply_nats_overrides(config: Config, nats: str | None, node: str | None, subjects: list[str]) -> Config:
+    """`--nats`, `--node` and `--nats-ingest` over `[cluster]` and `[sources.nats]`."""
+    changes: dict[str, str] = {}
+    if nats is not None:
+        changes["nats"] = nats
+    if node is not None:
+        changes["node"] = node
+    if changes:
+        try:  # through the Struct, so `--node` meets the same pattern as `[cluster] node`
+            cluster = msgspec.convert({**msgspec.to_builtins(config.cluster), **changes}, type(config.cluster))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"--nats/--node: {exc}") from None
+        config = msgspec.structs.replace(config, cluster=cluster)
+    if subjects:
+        source = config.sources.nats
+        source = msgspec.structs.replace(source, subjects=[*source.subjects, *subjects])
+        config = msgspec.structs.replace(config, sources=msgspec.structs.replace(config.sources, nats=source))
+    return config
+
+
 def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: str | None,
-                    http: str | None = None, nats: str | None = None, node: str | None = None) -> Config:
+                    http: str | None = None, nats: str | None = None, node: str | None = None,
+                    subjects: list[str] | None = None) -> Config:
     """Command-line listen addresses and cluster options win over the file."""
+    config = apply_nats_overrides(config, nats, node, subjects or [])
     for value in (tcp, udp, control, http):
         if value:
             try:
@@ -124,13 +148,6 @@ def apply_overrides(config: Config, tcp: str | None, udp: str | None, control: s
         config = msgspec.structs.replace(config, control=msgspec.structs.replace(config.control, listen=control))
     if http is not None:
         config = msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, listen=http))
-    cluster = {k: v for k, v in (("nats", nats), ("node", node)) if v is not None}
-    if cluster:
-        try:  # through the Struct, so `--node` meets the same pattern as `[cluster] node`
-            merged = msgspec.convert({**msgspec.to_builtins(config.cluster), **cluster}, type(config.cluster))
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"--nats/--node: {exc}") from None
-        config = msgspec.structs.replace(config, cluster=merged)
     problem = check_config(config)  # again: `--control 0.0.0.0:5141` must meet the same checks as the file
     if problem:
         raise ConfigError(problem)

@@ -19,7 +19,7 @@ from logtallyd.alerts.config import AlertRoute, check_routes
 from logtallyd.cluster.config import ClusterConfig
 from logtallyd.daemon.logsetup import LogConfig
 from logtallyd.detect.config import DetectConfig
-from logtallyd.ingest.config import IngestConfig, PipelineConfig, TlsConfig
+from logtallyd.ingest.config import IngestConfig, NatsSourceConfig, PipelineConfig, SourcesConfig, TlsConfig
 from logtallyd.parsing.options import ParseOptions
 from logtallyd.persist.config import ArchiveConfig, HistoryConfig, RejectsConfig, StateConfig
 from logtallyd.primes.config import PrimeConfig
@@ -28,8 +28,8 @@ from logtallyd.stats.config import StatsConfig
 
 __all__ = [
     "AlertRoute", "ArchiveConfig", "ClusterConfig", "Config", "ConfigError", "ControlConfig", "DaemonConfig", "DetectConfig",
-    "HttpConfig", "IngestConfig", "ListenerConfig", "LogConfig", "ParseOptions", "PipelineConfig",
-    "PrimeConfig", "RejectsConfig", "StateConfig", "StatsConfig", "TlsConfig", "check_config",
+    "HttpConfig", "IngestConfig", "ListenerConfig", "LogConfig", "NatsSourceConfig", "ParseOptions", "PipelineConfig",
+    "PrimeConfig", "RejectsConfig", "SourcesConfig", "StateConfig", "StatsConfig", "TlsConfig", "check_config",
     "decode_config", "is_loopback", "load_config", "split_address",
 ]
 
@@ -60,7 +60,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     control: ControlConfig = ControlConfig()
     rejects: RejectsConfig = RejectsConfig()
     parse: ParseOptions = ParseOptions()
-    listeners: dict[Literal["tcp", "udp", "tls"], ListenerConfig] = {}
+    listeners: dict[Literal["tcp", "udp", "tls", "nats"], ListenerConfig] = {}
+    sources: SourcesConfig = SourcesConfig()
     stats: StatsConfig = StatsConfig()
     detect: DetectConfig = DetectConfig()
     primes: PrimeConfig = PrimeConfig()
@@ -172,6 +173,14 @@ def check_config(config: Config) -> str | None:
                     re.compile(step[3:])
                 except re.error as exc:
                     return f"{where}.steps[{j}]: invalid regular expression: {exc}"
+    source = config.sources.nats
+    if source.subjects and not config.cluster.nats:
+        return "sources.nats.subjects needs cluster.nats (the NATS server to read them from)"
+    if source.subjects and config.state.directory != "" and source.ack_wait_s <= 2 * config.state.snapshot_interval_s:
+        # A message is acknowledged after the snapshot that counts it: before that, JetStream
+        # would deliver it again (skipped as counted, but pulled twice).
+        return (f"sources.nats.ack_wait_s must exceed twice state.snapshot_interval_s"
+                f" (got {source.ack_wait_s} <= 2 * {config.state.snapshot_interval_s})")
     return check_routes(config.alerts)
 
 

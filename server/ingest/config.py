@@ -68,3 +68,26 @@ class PipelineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Detectors pass a second once the newest event time seen is this far ahead of it (lines
     # arriving later than that for a second are counted as late by the detectors).
     event_lateness_s: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 10
+
+
+class NatsSourceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[sources.nats]`: lines read from a JetStream stream (the connection is `[cluster]`'s)."""
+
+    subjects: list[str] = []  # e.g. ["logs.>"]; empty = off
+    # Created over `subjects` if absent; an existing stream is used as it is.
+    stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "LOGTALLY_LINES"
+    # The durable pull consumer, one per node ("" = "logtallyd-<node>"): redeliveries are
+    # recognised by the sequences this node's snapshot counted, so two nodes must never share one.
+    durable: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-]{1,64})?$")] = ""
+    fetch_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # messages per pull request
+    # Messages fetched and not yet acknowledged: a message is acknowledged once the snapshot that
+    # counts it is on disk, so this bounds ingest to about max_ack_pending per snapshot interval.
+    max_ack_pending: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    # Unacknowledged this long, JetStream delivers a message again (it must outlast a snapshot interval).
+    ack_wait_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 120.0
+
+
+class SourcesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[sources]`: ingest that is pulled from a broker rather than sent to a listener."""
+
+    nats: NatsSourceConfig = NatsSourceConfig()

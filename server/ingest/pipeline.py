@@ -103,6 +103,7 @@ class Pipeline:
         # holds lines in the order they are merged, and awaited before each batch is counted.
         self._archiving: dict[int, asyncio.Task[ArchivePosition | None]] = {}
         self.archived: ArchivePosition | None = archive.position if archive is not None else None
+        self.merged_batch = -1  # batches merge in number order: every one up to this is counted
 
     def figures(self) -> PipelineFigures:
         return PipelineFigures(self.in_flight, self.queued_batches, self.buffered_bytes, self.paused,
@@ -137,6 +138,11 @@ class Pipeline:
     @property
     def queued_batches(self) -> int:
         return len(self.flight.ready) + (1 if self.batcher.open is not None else 0)
+
+    def last_batch(self) -> int:
+        """The number of the batch that holds the last frames submitted (open or already cut)."""
+        next_seq = self.batcher.next_seq
+        return next_seq if self.batcher.open is not None else next_seq - 1
 
     # -- input -------------------------------------------------------------------------------
 
@@ -188,7 +194,9 @@ class Pipeline:
         if self.archive is not None and batches:
             loop = asyncio.get_running_loop()
             for batch in batches:  # tasks take the archive's lock in the order they are made
-                self._archiving[batch.seq] = loop.create_task(self.archive.append(batch.frames))
+                frames = _archived_frames(batch)
+                if frames:  # none: the archive position this batch leaves is the one before it
+                    self._archiving[batch.seq] = loop.create_task(self.archive.append(frames))
         self.flight.queue(batches)
         self._start()
         self._arm_timer()
@@ -258,6 +266,7 @@ class Pipeline:
                         self.archived = position
                 now = self.clock()
                 self.stats.merge(partial, now)
+                self.merged_batch = batch.seq
                 if self.on_result is not None:
                     self.on_result(batch.seq, result, now)
                 if result is not None:
@@ -313,6 +322,20 @@ class Pipeline:
         if archive is not None:
             self.archived = archive.position
         return replayed
+
+
+def _archived_frames(batch: Batch) -> list[bytes]:
+    """A batch's frames but those of the `nats` source: its stream keeps them until the snapshot
+    that counts them is written, so an archive replay after a crash would count them twice."""
+    if all(listener != "nats" for listener, _ in batch.listeners):
+        return batch.frames
+    kept: list[bytes] = []
+    start = 0
+    for listener, count in batch.listeners:
+        if listener != "nats":
+            kept.extend(batch.frames[start:start + count])
+        start += count
+    return kept
 
 
 def _senders(peers: list[tuple[str, int]]) -> list[tuple[str, int]]:

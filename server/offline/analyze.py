@@ -159,11 +159,15 @@ def analyze_paths(
     on_merge: Callable[[Partial, float], None] | None = None,
     on_result: Callable[[int, Any], None] | None = None,
     into: Stats | None = None,
+    executor: cf.Executor | None = None,
+    in_flight: int | None = None,
 ) -> Stats:
     """Map every batch of every file to a `Partial` in `workers` processes (0: in this process),
     reduce them into one `Stats`. `on_merge(partial, now)` sees every partial after it is merged;
     `on_result(batch number, BatchResult)` sees each worker result (detectors, as the server's
-    `Pipeline.on_result`); `into` is the `Stats` to merge into (a new one by default)."""
+    `Pipeline.on_result`); `into` is the `Stats` to merge into (a new one by default). `executor`
+    runs the batches instead of a local pool (`analyze --nats`), with `in_flight` batches unmerged
+    at a time."""
     if batch_fn is None:
         batch_fn, default_options = default_batch_fn()
         options = default_options if options is None else options
@@ -184,7 +188,7 @@ def analyze_paths(
     # what counts as `late` (and where rejected lines are filed) depends on the order of merges,
     # and a file must give the same report on every run and with any number of workers.
     batcher = Batcher(batch_lines, chunk_bytes, batch_delay_s=0.0)
-    flight: InFlight[Batch] = InFlight(2 * workers or 1)  # 2 per worker keeps every worker busy
+    flight: InFlight[Batch] = InFlight(in_flight or 2 * workers or 1)  # 2 per worker keeps every worker busy
     reorder: Reorder[tuple[Batch, bytes]] = Reorder()
     running: dict[cf.Future[bytes], Batch] = {}
     # Framing errors merge just before the batch numbered as the one open when they were found.
@@ -216,7 +220,11 @@ def analyze_paths(
                 flight.finish()
         start(pool)
 
-    pool: cf.Executor = cf.ProcessPoolExecutor(max_workers=workers, initializer=start_worker) if workers else _InProcess()
+    pool: cf.Executor
+    if executor is not None:
+        pool = executor
+    else:
+        pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=start_worker) if workers else _InProcess()
     with pool:
         for path in files:
             size = 0
@@ -259,6 +267,12 @@ def run_analyze(argv: list[str]) -> int:
                     help="also run the anomaly detectors and list their events (as the server would)")
     ap.add_argument("--no-web", action="store_true",
                     help="skip the web panels (visitors, URLs, browsers...) of access logs")
+    ap.add_argument("--nats", metavar="URL",
+                    help="parse on the cluster's nodes (daemons with [cluster] nats) through a JetStream work queue")
+    ap.add_argument("--nats-timeout", type=float, default=30.0, metavar="S",
+                    help="with --nats: give up when no batch comes back for this many seconds")
+    ap.add_argument("--in-flight", type=int, default=0, metavar="N",
+                    help="with --nats: batches sent and not yet merged (default: 4 x --workers)")
     args = ap.parse_args(argv)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
@@ -310,7 +324,30 @@ def run_analyze(argv: list[str]) -> int:
     trends = Trends() if args.html else None
     if trends is not None:  # the hours and days of the HTML report, taken as the windows move
         settings["on_merge"] = lambda partial, now: trends.update(stats, now)
-    analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), into=stats, **settings)
+    if args.nats:
+        import structlog
+
+        from logtallyd.offline.fleet import FleetExecutor, NoNodeAnswered
+
+        # The NATS client's connection logs go to stderr: stdout holds only the report.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+        cluster = msgspec.structs.replace(config.cluster, nats=args.nats)
+        try:
+            fleet = FleetExecutor(cluster, args.nats_timeout)
+        except Exception as exc:
+            print(f"logtallyd analyze: cannot reach NATS at {args.nats}: {exc!r}", file=sys.stderr)
+            return 2
+        settings["executor"] = fleet
+        settings["in_flight"] = args.in_flight or 4 * max(args.workers, 1)
+    try:
+        analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), into=stats, **settings)
+    except Exception as exc:
+        if args.nats and isinstance(exc, NoNodeAnswered):
+            print(f"logtallyd analyze: {exc}", file=sys.stderr)
+            return 3
+        raise
+    if args.nats:
+        print(f"logtallyd analyze: batches parsed by {', '.join(sorted(fleet.nodes)) or 'no node'}", file=sys.stderr)
     if driver is not None:
         events.extend(driver.finish())
     now = time.time()

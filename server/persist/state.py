@@ -16,6 +16,7 @@ import structlog
 
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.engine import Engine
+from logtallyd.ingest.sequences import NatsPosition
 from logtallyd.persist.archive import ArchivePosition
 from logtallyd.persist.config import StateConfig, state_directory
 from logtallyd.persist.snapshot import load_snapshot, write_snapshot
@@ -33,6 +34,7 @@ class _Payload(msgspec.Struct):
     engine: bytes
     clean: bool = False  # written by an orderly shutdown: nothing came after it
     archive: ArchivePosition | None = None  # the totals hold every archived line before this
+    nats: NatsPosition | None = None  # ...and every message of the NATS source's stream up to this
 
 
 class Restored(msgspec.Struct):
@@ -41,6 +43,7 @@ class Restored(msgspec.Struct):
     created_ts: float
     archive: ArchivePosition | None
     clean: bool
+    nats: NatsPosition | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -92,12 +95,14 @@ class StateStore:
                 snapshot_ts=snapshot.created_ts,
             )
         return Restored(stats=restored_stats, engine=engine, created_ts=snapshot.created_ts,
-                        archive=payload.archive, clean=payload.clean)
+                        archive=payload.archive, clean=payload.clean, nats=payload.nats)
 
-    def encode(self, stats: Stats, engine: Engine, archive: ArchivePosition | None, clean: bool = False) -> bytes:
-        """The snapshot payload, taken in one step so that `archive` is exactly what the totals hold."""
+    def encode(self, stats: Stats, engine: Engine, archive: ArchivePosition | None, clean: bool = False,
+               nats: NatsPosition | None = None) -> bytes:
+        """The snapshot payload, taken in one step so that `archive` and `nats` are exactly what the
+        totals hold."""
         return _encoder.encode(_Payload(stats=stats.to_bytes(), engine=engine.to_bytes(), clean=clean,
-                                        archive=archive))
+                                        archive=archive, nats=nats))
 
     async def save(self, stats: Stats, engine: Engine, now: float, clean: bool = False,
                    archive: ArchivePosition | None = None) -> None:
