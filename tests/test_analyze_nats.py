@@ -111,6 +111,20 @@ async def _wait_ack_pending(url: str, timeout: float = 60.0) -> int:
         await client.close()
 
 
+async def _consumer_ack_wait(url: str) -> float:
+    """The shared work-queue consumer's ack wait, as the node set it from `[cluster]`."""
+    import nats
+
+    from logtallyd.pool.workqueue import DURABLE, STREAM
+
+    client = await nats.connect(url)
+    try:
+        info = await client.jetstream().consumer_info(STREAM, DURABLE)
+        return float(info.config.ack_wait)
+    finally:
+        await client.close()
+
+
 @pytest.mark.slow
 def test_a_node_killed_mid_batch_hands_its_batch_to_another(nats_server: NatsServer, logs: Path,
                                                              tmp_path: Path) -> None:
@@ -120,7 +134,9 @@ def test_a_node_killed_mid_batch_hands_its_batch_to_another(nats_server: NatsSer
     def node(name: str) -> ServerProcess:
         workdir = tmp_path / name
         workdir.mkdir()
-        server = ServerProcess(workdir, f'[pipeline]\nworkers = 1\n[cluster]\nnats = "{nats_server.url}"\nnode = "{name}"\n')
+        server = ServerProcess(workdir, f'[pipeline]\nworkers = 1\n[cluster]\nnats = "{nats_server.url}"\nnode = "{name}"\n'
+                                          # the batch the killed node held is redelivered after 3 s, not 30
+                                          'analyze_ack_wait_s = 3\n')
         server.wait_log("analyze_queue_ready", timeout=30)
         return server
 
@@ -134,6 +150,7 @@ def test_a_node_killed_mid_batch_hands_its_batch_to_another(nats_server: NatsSer
     second = None
     try:
         assert asyncio.run(_wait_ack_pending(nats_server.url)) >= 1
+        assert asyncio.run(_consumer_ack_wait(nats_server.url)) == 3.0
         first.stop(signal.SIGKILL)  # with a batch taken and not answered
         second = node("n2")
         out, err = fleet.communicate(timeout=180)

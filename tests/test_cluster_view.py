@@ -165,6 +165,8 @@ def test_seal_merges_the_second_into_one_partial() -> None:
 @pytest.mark.parametrize(("key", "good", "bad"), [
     ("down_after_s", (1, 86400), (0.99, 86401)),
     ("buffer_seconds", (1, 86400), (0, 86401)),
+    ("analyze_ack_wait_s", (1, 86400), (0.99, 86401)),
+    ("analyze_max_age_s", (60, 604800), (59.9, 604801)),
 ])
 def test_cluster_limits_sit_exactly_at_their_range(key: str, good: tuple, bad: tuple) -> None:
     for value in good:

@@ -37,3 +37,9 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Whether this node consumes the stream and answers the `cluster` commands; a publish-only node
     # spends nothing on the fleet merge (see README "Cluster", sizing).
     view: bool = True
+    # `analyze --nats`: a batch a node took and did not answer within this long (the node died or
+    # hangs) goes to another node.
+    analyze_ack_wait_s: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 30.0
+    # `analyze --nats`: batches no node took within this long are dropped from the work queue
+    # (their `analyze` has given up long before).
+    analyze_max_age_s: Annotated[float, msgspec.Meta(ge=60, le=604800)] = 3600.0

@@ -48,7 +48,7 @@ class FleetExecutor(cf.Executor):
     async def _open(self) -> None:
         self._client = await connect(self.cluster, "analyze", retry=False)
         self._js = self._client.jetstream()
-        await ensure_stream(self._js)
+        await ensure_stream(self._js, self.cluster.analyze_max_age_s)
         await self._client.subscribe(self.reply, cb=self._answered)
         self._loop.create_task(self._watch())
 

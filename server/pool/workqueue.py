@@ -25,10 +25,6 @@ log = structlog.get_logger()
 STREAM = "LOGTALLY_ANALYZE"
 SUBJECT = "logtally.analyze.work"
 DURABLE = "logtally-analyze"  # one consumer shared by every node: each batch goes to one of them
-# Unacknowledged this long (a node died mid-batch), a batch goes to another node.
-ACK_WAIT_S = 30.0
-# Batches no node took within this long are dropped: their `analyze` has given up long ago.
-MAX_AGE_S = 3600.0
 
 
 class WorkItem(msgspec.Struct, frozen=True, array_like=True):
@@ -45,8 +41,9 @@ WORK_ENCODER = msgspec.msgpack.Encoder()
 WORK_DECODER = msgspec.msgpack.Decoder(WorkItem)
 
 
-async def ensure_stream(js: Any) -> None:
-    """The work-queue stream, created if absent (by a node or by `analyze`, whichever comes first)."""
+async def ensure_stream(js: Any, max_age_s: float) -> None:
+    """The work-queue stream, created if absent (by a node or by `analyze`, whichever comes first),
+    keeping untaken batches `[cluster] analyze_max_age_s`."""
     from nats.js.api import RetentionPolicy
     from nats.js.errors import NotFoundError
 
@@ -54,7 +51,7 @@ async def ensure_stream(js: Any) -> None:
         await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(name=STREAM, subjects=[SUBJECT], retention=RetentionPolicy.WORK_QUEUE,
-                            max_age=MAX_AGE_S)
+                            max_age=max_age_s)
 
 
 class WorkQueueNode:
@@ -96,9 +93,9 @@ class WorkQueueNode:
                 try:
                     if sub is None:
                         js = client.jetstream()
-                        await ensure_stream(js)
+                        await ensure_stream(js, self.cluster.analyze_max_age_s)
                         await js.add_consumer(STREAM, ConsumerConfig(
-                            durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S))
+                            durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.cluster.analyze_ack_wait_s))
                         sub = await js.pull_subscribe_bind(DURABLE, STREAM)
                         log.info("analyze_queue_ready", stream=STREAM, slots=self.slots)
                     free = self.slots - len(self._running)
