@@ -180,6 +180,21 @@ def test_sighup_changes_detector_threshold_without_reconnect(start_server) -> No
     control.close()
 
 
+def test_sighup_keeps_what_needs_a_restart_and_says_so(server: ServerProcess) -> None:
+    """Windows, `[cluster]` and `[sources.nats]` are set up once at start: a reload naming new ones
+    keeps the running values (no half-joined fleet) and logs which sections wait for a restart."""
+    server.config_path.write_text(server.config_path.read_text() + '\n[cluster]\nnats = "nats://127.0.0.1:9"\n'
+                                  '[sources.nats]\nsubjects = ["logs.>"]\n')
+    server.proc.send_signal(signal.SIGHUP)
+    warned = server.wait_log("reload_needs_restart")
+    assert warned["sections"] == ["cluster", "sources.nats"]
+    server.wait_log("reloaded")
+    assert "cluster" not in server.command("STATS")
+    assert server.command("CLUSTER")["error"].startswith("cluster is off")
+    send_tcp(server.address("tcp"), app_lines(5))
+    assert server.wait_received(5)["received"] == 5
+
+
 def test_invalid_config_on_sighup_keeps_the_old_one(server: ServerProcess) -> None:
     server.config_path.write_text("[ingest]\nmax_connections = -5\n")
     server.proc.send_signal(signal.SIGHUP)

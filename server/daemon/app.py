@@ -208,8 +208,15 @@ class Server:
             sdnotify.notify(sdnotify.READY, sdnotify.status("reload rejected: " + str(exc)[:200]))
             return
         old = self.config
-        # Windows and sketch sizes shape the stored state: changing them needs a restart.
-        new = msgspec.structs.replace(new, stats=old.stats)
+        # Windows and sketch sizes shape the stored state, and the NATS connections are made once
+        # at start: changing these needs a restart, so the running values stay and the log says so.
+        kept = [name for name, changed in (
+            ("stats", new.stats != old.stats), ("cluster", new.cluster != old.cluster),
+            ("sources.nats", new.sources.nats != old.sources.nats)) if changed]
+        if kept:
+            log.warning("reload_needs_restart", sections=kept)
+        new = msgspec.structs.replace(new, stats=old.stats, cluster=old.cluster,
+                                      sources=msgspec.structs.replace(new.sources, nats=old.sources.nats))
         configure_logging(new.log)
         self.parts.reconfigure(new, token)
         await self.endpoints.move(old, new)
