@@ -4,6 +4,7 @@ answer to the same command, bad parameters get a JSON 400 naming them, and `/hea
 from __future__ import annotations
 
 import json
+import signal
 import re
 import time
 import urllib.error
@@ -253,6 +254,37 @@ def test_a_token_guards_everything_but_the_probes(start_server, tmp_path) -> Non
     # the dashboard's page and files hold no figures: open, so a browser can load the page that asks for the token
     assert fetch("/", None) == 200 and fetch("/static/dashboard.js", None) == 200
     assert fetch("/static/nothing.js", None) == 401 and fetch("/static/../api/v1/stats", None) == 401
+
+
+def test_sighup_reads_the_token_file_again(start_server, tmp_path) -> None:
+    """A rotated token applies to the next request; a file that went missing or a token removed
+    from a listener off loopback is `reload_rejected`, and the running token stays."""
+    first, second = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+    token_file = tmp_path / "http.token"
+    token_file.write_text(first + "\n")
+    token_file.chmod(0o600)
+    server = start_server(f'[http]\nlisten = "0.0.0.0:0"\ntoken_file = "{token_file}"\n')
+    _, port = server.address("http")
+
+    def status(token: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/stats",
+                                         headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert (status(first), status(second)) == (200, 401)
+    token_file.write_text(second + "\n")
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    assert (status(first), status(second)) == (401, 200)
+    text = server.config_path.read_text()
+    server.config_path.write_text(text.replace(f'token_file = "{token_file}"', 'token_file = ""'))
+    server.proc.send_signal(signal.SIGHUP)
+    assert "is not on loopback and http.token_file is not set" in server.wait_log("reload_rejected")["reason"]
+    assert (status(first), status(second)) == (401, 200)
 
 
 def test_tail_with_a_level_streams_what_subscribe_tail_streams(start_server, tmp_path) -> None:

@@ -16,10 +16,10 @@ import structlog
 
 from logtallyd.daemon import sdnotify
 from logtallyd.daemon.assembly import Parts, build
-from logtallyd.daemon.config import Config, ConfigError, load_config
+from logtallyd.daemon.config import Config, ConfigError, is_loopback, load_config, split_address
 from logtallyd.daemon.endpoints import Endpoints, openers, raise_descriptor_limit
 from logtallyd.daemon.logsetup import configure_logging
-from logtallyd.daemon.tokenfile import load_token
+from logtallyd.daemon.tokenfile import load_token, read_token
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.recovery import plan_directory, read_frames
@@ -203,6 +203,7 @@ class Server:
         try:
             new = load_config(self.config_path) if self.config_path else self.config
             token = load_token(new.control)
+            http_token = self._http_token(new)
         except ConfigError as exc:
             log.error("reload_rejected", reason=str(exc))
             sdnotify.notify(sdnotify.READY, sdnotify.status("reload rejected: " + str(exc)[:200]))
@@ -219,10 +220,22 @@ class Server:
                                       sources=msgspec.structs.replace(new.sources, nats=old.sources.nats))
         configure_logging(new.log)
         self.parts.reconfigure(new, token)
+        self.parts.http_token = http_token
         await self.endpoints.move(old, new)
         log.info("listening", **self.endpoints.addresses, workers=self.parts.workers)
         log.info("reloaded", config=self.config_path)
         sdnotify.notify(sdnotify.READY, sdnotify.status(self.parts.status_line()))
+
+    def _http_token(self, new: Config) -> str | None:
+        """`[http] token_file` read again; a reload that would leave an open listener off loopback
+        with no token (and no waiver) is refused, as such a listener is refused at start."""
+        token = read_token(new.http.token_file, "http.token_file")
+        bound = self.endpoints.addresses.get("http")
+        if (token is None and bound is not None and not new.http.allow_unauthenticated
+                and new.http.listen == self.config.http.listen and not is_loopback(split_address(bound)[0])):
+            raise ConfigError(f"http listener {bound} is not on loopback and http.token_file is not set "
+                              "(http.allow_unauthenticated = true serves it anyway)")
+        return token
 
     # -- stop --------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class Parts:
     alerts: AlertService = field(default_factory=lambda: AlertService([]))
     history: History | None = None  # per-minute trends in SQLite; None when off
     nats_source: NatsSource | None = None  # `[sources.nats]`; None when off
+    http_token: str | None = None  # `[http] token_file`'s token, read when the listener opens and on SIGHUP
     work_queue: WorkQueueNode | None = None  # this node's share of `analyze --nats` runs; None without NATS
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
     # The totals when this process began listening: the Prometheus counters count from there.

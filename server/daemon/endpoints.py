@@ -270,7 +270,9 @@ def openers(parts: Parts) -> dict[str, Opener]:
         auth = "bearer_token" if token else "loopback" if is_loopback(sock.getsockname()[0]) else "unauthenticated"
         (log.warning if auth == "unauthenticated" else log.info)("http_auth", address=bound_address(sock), auth=auth,
                                                                  authenticated=token is not None)
-        app = build_api(parts.commands, parts.hub, parts.metrics, lambda: parts.ready, token, parts.tail_changed)
+        parts.http_token = token
+        app = build_api(parts.commands, parts.hub, parts.metrics, lambda: parts.ready, lambda: parts.http_token,
+                        parts.tail_changed)
         server = await serve_http(app, parts.http_connections, sock)
         return server, bound_address(sock)
 

@@ -56,18 +56,20 @@ _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", *(f"/static/{name}" for nam
 
 
 class BearerGate:
-    """ASGI middleware: with a token, every path but the open ones needs `Authorization: Bearer
-    <token>` (RFC 6750 §2.1); otherwise 401 with `WWW-Authenticate: Bearer` (§3)."""
+    """ASGI middleware: while `token()` is set, every path but the open ones needs `Authorization:
+    Bearer <token>` (RFC 6750 §2.1); otherwise 401 with `WWW-Authenticate: Bearer` (§3). Asked per
+    request, so a token file changed and re-read on SIGHUP applies to the next request."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: Callable[[], str | None]) -> None:
         self.app = app
-        self.expected = b"bearer " + token.encode()
+        self.token = token
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+        token = self.token()
+        if token is not None and scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
             given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
             # the scheme is case-insensitive (RFC 9110 §11.1), the token is not; compared in constant time
-            if not hmac.compare_digest(given[:7].lower() + given[7:], self.expected):
+            if not hmac.compare_digest(given[:7].lower() + given[7:], b"bearer " + token.encode()):
                 response = _error(None, "a bearer token is required: Authorization: Bearer <http.token_file>", 401)
                 response.headers["www-authenticate"] = "Bearer"
                 await response(scope, receive, send)
@@ -76,22 +78,18 @@ class BearerGate:
 
 
 def build_api(commands: Commands, hub: Hub, metrics: Callable[[str], tuple[bytes, str]], ready: Callable[[], bool],
-              token: str | None = None, on_tail_change: Callable[[], None] = lambda: None) -> FastAPI:
+              token: Callable[[], str | None] = lambda: None,
+              on_tail_change: Callable[[], None] = lambda: None) -> FastAPI:
     """The ASGI app; `metrics(accept)` is the scrape body and its content type, `ready()` says
-    whether the listeners are open and the worker pool warm, `token` (when set) is the bearer
+    whether the listeners are open and the worker pool warm, `token()` (when not None) is the bearer
     token every path but the open ones needs, and `on_tail_change()` tells the workers a `tail`
     stream came (its leaving goes through the hub)."""
-    # A request that passed the bearer token holds what AUTH grants on the control port (the
-    # `tail` topic); without a token configured, HTTP is anonymous, as a TCP control client is.
-    access: Access = "token" if token is not None else "anonymous"
     # FastAPIOffline: FastAPI with the Swagger UI assets served from its own package, not a CDN,
     # so /docs works on a host with no way out. No validator badge: it would call swagger.io.
     app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", title="logtally",
                          version="1", swagger_ui_parameters={"validatorUrl": None},
                          description="Read-only statistics of a logtally daemon; the same answers as its control port.")
-
-    if token is not None:
-        app.add_middleware(BearerGate, token=token)
+    app.add_middleware(BearerGate, token=token)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
@@ -208,6 +206,9 @@ def build_api(commands: Commands, hub: Hub, metrics: Callable[[str], tuple[bytes
                                  commands.limits)
         if isinstance(command, CommandError):
             raise BadParameter("interval_s" if interval_s is not None else "topics", command.message)
+        # A request that passed the bearer token holds what AUTH grants on the control port (the
+        # `tail` topic); without a token configured, HTTP is anonymous, as a TCP control client is.
+        access: Access = "token" if token() is not None else "anonymous"
         join = await commands.answer(command, access)
         if isinstance(join, Error):  # tail needs the bearer token (AUTH's on the control port)
             return _error("topics", join.error, 403)
