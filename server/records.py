@@ -43,8 +43,15 @@ RejectReason = Literal[ParseRejectReason, FrameErrorReason, ListenerRejectReason
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
 
+# A response size past this is no measurement: parsers read it as unknown (as `-`), so that one
+# bad line cannot overflow the 64-bit sums every partial and snapshot carries (1 TB a response;
+# 2**64 bytes is then more than 18 million such responses).
+MAX_RESPONSE_BYTES = 999_999_999_999
+
+
 class Http(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The HTTP part of an access-log line (or of a JSON line that carries HTTP fields)."""
+    """The HTTP part of an access-log line (or of a JSON line that carries HTTP fields).
+    `status` is 100-999 and `bytes` at most `MAX_RESPONSE_BYTES` when set."""
 
     ip: str | None = None
     method: str | None = None

@@ -223,3 +223,21 @@ def test_results_merge_in_file_order_whichever_worker_finishes_first(tmp_path: P
                           delimiter="any")  # "learn" would hold the first 64 KiB of 4 KiB chunks
     assert len(seen) > 10 and seen == sorted(seen)
     assert stats.late == 20
+
+
+def test_absurd_sizes_and_times_leave_the_report_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 30-digit size or a 400-digit request time once made the batch's result unencodable (and
+    `--json` print `Infinity`): now the line counts, its figure is unknown, the JSON is JSON."""
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"not JSON: {name}")
+
+    path = tmp_path / "access.log"
+    path.write_text('10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 ' + "9" * 30 + "\n"
+                    '10.0.0.1 - - [01/Jan/2025:00:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "UA" ' + "1" * 400 + ".5\n"
+                    '10.0.0.1 - - [01/Jan/2025:00:00:02 +0000] "GET / HTTP/1.1" 200 7 "-" "UA" 0.25\n')
+    for workers in ("0", "1"):
+        assert run_analyze([str(path), "--json", "--workers", workers]) == 0
+        out = json.loads(capsys.readouterr().out, parse_constant=no_constants)
+        assert (out["received"], out["parsed"], out["http"]["requests"]) == (3, 3, 3)
+        assert out["http"]["bytes_sent"] == 12
+        assert (out["http"]["latency_ms"]["count"], out["http"]["latency_ms"]["max"]) == (1, 250.0)

@@ -61,6 +61,19 @@ def test_request_time(tail: str, latency: float | None) -> None:
     assert rec.http.latency_ms == (pytest.approx(latency) if latency is not None else None)
 
 
+def test_sizes_and_times_past_twelve_digits_are_unknown() -> None:
+    """Such a figure is no measurement: read as `-` rather than overflow the 64-bit sums of the
+    partials and snapshots, or put an infinite latency into the quantile sketch."""
+    head = '10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 '
+    assert parse_line(head + "999999999999", REF).http.bytes == 999_999_999_999
+    assert parse_line(head + "1000000000000", REF).http.bytes is None
+    assert parse_line(head + "9" * 30, REF).http.bytes is None
+    assert parse_line(head + '5 "-" "UA" 999999999999', REF).http.latency_ms == 999_999_999.999
+    assert parse_line(head + '5 "-" "UA" ' + "1" * 400 + ".5", REF).http.latency_ms is None
+    assert parse_line(head + '5 "-" "UA" ' + "1" * 400, REF).http.latency_ms is None
+    assert parse_line("[01/Jan/2025:00:00:00 +0000] 10.0.0.1 TLSv1.3 X \"GET / HTTP/1.1\" " + "9" * 20, REF).http.bytes is None
+
+
 def test_common_format_with_request_time() -> None:
     rec = parse_line('10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 5 0.5', REF)
     assert rec.http.latency_ms == 500.0

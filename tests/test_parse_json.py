@@ -128,3 +128,20 @@ def test_a_json_line_without_journal_fields_stays_plain_json() -> None:
     # an object with its own `msg` is an application's JSON line, whatever other keys it has
     rec = parse_line('{"msg":"mine","__REALTIME_TIMESTAMP":"5","MESSAGE":"theirs","PRIORITY":"3"}', REF)
     assert (rec.message, rec.level) == ("mine", None)
+
+
+@pytest.mark.parametrize(("fields", "status", "size"), [
+    ('"status":200,"bytes":999999999999', 200, 999_999_999_999),
+    ('"status":200,"bytes":1000000000000', 200, None),
+    ('"status":200,"bytes":1e30', 200, None),
+    ('"status":200,"bytes":18446744073709551615', 200, None),
+    ('"status":200,"bytes":-5', 200, None),
+    ('"status":99,"bytes":5', None, 5),
+    ('"status":1000,"bytes":5', None, 5),
+    ('"status":1e30,"bytes":5', None, 5),
+])
+def test_sizes_and_statuses_out_of_range_are_unknown(fields: str, status: int | None, size: int | None) -> None:
+    """As in access logs: a figure past what a response can be is read as absent, so one line
+    cannot overflow the 64-bit sums of the partials or the tail's encoding."""
+    rec = parse_line('{"ts":"2025-02-01T10:00:01Z","msg":"x","ip":"1.2.3.4","path":"/",' + fields + "}", 0.0)
+    assert (rec.http.status, rec.http.bytes) == (status, size)

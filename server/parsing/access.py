@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from logtallyd.records import LEVELS, Http, Record
+from logtallyd.records import LEVELS, MAX_RESPONSE_BYTES, Http, Record
 from logtallyd.parsing.timestamps import clf_epoch
 
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
@@ -63,7 +63,7 @@ def parse_access(line: str) -> Record | None:
             path=path,
             protocol=protocol,
             status=status,
-            bytes=None if bytes_text == "-" else int(bytes_text),
+            bytes=_size(bytes_text),
             referer=None if referer == "-" else referer,
             user_agent=None if user_agent == "-" else user_agent,
             latency_ms=_latency(tail) if tail else None,
@@ -129,9 +129,20 @@ def _read_latency(tail: str) -> float | None:
         return None
     if not word:
         return None
+    if len(word) > _MAX_DIGITS:
+        return None
     if "." in word:
         return float(word) * 1000.0  # nginx $request_time: seconds, ms resolution
     return int(word) / 1000.0  # Apache %D: microseconds
+
+
+# A duration this long is no measurement (11.5 days in microseconds): read as unknown, not as an
+# infinite latency in the quantile sketches. A size this long is past `MAX_RESPONSE_BYTES`.
+_MAX_DIGITS = len(str(MAX_RESPONSE_BYTES))
+
+
+def _size(text: str) -> int | None:
+    return None if text == "-" or len(text) > _MAX_DIGITS else int(text)
 
 
 def _is_number(word: str) -> bool:
@@ -156,6 +167,6 @@ def _parse_ssl(line: str) -> Record | None:
             method=method,
             path=path,
             protocol=protocol,
-            bytes=None if bytes_text == "-" else int(bytes_text),
+            bytes=_size(bytes_text),
         ),
     )

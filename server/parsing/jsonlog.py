@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import msgspec
 
-from logtallyd.records import LEVELS, Http, Record, Rejected
+from logtallyd.records import LEVELS, MAX_RESPONSE_BYTES, Http, Record, Rejected
 from logtallyd.parsing.journald import KEY as _JOURNAL_KEY, parse_journal
 from logtallyd.parsing.levels import severity_of_name, severity_of_number
 from logtallyd.parsing.timestamps import parse_iso
@@ -130,8 +130,8 @@ def record_from(obj: JsonLine, line: str) -> Record:
             method=_text(method),
             path=_text(path),
             protocol=_text(obj.protocol),
-            status=_integer(status),
-            bytes=_integer(obj.bytes),
+            status=_status(_integer(status)),
+            bytes=_size(_integer(obj.bytes)),
             referer=_text(obj.referer),
             user_agent=_text(obj.user_agent),
             latency_ms=_latency(obj),
@@ -175,6 +175,15 @@ def _integer(value: _Scalar) -> int | None:
     if isinstance(value, str) and value.isdecimal() and len(value) < 19:
         return int(value)
     return None
+
+
+def _status(value: int | None) -> int | None:
+    return value if value is not None and 100 <= value <= 999 else None
+
+
+def _size(value: int | None) -> int | None:
+    """A byte count; past `MAX_RESPONSE_BYTES` (or negative) unknown, as in access logs."""
+    return value if value is not None and 0 <= value <= MAX_RESPONSE_BYTES else None
 
 
 def _number(value: _Scalar) -> float | None:
