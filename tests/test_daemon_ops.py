@@ -277,6 +277,32 @@ def test_sighup_moves_the_tcp_listener_and_keeps_open_connections(start_server) 
         socket.create_connection(("127.0.0.1", first), timeout=2)
 
 
+def test_socket_activation_serves_http_on_the_http_socket(start_server) -> None:
+    """What the four shipped units pass (ingest TCP and UDP, control, http): the dashboard and
+    API answer on logtallyd-http.socket's fd, and the config's own [http] address stays unbound."""
+    tcp = socket.create_server(("127.0.0.1", 0))
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    control = socket.create_server(("127.0.0.1", 0))
+    http = socket.create_server(("127.0.0.1", 0))
+    fds = (tcp.fileno(), udp.fileno(), control.fileno(), http.fileno())
+    server = start_server(
+        '[http]\nlisten = "127.0.0.1:1"\n',  # must not be bound
+        launcher=[sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), "ingest:ingest:control:http"],
+        extra_args=[], pass_fds=fds,
+    )
+    assert server.address("http") == http.getsockname()
+    send_tcp(tcp.getsockname(), app_lines(7))
+    server.wait_received(7)
+    host, port = http.getsockname()
+    with urllib.request.urlopen(f"http://{host}:{port}/api/v1/stats", timeout=10) as response:
+        assert json.loads(response.read())["received"] == 7
+    with urllib.request.urlopen(f"http://{host}:{port}/", timeout=10) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
+    for sock in (tcp, udp, control, http):
+        sock.close()
+
+
 def test_socket_activation_binds_only_what_systemd_passed(start_server, tmp_path: Path) -> None:
     # The config names a UDP address; systemd passed only TCP and control, so UDP stays unbound.
     tcp = socket.create_server(("127.0.0.1", 0))

@@ -42,7 +42,8 @@ def test_wheel_has_unique_import_names_metadata_and_shipped_files(wheel: Path) -
         top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
         assert top == {"logtally", "logtallyd"}
         shipped = {n.rsplit("/", 1)[1] for n in names if n.startswith("logtallyd/shipped/")}
-        assert shipped == {"config.toml", "logtallyd.service", "logtallyd.socket", "logtallyd-control.socket"}
+        assert shipped == {"config.toml", "logtallyd.service", "logtallyd.socket", "logtallyd-control.socket",
+                           "logtallyd-http.socket"}
         assert zf.read("logtallyd/shipped/config.toml") == (ROOT / "config.toml").read_bytes()
         (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = Parser().parsestr(zf.read(meta_name).decode())
@@ -68,7 +69,7 @@ def test_wheel_in_a_fresh_venv_prints_a_config_that_loads(wheel: Path, tmp_path:
                         "print(load_config(sys.argv[1]).control.listen)", str(config)],
         cwd=tmp_path, check=True, capture_output=True, text=True, timeout=60)
     assert loaded.stdout.strip() == "127.0.0.1:5141"
-    for unit in ("logtallyd.service", "logtallyd.socket", "logtallyd-control.socket"):
+    for unit in ("logtallyd.service", "logtallyd.socket", "logtallyd-control.socket", "logtallyd-http.socket"):
         text = subprocess.run([str(venv / "bin" / "logtallyd"), "--print-unit", unit], cwd=tmp_path,
                               check=True, capture_output=True, text=True, timeout=60).stdout
         assert text == (ROOT / "systemd" / unit).read_text()

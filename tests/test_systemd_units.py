@@ -17,7 +17,7 @@ import pytest
 from logtallyd.daemon.activation import GENERIC_INGEST, ROLES
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
-NAMES = ["logtallyd.service", "logtallyd.socket", "logtallyd-control.socket"]
+NAMES = ["logtallyd.service", "logtallyd.socket", "logtallyd-control.socket", "logtallyd-http.socket"]
 SHIPPED_EXEC = "/usr/local/bin/logtallyd"
 
 
@@ -63,22 +63,27 @@ def test_service_directives() -> None:
         "CapabilityBoundingSet": [""],
     }
     assert {key: values(service, "Service", key) for key in expected} == expected
-    assert values(service, "Install", "Also") == ["logtallyd.socket logtallyd-control.socket"]
+    assert values(service, "Install", "Also") == ["logtallyd.socket logtallyd-control.socket logtallyd-http.socket"]
+    # The HTTP socket is wanted, not required: a site that masks it keeps ingest and control.
+    assert values(service, "Unit", "Wants") == ["logtallyd-http.socket"]
 
 
 def test_sockets_match_the_daemon_defaults_and_names() -> None:
     ingest = UNITS / "logtallyd.socket"
     control = UNITS / "logtallyd-control.socket"
+    http = UNITS / "logtallyd-http.socket"
     assert values(ingest, "Socket", "ListenStream") == ["5140"]
     assert values(ingest, "Socket", "ListenDatagram") == ["5140"]
     assert values(control, "Socket", "ListenStream") == ["127.0.0.1:5141", "/run/logtally/control.sock"]
     # The Unix socket is the trusted way in (every command works on it): only owner and group.
     assert values(control, "Socket", "SocketMode") == ["0660"]
     assert values(control, "Socket", "SocketGroup") == ["adm"]
-    names = values(ingest, "Socket", "FileDescriptorName") + values(control, "Socket", "FileDescriptorName")
-    assert names == ["ingest", "control"]
+    # `[http] listen`'s default, on loopback as the daemon requires without a token
+    assert values(http, "Socket", "ListenStream") == ["127.0.0.1:5142"]
+    names = [name for unit in (ingest, control, http) for name in values(unit, "Socket", "FileDescriptorName")]
+    assert names == ["ingest", "control", "http"]
     assert all(name in GENERIC_INGEST or name in ROLES for name in names)  # activation.listener_role maps them
-    for unit in (ingest, control):
+    for unit in (ingest, control, http):
         assert values(unit, "Socket", "Service") == ["logtallyd.service"]
 
 

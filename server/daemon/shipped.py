@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-UNITS = ("logtallyd.service", "logtallyd.socket", "logtallyd-control.socket")
+UNITS = ("logtallyd.service", "logtallyd.socket", "logtallyd-control.socket", "logtallyd-http.socket")
 
 
 def shipped_text(name: str) -> str:
