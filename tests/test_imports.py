@@ -1,9 +1,11 @@
 """The import graph of `server/`: every module imports, imports run one way (stages never reach up
-into the daemon, no circles), and a log worker does not load the prime kernels (numba)."""
+into the daemon, no circles), a log worker does not load the prime kernels (numba), and the
+daemon listens before it loads the libraries only some requests need."""
 from __future__ import annotations
 
 import ast
 import importlib
+import json
 import multiprocessing
 import os
 import subprocess
@@ -12,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+import urllib.request
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "parsing", "stats", "detect", "pool", "persist", "publish", "primes", "alerts", "cluster")
@@ -121,16 +124,16 @@ def test_no_import_cycles() -> None:
     assert _cycles(graph) == []
 
 
-def _warm_worker_modules() -> tuple[bool, bool]:
+def _warm_worker_modules() -> tuple[bool, bool, bool]:
     from logtallyd.pool.worker import warm_up
 
     warm_up()
-    return "numba" in sys.modules, "logtallyd.primes.kernels" in sys.modules
+    return "numba" in sys.modules, "logtallyd.primes.kernels" in sys.modules, "numpy" in sys.modules
 
 
 def test_a_warmed_up_log_worker_has_not_loaded_numba() -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver")) as pool:
-        assert pool.submit(_warm_worker_modules).result(timeout=60) == (False, False)
+        assert pool.submit(_warm_worker_modules).result(timeout=60) == (False, False, False)
 
 
 def _sketch_library_loaded_after_a_batch() -> tuple[bool, bool, int]:
@@ -205,3 +208,57 @@ def test_nats_is_imported_only_by_a_cluster_node_once_it_connects(tmp_path: Path
                          env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path)},
                          cwd=tmp_path, check=True)
     assert out.stdout.split("\n")[-2] == loaded
+
+
+# Loaded by some requests only, or after listening: the prime kernels (numpy, numba) by a prime
+# job in a worker, the sketch library (with numpy) by the first batch's merge, prometheus_client
+# by the first scrape, the HTTP stack (FastAPI, pydantic, uvicorn) just after listening, and rich
+# (structlog's console tracebacks) only on a terminal.
+_LATER = ("numpy", "numba", "_datasketches", "prometheus_client", "fastapi", "pydantic", "starlette", "uvicorn",
+          "rich", "importlib.metadata", "logtallyd.primes.kernels", "logtallyd.publish.api")
+
+_AT_LISTENING = """
+import json
+import sys
+
+from logtallyd.daemon import sdnotify
+from logtallyd.daemon.cli import main
+
+notify = sdnotify.notify
+
+
+def reporting(*lines, **kwargs):
+    if sdnotify.READY in lines:  # sent right after the `listening` line
+        print(json.dumps(sorted(m for m in sys.argv[1].split(",") if m in sys.modules)), file=sys.stderr, flush=True)
+    return notify(*lines, **kwargs)
+
+
+sdnotify.notify = reporting
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_the_daemon_listens_before_it_loads_what_only_some_requests_need(tmp_path: Path) -> None:
+    """At `listening` (the shipped config: HTTP on, JSON logs) none of `_LATER` is loaded; the
+    HTTP API, built just after, answers `/metrics`, and METRICS loads prometheus_client then."""
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.toml").read_text())
+    args = ["--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0",
+            "--http", "127.0.0.1:0"]
+    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+    env.update(PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-c", _AT_LISTENING, ",".join(_LATER), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        listening: dict = {}
+        for line in proc.stdout:
+            if json.loads(line).get("event") == "listening":
+                listening = json.loads(line)
+                break
+        assert json.loads(proc.stderr.readline()) == []
+        with urllib.request.urlopen(f"http://{listening['http']}/metrics", timeout=30) as answer:
+            assert answer.status == 200 and b"logtally_lines_received_total" in answer.read()
+    finally:
+        proc.terminate()
+        proc.wait(30)
