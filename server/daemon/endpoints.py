@@ -269,8 +269,8 @@ def openers(parts: Parts) -> dict[str, Opener]:
                                                                  authenticated=token is not None)
 
         async def serve(listening: socket.socket) -> asyncio.AbstractServer:
-            # FastAPI, pydantic and uvicorn take some 0.2 s to import: in a thread, so the loop
-            # goes on serving the other listeners meanwhile.
+            # At the first connection. FastAPI, pydantic and uvicorn take some 0.2 s to import:
+            # in a thread, so the loop goes on serving the other listeners meanwhile.
             await asyncio.to_thread(importlib.import_module, "logtallyd.publish.api")
             from logtallyd.publish.api import build_api
             from logtallyd.publish.httpserver import serve_http
@@ -329,22 +329,30 @@ def clear_stale_socket(path: str) -> None:
 
 
 class DeferredServer:
-    """A listener whose socket listens now and whose server is built in the background: a
-    connection that arrives meanwhile waits in the socket's backlog, as it would behind a busy
-    accept loop, and is served once `serve` returns. A failed build is logged and the socket
-    closed; closing before the build is done cancels it."""
+    """A listener whose socket listens now and whose server is built when the first client
+    connects: that client waits in the socket's backlog, as it would behind a busy accept loop,
+    and is served once `serve` returns. A daemon whose HTTP API nobody asks then never holds its
+    stack (FastAPI, pydantic, uvicorn: some 20 MiB and 0.2 s to import). A failed build is
+    logged and the socket closed; closing before the build is done cancels it."""
 
     def __init__(self, name: str, sock: socket.socket,
                  serve: Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]) -> None:
         self.name = name
         self.sock = sock
+        self.serve = serve
         self.where = bound_address(sock)
         self.server: asyncio.AbstractServer | None = None
-        self.task = asyncio.get_running_loop().create_task(self._serve(serve))
+        self.task: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._connecting)  # readable: a connection waits
 
-    async def _serve(self, serve: Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]) -> None:
+    def _connecting(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())  # the server built now watches the socket itself
+        self.task = self.loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
         try:
-            self.server = await serve(self.sock)
+            self.server = await self.serve(self.sock)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the other listeners go on; this one is gone, as after a failed bind
@@ -352,7 +360,11 @@ class DeferredServer:
             self.sock.close()
 
     def close(self) -> None:
-        self.task.cancel()
+        if self.task is None:
+            if self.sock.fileno() >= 0:
+                self.loop.remove_reader(self.sock.fileno())
+        else:
+            self.task.cancel()
         if self.server is not None:
             self.server.close()  # closes the listening socket too
         else:
