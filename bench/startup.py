@@ -3,8 +3,9 @@
     python bench/startup.py [--runs 5]
 
 Each run starts the daemon with the shipped config on ephemeral ports and a fresh temporary state
-directory, and times exec to its `listening` log line (and to `ready`, the pool warm, when
-logged); interleaved with it, rsyslogd in the foreground with an imtcp input on an unprivileged
+directory, and times exec to its `listening` log line (and to `workers_ready`, the pool warm,
+when logged), then one `GET /readyz` (the first HTTP request, which loads the HTTP stack);
+interleaved with it, rsyslogd in the foreground with an imtcp input on an unprivileged
 port, timed to its port accepting a connection. Bytecode caches are written (as by a pip
 install), so run 1 is cold only where no `__pycache__` existed yet (the OS page cache stays
 warm); prints every run, the medians and the ratio.
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import queue
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +64,7 @@ def logtallyd(folder: Path) -> tuple[float, dict[str, float]]:
     try:
         # Up to `listening`, then up to `workers_ready` (the pool warm) for at most 10 s more.
         deadline = None
+        http = ""
         while "workers_ready" not in events:
             try:
                 line = lines.get(timeout=None if deadline is None else max(deadline - time.perf_counter(), 0.01))
@@ -75,11 +78,17 @@ def logtallyd(folder: Path) -> tuple[float, dict[str, float]]:
             except ValueError:
                 continue
             events.setdefault(event, now)
+            if event == "listening":
+                http = json.loads(line)["http"]
             if event == "listening" and deadline is None:
                 deadline = time.perf_counter() + 10
         listening = events.get("listening")
         if listening is None:
             raise SystemExit(f"logtallyd exited with {proc.wait()} before listening")
+        asked = time.perf_counter()
+        with urllib.request.urlopen(f"http://{http}/readyz", timeout=30) as answer:
+            answer.read()
+        events["first_http_answer_s"] = time.perf_counter() - asked
     finally:
         proc.terminate()
         try:
@@ -123,6 +132,7 @@ def main() -> int:
     args = ap.parse_args()
     ours: list[float] = []
     theirs: list[float] = []
+    first_https: list[float] = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             seconds, events = logtallyd(Path(tmp))
@@ -131,13 +141,16 @@ def main() -> int:
         ours.append(seconds)
         if anchor is not None:
             theirs.append(anchor)
+        first_http = events.pop("first_http_answer_s")
+        first_https.append(first_http)
         steps = ", ".join(f"{name} {t:.3f}" for name, t in sorted(events.items(), key=lambda kv: kv[1]))
+        steps += f"; then the first HTTP request took {first_http:.3f} s"
         print(f"run {run + 1}: logtallyd listening {seconds:.3f} s ({steps}); "
               f"rsyslogd {'-' if anchor is None else f'{anchor:.3f} s'}")
     print(f"load: {os.getloadavg()}")
     med = statistics.median(ours)
     warm = statistics.median(ours[1:]) if len(ours) > 1 else med
-    line = f"logtallyd median {med:.3f} s (runs 2..: {warm:.3f} s)"
+    line = f"logtallyd median {med:.3f} s (runs 2..: {warm:.3f} s), first HTTP request {statistics.median(first_https):.3f} s"
     if theirs:
         anchor = statistics.median(theirs)
         line += f"; rsyslogd median {anchor:.3f} s; ratio logtallyd/rsyslogd {med / anchor:.1f}"

@@ -1,13 +1,20 @@
 """The import graph of `server/`: every module imports, imports run one way (stages never reach up
-into the daemon, no circles), and a log worker does not load the prime kernels (numba)."""
+into the daemon, no circles), a log worker does not load the prime kernels (numba), and the
+daemon loads the libraries only some requests need when such a request comes."""
 from __future__ import annotations
 
 import ast
 import importlib
+import json
 import multiprocessing
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -121,16 +128,16 @@ def test_no_import_cycles() -> None:
     assert _cycles(graph) == []
 
 
-def _warm_worker_modules() -> tuple[bool, bool]:
+def _warm_worker_modules() -> tuple[bool, bool, bool]:
     from logtallyd.pool.worker import warm_up
 
     warm_up()
-    return "numba" in sys.modules, "logtallyd.primes.kernels" in sys.modules
+    return "numba" in sys.modules, "logtallyd.primes.kernels" in sys.modules, "numpy" in sys.modules
 
 
 def test_a_warmed_up_log_worker_has_not_loaded_numba() -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver")) as pool:
-        assert pool.submit(_warm_worker_modules).result(timeout=60) == (False, False)
+        assert pool.submit(_warm_worker_modules).result(timeout=60) == (False, False, False)
 
 
 def _sketch_library_loaded_after_a_batch() -> tuple[bool, bool, int]:
@@ -205,3 +212,88 @@ def test_nats_is_imported_only_by_a_cluster_node_once_it_connects(tmp_path: Path
                          env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path)},
                          cwd=tmp_path, check=True)
     assert out.stdout.split("\n")[-2] == loaded
+
+
+# Loaded by some requests only: the prime kernels (numpy, numba) by a prime job, in a worker; the
+# sketch library (with numpy) by the first batch's merge; prometheus_client by the first scrape;
+# the HTTP stack (FastAPI, pydantic, uvicorn) by the first HTTP client; rich (structlog's console
+# tracebacks) on a terminal only.
+_LATER = ("numpy", "numba", "_datasketches", "prometheus_client", "fastapi", "pydantic", "starlette", "uvicorn",
+          "rich", "importlib.metadata", "logtallyd.primes.kernels", "logtallyd.publish.api")
+
+# The daemon, telling on stderr which of the modules named in argv[1] it has loaded: right after
+# `listening` (with the READY notification) and on each SIGUSR1.
+_TELLING = """
+import json
+import signal
+import sys
+
+from logtallyd.daemon import sdnotify
+from logtallyd.daemon.cli import main
+
+notify = sdnotify.notify
+
+
+def tell(*_):
+    print(json.dumps(sorted(m for m in sys.argv[1].split(",") if m in sys.modules)), file=sys.stderr, flush=True)
+
+
+def reporting(*lines, **kwargs):
+    if sdnotify.READY in lines:
+        tell()
+    return notify(*lines, **kwargs)
+
+
+sdnotify.notify = reporting
+signal.signal(signal.SIGUSR1, tell)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _control(address: str, command: str) -> str:
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(command.encode() + b"\n")
+        return sock.makefile("rb").readline().decode()
+
+
+def test_the_daemon_loads_what_only_some_requests_need_when_they_come(tmp_path: Path) -> None:
+    """With the shipped config (HTTP on, JSON logs): at `listening` none of `_LATER` is loaded;
+    after a line is counted, the sketch library; METRICS loads prometheus_client, the first
+    HTTP request the HTTP stack (and is answered); a prime job or rich, never."""
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.toml").read_text())
+    args = ["--config", str(config), "--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--control", "127.0.0.1:0",
+            "--http", "127.0.0.1:0"]
+    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+    env.update(PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-c", _TELLING, ",".join(_LATER), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def loaded() -> list[str]:
+        proc.send_signal(signal.SIGUSR1)
+        return json.loads(proc.stderr.readline())  # type: ignore[union-attr]
+
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        listening: dict = {}
+        for line in proc.stdout:
+            if json.loads(line).get("event") == "listening":
+                listening = json.loads(line)
+                break
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+        assert json.loads(proc.stderr.readline()) == []
+        host, port = listening["tcp"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"<134>1 2025-01-30T12:00:00Z host app - - - counted\n")
+        while json.loads(_control(listening["control"], "STATS"))["parsed"] < 1:
+            time.sleep(0.05)
+        assert loaded() == ["_datasketches", "numpy"]
+        assert "logtally_lines_received_total 1.0" in json.loads(_control(listening["control"], "METRICS"))["metrics"]
+        assert loaded() == ["_datasketches", "importlib.metadata", "numpy", "prometheus_client"]
+        with urllib.request.urlopen(f"http://{listening['http']}/metrics", timeout=30) as answer:
+            assert answer.status == 200 and b"logtally_lines_received_total 1.0" in answer.read()
+        assert set(loaded()) == set(_LATER) - {"numba", "rich", "logtallyd.primes.kernels"}
+    finally:
+        proc.terminate()
+        proc.wait(30)

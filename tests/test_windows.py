@@ -54,6 +54,17 @@ def test_window_holds_exactly_its_seconds() -> None:
 
 
 @settings(max_examples=30, deadline=None)
+@given(ages=st.lists(st.integers(0, 1000), max_size=80), now_off=st.integers(-30, 1200))
+def test_lines_per_s_is_the_reports_figure(ages: list[int], now_off: int) -> None:
+    """`lines_per_s` (the status line's rate) gives what `report` gives, without the sketches."""
+    s = stats()
+    if ages:
+        s.merge(batch([rec(int(NOW) - age + 0.5) for age in ages]), NOW)
+    for name in ("1m", "5m", "15m"):
+        assert s.lines_per_s(name, NOW + now_off) == s.report(name, NOW + now_off)["lines_per_s"], name
+
+
+@settings(max_examples=30, deadline=None)
 @given(ages=st.lists(st.integers(0, 1000), min_size=1, max_size=80), anchor_off=st.integers(0, 59))
 def test_windows_equal_brute_force(ages: list[int], anchor_off: int) -> None:
     """Minute rollups plus edge seconds give the same counts as filtering every line."""

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 import structlog
-from prometheus_client import CollectorRegistry
 
 from logtallyd.alerts.deliver import AlertService
 from logtallyd.daemon.config import Config
@@ -34,16 +33,18 @@ from logtallyd.primes.jobs import JobManager
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
 from logtallyd.publish.http import HttpConnections
-from logtallyd.publish.metrics import MetricFigures, daemon_registry, exposition
 from logtallyd.publish.pubsub import Hub
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 from logtallyd.stats.lifetime import Totals, totals_of
 from logtallyd.stats.windows import Stats
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from logtallyd.cluster.node import ClusterNode
     from logtallyd.ingest.jetstream import NatsSource
     from logtallyd.pool.workqueue import WorkQueueNode
+    from logtallyd.publish.metrics import MetricFigures
 
 log = structlog.get_logger()
 
@@ -78,7 +79,9 @@ class Parts:
     ready: bool = False  # every configured listener open, the worker pool warm (`/readyz`)
     # The totals when this process began listening: the Prometheus counters count from there.
     baseline: Totals = field(default_factory=Totals)
-    registry: CollectorRegistry | None = None  # this daemon's metrics (`METRICS`, `/metrics`)
+    # This daemon's metrics (`METRICS`, `/metrics`), built at the first scrape: prometheus_client
+    # is not loaded before then.
+    registry: CollectorRegistry | None = None
     cluster: ClusterNode | None = None  # `[cluster] nats` set: the bus and the fleet view
 
     # -- reports -----------------------------------------------------------------------------
@@ -118,6 +121,8 @@ class Parts:
         self.baseline = self.totals()
 
     def metrics_figures(self) -> MetricFigures:
+        from logtallyd.publish.metrics import MetricFigures
+
         totals = self.stats.report("all", self.clock())
         counted = self.totals().since(self.baseline)
         connections, pipeline, hub = self.connections.figures(), self.pipeline.figures(), self.hub.figures()
@@ -163,7 +168,10 @@ class Parts:
 
     def metrics(self, accept: str = "") -> tuple[bytes, str]:
         """The scrape body and content type for an `Accept` header (`/metrics`)."""
-        assert self.registry is not None
+        from logtallyd.publish.metrics import daemon_registry, exposition
+
+        if self.registry is None:
+            self.registry = daemon_registry(self.metrics_figures)
         return exposition(self.registry, accept)
 
     def metrics_text(self) -> str:
@@ -182,10 +190,10 @@ class Parts:
         return round(time.monotonic() - self.started_mono, 3)
 
     def status_line(self) -> str:
-        report = self.stats.report("1m", self.clock()) if "1m" in self.config.stats.windows else {}
+        rate = self.stats.lines_per_s("1m", self.clock()) if "1m" in self.config.stats.windows else 0.0
         return (
             f"{len(self.connections.open)} connections, "
-            f"{report.get('lines_per_s') or 0:.0f} lines/s (1m), {self.pipeline.in_flight} batches in flight"
+            f"{rate:.0f} lines/s (1m), {self.pipeline.in_flight} batches in flight"
         )
 
     # -- SIGHUP ------------------------------------------------------------------------------
@@ -303,5 +311,4 @@ def build(config: Config) -> Parts:
 
         parts.work_queue = WorkQueueNode(config.cluster, node_name(config.cluster), scheduler, workers)
     parts.baseline = parts.totals()
-    parts.registry = daemon_registry(parts.metrics_figures)
     return parts

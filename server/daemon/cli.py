@@ -53,8 +53,7 @@ def _dispatch(argv: list[str]) -> int:
 
 def run_daemon(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="logtallyd", usage=USAGE)
-    parser.add_argument("--version", action="version", version=f"logtallyd {_version()}",
-                        help="print the version and exit")
+    parser.add_argument("--version", action=_PrintVersion, nargs=0, help="print the version and exit")
     parser.add_argument("--config", help="config.toml (default: built-in defaults)")
     parser.add_argument("--tcp", help="ingest TCP HOST:PORT (port 0 = ephemeral, '' = off)")
     parser.add_argument("--udp", help="ingest UDP HOST:PORT (port 0 = ephemeral, '' = off)")
@@ -96,6 +95,16 @@ def run_daemon(argv: list[str]) -> int:
     except OSError as exc:  # e.g. the port is taken
         log.error("start_failed", error=str(exc))
         return 1
+
+
+class _PrintVersion(argparse.Action):
+    """`--version`, with the version looked up only when asked: importlib.metadata takes some
+    15 ms to import, which every start of the daemon would pay."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"logtallyd {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

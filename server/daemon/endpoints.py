@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
+import importlib
 import os
 import resource
 import socket
@@ -23,7 +24,6 @@ from logtallyd.ingest.config import TlsConfig
 from logtallyd.ingest.listeners import TcpIngest, TlsIngest, UdpIngest
 from logtallyd.publish.access import Access
 from logtallyd.publish.control import ControlConnection
-from logtallyd.publish.http import serve_http
 
 if TYPE_CHECKING:
     from logtallyd.daemon.assembly import Parts
@@ -241,9 +241,6 @@ def openers(parts: Parts) -> dict[str, Opener]:
         return (UnixListener(server, where) if owned else server), where
 
     async def http(address: str | None, sock: socket.socket | None) -> tuple[Closeable, str]:
-        # Imported here: FastAPI and pydantic take about 0.35 s to import, paid only with `[http]` on.
-        from logtallyd.publish.api import build_api
-
         if sock is None:
             assert address is not None
             host, port = split_address(address)
@@ -271,10 +268,19 @@ def openers(parts: Parts) -> dict[str, Opener]:
         (log.warning if auth == "unauthenticated" else log.info)("http_auth", address=bound_address(sock), auth=auth,
                                                                  authenticated=token is not None)
         parts.http_token = token
-        app = build_api(parts.commands, parts.hub, parts.metrics, lambda: parts.ready, lambda: parts.http_token,
-                        parts.tail_changed)
-        server = await serve_http(app, parts.http_connections, sock)
-        return server, bound_address(sock)
+
+        async def serve(listening: socket.socket) -> asyncio.AbstractServer:
+            # At the first connection. FastAPI, pydantic and uvicorn take some 0.2 s to import:
+            # in a thread, so the loop goes on serving the other listeners meanwhile.
+            await asyncio.to_thread(importlib.import_module, "logtallyd.publish.api")
+            from logtallyd.publish.api import build_api
+            from logtallyd.publish.httpserver import serve_http
+
+            app = build_api(parts.commands, parts.hub, parts.metrics, lambda: parts.ready, lambda: parts.http_token,
+                            parts.tail_changed)
+            return await serve_http(app, parts.http_connections, listening)
+
+        return DeferredServer("http", sock, serve), bound_address(sock)
 
     return {"tcp": tcp, "udp": udp, "tls": tls, "control": control, "control_unix": control_unix, "http": http}
 
@@ -322,6 +328,49 @@ def clear_stale_socket(path: str) -> None:
     finally:
         probe.close()
     raise OSError(f"control.unix_socket = {path!r}: another process is listening on it")
+
+
+class DeferredServer:
+    """A listener whose socket listens now and whose server is built when the first client
+    connects: that client waits in the socket's backlog, as it would behind a busy accept loop,
+    and is served once `serve` returns. A daemon whose HTTP API nobody asks then never holds its
+    stack (FastAPI, pydantic, uvicorn: some 20 MiB and 0.2 s to import). A failed build is
+    logged and the socket closed; closing before the build is done cancels it."""
+
+    def __init__(self, name: str, sock: socket.socket,
+                 serve: Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]) -> None:
+        self.name = name
+        self.sock = sock
+        self.serve = serve
+        self.where = bound_address(sock)
+        self.server: asyncio.AbstractServer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._connecting)  # readable: a connection waits
+
+    def _connecting(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())  # the server built now watches the socket itself
+        self.task = self.loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        try:
+            self.server = await self.serve(self.sock)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the other listeners go on; this one is gone, as after a failed bind
+            log.error("listener_failed", listener=self.name, address=self.where, error=repr(exc))
+            self.sock.close()
+
+    def close(self) -> None:
+        if self.task is None:
+            if self.sock.fileno() >= 0:
+                self.loop.remove_reader(self.sock.fileno())
+        else:
+            self.task.cancel()
+        if self.server is not None:
+            self.server.close()  # closes the listening socket too
+        else:
+            self.sock.close()
 
 
 class UnixListener:

@@ -6,6 +6,8 @@ a terminal; ISO-8601 UTC timestamps; the level from `[log]`. Records from the st
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -96,6 +98,15 @@ class PipeSafe:
         return self.stream.fileno()
 
 
+def console_renderer(colors: bool) -> Any:
+    """structlog's console renderer, with rich's tracebacks where rich is installed. The daemon
+    imported structlog with rich hidden (`logtallyd.daemon`); structlog picks its traceback
+    formatter when `structlog.dev` runs, so it runs again now that a terminal wants it."""
+    if structlog.dev.rich is None and importlib.util.find_spec("rich") is not None:
+        importlib.reload(structlog.dev)
+    return structlog.dev.ConsoleRenderer(colors=colors)
+
+
 def configure_logging(
     config: LogConfig | None = None, stream: TextIO | None = None, environ: Mapping[str, str] = os.environ
 ) -> bool:
@@ -118,7 +129,7 @@ def configure_logging(
         if connected_to_journal(stream, environ):
             renderer = JournalPrefixed(renderer)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        renderer = console_renderer(colors)
     level = LEVEL_NUMBERS[config.level]
     structlog.configure(
         processors=[*shared, renderer],

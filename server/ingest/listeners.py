@@ -170,6 +170,15 @@ class TcpIngest(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._admit(transport):
             self._opened()
+            if not self._reading:
+                # uvloop starts reading once `connection_made` returns, whatever pause_reading()
+                # said in it: a connection accepted while the pipeline is paused would read its
+                # sender's whole backlog past `max_buffered_bytes`. Pause it again just after.
+                asyncio.get_running_loop().call_soon(self._pause_again)
+
+    def _pause_again(self) -> None:
+        if not self._reading and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def _admit(self, transport: asyncio.BaseTransport) -> bool:
         self.transport = transport  # type: ignore[assignment]

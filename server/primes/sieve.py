@@ -14,11 +14,12 @@ import os
 import sys
 import types
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple
 
 from logtallyd.primes.config import SEGMENT_BYTES
+
+if TYPE_CHECKING:  # numpy is imported by the functions that run in a worker: the daemon's
+    import numpy as np  # main process uses the pure ones (segments, merge) and never loads it
 
 WHEEL = (1, 7, 11, 13, 17, 19, 23, 29)
 # Multiples of these are pre-sieved by AND-ing periodic patterns, one per group; a pattern's
@@ -76,6 +77,8 @@ def stats_of(primes: list[int], lo: int, hi: int) -> SegmentStats:
 
 def simple_primes(limit: int) -> np.ndarray:
     """All primes <= limit (odd-only numpy sieve; used for base primes up to sqrt(hi))."""
+    import numpy as np
+
     if limit < 2:
         return np.zeros(0, dtype=np.int64)
     odd = np.ones((limit - 1) // 2 + 1, dtype=bool)  # odd[i] <-> 2i + 1
@@ -89,6 +92,8 @@ def simple_primes(limit: int) -> np.ndarray:
 
 def base_primes(hi: int) -> bytes:
     """Sieving primes for a job up to `hi`: primes 173..isqrt(hi) as uint32 bytes (shipped to workers)."""
+    import numpy as np
+
     p = simple_primes(math.isqrt(hi))
     return p[p > PRESIEVE[-1]].astype(np.uint32).tobytes()
 
@@ -97,6 +102,8 @@ def base_primes(hi: int) -> bytes:
 def _pattern_bank(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(patterns end to end, their offsets, their periods): pattern g holds packed columns (bit
     k: 30*i + WHEEL[k]) with no factor in _GROUPS[g], one period plus `block` columns long."""
+    import numpy as np
+
     pats = []
     for group in _GROUPS:
         size = math.prod(group) + block
@@ -155,6 +162,8 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
     With `lane`, the large primes come from this worker's buckets for the lane, where the lane's
     previous segment left them (see `lane_stats`); the buckets' cells are `segment_bytes` wide.
     """
+    import numpy as np
+
     c0, c1 = lo // 30, hi // 30
     columns = c1 - c0 + 1
     P = np.frombuffer(base, dtype=np.uint32) if isinstance(base, bytes) else base
@@ -220,6 +229,8 @@ def sieving_primes(hi: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _primes_to(root: int) -> np.ndarray:
+    import numpy as np
+
     if root < 1 << 20:
         return np.frombuffer(base_primes(root * root), dtype=np.uint32)
     primes = np.frombuffer(segment_primes(PRESIEVE[-1] + 1, root, base_primes(root)), dtype="<i8")
@@ -268,6 +279,8 @@ def list_primes(lo: int, hi: int, top: int) -> bytes:
 
 def segment_primes(lo: int, hi: int, base: bytes | np.ndarray) -> bytes:
     """The primes in [lo, hi] as little-endian int64 bytes (a worker task for LIST)."""
+    import numpy as np
+
     small = [p for p in SMALL if lo <= p <= hi]
     out = np.array(small, dtype=np.int64)
     if hi >= 7:

@@ -280,6 +280,15 @@ class Stats:
             "distinct_rel_err": round(sketches.distinct_rel_err(self.config.distinct_lg_k), 4),
         }
 
+    def lines_per_s(self, window: str, now: float) -> float:
+        """The `lines_per_s` of `report(window)` alone, from the line counts: no field tallies or
+        sketches merged (the status line asks for it every few seconds, and at start)."""
+        lo, hi = self._window(window, now)
+        b = self._collect(lo, hi, (), False)
+        start = lo if self.first_second is None else max(lo, self.first_second)
+        span = hi - start + 1 if hi >= start else 0
+        return b.lines / span if span else 0.0
+
     def top(self, field: str, n: int, window: str, now: float) -> list[dict[str, Any]]:
         """TOP <field> [n] [window]: the n most frequent values, most frequent first."""
         if field not in TOP_FIELDS:
