@@ -117,6 +117,24 @@ def test_watermark_is_the_slowest_live_node_and_a_silent_one_stops_holding_it() 
     assert view.watermark(NOW + 100) is None  # nobody live
 
 
+def test_a_node_second_written_without_the_feed_fields_still_decodes() -> None:
+    class Before(msgspec.Struct, array_like=True, frozen=True):  # NodeSecond as older nodes send it
+        node: str
+        boot: str
+        seq: int
+        tick: float
+        newest: int | None
+        received: int
+        partial: bytes
+
+    old = Before("n1", "b0", 3, NOW, START, 7, b"p")
+    message = decode(msgspec.msgpack.encode(old))
+    assert message == NodeSecond("n1", "b0", 3, NOW, START, 7, b"p", b"", None)
+    # ... and an older node reads a newer message, ignoring what it does not know.
+    newer = NodeSecond("n1", "b0", 3, NOW, START, 7, b"p", b"feed", START - 10)
+    assert msgspec.msgpack.decode(encode(newer), type=Before) == old
+
+
 def test_an_empty_second_is_a_heartbeat() -> None:
     outbox = Outbox("n1", "b0", 10)
     message = outbox.seal(NOW, None)
@@ -165,6 +183,8 @@ def test_seal_merges_the_second_into_one_partial() -> None:
 @pytest.mark.parametrize(("key", "good", "bad"), [
     ("down_after_s", (1, 86400), (0.99, 86401)),
     ("buffer_seconds", (1, 86400), (0, 86401)),
+    ("events_queue", (1, 1000000), (0, 1000001)),
+    ("max_events", (1, 10000000), (0, 10000001)),
 ])
 def test_cluster_limits_sit_exactly_at_their_range(key: str, good: tuple, bad: tuple) -> None:
     for value in good:
