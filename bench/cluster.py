@@ -6,8 +6,9 @@ merge CPU per node-second, and ingest with the cluster on against off, in the sa
 Each run starts a real `nats-server -js`, then a daemon without `--nats` and one with it, and
 streams the same generated mixed lines (bench/ingest.py) to each over 4 TCP connections. A
 nats-py subscriber records every message the node publishes; the seconds that carry lines are the
-node-seconds at full ingest. Their payloads are then merged into a `ClusterView` in this process,
-timed (the CPU a view spends per node-second it merges). Prints medians over the runs.
+node-seconds at full ingest. Their payloads are then merged into a `ClusterView` with the fleet
+detectors in this process, timed (the CPU a view spends per node-second it merges and judges).
+Prints medians over the runs, with the share of the bytes that the detector feeds take.
 """
 from __future__ import annotations
 
@@ -83,12 +84,14 @@ class Recorder:
 
 
 def merge_cpu(payloads: list[bytes]) -> float:
-    """CPU seconds per message that a fleet view spends decoding and merging it."""
+    """CPU seconds per message that a fleet view spends decoding, merging and judging it."""
+    from logtallyd.cluster.detect import FleetDetect
     from logtallyd.cluster.view import ClusterView
     from logtallyd.cluster.wire import decode
+    from logtallyd.detect.config import DetectConfig
     from logtallyd.stats.config import StatsConfig
 
-    view = ClusterView(StatsConfig(), 15, time.time())
+    view = ClusterView(StatsConfig(), 15, time.time(), FleetDetect(DetectConfig()))
     started = time.process_time()
     for data in payloads:
         view.apply(decode(data), time.time())
@@ -103,7 +106,7 @@ def main() -> int:
     from logtallyd.cluster.wire import decode
 
     data = generate(args.lines)
-    off, on, per_second, lines_per_second, cpu, messages_per_s = [], [], [], [], [], []
+    off, on, per_second, lines_per_second, cpu, messages_per_s, feed_share = [], [], [], [], [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             nats_server = NatsServer("/usr/sbin/nats-server", Path(tmp) / "nats")
@@ -121,19 +124,22 @@ def main() -> int:
         decoded = [decode(p) for p in payloads]
         busy = [(len(p), m.received) for p, m in zip(payloads, decoded) if m.received]
         per_second.append(statistics.median(b for b, _ in busy))
+        feed_share.append(sum(len(m.feed) for m in decoded) / sum(len(p) for p in payloads))
         lines_per_second.append(statistics.median(r for _, r in busy))
         ticks = [m.tick for m in decoded]
         messages_per_s.append(len(payloads) / (max(ticks) - min(ticks) + 1))
         cpu.append(merge_cpu([p for p, m in zip(payloads, decoded) if m.received]))
         print(f"run {run + 1}: off {off[-1]:,.0f} lines/s, on {on[-1]:,.0f} lines/s; "
               f"{len(busy)} busy node-seconds, median {per_second[-1]:,.0f} bytes carrying "
-              f"{lines_per_second[-1]:,.0f} lines; {messages_per_s[-1]:.2f} messages/s; "
+              f"{lines_per_second[-1]:,.0f} lines ({feed_share[-1]:.0%} detector feeds); "
+              f"{messages_per_s[-1]:.2f} messages/s; "
               f"view merge {cpu[-1] * 1000:.2f} ms CPU per node-second")
     ratios = [b / a for a, b in zip(off, on)]
     print(f"\nmedian: ingest off {statistics.median(off):,.0f} lines/s, on {statistics.median(on):,.0f} lines/s, "
           f"ratio on/off {statistics.median(ratios):.3f} (per run: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"median bus: {statistics.median(per_second):,.0f} bytes and {statistics.median(messages_per_s):.2f} "
-          f"messages per node-second, at {statistics.median(lines_per_second):,.0f} lines per node-second")
+          f"messages per node-second, at {statistics.median(lines_per_second):,.0f} lines per node-second, "
+          f"{statistics.median(feed_share):.0%} of the bytes detector feeds")
     print(f"median view merge CPU: {statistics.median(cpu) * 1000:.2f} ms per node-second")
     return 0
 

@@ -116,6 +116,7 @@ class ClusterView:
                 "lines": s.lines,
                 "seconds": s.seconds,
                 "restarts": s.restarts,
+                "detect_watermark": s.detect_watermark,  # its own detectors': it holds the fleet's here
             })
         return {"nodes": rows, "watermark": self.watermark(now), "down_after_s": self.down_after_s,
                 "duplicates": self.duplicates,
