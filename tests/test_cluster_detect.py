@@ -214,3 +214,12 @@ def test_remembered_ids_are_bounded_at_max_ids() -> None:
     ledger.stored(event_id(events[2]), encode_event(events[2]))
     assert list(ledger.ids) == [event_id(e) for e in events[1:]]
     assert ledger.recent(5) == events[1:]  # keep_events
+
+
+def test_sighup_gives_the_fleet_detectors_the_new_thresholds() -> None:
+    fleet = Fleet()
+    fleet.second("a", NOW, S - 1, errors(20))
+    fleet.view.detect.reconfigure(msgspec.structs.replace(  # type: ignore[union-attr]
+        DETECT, spike=msgspec.structs.replace(DETECT.spike, threshold=20)))
+    [spike] = fleet.second("a", NOW + 1, S + 1)
+    assert (spike.type, spike.count, spike.threshold) == ("error_spike", 20, 20)
