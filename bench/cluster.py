@@ -84,7 +84,7 @@ class Recorder:
 
 
 def merge_cpu(payloads: list[bytes]) -> float:
-    """CPU seconds per message that a fleet view spends decoding, merging and judging it."""
+    """CPU seconds that a fleet view spends decoding, merging and judging these messages."""
     from logtallyd.cluster.detect import FleetDetect
     from logtallyd.cluster.view import ClusterView
     from logtallyd.cluster.wire import decode
@@ -95,7 +95,7 @@ def merge_cpu(payloads: list[bytes]) -> float:
     started = time.process_time()
     for data in payloads:
         view.apply(decode(data), time.time())
-    return (time.process_time() - started) / len(payloads)
+    return time.process_time() - started
 
 
 def main() -> int:
@@ -106,7 +106,8 @@ def main() -> int:
     from logtallyd.cluster.wire import decode
 
     data = generate(args.lines)
-    off, on, per_second, lines_per_second, cpu, messages_per_s, feed_share = [], [], [], [], [], [], []
+    off, on, per_second, lines_per_second, cpu, messages_per_s, feed_share, bytes_per_line = (
+        [], [], [], [], [], [], [], [])
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             nats_server = NatsServer("/usr/sbin/nats-server", Path(tmp) / "nats")
@@ -122,16 +123,24 @@ def main() -> int:
             finally:
                 nats_server.stop()
         decoded = [decode(p) for p in payloads]
-        busy = [(len(p), m.received) for p, m in zip(payloads, decoded) if m.received]
+        # One sealed second is one message, or several past [cluster] max_message_bytes.
+        seconds: dict[float, list[int]] = {}
+        for p, m in zip(payloads, decoded):
+            sealed = seconds.setdefault(m.tick, [0, 0])
+            sealed[0] += len(p)
+            sealed[1] += m.received
+        busy = [(b, r) for b, r in seconds.values() if r]
         per_second.append(statistics.median(b for b, _ in busy))
         feed_share.append(sum(len(m.feed) for m in decoded) / sum(len(p) for p in payloads))
         lines_per_second.append(statistics.median(r for _, r in busy))
+        bytes_per_line.append(sum(b for b, _ in busy) / sum(r for _, r in busy))
         ticks = [m.tick for m in decoded]
         messages_per_s.append(len(payloads) / (max(ticks) - min(ticks) + 1))
-        cpu.append(merge_cpu([p for p, m in zip(payloads, decoded) if m.received]))
+        cpu.append(merge_cpu([p for p, m in zip(payloads, decoded) if m.received or m.feed]) / len(busy))
         print(f"run {run + 1}: off {off[-1]:,.0f} lines/s, on {on[-1]:,.0f} lines/s; "
               f"{len(busy)} busy node-seconds, median {per_second[-1]:,.0f} bytes carrying "
-              f"{lines_per_second[-1]:,.0f} lines ({feed_share[-1]:.0%} detector feeds); "
+              f"{lines_per_second[-1]:,.0f} lines ({feed_share[-1]:.0%} detector feeds, {bytes_per_line[-1]:.1f} bytes "
+              "per line); "
               f"{messages_per_s[-1]:.2f} messages/s; "
               f"view merge {cpu[-1] * 1000:.2f} ms CPU per node-second")
     ratios = [b / a for a, b in zip(off, on)]
@@ -139,7 +148,8 @@ def main() -> int:
           f"ratio on/off {statistics.median(ratios):.3f} (per run: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"median bus: {statistics.median(per_second):,.0f} bytes and {statistics.median(messages_per_s):.2f} "
           f"messages per node-second, at {statistics.median(lines_per_second):,.0f} lines per node-second, "
-          f"{statistics.median(feed_share):.0%} of the bytes detector feeds")
+          f"{statistics.median(feed_share):.0%} of the bytes detector feeds; {statistics.median(bytes_per_line):.1f} "
+          "bytes per line")
     print(f"median view merge CPU: {statistics.median(cpu) * 1000:.2f} ms per node-second")
     return 0
 

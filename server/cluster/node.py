@@ -35,6 +35,7 @@ __all__ = ["ClusterNode"]
 log = structlog.get_logger()
 _PUBLISH_TIMEOUT_S = 2.0
 _CATCH_UP_S = 10.0  # the events stream read to its end before the view judges (then it goes on anyway)
+_CATCH_UP_STEP_S = 0.5  # of it, waited per step: the node's own seconds go out meanwhile
 
 
 class ClusterNode:
@@ -50,7 +51,7 @@ class ClusterNode:
         self.driver = driver  # its watermark goes out with each second (the daemon tees its feeds)
         self.on_event = on_event  # a fleet event read from the events stream, live (not replayed)
         self.horizon_s = max(stats_config.windows.values())
-        self.outbox = Outbox(name, secrets.token_hex(4), config.buffer_seconds)
+        self.outbox = Outbox(name, secrets.token_hex(4), config.buffer_seconds, config.max_message_bytes)
         self.detect = FleetDetect(detect_config) if config.view else None
         self.view = ClusterView(stats_config, config.down_after_s, clock(), self.detect)
         self.ledger = EventLedger(detect_config.keep_events, config.max_events, config.events_queue)
@@ -61,9 +62,10 @@ class ClusterNode:
         self._reconnects = -1  # nats-py's count when the subscription was made
         self._last_stream_seq = 0  # of the last message applied to the view
         self._last_event_seq = 0  # of the last message read from the events stream
-        self._events_end = 0  # the events stream's last sequence when it was (re)subscribed
+        self._events_end: int | None = None  # the events stream's last sequence when it was (re)subscribed
         self._history_end: int | None = None  # ... when it was first subscribed: older ones are not news
         self._caught_up = asyncio.Event()  # read up to `_events_end`: publishing may start
+        self._view_due: float | None = None  # monotonic time by which the view subscribes anyway
         self.applied = 0  # messages merged into the view
         self.decode_errors = 0
         self._outage = RateLimitedLog(RateLimiter(1, 60.0))
@@ -150,24 +152,42 @@ class ClusterNode:
             await self._ensure_stream(js)
             if self.config.view:
                 await self._subscribe_events(js)
-                try:  # the ids stored, before the view finds events again
-                    await asyncio.wait_for(self._caught_up.wait(), _CATCH_UP_S)
-                except asyncio.TimeoutError:
-                    pass  # publishing waits for it; the view goes on
-                await self._subscribe(js)
+                self._view_due = time.monotonic() + _CATCH_UP_S
             self._reconnects = client.stats["reconnects"]
+        if self._view_due is not None:
+            await self._subscribe_when_caught_up(js)
         await self._flush(client)
         if self.config.view:
             await self._flush_events(client)
+
+    async def _subscribe_when_caught_up(self, js: Any) -> None:
+        """The aggregate stream once the events stream is read to its end, so that the view knows
+        the ids stored before it finds events again (past `_CATCH_UP_S` it goes on; publishing
+        still waits for the end)."""
+        try:
+            await asyncio.wait_for(self._caught_up.wait(), _CATCH_UP_STEP_S)
+        except asyncio.TimeoutError:
+            if self._view_due is not None and time.monotonic() < self._view_due:
+                return
+        await self._subscribe(js)
+        self._view_due = None
 
     def _seal(self) -> None:
         self.outbox.seal(self.clock(), self.local.newest, self.driver.watermark(time.monotonic()))
 
     async def _flush(self, client: Client) -> None:
+        from nats.errors import MaxPayloadError
+
         js = client.jetstream(timeout=_PUBLISH_TIMEOUT_S)
         while (head := self.outbox.head()) is not None:
             message, data = head
-            await js.publish(subject(self.name), data, headers={"Nats-Msg-Id": message.msg_id})
+            try:
+                await js.publish(subject(self.name), data, headers={"Nats-Msg-Id": message.msg_id})
+            except MaxPayloadError:
+                self.outbox.too_large(message)
+                self._outage.log("warning", "cluster_message_too_large", key="too_large", bytes=len(data),
+                                 max_payload=client.max_payload, hint="lower [cluster] max_message_bytes")
+                continue
             self.outbox.confirmed(message)
 
     async def _flush_events(self, client: Client) -> None:
@@ -215,6 +235,7 @@ class ClusterNode:
             except Exception:
                 pass
         self._caught_up.clear()
+        self._events_end = None
         if self._last_event_seq:
             self._events_sub = await js.subscribe(EVENTS_SUBJECT, cb=self._event_received, ordered_consumer=True,
                                                   deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -238,7 +259,7 @@ class ClusterNode:
         # Events stored before this view first subscribed are history: answers, not news.
         if event is not None and self._history_end is not None and seq > self._history_end:
             self.on_event(event)
-        if seq >= self._events_end:
+        if self._events_end is not None and seq >= self._events_end:
             self._caught_up.set()
 
     async def _subscribe(self, js: Any) -> None:
