@@ -40,11 +40,16 @@ def ingest(data: bytes, n: int, workdir: Path, extra: str = "") -> float:
         while control(ctl, "STATS")["received"] < n:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
-        if extra:  # the last seconds reach the bus
-            deadline = time.monotonic() + 30
+        if extra:  # every line merged (so sealed at the pace it is parsed), then on the bus
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                report = control(ctl, "STATS")
+                if report["parsed"] + sum(report["rejected"].values()) >= n:
+                    break
+                time.sleep(0.05)
+            time.sleep(1.5)
             while control(ctl, "STATS")["cluster"]["buffered"] and time.monotonic() < deadline:
                 time.sleep(0.1)
-            time.sleep(1.5)
     finally:
         proc.terminate()
         proc.wait(60)
