@@ -6,8 +6,9 @@ merge CPU per node-second, and ingest with the cluster on against off, in the sa
 Each run starts a real `nats-server -js`, then a daemon without `--nats` and one with it, and
 streams the same generated mixed lines (bench/ingest.py) to each over 4 TCP connections. A
 nats-py subscriber records every message the node publishes; the seconds that carry lines are the
-node-seconds at full ingest. Their payloads are then merged into a `ClusterView` in this process,
-timed (the CPU a view spends per node-second it merges). Prints medians over the runs.
+node-seconds at full ingest. Their payloads are then merged into a `ClusterView` with the fleet
+detectors in this process, timed (the CPU a view spends per node-second it merges and judges).
+Prints medians over the runs, with the share of the bytes that the detector feeds take.
 """
 from __future__ import annotations
 
@@ -39,11 +40,16 @@ def ingest(data: bytes, n: int, workdir: Path, extra: str = "") -> float:
         while control(ctl, "STATS")["received"] < n:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
-        if extra:  # the last seconds reach the bus
-            deadline = time.monotonic() + 30
+        if extra:  # every line merged (so sealed at the pace it is parsed), then on the bus
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                report = control(ctl, "STATS")
+                if report["parsed"] + sum(report["rejected"].values()) >= n:
+                    break
+                time.sleep(0.05)
+            time.sleep(1.5)
             while control(ctl, "STATS")["cluster"]["buffered"] and time.monotonic() < deadline:
                 time.sleep(0.1)
-            time.sleep(1.5)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -83,16 +89,18 @@ class Recorder:
 
 
 def merge_cpu(payloads: list[bytes]) -> float:
-    """CPU seconds per message that a fleet view spends decoding and merging it."""
+    """CPU seconds that a fleet view spends decoding, merging and judging these messages."""
+    from logtallyd.cluster.detect import FleetDetect
     from logtallyd.cluster.view import ClusterView
     from logtallyd.cluster.wire import decode
+    from logtallyd.detect.config import DetectConfig
     from logtallyd.stats.config import StatsConfig
 
-    view = ClusterView(StatsConfig(), 15, time.time())
+    view = ClusterView(StatsConfig(), 15, time.time(), FleetDetect(DetectConfig()))
     started = time.process_time()
     for data in payloads:
         view.apply(decode(data), time.time())
-    return (time.process_time() - started) / len(payloads)
+    return time.process_time() - started
 
 
 def main() -> int:
@@ -103,7 +111,8 @@ def main() -> int:
     from logtallyd.cluster.wire import decode
 
     data = generate(args.lines)
-    off, on, per_second, lines_per_second, cpu, messages_per_s = [], [], [], [], [], []
+    off, on, per_second, lines_per_second, cpu, messages_per_s, feed_share, bytes_per_line = (
+        [], [], [], [], [], [], [], [])
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             nats_server = NatsServer("/usr/sbin/nats-server", Path(tmp) / "nats")
@@ -119,21 +128,33 @@ def main() -> int:
             finally:
                 nats_server.stop()
         decoded = [decode(p) for p in payloads]
-        busy = [(len(p), m.received) for p, m in zip(payloads, decoded) if m.received]
+        # One sealed second is one message, or several past [cluster] max_message_bytes.
+        seconds: dict[float, list[int]] = {}
+        for p, m in zip(payloads, decoded):
+            sealed = seconds.setdefault(m.tick, [0, 0])
+            sealed[0] += len(p)
+            sealed[1] += m.received
+        busy = [(b, r) for b, r in seconds.values() if r]
         per_second.append(statistics.median(b for b, _ in busy))
+        feed_share.append(sum(len(m.feed) for m in decoded) / sum(len(p) for p in payloads))
         lines_per_second.append(statistics.median(r for _, r in busy))
+        bytes_per_line.append(sum(b for b, _ in busy) / sum(r for _, r in busy))
         ticks = [m.tick for m in decoded]
         messages_per_s.append(len(payloads) / (max(ticks) - min(ticks) + 1))
-        cpu.append(merge_cpu([p for p, m in zip(payloads, decoded) if m.received]))
+        cpu.append(merge_cpu([p for p, m in zip(payloads, decoded) if m.received or m.feed]) / len(busy))
         print(f"run {run + 1}: off {off[-1]:,.0f} lines/s, on {on[-1]:,.0f} lines/s; "
               f"{len(busy)} busy node-seconds, median {per_second[-1]:,.0f} bytes carrying "
-              f"{lines_per_second[-1]:,.0f} lines; {messages_per_s[-1]:.2f} messages/s; "
+              f"{lines_per_second[-1]:,.0f} lines ({feed_share[-1]:.0%} detector feeds, {bytes_per_line[-1]:.1f} bytes "
+              "per line); "
+              f"{messages_per_s[-1]:.2f} messages/s; "
               f"view merge {cpu[-1] * 1000:.2f} ms CPU per node-second")
     ratios = [b / a for a, b in zip(off, on)]
     print(f"\nmedian: ingest off {statistics.median(off):,.0f} lines/s, on {statistics.median(on):,.0f} lines/s, "
           f"ratio on/off {statistics.median(ratios):.3f} (per run: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"median bus: {statistics.median(per_second):,.0f} bytes and {statistics.median(messages_per_s):.2f} "
-          f"messages per node-second, at {statistics.median(lines_per_second):,.0f} lines per node-second")
+          f"messages per node-second, at {statistics.median(lines_per_second):,.0f} lines per node-second, "
+          f"{statistics.median(feed_share):.0%} of the bytes detector feeds; {statistics.median(bytes_per_line):.1f} "
+          "bytes per line")
     print(f"median view merge CPU: {statistics.median(cpu) * 1000:.2f} ms per node-second")
     return 0
 

@@ -171,4 +171,9 @@ def test_a_publish_only_node_feeds_the_view_it_does_not_keep(
     report = wait_cluster(viewer, lambda r: r["received"] >= len(lines))
     assert (report["received"], report["nodes"]) == (len(lines), ["edge"])
     assert "error" in quiet.command("STATS all cluster")
-    assert quiet.stats()["cluster"]["applied"] == 0
+    assert "error" in quiet.command("EVENTS 10 cluster")
+    figures = quiet.stats()["cluster"]
+    assert figures["applied"] == 0
+    assert "detect" not in figures and "events" not in figures  # no fleet detectors on it
+    # Its feeds reach the view's fleet detectors all the same.
+    assert viewer.stats()["cluster"]["detect"]["records"] == len(lines)

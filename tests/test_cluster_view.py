@@ -117,6 +117,24 @@ def test_watermark_is_the_slowest_live_node_and_a_silent_one_stops_holding_it() 
     assert view.watermark(NOW + 100) is None  # nobody live
 
 
+def test_a_node_second_written_without_the_feed_fields_still_decodes() -> None:
+    class Before(msgspec.Struct, array_like=True, frozen=True):  # NodeSecond as older nodes send it
+        node: str
+        boot: str
+        seq: int
+        tick: float
+        newest: int | None
+        received: int
+        partial: bytes
+
+    old = Before("n1", "b0", 3, NOW, START, 7, b"p")
+    message = decode(msgspec.msgpack.encode(old))
+    assert message == NodeSecond("n1", "b0", 3, NOW, START, 7, b"p", b"", None)
+    # ... and an older node reads a newer message, ignoring what it does not know.
+    newer = NodeSecond("n1", "b0", 3, NOW, START, 7, b"p", b"feed", START - 10)
+    assert msgspec.msgpack.decode(encode(newer), type=Before) == old
+
+
 def test_an_empty_second_is_a_heartbeat() -> None:
     outbox = Outbox("n1", "b0", 10)
     message = outbox.seal(NOW, None)
@@ -146,6 +164,54 @@ def test_outbox_holds_exactly_buffer_seconds_then_counts_what_it_drops() -> None
     assert (len(outbox.queue), outbox.bus_bytes) == (2, len(data) + len(encode(head)))
 
 
+def test_a_second_over_max_message_bytes_goes_as_several_messages_the_last_with_the_watermark() -> None:
+    rng = random.Random(3)
+    parts = [partial(rng, 20) for _ in range(6)]
+    size = max(len(p.to_bytes()) for p in parts)
+    outbox = Outbox("n1", "b0", 100, max_message_bytes=size * 2)
+    outbox.seal(NOW - 1, START, START - 10)
+    for p in parts:
+        outbox.add(p)
+    for i in range(3):
+        outbox.add_feed(_feed_bytes(size // 2, START + i))
+    last = outbox.seal(NOW, START + 5, START - 5)
+    sealed = [m for m, _ in outbox.queue][1:]
+    assert len(sealed) > 1 and sealed[-1] is last
+    assert all(len(m.partial) + len(m.feed) <= size * 2 for m in sealed)
+    assert [m.seq for m in sealed] == list(range(1, len(sealed) + 1))
+    # Only the last says the node is past its detector watermark: the others keep the old one.
+    assert [m.detect_watermark for m in sealed] == [START - 10] * (len(sealed) - 1) + [START - 5]
+    assert sum(m.received for m in sealed) == sum(p.received for p in parts)
+    assert sum(1 for m in sealed if m.feed) >= 1
+    view = ClusterView(StatsConfig(), 15, NOW)
+    for message, _ in outbox.queue:
+        view.apply(message, NOW)
+    assert view.stats.received == sum(p.received for p in parts)
+
+
+def _feed_bytes(n_services: int, second: int) -> bytes:
+    from logtallyd.detect.feed import FeedData, Second, ServiceTally
+
+    services = {f"s{i}": ServiceTally(1, 0) for i in range(max(1, n_services // 12))}
+    return msgspec.msgpack.encode(FeedData(seconds={second: Second(services=services)}))
+
+
+def test_a_message_the_server_refuses_as_too_large_is_dropped_and_counted() -> None:
+    outbox = Outbox("n1", "b0", 10)
+    rng = random.Random(4)
+    p = partial(rng, 5)
+    outbox.add(p)
+    outbox.seal(NOW, START)
+    outbox.seal(NOW + 1, START)
+    head, _ = outbox.head()  # type: ignore[misc]
+    outbox.too_large(head)
+    figures = outbox.figures()
+    assert (figures.buffered, figures.unpublished_seconds, figures.unpublished_lines, figures.oversize) == (
+        1, 1, p.received, 1)
+    outbox.too_large(head)  # no longer the head: nothing more happens
+    assert outbox.figures().oversize == 1
+
+
 def test_seal_merges_the_second_into_one_partial() -> None:
     rng = random.Random(2)
     parts = [partial(rng, 10) for _ in range(3)]
@@ -167,6 +233,9 @@ def test_seal_merges_the_second_into_one_partial() -> None:
     ("buffer_seconds", (1, 86400), (0, 86401)),
     ("analyze_ack_wait_s", (1, 86400), (0.99, 86401)),
     ("analyze_max_age_s", (60, 604800), (59.9, 604801)),
+    ("events_queue", (1, 1000000), (0, 1000001)),
+    ("max_message_bytes", (65536, 67108864), (65535, 67108865)),
+    ("max_events", (1, 10000000), (0, 10000001)),
 ])
 def test_cluster_limits_sit_exactly_at_their_range(key: str, good: tuple, bad: tuple) -> None:
     for value in good:

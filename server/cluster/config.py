@@ -34,6 +34,15 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     down_after_s: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 15.0
     # Sealed seconds held while NATS is unreachable; beyond, the oldest are dropped and counted.
     buffer_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+    # A sealed second larger than this goes out as several messages: keep it under the NATS
+    # server's `max_payload` (1 MB unless configured) less a few KB for headers.
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=65536, le=67108864)] = 1000000
+    # Fleet events found by this view and waiting to be published while NATS is unreachable;
+    # beyond, the oldest are dropped and counted (another view usually publishes them).
+    events_queue: Annotated[int, msgspec.Meta(ge=1, le=1000000)] = 1000
+    # Fleet events the LOGTALLY_EVENTS stream keeps (its max_msgs), and event ids a view
+    # remembers so that it never republishes one the stream holds.
+    max_events: Annotated[int, msgspec.Meta(ge=1, le=10000000)] = 100000
     # Whether this node consumes the stream and answers the `cluster` commands; a publish-only node
     # spends nothing on the fleet merge (see README "Cluster", sizing).
     view: bool = True

@@ -1,12 +1,15 @@
-"""The merged fleet view, sans-I/O: every node's published seconds merged into one `Stats`, the
-table of nodes (up while they publish), and the cluster watermark over the live ones."""
+"""The merged fleet view, sans-I/O: every node's published seconds merged into one `Stats` (and
+their detector feeds into the fleet detectors), the table of nodes (up while they publish), and
+the cluster watermarks over the live ones."""
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
 
+from logtallyd.cluster.detect import FleetDetect
 from logtallyd.cluster.wire import NodeSecond
+from logtallyd.detect.events import Event
 from logtallyd.stats.aggregate import Partial
 from logtallyd.stats.config import StatsConfig
 from logtallyd.stats.windows import Stats
@@ -23,18 +26,23 @@ class NodeState(msgspec.Struct):
     lines: int  # lines it contributed (received: parsed + rejected)
     seconds: int  # messages merged from it
     restarts: int = 0  # boots seen after the first
+    detect_watermark: int | None = None  # its own detector watermark, as of its last second
 
 
 class ClusterView:
     """`apply()` each message in stream order; the queries answer like the local `Stats`."""
 
-    def __init__(self, config: StatsConfig, down_after_s: float, started_at: float) -> None:
+    def __init__(self, config: StatsConfig, down_after_s: float, started_at: float,
+                 detect: FleetDetect | None = None) -> None:
         self.stats = Stats(config, started_at)
         self.down_after_s = down_after_s
+        self.detect = detect  # None: the view runs no fleet detectors
         self.nodes: dict[str, NodeState] = {}
         self.duplicates = 0  # messages seen twice (a republished second), merged once
+        self.stream_tick: float | None = None  # the newest `tick` any node published
 
-    def apply(self, message: NodeSecond, now: float) -> None:
+    def apply(self, message: NodeSecond, now: float) -> list[Event]:
+        """Merge one message (stream order); returns the fleet events it lets through."""
         state = self.nodes.get(message.node)
         if state is None:
             state = self.nodes[message.node] = NodeState(message.node, message.boot, -1, message.tick,
@@ -44,15 +52,22 @@ class ClusterView:
             state.restarts += 1
         elif message.seq <= state.last_seq:
             self.duplicates += 1
-            return
+            return []
         state.last_seq = message.seq
         state.last_tick = max(state.last_tick, message.tick)
         if message.newest is not None and (state.newest is None or message.newest > state.newest):
             state.newest = message.newest
         state.lines += message.received
         state.seconds += 1
+        state.detect_watermark = message.detect_watermark
+        if self.stream_tick is None or message.tick > self.stream_tick:
+            self.stream_tick = message.tick
         if message.partial:
             self.stats.merge(Partial.from_bytes(message.partial), now)
+        if self.detect is None:
+            return []
+        self.detect.consume(message.feed)
+        return self.detect.advance(self.detect_watermark())
 
     def up(self, state: NodeState, now: float) -> bool:
         return now - state.last_tick <= self.down_after_s
@@ -61,6 +76,18 @@ class ClusterView:
         """The oldest newest-second among the live nodes: every live node has published up to it.
         A node down (silent past `down_after_s`) no longer holds it back."""
         seconds = [s.newest for s in self.nodes.values() if s.newest is not None and self.up(s, now)]
+        return min(seconds) if seconds else None
+
+    def detect_watermark(self) -> int | None:
+        """The oldest detector watermark among the nodes live by the stream's own clock (the
+        newest tick published): every view, and a view replaying the stream after a restart,
+        then reaches the same watermark at the same message and finds the same events. A node
+        silent past `down_after_s` of that clock no longer holds it back."""
+        if self.stream_tick is None:
+            return None
+        newest = self.stream_tick
+        seconds = [s.detect_watermark for s in self.nodes.values()
+                   if s.detect_watermark is not None and newest - s.last_tick <= self.down_after_s]
         return min(seconds) if seconds else None
 
     def contributors(self) -> list[str]:
@@ -89,6 +116,8 @@ class ClusterView:
                 "lines": s.lines,
                 "seconds": s.seconds,
                 "restarts": s.restarts,
+                "detect_watermark": s.detect_watermark,  # its own detectors': it holds the fleet's here
             })
         return {"nodes": rows, "watermark": self.watermark(now), "down_after_s": self.down_after_s,
-                "duplicates": self.duplicates}
+                "duplicates": self.duplicates,
+                "detect_watermark": None if self.detect is None else self.detect.watermark}

@@ -209,6 +209,8 @@ class Parts:
         self.jobs.reconfigure(new.primes)
         self.commands.reconfigure(new, token)
         self.alerts.reconfigure(new.alerts)
+        if self.cluster is not None:
+            self.cluster.reconfigure(new.detect)
 
     # -- glue between stages -----------------------------------------------------------------
 
@@ -223,6 +225,13 @@ class Parts:
             log.info("anomaly", **msgspec.to_builtins(event))
             self.hub.publish("anomalies", event)
         self.alerts.publish(events)
+
+    def publish_cluster_event(self, event: Event) -> None:
+        """A fleet event, once as the events stream stores it: to `SUBSCRIBE anomalies cluster`
+        only. The alert routes take this node's own events; a fleet event would reach them once
+        per viewing node."""
+        if self.hub.wants("anomalies.cluster"):
+            self.hub.publish("anomalies.cluster", {**msgspec.to_builtins(event), "cluster": True})
 
 
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
@@ -262,6 +271,10 @@ def build(config: Config) -> Parts:
 
     def batch_done(seq: int, result: BatchResult | None, now: float) -> None:
         feed = Feed.from_bytes(result.feed) if result is not None else None
+        if feed is not None and parts.cluster is not None:
+            # The feed as the local engine will take it (future seconds gone), before it does.
+            dropped = driver.drop_future(feed)
+            parts.cluster.outbox.add_feed(feed.to_bytes() if dropped else result.feed)  # type: ignore[union-attr]
         parts.publish_events(driver.add(feed, time.monotonic()))
 
     pipeline = Pipeline(
@@ -278,7 +291,8 @@ def build(config: Config) -> Parts:
         from logtallyd.cluster.connect import node_name
         from logtallyd.cluster.node import ClusterNode
 
-        cluster = ClusterNode(config.cluster, node_name(config.cluster), config.stats, stats, clock)
+        cluster = ClusterNode(config.cluster, node_name(config.cluster), config.stats, config.detect, stats, driver,
+                              clock, on_event=lambda event: parts.publish_cluster_event(event))
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),
@@ -286,7 +300,7 @@ def build(config: Config) -> Parts:
         senders=lambda: connections.peers.senders(time.monotonic()),
         alerts_report=lambda: parts.alerts_report(),
         history=None if history is None else lambda c, now: history.answer(c.series, c.step, c.since_s, stats.anchor(now)),
-        cluster=None if cluster is None or not config.cluster.view else cluster.view,
+        cluster=None if cluster is None or not config.cluster.view else cluster,
     )
     alerts = AlertService(config.alerts, try_log=RateLimitedLog(
         RateLimiter(config.log.rejected_per_interval, config.log.rate_interval_s)))

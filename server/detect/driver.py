@@ -42,11 +42,8 @@ class Driver:
         """The next batch's feed, in stream order (None for a batch that failed: only the clock
         moves); returns the events it lets through."""
         if feed is not None:
+            self.drop_future(feed)
             seconds = feed.data.seconds
-            if seconds:
-                limit = int(self.clock()) + self.max_future_s
-                for second in [s for s in seconds if s > limit]:
-                    self.engine.counters["future_lines"] += seconds.pop(second).lines()
             if seconds:
                 top = max(seconds)
                 if self.newest is None or top > self.newest:
@@ -55,13 +52,29 @@ class Driver:
             self.engine.consume(feed)
         return self.tick(wall)
 
+    def drop_future(self, feed: Feed) -> int:
+        """Count and remove the seconds too far ahead of the clock; returns how many it removed.
+        `add` does it too, so calling it first (to copy the feed as the engine will see it) is safe."""
+        seconds = feed.data.seconds
+        if not seconds:
+            return 0
+        limit = int(self.clock()) + self.max_future_s
+        future = [s for s in seconds if s > limit]
+        for second in future:
+            self.engine.counters["future_lines"] += seconds.pop(second).lines()
+        return len(future)
+
+    def watermark(self, wall: float) -> int | None:
+        """The second the engine is advanced to at `wall`: data before it is late (None: no data yet)."""
+        if self.newest is None:
+            return None
+        idle = max(0.0, wall - self.newest_at)
+        return self.newest + int(idle) - self.lateness_s
+
     def tick(self, wall: float) -> list[Event]:
         """Advance to the event clock's watermark (call periodically)."""
-        if self.newest is None:
-            return []
-        idle = max(0.0, wall - self.newest_at)
-        watermark = self.newest + int(idle) - self.lateness_s
-        return self.engine.advance(watermark)
+        watermark = self.watermark(wall)
+        return [] if watermark is None else self.engine.advance(watermark)
 
     def finish(self) -> list[Event]:
         """End of input (batch analysis): process everything and let open episodes resolve."""

@@ -300,6 +300,32 @@ def merge_second(target: Second, source: Second) -> None:
     target.matches.extend(source.matches)  # sorted by `order` when the second is processed
 
 
+def merge_feed(target: FeedData, source: FeedData) -> None:
+    """Add `source` into `target`: per event second with `merge_second`. Patterns only `source`
+    knows are appended to `target.pattern_ids`, so merging feeds built under two `[detect]`
+    configs (a SIGHUP between them) loses no match. Takes ownership of `source`."""
+    if source.pattern_ids != target.pattern_ids:
+        where = {ident: i for i, ident in enumerate(target.pattern_ids)}
+        for ident in source.pattern_ids:
+            if ident not in where:
+                where[ident] = len(target.pattern_ids)
+                target.pattern_ids.append(ident)
+        index = [where[ident] for ident in source.pattern_ids]
+        for sec in source.seconds.values():
+            sec.matches = [
+                Match(m.order, m.ts, m.ip, m.host, m.service, m.message, sorted((index[p], s) for p, s in m.steps))
+                for m in sec.matches
+            ]
+    for second, sec in source.seconds.items():
+        mine = target.seconds.get(second)
+        if mine is None:
+            target.seconds[second] = sec
+        else:
+            merge_second(mine, sec)
+    target.records += source.records
+    target.dropped_matches += source.dropped_matches
+
+
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
 

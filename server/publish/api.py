@@ -163,11 +163,11 @@ def build_api(commands: Commands, hub: Hub, metrics: Callable[[str], tuple[bytes
     async def cluster() -> Response:
         return await ask(Cluster(), "cluster")
 
-    @app.get("/api/v1/events", summary="EVENTS [n]: the last n anomaly events")
-    async def events(n: int | None = None) -> Response:
+    @app.get("/api/v1/events", summary="EVENTS [n] [cluster]: the last n anomaly events")
+    async def events(n: int | None = None, cluster: bool = False) -> Response:
         if n is not None and n < 0:
             raise BadParameter("n", "n must be a non-negative count")
-        return await ask(Events(commands.limits.default_events if n is None else n))
+        return await ask(Events(commands.limits.default_events if n is None else n, cluster), "cluster")
 
     @app.get("/api/v1/alerts", summary="ALERTS: the alerts firing now and each route's counts")
     async def alerts() -> Response:

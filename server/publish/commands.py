@@ -27,12 +27,14 @@ _NO_CLUSTER = "cluster is off: start the daemon with --nats URL (or set [cluster
 
 
 class ClusterAnswers(Protocol):
-    """What the cluster commands read: the merged view (`logtallyd.cluster.view`)."""
+    """What the cluster commands read: the merged view and the events stream (`logtallyd.cluster.node`)."""
 
-    stats: Statistics
+    @property
+    def stats(self) -> Statistics: ...
 
     def report(self, window: str, now: float) -> dict[str, Any]: ...
     def table(self, now: float) -> dict[str, Any]: ...
+    def events(self, n: int, now: float) -> dict[str, Any]: ...
 
 
 _REFUSALS: dict[Refusal, str] = {
@@ -100,9 +102,8 @@ class Commands:
                 assert self.cluster is not None
                 return self.cluster.table(self.clock())
             case Events(n, True):
-                # The detectors read the workers' feeds, which the bus does not carry (yet): an
-                # empty list would claim a quiet fleet.
-                return Error("cluster-wide detectors are not running: EVENTS cluster has nothing to show")
+                assert self.cluster is not None
+                return self.cluster.events(n, self.clock())
             case Top(field, n, window, cluster):
                 statistics = self.statistics if not cluster else self.cluster.stats  # type: ignore[union-attr]
                 try:

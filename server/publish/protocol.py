@@ -237,7 +237,7 @@ def help_text(limits: CommandLimits) -> dict[str, str]:
         "PING": "answers {\"pong\": true}",
         "STATS [window] [cluster]": "totals and rolling statistics; window is all (default) or one of the configured windows; cluster: the fleet's merged view",
         "TOP <field> [n] [window] [cluster]": "top-n of ip, user_agent, path, service, host, status, error, suspicious_ip",
-        "EVENTS [n] [cluster]": f"the last n anomaly events (default {limits.default_events})",
+        "EVENTS [n] [cluster]": f"the last n anomaly events (default {limits.default_events}); cluster: the fleet detectors', once each",
         "CLUSTER": "every node of the fleet: last published second, lag, lines contributed, up or down",
         "SUBSCRIBE <topic>... [interval=S] [filter...]": "stream JSON lines: stats, anomalies, tail [level>=error service=api ip=... contains:text], jobs; stats cluster / anomalies cluster: the fleet's",
         "UNSUBSCRIBE [topic...]": "stop streaming (all topics by default)",
