@@ -136,6 +136,31 @@ def test_a_killed_node_keeps_what_it_published_goes_down_and_rejoins(
     check_counts(report, truth)
 
 
+def test_an_archive_replay_after_kill_9_is_not_sent_to_the_fleet_again(
+        tmp_path: Path, nats_server: NatsServer, start_server: Callable[..., ServerProcess]) -> None:
+    """The restarted node counts its archived lines again (its local totals need them), but the
+    fleet had them from the process that archived them: the cluster view counts them once."""
+    durable = (f'[state]\ndirectory = "{tmp_path / "state"}"\nsnapshot_interval_s = 3600\n'
+               f'[archive]\nenabled = true\ndirectory = "{tmp_path / "archive"}"\nfsync = "batch"\n')
+    args = ["--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0", "--nats", nats_server.url]
+    first = start_server(CONFIG + durable, extra_args=[*args, "--node", "web-1"])
+    other = start_node(start_server, nats_server, "web-2")
+    lines = generate(int(time.time()) - 3600).lines[:3000]
+    send_tcp(first.address("tcp"), ("\n".join(lines) + "\n").encode())
+    first.wait_received(len(lines))
+    wait_cluster(other, lambda r: r["received"] == len(lines))
+    first.stop(signal.SIGKILL)
+    again = start_server(CONFIG + durable, extra_args=[*args, "--node", "web-1"])
+    assert again.wait_log("archive_replayed")["lines"] == len(lines)
+    assert again.stats()["received"] == len(lines)  # the snapshot at start held none: all replayed
+    wait_cluster(other, lambda t: rows(t)["web-1"]["restarts"] == 1 and rows(t)["web-1"]["up"], "CLUSTER")
+    time.sleep(2.0)  # seconds the restarted node sealed since: heartbeats, no lines
+    assert other.command("STATS all cluster")["received"] == len(lines)
+    assert rows(other.command("CLUSTER"))["web-1"]["lines"] == len(lines)
+    assert again.stats()["cluster"]["replayed_lines"] == len(lines)
+    assert wait_cluster(again, lambda r: r["received"] == len(lines))["received"] == len(lines)
+
+
 def test_a_nats_outage_loses_nothing(nats_server: NatsServer, start_server: Callable[..., ServerProcess]) -> None:
     truth = generate(int(time.time()) - 3600)
     chunks = split(truth.lines, 4)

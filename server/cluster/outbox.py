@@ -21,6 +21,9 @@ class OutboxFigures(msgspec.Struct, frozen=True):
     unpublished_lines: int  # the lines those seconds counted
     oversize: int  # of those, messages the NATS server refused as larger than its max_payload
     bus_bytes: int  # payload bytes confirmed
+    # Lines counted again from the archive at start (after a kill -9) and not published: the
+    # previous process published them already, all but those of its last second or so.
+    replayed_lines: int = 0
 
 
 class Outbox:
@@ -41,15 +44,23 @@ class Outbox:
         self.unpublished_lines = 0
         self.bus_bytes = 0
         self.oversize = 0
+        # While the archive is replayed at start the fleet already holds those lines (published by
+        # the process that archived them): they are counted locally, not sent a second time.
+        self.replaying = False
+        self.replayed_lines = 0
 
     def add(self, partial: Partial) -> None:
         """A partial about to be merged locally (`Stats.tee`); encoded now, as the merge changes it."""
+        if self.replaying:
+            self.replayed_lines += partial.received
+            return
         self._open.append((partial.to_bytes(), partial.received))
 
     def add_feed(self, feed: bytes) -> None:
         """A batch's detector feed (`Feed.to_bytes()`) as the local engine consumes it: bytes,
         because the engine takes the decoded one over and changes it."""
-        self._open_feeds.append(feed)
+        if not self.replaying:
+            self._open_feeds.append(feed)
 
     def seal(self, tick: float, newest: int | None, detect_watermark: int | None = None) -> NodeSecond:
         """Close the open second into one message (a heartbeat when nothing came) and queue it;
@@ -98,7 +109,7 @@ class Outbox:
 
     def figures(self) -> OutboxFigures:
         return OutboxFigures(self.published, len(self.queue), self.unpublished_seconds,
-                             self.unpublished_lines, self.oversize, self.bus_bytes)
+                             self.unpublished_lines, self.oversize, self.bus_bytes, self.replayed_lines)
 
 
 Sealed = tuple[bytes, int, bytes]  # (merged partial, its lines, merged feed) of one message

@@ -68,7 +68,14 @@ class Server:
             parts.pipeline.archived = archive.position
             # Lines archived after the snapshot were never counted: count them before listening.
             if parts.restored_archive is not None:
-                archive.replayed_lines = await replay_archive(parts.pipeline, archive, parts.restored_archive)
+                outbox = parts.cluster.outbox if parts.cluster is not None else None
+                if outbox is not None:
+                    outbox.replaying = True  # the fleet has these lines: the previous process sent them
+                try:
+                    archive.replayed_lines = await replay_archive(parts.pipeline, archive, parts.restored_archive)
+                finally:
+                    if outbox is not None:
+                        outbox.replaying = False
             archive.schedule_housekeeping()  # after the replay: it may compress or delete segments
             if parts.state.enabled:
                 await self.snapshot()  # from now on a kill -9 replays from here, not from the start
