@@ -164,7 +164,7 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
         _lanes.pop(lane, None)
         lane = None
     n = int(np.searchsorted(P, kernels.LARGE)) if lane is not None else P.size
-    buf = kernels.sieve_segment(c0, columns, P[:n], *_pattern_bank(kernels.LARGE))
+    buf = kernels.sieve_segment(c0, columns, P[:n], *_pattern_bank(kernels.BLOCK))
     if lane is not None:
         state = _lanes.pop(lane, None)
         m = max(n, int(np.searchsorted(P, kernels.MEDIUM * cols)))
