@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from logtallyd.primes.wheel import BIT, CORR, DQ, NEXT_K, UNSET, WHEEL, jit
+from logtallyd.primes.wheel import BIT, CORR, DQ, NEXT_K, UNSET, WHEEL, inline, jit
 
 # Large primes (>= LARGE) go through a bucket sieve in a lane, as primesieve's EratBig: the
 # columns are cut into cells of `cols` (one job segment each), and each large prime sits in the
@@ -21,13 +21,14 @@ LARGE = 1 << 15  # in a lane, primes from here on go through `cross_medium` or t
 # Primes below MEDIUM cells' worth of columns hit a cell 8 / MEDIUM times or more on average:
 # they keep their next multiple in a flat array and are looked at in every segment, which costs
 # less than taking them out of a bucket and putting them back. Per 4 MiB segment at 1e15 (CPU
-# time, medians of 3): MEDIUM 0 / 4 / 16 -> 18.6 / 18.3 / 17.5 ms.
-MEDIUM = 16
+# time over 60 segments, one lane start included): MEDIUM 2 / 4 / 8 / 16 / 32 -> 9.1 / 9.1 /
+# 9.3 / 9.9 / 11.3 ms.
+MEDIUM = 4
 _CHUNK = 1 << 11
 _COLUMN = (1 << 32) - 8  # the (column - cell start) << 3 bits of an entry
 
 
-@jit
+@inline
 def _push(ent, nxt, fill, head, free, meta, b, v):  # pragma: no cover - compiled
     h = head[b]
     if h < 0 or fill[h] == _CHUNK:
@@ -62,6 +63,7 @@ def start_large(P, j0, c0, cols):  # pragma: no cover - compiled
     meta = np.array((nchunks, j0, cols, nb), np.int64)
     lo = 30 * c0
     j = j0
+    n_free = nchunks
     while j < P.size and np.int64(P[j]) * np.int64(P[j]) < lo:
         p = np.int64(P[j])
         q0 = (lo + p - 1) // p
@@ -70,8 +72,19 @@ def start_large(P, j0, c0, cols):  # pragma: no cover - compiled
         col = (p * (q0 - r + WHEEL[k])) // 30
         g = col // cols
         v = (p // 30) << 35 | BIT[p % 30] << 32 | (col - g * cols) << 3 | k
-        _push(ent, nxt, fill, head, free, meta, g & (nb - 1), v)
+        b = g & (nb - 1)
+        h = head[b]  # `_push`, written out (see `cross_large`)
+        if h < 0 or fill[h] == _CHUNK:
+            n_free -= 1
+            c = free[n_free]
+            nxt[c] = h
+            fill[c] = 0
+            head[b] = c
+            h = c
+        ent[h * _CHUNK + fill[h]] = v
+        fill[h] += 1
         j += 1
+    meta[0] = n_free
     meta[1] = j
     return ent, nxt, fill, head, free, meta
 

@@ -163,11 +163,11 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
     if lane is not None and c0 // cols != c1 // cols:  # not one cell: no buckets for it
         _lanes.pop(lane, None)
         lane = None
-    n = int(np.searchsorted(P, kernels.LARGE)) if lane is not None else P.size
+    n = _index(P, kernels.LARGE) if lane is not None else P.size
     buf = kernels.sieve_segment(c0, columns, P[:n], *_pattern_bank(kernels.BLOCK))
     if lane is not None:
         state = _lanes.pop(lane, None)
-        m = max(n, int(np.searchsorted(P, kernels.MEDIUM * cols)))
+        m = max(n, _index(P, kernels.MEDIUM * cols))
         if state is not None and state[1] == cols and 0 < c0 - state[0] <= CATCH_UP * cols:
             # the lane's last segments ran on another worker: move its primes past them (the
             # crossing off goes to a scratch buffer), ~10x cheaper than starting afresh at 1e15
@@ -197,6 +197,12 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
         if 30 * c1 + r > hi:
             buf[-1] &= ~(1 << k) & 0xFF
     return c0, buf
+
+
+def _index(P: np.ndarray, x: int) -> int:
+    """How many of the ascending primes P are below x."""
+    # x as P's own dtype: a Python int would make numpy search an int64 copy of P (16 MB at 1e15)
+    return int(np.searchsorted(P, P.dtype.type(min(x, np.iinfo(P.dtype).max)))) if x > 0 else 0
 
 
 # A lane's large primes, per worker: lane -> (next column, cell width, the medium primes' next
