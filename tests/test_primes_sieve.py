@@ -162,12 +162,16 @@ def test_a_lane_whose_range_is_off_the_wheel_and_cells(offset: int) -> None:
     assert lane_total(lo, hi, 4096, 4096, f"off/{offset}") == whole
 
 
-def test_a_segment_across_cells_gives_the_same_answer_without_buckets() -> None:
-    lo, hi = 10**12, 10**12 + 100_000  # 3334 columns: spans several 512-byte cells
+def test_a_task_of_several_segments_goes_cell_by_cell_through_the_lanes_buckets() -> None:
+    # a job hands a worker a few consecutive segments at a time; the lane goes on after them
+    lo, hi = 10**12, 10**12 + 200_000
+    mid = 30 * ((lo + 100_000) // 30) - 1  # 3333 columns: several 512-byte cells; ends a column
     base = sieve.base_primes(hi)
     sieve.lane_stats(lo - 30 * 64, lo - 1, hi, "across", False, 512)
-    assert sieve.lane_stats(lo, hi, hi, "across", False, 512) == sieve.segment_stats(lo, hi, base)
-    assert "across" not in sieve._lanes  # no buckets were kept for it
+    assert sieve.lane_stats(lo, mid, hi, "across", False, 512) == sieve.segment_stats(lo, mid, base)
+    assert sieve._lanes["across"][0] == mid // 30 + 1  # its buckets wait at the next column
+    assert sieve.lane_stats(mid + 1, hi, hi, "across", True, 512) == sieve.segment_stats(mid + 1, hi, base)
+    assert "across" not in sieve._lanes
 
 
 @pytest.mark.slow

@@ -234,12 +234,13 @@ def _primes_to(root: int) -> np.ndarray:
 
 def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False,
                segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
-    """`segment_stats` of one segment of a lane: consecutive segments of a job up to `top`, in order.
+    """`segment_stats` of one or more segments of a lane: consecutive segments of a job up to
+    `top`, in order.
 
     A worker keeps the lane's large primes where they stopped (next multiples, in buckets of
     `segment_bytes` cells), so when the next segment of the lane lands on the same worker it
     skips their start computation (at 1e15 a division and a bucket insertion for each of 1.95 M
-    primes, ~6x a segment's sieving). If the lane's last few segments ran on the other worker it
+    primes, ~2x a segment's sieving). If the lane's last few segments ran on the other worker it
     moves them past those; otherwise it starts them afresh. The result is the same either way.
     After the lane's `last` segment the worker drops them.
     """
@@ -251,7 +252,20 @@ def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False,
 
 def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
                   segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
-    """Count primes in [lo, hi] with first/last, largest gap and twin pairs (a worker task)."""
+    """Count primes in [lo, hi] with first/last, largest gap and twin pairs (a worker task).
+
+    Sieved one `segment_bytes` segment at a time (cache-sized; a lane's bucket cells), merged.
+    """
+    merged: SegmentStats | None = None
+    for a, b in segments(lo, hi, segment_bytes):
+        r = _piece_stats(a, b, base, lane, segment_bytes)
+        merged = r if merged is None else merge(merged, r)
+    assert merged is not None
+    return merged
+
+
+def _piece_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None,
+                 segment_bytes: int) -> SegmentStats:
     small = [p for p in SMALL if lo <= p <= hi]
     if hi < 7:
         return stats_of(small, lo, hi)
