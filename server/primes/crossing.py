@@ -2,23 +2,23 @@
 # A prime p crosses off p*q, q coprime to 30, which come in turns of 8 (q = 30t + WHEEL[k]):
 # one turn spans p columns and puts its k-th multiple at a fixed offset d_k from the first,
 # with a fixed bit, so a turn is eight ANDs at constant offsets and masks (primesieve's
-# EratSmall). Primes with several turns per pass (below a quarter of the columns) go turn by
-# turn; the others step multiple by multiple (a table look-up per step), cheaper when a pass
-# holds less than a turn. Primes below `SMALL` sieve one L1-sized block at a time (pattern copy
-# for 7..167 first, then crossing off, while the block is in L1); the others go over the whole
-# segment (L2) in one pass.
+# EratSmall). The whole segment is pre-sieved first (patterns for 7..167); then primes below
+# `SMALL` go block by block, while L1 holds the block, and the others over the whole segment
+# (L2) in one pass: turn by turn when a pass holds several turns, else multiple by multiple
+# (a table look-up per step), cheaper when a pass holds less than a turn.
 from __future__ import annotations
 
 import numpy as np
 
 from logtallyd.primes.wheel import BIT, CORR, DQ, NEXT_K, TURN, UNSET, WHEEL, inline, jit
 
-# Bytes per L1 block (48 KiB L1d here). Per 4 MiB segment near 1e10, primes below 8192 and
-# the rest over the segment, 32/48/64 KiB blocks: 1.46/1.38/1.69 ms.
-BLOCK = 48 << 10
-# Below this a prime hits a block 8 * BLOCK / SMALL times or more: sieved block by block.
-# Primes 173..32768 per 4 MiB segment near 1e10, SMALL 4096/8192/16384: 1.49/1.38/1.42 ms.
-SMALL = 1 << 13
+# Bytes per L1 block (48 KiB L1d here). Per 4 MiB segment near 1e10, pre-sieve and primes
+# 173..32768, blocks of 32/40/48/64 KiB: 1.13/1.11/1.14/1.55 ms.
+BLOCK = 40 << 10
+# Primes below this sieve block by block: those turns that start in a block are crossed off
+# whole, into the next block when they reach past it, so a block costs a prime one loop and no
+# partial turn. Same measure, SMALL 8192/16384/32768/65536 (48 KiB blocks): 1.35/1.21/1.13/1.21 ms.
+SMALL = 1 << 15
 
 
 @inline
@@ -131,6 +131,52 @@ def _cross_pass(buf, c0, P, j0, j1, col, kk, n):  # pragma: no cover - compiled
         j += 1
 
 
+@inline
+def _spill_turns(buf, x, e, pu, a, i):  # pragma: no cover - compiled
+    """`_full_turns` for every turn that starts before e: the last one may reach up to p - 1
+    bytes past e (the caller leaves that room)."""
+    d1 = np.uint64(a * 6 + TURN[i + 1] - TURN[i])
+    d2 = np.uint64(a * 10 + TURN[i + 2] - TURN[i])
+    d3 = np.uint64(a * 12 + TURN[i + 3] - TURN[i])
+    d4 = np.uint64(a * 16 + TURN[i + 4] - TURN[i])
+    d5 = np.uint64(a * 18 + TURN[i + 5] - TURN[i])
+    d6 = np.uint64(a * 22 + TURN[i + 6] - TURN[i])
+    d7 = np.uint64(a * 28 + TURN[i + 7] - TURN[i])
+    while x < e:
+        buf[x] &= UNSET[i]
+        buf[x + d1] &= UNSET[i + 1]
+        buf[x + d2] &= UNSET[i + 2]
+        buf[x + d3] &= UNSET[i + 3]
+        buf[x + d4] &= UNSET[i + 4]
+        buf[x + d5] &= UNSET[i + 5]
+        buf[x + d6] &= UNSET[i + 6]
+        buf[x + d7] &= UNSET[i + 7]
+        x += pu
+    return x
+
+
+@inline
+def _block_turns(buf, x, e, p, i):  # pragma: no cover - compiled
+    """`_spill_turns` of the prime p (wheel index i // 8), its masks as constants."""
+    a = p // 30
+    pu = np.uint64(p)
+    if i == 0:
+        return _spill_turns(buf, x, e, pu, a, 0)
+    if i == 8:
+        return _spill_turns(buf, x, e, pu, a, 8)
+    if i == 16:
+        return _spill_turns(buf, x, e, pu, a, 16)
+    if i == 24:
+        return _spill_turns(buf, x, e, pu, a, 24)
+    if i == 32:
+        return _spill_turns(buf, x, e, pu, a, 32)
+    if i == 40:
+        return _spill_turns(buf, x, e, pu, a, 40)
+    if i == 48:
+        return _spill_turns(buf, x, e, pu, a, 48)
+    return _spill_turns(buf, x, e, pu, a, 56)
+
+
 @jit
 def sieve_segment(c0, ncols, P, pats, offs, periods):  # pragma: no cover - compiled
     """Bytes for columns c0 .. c0+ncols-1: bit set = no prime factor among 7..167 and P.
@@ -141,17 +187,6 @@ def sieve_segment(c0, ncols, P, pats, offs, periods):  # pragma: no cover - comp
     columns. Each prime starts at p*p, so the sieving primes themselves stay.
     """
     buf = np.empty(ncols, np.uint8)
-    seg_hi = 30 * (c0 + ncols)
-    n_used = 0
-    while n_used < P.size and np.int64(P[n_used]) * np.int64(P[n_used]) < seg_hi:
-        n_used += 1
-    n_small = 0
-    while n_small < n_used and P[n_small] < SMALL:
-        n_small += 1
-    col = np.empty(n_used, np.int64)
-    kk = np.empty(n_used, np.uint8)
-    for j in range(n_used):
-        col[j], kk[j] = _first_multiple(np.int64(P[j]), c0)
     # Indices are uint64 below: numba cannot prove a signed index >= 0 and adds a wraparound
     # check per access, which blocks vectorising the copy (45x).
     for b0 in range(0, ncols, BLOCK):
@@ -169,11 +204,58 @@ def sieve_segment(c0, ncols, P, pats, offs, periods):  # pragma: no cover - comp
             ag = pats[sg:sg + w]
             for i in range(w):
                 blk[i] &= ag[i]
-        for j in range(n_small):
-            c, k = _turns(buf, c0, b1, np.int64(P[j]), col[j], np.int64(kk[j]))
-            col[j] = c
-            kk[j] = k
-    _cross_pass(buf, c0, P, n_small, n_used, col, kk, 0)
+    seg_hi = 30 * (c0 + ncols)
+    n_used = 0
+    while n_used < P.size and np.int64(P[n_used]) * np.int64(P[n_used]) < seg_hi:
+        n_used += 1
+    n_small = 0
+    while n_small < n_used and P[n_small] < SMALL:
+        n_small += 1
+    # The small primes by residue mod 30, so the branch to their masks goes the same way from
+    # one prime to the next; each at the first whole turn past its first multiple (that turn's
+    # earlier multiples crossed here).
+    order = np.empty(n_small, np.int64)
+    at = np.zeros(9, np.int64)
+    for j in range(n_small):
+        at[BIT[P[j] % 30] + 1] += 1
+    for i in range(8):
+        at[i + 1] += at[i]
+    for j in range(n_small):
+        i = BIT[P[j] % 30]
+        order[at[i]] = j
+        at[i] += 1
+    xs = np.empty(n_small, np.uint64)
+    for t in range(n_small):
+        p = np.int64(P[order[t]])
+        col, k = _first_multiple(p, c0)
+        a = p // 30
+        i = 8 * BIT[p % 30]
+        x = col - c0 - a * (WHEEL[k] - 1) - TURN[i + k] + TURN[i]  # the turn's start, maybe < 0
+        if k:
+            while k < 8:
+                o = x + a * (WHEEL[k] - 1) + TURN[i + k] - TURN[i]
+                if o < ncols:
+                    buf[np.uint64(o)] &= UNSET[i + k]
+                k += 1
+            x += p
+        xs[t] = np.uint64(min(x, ncols))
+    # Block by block while L1 holds the block; a turn that starts in a block may end in the
+    # next one, so this goes on while every such turn ends inside the segment.
+    b1 = BLOCK
+    while b1 + SMALL <= ncols:
+        e = np.uint64(b1)
+        for t in range(n_small):
+            p = np.int64(P[order[t]])
+            xs[t] = _block_turns(buf, xs[t], e, p, 8 * BIT[p % 30])
+        b1 += BLOCK
+    for t in range(n_small):  # the rest, up to the segment's end
+        p = np.int64(P[order[t]])
+        _turns(buf, c0, ncols, p, c0 + np.int64(xs[t]), 0)
+    col = np.empty(n_used - n_small, np.int64)
+    kk = np.empty(n_used - n_small, np.uint8)
+    for j in range(n_small, n_used):
+        col[j - n_small], kk[j - n_small] = _first_multiple(np.int64(P[j]), c0)
+    _cross_pass(buf, c0, P, n_small, n_used, col, kk, n_small)
     return buf
 
 
