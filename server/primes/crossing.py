@@ -66,23 +66,9 @@ def _turns(buf, c0, e, p, col, k):  # pragma: no cover - compiled
         x = np.uint64(col - c0)
     pu = np.uint64(p)
     eu = np.uint64(e)
-    # one branch per residue of p, each with its masks as constants
-    if i == 0:
-        x = _full_turns(buf, x, eu, pu, a, 0)
-    elif i == 8:
-        x = _full_turns(buf, x, eu, pu, a, 8)
-    elif i == 16:
-        x = _full_turns(buf, x, eu, pu, a, 16)
-    elif i == 24:
-        x = _full_turns(buf, x, eu, pu, a, 24)
-    elif i == 32:
-        x = _full_turns(buf, x, eu, pu, a, 32)
-    elif i == 40:
-        x = _full_turns(buf, x, eu, pu, a, 40)
-    elif i == 48:
-        x = _full_turns(buf, x, eu, pu, a, 48)
-    else:
-        x = _full_turns(buf, x, eu, pu, a, 56)
+    # one loop for all residues (their masks as variables): the passes over the whole segment
+    # are bound by L2, and eight copies of the loop cost seconds of compiling
+    x = _full_turns(buf, x, eu, pu, a, i)
     k = 0
     while True:  # the last turn, cut by e (a whole turn does not fit any more)
         o = x + np.uint64(a * (WHEEL[k] - 1) + TURN[i + k] - TURN[i])
@@ -114,9 +100,11 @@ def _first_multiple(p, c0):  # pragma: no cover - compiled
     return (p * (q0 - r + WHEEL[k])) // 30, k
 
 
-@inline
+@jit
 def _cross_pass(buf, c0, P, j0, j1, col, kk, n):  # pragma: no cover - compiled
-    """Cross off the multiples of P[j0:j1] in buf (columns c0..), state col/kk[j - n]."""
+    """Cross off the multiples of P[j0:j1] in buf (columns c0..), state col/kk[j - n].
+
+    Compiled once, not inlined: each copy of `_turns` is eight unrolled loops to compile."""
     e = buf.size
     j = j0
     while j < j1 and 4 * np.int64(P[j]) <= e:  # four turns or more in this pass
@@ -248,14 +236,14 @@ def sieve_segment(c0, ncols, P, pats, offs, periods):  # pragma: no cover - comp
             p = np.int64(P[order[t]])
             xs[t] = _block_turns(buf, xs[t], e, p, 8 * BIT[p % 30])
         b1 += BLOCK
-    for t in range(n_small):  # the rest, up to the segment's end
-        p = np.int64(P[order[t]])
-        _turns(buf, c0, ncols, p, c0 + np.int64(xs[t]), 0)
-    col = np.empty(n_used - n_small, np.int64)
-    kk = np.empty(n_used - n_small, np.uint8)
+    # the small primes' rest, up to the segment's end, and the other primes in one pass
+    col = np.empty(n_used, np.int64)
+    kk = np.zeros(n_used, np.uint8)
+    for t in range(n_small):
+        col[order[t]] = c0 + np.int64(xs[t])
     for j in range(n_small, n_used):
-        col[j - n_small], kk[j - n_small] = _first_multiple(np.int64(P[j]), c0)
-    _cross_pass(buf, c0, P, n_small, n_used, col, kk, n_small)
+        col[j], kk[j] = _first_multiple(np.int64(P[j]), c0)
+    _cross_pass(buf, c0, P, 0, n_used, col, kk, 0)
     return buf
 
 
