@@ -249,3 +249,12 @@ def test_pre_sieve_patterns_keep_exactly_the_numbers_coprime_to_their_group() ->
             n = 30 * columns + r
             keep = np.all([n % p != 0 for p in group], axis=0)
             assert np.array_equal((pat >> k & 1).astype(bool), keep), (group, r)
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**4), st.integers(1, 6))
+def test_pieces_tile_the_range_and_meet_at_wheel_columns(lo: int, width: int, k: int) -> None:
+    parts = sieve.pieces(lo, lo + width, k)
+    assert parts[0][0] == lo and parts[-1][1] == lo + width
+    assert all(b + 1 == c and c % 30 == 0 for (_, b), (c, _) in zip(parts, parts[1:]))
+    assert all(a <= b for a, b in parts)
+    assert len(parts) == min(k, (lo + width) // 30 - lo // 30 + 1)

@@ -28,12 +28,18 @@ log = structlog.get_logger()
 # While no log batch runs, a lane hands a worker as many consecutive segments at a time as took
 # about this long the last time: each task costs a round trip through this process, during
 # which the worker idles (~0.5 ms, a fifth of a 4 MiB segment near 1e10). While log batches run
-# it hands one segment per task, since a batch that finds both workers busy waits for
-# the first one to finish its task (p99 ~0.9 of a task). Per pi(1e10), 2 workers, 4 MiB
+# it hands at most one segment per task, since a batch that finds both workers busy waits for
+# the first one to finish its task. Per pi(1e10), 2 workers, 4 MiB
 # segments: SLICE_S 0 / 0.004 / 0.008 / 0.012 -> 1.11 / 1.11 / 0.93 / 0.90 s.
 SLICE_S = 0.012
-# Log batches come in bursts with gaps between them: one segment per task until none has come for this long.
+# Log batches come in bursts with gaps between them: short tasks until none has come for this long.
 QUIET_S = 1.0
+# While log batches run, a segment that took longer than this goes to a worker in up to
+# MAX_SPLIT pieces (each a task; a lane's buckets carry over from one to the next). Wait of a
+# log batch while a COUNT runs (`bench/primes.py --ingest`, p99, two runs each): 4 MiB tasks
+# 12.2 / 19.1 ms, 2 MiB 9.9 / 6.6 ms.
+INGEST_SLICE_S = 0.002
+MAX_SPLIT = 4
 
 
 class JobRejected(Exception):
@@ -164,24 +170,29 @@ class JobManager:
                     n = 1
                     while run[0] < run[1]:
                         i = run[0]
-                        n = min(2 * n, int(SLICE_S / per_segment)) if self._no_log_batches() else 1
+                        if self._no_log_batches():
+                            n, split = min(2 * n, int(SLICE_S / per_segment)), 1
+                        else:
+                            n, split = 1, min(MAX_SPLIT, 1 + int(per_segment / INGEST_SLICE_S))
                         n = max(1, min(n, run[1] - i))
                         run[0] += n
+                        last = run[0] == run[1]
                         a = sieve.segment_range(job.lo, job.hi, i, segment_bytes)[0]
                         b = sieve.segment_range(job.lo, job.hi, i + n - 1, segment_bytes)[1]
                         t = time.perf_counter()
-                        r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name,
-                                                     run[0] == run[1], segment_bytes)
+                        for lo, hi in sieve.pieces(a, b, split):
+                            r = await self.scheduler.run(JOB, sieve.lane_stats, lo, hi, job.hi, name,
+                                                         last and hi == b, segment_bytes)
+                            merged = r if merged is None else sieve.merge(merged, r)
+                            job.done_numbers += hi - lo + 1
+                            job.primes += r.count
+                            now = self.clock()
+                            if now - last_publish[0] >= self.config.progress_interval_s:
+                                last_publish[0] = now
+                                self.publish({"type": "job_progress", "id": job.id,
+                                              "percent": round(job.percent(), 4), "primes": job.primes,
+                                              "eta_s": _round(job.eta_s(now))})
                         per_segment = max((time.perf_counter() - t) / n, 1e-6)
-                        merged = r if merged is None else sieve.merge(merged, r)
-                        job.done_numbers += b - a + 1
-                        job.primes += r.count
-                        now = self.clock()
-                        if now - last_publish[0] >= self.config.progress_interval_s:
-                            last_publish[0] = now
-                            self.publish({"type": "job_progress", "id": job.id,
-                                          "percent": round(job.percent(), 4), "primes": job.primes,
-                                          "eta_s": _round(job.eta_s(now))})
                     if merged is not None:
                         parts[first] = merged
                     run = steal()

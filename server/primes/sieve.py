@@ -312,6 +312,16 @@ def segments(lo: int, hi: int, segment_bytes: int = SEGMENT_BYTES) -> Iterator[t
         start = end + 1
 
 
+def pieces(lo: int, hi: int, k: int) -> list[tuple[int, int]]:
+    """[lo, hi] cut into k ranges (fewer if it has fewer columns) that meet at wheel columns."""
+    c0, c1 = lo // 30, hi // 30
+    k = max(1, min(k, c1 - c0 + 1))
+    cuts = [c0 + (c1 - c0 + 1) * q // k for q in range(1, k)]
+    starts = [lo] + [30 * c for c in cuts]
+    ends = [30 * c - 1 for c in cuts] + [hi]
+    return list(zip(starts, ends))
+
+
 def segment_range(lo: int, hi: int, index: int, segment_bytes: int = SEGMENT_BYTES) -> tuple[int, int]:
     """The `index`-th range of `segments(lo, hi, segment_bytes)`, without making the others."""
     span = 30 * max(1, segment_bytes // 8)
