@@ -1,8 +1,9 @@
 """Segmented sieve of Eratosthenes on a mod-30 wheel: the worker functions of prime jobs."""
 # A segment is bit-packed, one byte per wheel column of 30 numbers (bit k for 30*i + WHEEL[k]),
-# so only the 8 of every 30 numbers coprime to 30 take a bit. Multiples of 7..31 are pre-sieved
-# by AND-ing two periodic patterns; the crossing off, counting, first/last, largest gap and twin
-# pairs run in numba-compiled loops (`kernels`, imported lazily: only worker processes load it).
+# so only the 8 of every 30 numbers coprime to 30 take a bit. Multiples of 7..167 are
+# pre-sieved by AND-ing periodic patterns; the crossing off, counting, first/last, largest gap
+# and twin pairs run in numba-compiled loops (`kernels`, imported lazily: only worker processes
+# load it). A task may span several segments; each is sieved on its own (cache-sized) and merged.
 # Everything here is pure and module-level so it pickles to worker processes; a segment returns
 # a compact `SegmentStats` tuple that merges in order.
 from __future__ import annotations
