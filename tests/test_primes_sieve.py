@@ -240,6 +240,23 @@ def test_stats_of_packed_columns_against_their_numbers(cols: list[int], skip: in
         assert (first, last, after if after >= 0 else None) == (ref.first, ref.last, ref.gap_after)
 
 
+@pytest.mark.parametrize("every", [1, 2, 3, 9])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stats_with_many_near_longest_distances_against_their_numbers(every: int, seed: int) -> None:
+    # nonzero bytes evenly spaced: every distance ties the longest, more places than the gap
+    # search notes for its second pass, so it goes over every word; one wider hole decides
+    rng = np.random.default_rng(seed)
+    buf = np.zeros(5000, np.uint8)
+    buf[::every] = rng.integers(1, 256, buf[::every].size)
+    buf[3001:3001 + 2 * every] = 0
+    kernels = sieve._kernels()
+    numbers = kernels.primes_of(buf, 1000).tolist()
+    count, first, last, gap, after, twins = kernels.stats(buf, 1000)
+    ref = sieve.stats_of(numbers, 0, 0)
+    assert (count, first, last, gap, after, twins) == (ref.count, ref.first, ref.last, ref.gap, ref.gap_after,
+                                                       ref.twins)
+
+
 def test_pre_sieve_patterns_keep_exactly_the_numbers_coprime_to_their_group() -> None:
     pats, offsets, periods = sieve._pattern_bank(64)
     for group, at, period in zip(sieve._GROUPS, offsets.tolist(), periods.tolist()):

@@ -32,6 +32,7 @@ def _byte_tables() -> tuple[np.ndarray, ...]:
 
 
 _POP, _LOW, _HIGH, _TWIN, _GAP, _GAP_AT = _byte_tables()
+_CANDIDATES = 256  # places the largest-gap search notes for its second pass, at most
 # per 8-bit mask: the largest distance between two consecutive set bits (0 for fewer than two)
 _MAXD = np.array([max((b - a for a, b in itertools.pairwise([k for k in range(8) if m >> k & 1])), default=0)
                   for m in range(256)], dtype=np.int64)
@@ -98,23 +99,62 @@ def stats(buf, c0):  # pragma: no cover - compiled
     after = 30 * (c0 + i0) + _GAP_AT[buf[i0]] if gap else -1
     # Two passes: the longest distance d between nonzero bytes, then a close look only at
     # distances >= d - 1, since the best gap is >= 30*d - 28 and a distance e spans at most
-    # 30*e + 28. Both go a word at a time through the mask of its nonzero bytes (a branch per
-    # byte costs more than the rest of the stats); a word with no nonzero byte is rare.
+    # 30*e + 28. The first goes a word at a time through the mask of its nonzero bytes (a branch
+    # per byte costs more than the rest of the stats; a word with no nonzero byte is rare) and
+    # notes where a distance came within one of the longest so far: since the longest only
+    # grows, the second pass need look nowhere else (per 4 MiB segment: 0.29 -> 0.17 ms). With
+    # too many such places, or bytes all next to each other, it goes over every word instead.
     longest = 0
     prev_i = i0
+    cand = np.empty(_CANDIDATES, np.int64)
+    nc = 0
     for i in range(i0 + 1, min(n, (i0 + 8) & ~7)):
-        nz = buf[i] != 0
-        longest = max(longest, (i - prev_i) * nz)
-        prev_i = i if nz else prev_i
+        if buf[i] != 0:
+            if i - prev_i >= longest - 1:
+                if nc < _CANDIDATES:
+                    cand[nc] = i
+                nc += 1
+            longest = max(longest, i - prev_i)
+            prev_i = i
     for w in range((i0 + 8) >> 3, nw):
         m = _nonzero_bytes(words[w])
         if m:
-            longest = max(longest, 8 * w + _LOW[m] - prev_i, _MAXD[m])
+            d = max(8 * w + _LOW[m] - prev_i, _MAXD[m])
+            if d >= longest - 1:
+                if nc < _CANDIDATES:
+                    cand[nc] = 8 * w
+                nc += 1
+                longest = max(longest, d)
             prev_i = 8 * w + _HIGH[m]
     for i in range(max(8 * nw, min(n, (i0 + 8) & ~7)), n):
-        nz = buf[i] != 0
-        longest = max(longest, (i - prev_i) * nz)
-        prev_i = i if nz else prev_i
+        if buf[i] != 0:
+            if i - prev_i >= longest - 1:
+                if nc < _CANDIDATES:
+                    cand[nc] = i
+                nc += 1
+            longest = max(longest, i - prev_i)
+            prev_i = i
+    last = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
+    near = longest - 1
+    if near >= 1 and nc <= _CANDIDATES:
+        # Gaps inside a byte (<= 28) cannot be the largest once two nonzero bytes are 2 apart
+        # (>= 32): only the pairs of nonzero bytes >= near apart, in order (ties keep the first).
+        for t in range(nc):
+            start = cand[t]
+            j = start - 1  # the nonzero byte before it
+            while j >= i0 and buf[j] == 0:
+                j -= 1
+            for i in range(start, min(n, (start & ~7) + 8)):
+                b = buf[i]
+                if b != 0:
+                    if j >= i0 and i - j >= near:
+                        prev = 30 * (c0 + j) + WHEEL[_HIGH[buf[j]]]
+                        low = 30 * (c0 + i) + WHEEL[_LOW[b]]
+                        if low - prev > gap:
+                            gap = low - prev
+                            after = prev
+                    j = i
+        return total, first, last, gap, after, pairs
     near = longest - 1
     prev_i = i0
     i = i0 + 1

@@ -1,8 +1,9 @@
 """The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL."""
 # A COUNT splits its segments into runs of consecutive segments, one per lane (at most
-# `scheduler.slots`), and feeds each run in order to the `PoolScheduler` at priority JOB, a few
-# segments per task (`SLICE_S`), so log batches (priority INGEST) always get the next free
-# worker and a CANCEL waits for at most one short task per lane. Each run merges its results in order (`sieve.merge`), then the runs merge.
+# `scheduler.slots`), and feeds each run in order to the `PoolScheduler` at priority JOB, in
+# tasks sized by the log traffic (`SLICE_S`), so log batches (priority INGEST) always get the
+# next free worker and a CANCEL waits for at most one short task per lane. Each run merges its
+# results in order (`sieve.merge`), then the runs merge.
 # The lead wires this into the control protocol; bad requests raise `JobRejected` with the
 # reason to send back.
 from __future__ import annotations
@@ -29,8 +30,8 @@ log = structlog.get_logger()
 # about this long the last time: each task costs a round trip through this process, during
 # which the worker idles (~0.5 ms, a fifth of a 4 MiB segment near 1e10). While log batches run
 # it hands at most one segment per task, since a batch that finds both workers busy waits for
-# the first one to finish its task. Per pi(1e10), 2 workers, 4 MiB
-# segments: SLICE_S 0 / 0.004 / 0.008 / 0.012 -> 1.11 / 1.11 / 0.93 / 0.90 s.
+# the first one to finish its task. Per pi(1e10), 2 workers, 4 MiB segments: SLICE_S 0 /
+# 0.004 / 0.008 / 0.012 -> 1.11 / 1.11 / 0.93 / 0.90 s.
 SLICE_S = 0.012
 # Log batches come in bursts with gaps between them: short tasks until none has come for this long.
 QUIET_S = 1.0

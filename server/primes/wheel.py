@@ -2,7 +2,12 @@
 # Byte i of a segment starting at wheel column c0 holds the numbers 30*(c0+i) + r for r in
 # WHEEL, bit k for WHEEL[k]. A multiple p*q of a prime p, q coprime to 30, is a column and the
 # wheel index k of q; the 8 multiples with q in 30t + WHEEL make one turn of p columns.
+# The compiled code holds these tables as constants, and numba's cache checks only the file of
+# each compiled function: after changing a table here, clear the cache (or touch crossing.py,
+# buckets.py and counting.py). An install writes every file anew, so it never meets a stale one.
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -26,7 +31,7 @@ CORR = np.array([((int(a) * int(b)) % 30 + int(a) * int(d)) // 30
 TURN = np.array([(int(a) * int(b)) // 30 for a in WHEEL for b in WHEEL], dtype=np.int64)
 
 
-def jit(fn):
+def jit(fn: Callable[..., Any]) -> Any:
     """njit with an on-disk cache; without one if no cache directory is usable."""
     try:
         return numba.njit(cache=True, nogil=True)(fn)
@@ -34,6 +39,6 @@ def jit(fn):
         return numba.njit(nogil=True)(fn)
 
 
-def inline(fn):
+def inline(fn: Callable[..., Any]) -> Any:
     """njit, inlined into its callers in numba's IR, so the constants it is called with fold."""
     return numba.njit(inline="always")(fn)
