@@ -23,10 +23,8 @@ SMALL = 1 << 15
 
 @inline
 def _full_turns(buf, x, e, pu, a, i):  # pragma: no cover - compiled
-    """Whole turns of the prime p = 30a + WHEEL[i // 8] from column x while they end before e.
-
-    Called with a constant i, so the eight masks are immediates and the loop is eight ANDs and
-    an add (numba: no wraparound checks on uint64 indices)."""
+    """Whole turns of the prime p = 30a + WHEEL[i // 8] from column x while they end before e:
+    eight ANDs and an add each (uint64 indices: numba adds no wraparound checks)."""
     d1 = np.uint64(a * 6 + TURN[i + 1] - TURN[i])
     d2 = np.uint64(a * 10 + TURN[i + 2] - TURN[i])
     d3 = np.uint64(a * 12 + TURN[i + 3] - TURN[i])
@@ -122,7 +120,8 @@ def _cross_pass(buf, c0, P, j0, j1, col, kk, n):  # pragma: no cover - compiled
 @inline
 def _spill_turns(buf, x, e, pu, a, i):  # pragma: no cover - compiled
     """`_full_turns` for every turn that starts before e: the last one may reach up to p - 1
-    bytes past e (the caller leaves that room)."""
+    bytes past e (the caller leaves that room). Called with a constant i (`_block_turns`), so
+    the eight masks are immediates."""
     d1 = np.uint64(a * 6 + TURN[i + 1] - TURN[i])
     d2 = np.uint64(a * 10 + TURN[i + 2] - TURN[i])
     d3 = np.uint64(a * 12 + TURN[i + 3] - TURN[i])
