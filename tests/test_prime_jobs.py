@@ -155,6 +155,27 @@ async def test_segments_in_flight_are_bounded_and_ingest_gets_through(harness: H
     assert done_before == 5
 
 
+async def test_while_log_batches_run_a_count_goes_in_pieces_of_segments_with_the_same_answer(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logtallyd.primes import jobs
+
+    monkeypatch.setattr(jobs, "INGEST_SLICE_S", 1e-12)  # every segment in MAX_SPLIT pieces
+    m, sched = harness.manager, harness.scheduler
+    lo, hi = 10**9, 10**9 + 2_000_000
+    task = asyncio.create_task(m.count(lo, hi))
+    while not task.done():
+        assert await sched.run(INGEST, pow, 3, 4) == 81
+    r = task.result()
+    assert r["count"] == reference(lo, hi).count
+    assert sched.completed[1] == jobs.MAX_SPLIT * r["segments"]  # one task per piece
+
+
+async def test_without_log_batches_a_count_hands_out_several_segments_per_task(harness: Harness) -> None:
+    r = await harness.manager.count(1, 20_000_000)
+    assert r["count"] == 1270607
+    assert harness.scheduler.completed[1] < r["segments"]
+
+
 async def test_count_of_a_cancelled_job_says_so(harness: Harness) -> None:
     m = harness.manager
     task = asyncio.create_task(m.count(0, 10**10))

@@ -162,12 +162,16 @@ def test_a_lane_whose_range_is_off_the_wheel_and_cells(offset: int) -> None:
     assert lane_total(lo, hi, 4096, 4096, f"off/{offset}") == whole
 
 
-def test_a_segment_across_cells_gives_the_same_answer_without_buckets() -> None:
-    lo, hi = 10**12, 10**12 + 100_000  # 3334 columns: spans several 512-byte cells
+def test_a_task_of_several_segments_goes_cell_by_cell_through_the_lanes_buckets() -> None:
+    # a job hands a worker a few consecutive segments at a time; the lane goes on after them
+    lo, hi = 10**12, 10**12 + 200_000
+    mid = 30 * ((lo + 100_000) // 30) - 1  # 3333 columns: several 512-byte cells; ends a column
     base = sieve.base_primes(hi)
     sieve.lane_stats(lo - 30 * 64, lo - 1, hi, "across", False, 512)
-    assert sieve.lane_stats(lo, hi, hi, "across", False, 512) == sieve.segment_stats(lo, hi, base)
-    assert "across" not in sieve._lanes  # no buckets were kept for it
+    assert sieve.lane_stats(lo, mid, hi, "across", False, 512) == sieve.segment_stats(lo, mid, base)
+    assert sieve._lanes["across"][0] == mid // 30 + 1  # its buckets wait at the next column
+    assert sieve.lane_stats(mid + 1, hi, hi, "across", True, 512) == sieve.segment_stats(mid + 1, hi, base)
+    assert "across" not in sieve._lanes
 
 
 @pytest.mark.slow
@@ -236,6 +240,23 @@ def test_stats_of_packed_columns_against_their_numbers(cols: list[int], skip: in
         assert (first, last, after if after >= 0 else None) == (ref.first, ref.last, ref.gap_after)
 
 
+@pytest.mark.parametrize("every", [1, 2, 3, 9])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stats_with_many_near_longest_distances_against_their_numbers(every: int, seed: int) -> None:
+    # nonzero bytes evenly spaced: every distance ties the longest, more places than the gap
+    # search notes for its second pass, so it goes over every word; one wider hole decides
+    rng = np.random.default_rng(seed)
+    buf = np.zeros(5000, np.uint8)
+    buf[::every] = rng.integers(1, 256, buf[::every].size)
+    buf[3001:3001 + 2 * every] = 0
+    kernels = sieve._kernels()
+    numbers = kernels.primes_of(buf, 1000).tolist()
+    count, first, last, gap, after, twins = kernels.stats(buf, 1000)
+    ref = sieve.stats_of(numbers, 0, 0)
+    assert (count, first, last, gap, after, twins) == (ref.count, ref.first, ref.last, ref.gap, ref.gap_after,
+                                                       ref.twins)
+
+
 def test_pre_sieve_patterns_keep_exactly_the_numbers_coprime_to_their_group() -> None:
     pats, offsets, periods = sieve._pattern_bank(64)
     for group, at, period in zip(sieve._GROUPS, offsets.tolist(), periods.tolist()):
@@ -245,3 +266,12 @@ def test_pre_sieve_patterns_keep_exactly_the_numbers_coprime_to_their_group() ->
             n = 30 * columns + r
             keep = np.all([n % p != 0 for p in group], axis=0)
             assert np.array_equal((pat >> k & 1).astype(bool), keep), (group, r)
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**4), st.integers(1, 6))
+def test_pieces_tile_the_range_and_meet_at_wheel_columns(lo: int, width: int, k: int) -> None:
+    parts = sieve.pieces(lo, lo + width, k)
+    assert parts[0][0] == lo and parts[-1][1] == lo + width
+    assert all(b + 1 == c and c % 30 == 0 for (_, b), (c, _) in zip(parts, parts[1:]))
+    assert all(a <= b for a, b in parts)
+    assert len(parts) == min(k, (lo + width) // 30 - lo // 30 + 1)

@@ -1,8 +1,9 @@
 """The prime job service: COUNT/LIST/ISPRIME on the shared worker pool, with progress and CANCEL."""
 # A COUNT splits its segments into runs of consecutive segments, one per lane (at most
-# `scheduler.slots`), and feeds each run in order to the `PoolScheduler` at priority JOB, so log
-# batches (priority INGEST) always get the next free worker and a CANCEL waits for at most one
-# short segment per lane. Each run merges its results in order (`sieve.merge`), then the runs merge.
+# `scheduler.slots`), and feeds each run in order to the `PoolScheduler` at priority JOB, in
+# tasks sized by the log traffic (`SLICE_S`), so log batches (priority INGEST) always get the
+# next free worker and a CANCEL waits for at most one short task per lane. Each run merges its
+# results in order (`sieve.merge`), then the runs merge.
 # The lead wires this into the control protocol; bad requests raise `JobRejected` with the
 # reason to send back.
 from __future__ import annotations
@@ -21,9 +22,25 @@ import structlog
 from logtallyd.primes import primality, sieve
 from logtallyd.primes.config import PrimeConfig
 from logtallyd.primes.numbers import parse_range
-from logtallyd.pool.scheduler import JOB, PoolScheduler
+from logtallyd.pool.scheduler import INGEST, JOB, PoolScheduler
 
 log = structlog.get_logger()
+
+# While no log batch runs, a lane hands a worker as many consecutive segments at a time as took
+# about this long the last time: each task costs a round trip through this process, during
+# which the worker idles (~0.5 ms, a fifth of a 4 MiB segment near 1e10). While log batches run
+# it hands at most one segment per task, since a batch that finds both workers busy waits for
+# the first one to finish its task. Per pi(1e10), 2 workers, 4 MiB segments: SLICE_S 0 /
+# 0.004 / 0.008 / 0.012 -> 1.11 / 1.11 / 0.93 / 0.90 s.
+SLICE_S = 0.012
+# Log batches come in bursts with gaps between them: short tasks until none has come for this long.
+QUIET_S = 1.0
+# While log batches run, a segment that took longer than this goes to a worker in up to
+# MAX_SPLIT pieces (each a task; a lane's buckets carry over from one to the next). Wait of a
+# log batch while a COUNT runs (`bench/primes.py --ingest`, p99, two runs each): 4 MiB tasks
+# 12.2 / 19.1 ms, 2 MiB 9.9 / 6.6 ms.
+INGEST_SLICE_S = 0.002
+MAX_SPLIT = 4
 
 
 class JobRejected(Exception):
@@ -65,6 +82,8 @@ class JobManager:
         self.clock = clock
         self._jobs: dict[str, _Job] = {}
         self._finished: collections.deque[str] = collections.deque()
+        self._log_batches = 0  # for `_no_log_batches`: the last count seen, and when it moved
+        self._log_batch_at = -QUIET_S
 
     def reconfigure(self, primes: PrimeConfig) -> None:
         """SIGHUP: limits apply to the next job; running jobs keep their segments."""
@@ -148,21 +167,33 @@ class JobManager:
                     # large primes' positions (`sieve.lane_stats`)
                     first, name = run[0], f"{job.id}/{run[0]}"
                     merged: sieve.SegmentStats | None = None
+                    per_segment = SLICE_S  # seconds a segment took in the last task
+                    n = 1
                     while run[0] < run[1]:
                         i = run[0]
-                        run[0] += 1
-                        a, b = sieve.segment_range(job.lo, job.hi, i, segment_bytes)
-                        r = await self.scheduler.run(JOB, sieve.lane_stats, a, b, job.hi, name,
-                                                     run[0] == run[1], segment_bytes)
-                        merged = r if merged is None else sieve.merge(merged, r)
-                        job.done_numbers += b - a + 1
-                        job.primes += r.count
-                        now = self.clock()
-                        if now - last_publish[0] >= self.config.progress_interval_s:
-                            last_publish[0] = now
-                            self.publish({"type": "job_progress", "id": job.id,
-                                          "percent": round(job.percent(), 4), "primes": job.primes,
-                                          "eta_s": _round(job.eta_s(now))})
+                        if self._no_log_batches():
+                            n, split = min(2 * n, int(SLICE_S / per_segment)), 1
+                        else:
+                            n, split = 1, min(MAX_SPLIT, 1 + int(per_segment / INGEST_SLICE_S))
+                        n = max(1, min(n, run[1] - i))
+                        run[0] += n
+                        last = run[0] == run[1]
+                        a = sieve.segment_range(job.lo, job.hi, i, segment_bytes)[0]
+                        b = sieve.segment_range(job.lo, job.hi, i + n - 1, segment_bytes)[1]
+                        t = time.perf_counter()
+                        for lo, hi in sieve.pieces(a, b, split):
+                            r = await self.scheduler.run(JOB, sieve.lane_stats, lo, hi, job.hi, name,
+                                                         last and hi == b, segment_bytes)
+                            merged = r if merged is None else sieve.merge(merged, r)
+                            job.done_numbers += hi - lo + 1
+                            job.primes += r.count
+                            now = self.clock()
+                            if now - last_publish[0] >= self.config.progress_interval_s:
+                                last_publish[0] = now
+                                self.publish({"type": "job_progress", "id": job.id,
+                                              "percent": round(job.percent(), 4), "primes": job.primes,
+                                              "eta_s": _round(job.eta_s(now))})
+                        per_segment = max((time.perf_counter() - t) / n, 1e-6)
                     if merged is not None:
                         parts[first] = merged
                     run = steal()
@@ -196,6 +227,16 @@ class JobManager:
             self._finish(job, "failed")
             log.error("prime_job_failed", id=job.id, error=job.error)
             self.publish({"type": "job_failed", "id": job.id, "error": job.error})
+
+    def _no_log_batches(self) -> bool:
+        """Whether the pool has been given no log batch for `QUIET_S` seconds."""
+        sched = self.scheduler
+        # handed to the pool so far: done, running or waiting for a place
+        batches = sched.completed[INGEST] + sched.busy_by_priority[INGEST] + sched.waiting(INGEST)
+        now = time.monotonic()
+        if batches != self._log_batches or sched.busy_by_priority[INGEST] or sched.waiting(INGEST):
+            self._log_batches, self._log_batch_at = batches, now
+        return now - self._log_batch_at >= QUIET_S
 
     def _finish(self, job: _Job, state: str) -> None:
         if job.state != "running":

@@ -1,8 +1,9 @@
 """Segmented sieve of Eratosthenes on a mod-30 wheel: the worker functions of prime jobs."""
 # A segment is bit-packed, one byte per wheel column of 30 numbers (bit k for 30*i + WHEEL[k]),
-# so only the 8 of every 30 numbers coprime to 30 take a bit. Multiples of 7..31 are pre-sieved
-# by AND-ing two periodic patterns; the crossing off, counting, first/last, largest gap and twin
-# pairs run in numba-compiled loops (`kernels`, imported lazily: only worker processes load it).
+# so only the 8 of every 30 numbers coprime to 30 take a bit. Multiples of 7..167 are
+# pre-sieved by AND-ing periodic patterns; the crossing off, counting, first/last, largest gap
+# and twin pairs run in numba-compiled loops (`kernels`, imported lazily: only worker processes
+# load it). A task may span several segments; each is sieved on its own (cache-sized) and merged.
 # Everything here is pure and module-level so it pickles to worker processes; a segment returns
 # a compact `SegmentStats` tuple that merges in order.
 from __future__ import annotations
@@ -172,11 +173,11 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
     if lane is not None and c0 // cols != c1 // cols:  # not one cell: no buckets for it
         _lanes.pop(lane, None)
         lane = None
-    n = int(np.searchsorted(P, kernels.LARGE)) if lane is not None else P.size
-    buf = kernels.sieve_segment(c0, columns, P[:n], *_pattern_bank(kernels.LARGE))
+    n = _index(P, kernels.LARGE) if lane is not None else P.size
+    buf = kernels.sieve_segment(c0, columns, P[:n], *_pattern_bank(kernels.BLOCK))
     if lane is not None:
         state = _lanes.pop(lane, None)
-        m = max(n, int(np.searchsorted(P, kernels.MEDIUM * cols)))
+        m = max(n, _index(P, kernels.MEDIUM * cols))
         if state is not None and state[1] == cols and 0 < c0 - state[0] <= CATCH_UP * cols:
             # the lane's last segments ran on another worker: move its primes past them (the
             # crossing off goes to a scratch buffer), ~10x cheaper than starting afresh at 1e15
@@ -206,6 +207,12 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
         if 30 * c1 + r > hi:
             buf[-1] &= ~(1 << k) & 0xFF
     return c0, buf
+
+
+def _index(P: np.ndarray, x: int) -> int:
+    """How many of the ascending primes P are below x."""
+    # x as P's own dtype: a Python int would make numpy search an int64 copy of P (16 MB at 1e15)
+    return int(np.searchsorted(P, P.dtype.type(min(x, np.iinfo(P.dtype).max)))) if x > 0 else 0
 
 
 # A lane's large primes, per worker: lane -> (next column, cell width, the medium primes' next
@@ -239,12 +246,13 @@ def _primes_to(root: int) -> np.ndarray:
 
 def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False,
                segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
-    """`segment_stats` of one segment of a lane: consecutive segments of a job up to `top`, in order.
+    """`segment_stats` of one or more segments of a lane: consecutive segments of a job up to
+    `top`, in order.
 
     A worker keeps the lane's large primes where they stopped (next multiples, in buckets of
     `segment_bytes` cells), so when the next segment of the lane lands on the same worker it
     skips their start computation (at 1e15 a division and a bucket insertion for each of 1.95 M
-    primes, ~6x a segment's sieving). If the lane's last few segments ran on the other worker it
+    primes, ~2x a segment's sieving). If the lane's last few segments ran on the other worker it
     moves them past those; otherwise it starts them afresh. The result is the same either way.
     After the lane's `last` segment the worker drops them.
     """
@@ -256,7 +264,20 @@ def lane_stats(lo: int, hi: int, top: int, lane: str, last: bool = False,
 
 def segment_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
                   segment_bytes: int = SEGMENT_BYTES) -> SegmentStats:
-    """Count primes in [lo, hi] with first/last, largest gap and twin pairs (a worker task)."""
+    """Count primes in [lo, hi] with first/last, largest gap and twin pairs (a worker task).
+
+    Sieved one `segment_bytes` segment at a time (cache-sized; a lane's bucket cells), merged.
+    """
+    merged: SegmentStats | None = None
+    for a, b in segments(lo, hi, segment_bytes):
+        r = _piece_stats(a, b, base, lane, segment_bytes)
+        merged = r if merged is None else merge(merged, r)
+    assert merged is not None
+    return merged
+
+
+def _piece_stats(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None,
+                 segment_bytes: int) -> SegmentStats:
     small = [p for p in SMALL if lo <= p <= hi]
     if hi < 7:
         return stats_of(small, lo, hi)
@@ -303,6 +324,16 @@ def segments(lo: int, hi: int, segment_bytes: int = SEGMENT_BYTES) -> Iterator[t
         end = min(hi, (start // span + 1) * span - 1)
         yield start, end
         start = end + 1
+
+
+def pieces(lo: int, hi: int, k: int) -> list[tuple[int, int]]:
+    """[lo, hi] cut into k ranges (fewer if it has fewer columns) that meet at wheel columns."""
+    c0, c1 = lo // 30, hi // 30
+    k = max(1, min(k, c1 - c0 + 1))
+    cuts = [c0 + (c1 - c0 + 1) * q // k for q in range(1, k)]
+    starts = [lo] + [30 * c for c in cuts]
+    ends = [30 * c - 1 for c in cuts] + [hi]
+    return list(zip(starts, ends))
 
 
 def segment_range(lo: int, hi: int, index: int, segment_bytes: int = SEGMENT_BYTES) -> tuple[int, int]:
