@@ -161,6 +161,33 @@ def test_an_archive_replay_after_kill_9_is_not_sent_to_the_fleet_again(
     assert wait_cluster(again, lambda r: r["received"] == len(lines))["received"] == len(lines)
 
 
+def test_durable_publishing_sends_what_a_snapshot_counted_once_across_kill_9(
+        tmp_path: Path, nats_server: NatsServer, start_server: Callable[..., ServerProcess]) -> None:
+    """`publish = "durable"`: seconds go out once a snapshot counts them. Killed between two
+    snapshots, the node had sent the lines of the first and none after it; restarted, it replays
+    those after it from the archive and sends them: the fleet has each line once."""
+    durable = (f'[state]\ndirectory = "{tmp_path / "state"}"\nsnapshot_interval_s = 1\n'
+               f'[archive]\nenabled = true\ndirectory = "{tmp_path / "archive"}"\nfsync = "batch"\n')
+    args = ["--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0", "--nats", nats_server.url,
+            "--node", "web-1"]
+    config = CONFIG.replace("[cluster]\n", '[cluster]\npublish = "durable"\n') + durable
+    first = start_server(config, extra_args=args)
+    other = start_node(start_server, nats_server, "web-2")
+    lines = generate(int(time.time()) - 3600).lines[:4000]
+    send_tcp(first.address("tcp"), ("\n".join(lines[:2000]) + "\n").encode())
+    first.wait_received(2000)
+    wait_cluster(other, lambda r: r["received"] == 2000)  # once a snapshot counted them
+    send_tcp(first.address("tcp"), ("\n".join(lines[2000:]) + "\n").encode())
+    first.wait_received(4000)
+    first.stop(signal.SIGKILL)  # some of the last 2000 snapshotted and sent, the rest neither
+    again = start_server(config, extra_args=args)
+    assert again.stats()["received"] == 4000  # snapshot + archive replay
+    report = wait_cluster(other, lambda r: r["received"] >= 4000)
+    time.sleep(2.0)
+    assert other.command("STATS all cluster")["received"] == 4000, (report, again.stats()["cluster"])
+    assert again.stats()["cluster"]["replayed_lines"] == 0  # durable: nothing replayed was sent before
+
+
 def test_a_nats_outage_loses_nothing(nats_server: NatsServer, start_server: Callable[..., ServerProcess]) -> None:
     truth = generate(int(time.time()) - 3600)
     chunks = split(truth.lines, 4)

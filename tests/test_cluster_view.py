@@ -164,6 +164,63 @@ def test_outbox_holds_exactly_buffer_seconds_then_counts_what_it_drops() -> None
     assert (len(outbox.queue), outbox.bus_bytes) == (2, len(data) + len(encode(head)))
 
 
+def test_a_durable_outbox_sends_a_second_only_once_a_snapshot_holds_it() -> None:
+    """`publish = "durable"`: sealed seconds wait until the snapshot taken with them is written;
+    one sealed while it is being written waits for the next; a snapshot keeps every unconfirmed
+    second, and a restart queues them first, under their own boot and seq."""
+    rng = random.Random(4)
+    outbox = Outbox("n1", "b0", 10, durable=True)
+    outbox.add(partial(rng, 5))
+    outbox.seal(NOW, START)
+    assert outbox.head() is None and outbox.figures().held == 1
+    kept, mark = outbox.checkpoint()
+    outbox.add(partial(rng, 3))
+    outbox.seal(NOW + 1, START)  # while the snapshot is written
+    outbox.durable_up_to(mark)
+    first, _ = outbox.head()  # type: ignore[misc]
+    assert (first.seq, len(outbox.queue), len(outbox.held)) == (0, 1, 1)
+    assert [decode(b).seq for b in kept] == [0]
+    kept, mark = outbox.checkpoint()  # the second not confirmed yet, and the one still held
+    assert [decode(b).seq for b in kept] == [0, 1] and mark == 1
+    restarted = Outbox("n1", "b1", 10, durable=True, restored=kept)
+    restarted.seal(NOW + 2, START)
+    order = []
+    while (head := restarted.head()) is not None:
+        order.append((head[0].boot, head[0].seq))
+        restarted.confirmed(head[0])
+    assert order == [("b0", 0), ("b0", 1)]  # durable already; b1's own waits for its snapshot
+    assert restarted.figures().restored == 2 and len(restarted.held) == 1
+    # A live outbox sends at once and keeps the same unconfirmed seconds in a snapshot.
+    live = Outbox("n1", "b0", 10)
+    live.seal(NOW, START)
+    assert live.head() is not None and live.checkpoint() == ([live.head()[1]], -1)  # type: ignore[index]
+
+
+def test_the_view_counts_a_second_republished_after_a_restart_once() -> None:
+    rng = random.Random(5)
+    outbox = Outbox("n1", "b0", 10)
+    for tick in range(3):
+        outbox.add(partial(rng, 4))
+        outbox.seal(NOW + tick, START)
+    kept, _ = outbox.checkpoint()
+    view = ClusterView(StatsConfig(), 15.0, NOW)
+    for message, _ in list(outbox.queue):  # all three reached the stream before the kill
+        view.apply(message, NOW)
+    restarted = Outbox("n1", "b1", 10, restored=kept)
+    restarted.add(partial(rng, 2))
+    restarted.seal(NOW + 4, START)
+    for message, _ in list(restarted.queue):
+        view.apply(message, NOW)
+    assert view.stats.received == sum(m.received for m, _ in outbox.queue) + restarted.queue[-1][0].received
+    assert view.duplicates == 3
+
+
+def test_durable_publishing_needs_snapshots() -> None:
+    assert decode_config({"cluster": {"publish": "durable"}}).cluster.publish == "durable"
+    with pytest.raises(ConfigError, match="needs \\[state\\]"):
+        decode_config({"cluster": {"publish": "durable"}, "state": {"directory": ""}})
+
+
 def test_a_second_over_max_message_bytes_goes_as_several_messages_the_last_with_the_watermark() -> None:
     rng = random.Random(3)
     parts = [partial(rng, 20) for _ in range(6)]

@@ -1,7 +1,7 @@
 """`[cluster]`: where the NATS server is, who this node is, and how to log in to it."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -43,6 +43,11 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Fleet events the LOGTALLY_EVENTS stream keeps (its max_msgs), and event ids a view
     # remembers so that it never republishes one the stream holds.
     max_events: Annotated[int, msgspec.Meta(ge=1, le=10000000)] = 100000
+    # "live": each sealed second goes out at once (the fleet view is current; after a kill -9 the
+    # lines a restart counts again from the NATS source may be counted twice by the fleet).
+    # "durable": a second goes out once the snapshot counting its lines is written, so the fleet
+    # counts every line exactly once across kill -9, `snapshot_interval_s` later.
+    publish: Literal["live", "durable"] = "live"
     # Whether this node consumes the stream and answers the `cluster` commands; a publish-only node
     # spends nothing on the fleet merge (see README "Cluster", sizing).
     view: bool = True

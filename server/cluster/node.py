@@ -43,7 +43,8 @@ class ClusterNode:
 
     def __init__(self, config: ClusterConfig, name: str, stats_config: StatsConfig, detect_config: DetectConfig,
                  local: Stats, driver: Driver, clock: Callable[[], float],
-                 on_event: Callable[[Event], None] = lambda event: None) -> None:
+                 on_event: Callable[[Event], None] = lambda event: None,
+                 restored: list[bytes] | None = None) -> None:
         self.config = config
         self.name = name
         self.clock = clock
@@ -51,7 +52,8 @@ class ClusterNode:
         self.driver = driver  # its watermark goes out with each second (the daemon tees its feeds)
         self.on_event = on_event  # a fleet event read from the events stream, live (not replayed)
         self.horizon_s = max(stats_config.windows.values())
-        self.outbox = Outbox(name, secrets.token_hex(4), config.buffer_seconds, config.max_message_bytes)
+        self.outbox = Outbox(name, secrets.token_hex(4), config.buffer_seconds, config.max_message_bytes,
+                             durable=config.publish == "durable", restored=restored)
         self.detect = FleetDetect(detect_config) if config.view else None
         self.view = ClusterView(stats_config, config.down_after_s, clock(), self.detect)
         self.ledger = EventLedger(detect_config.keep_events, config.max_events, config.events_queue)
@@ -104,6 +106,12 @@ class ClusterNode:
             figures["events"] = msgspec.to_builtins(self.ledger.figures())
             figures["detect"] = self.detect.figures()
         return figures
+
+    def checkpoint(self) -> tuple[list[bytes], int]:
+        """For the snapshot being taken: the open second sealed now, so that what the totals hold
+        and what the outbox holds part at the same line; then `Outbox.checkpoint`."""
+        self._seal()
+        return self.outbox.checkpoint()
 
     def reconfigure(self, detect_config: DetectConfig) -> None:
         """SIGHUP: the fleet detectors take the new `[detect]` as the local ones do."""

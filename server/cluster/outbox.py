@@ -7,7 +7,7 @@ import collections
 
 import msgspec
 
-from logtallyd.cluster.wire import NodeSecond, encode
+from logtallyd.cluster.wire import NodeSecond, decode, encode
 from logtallyd.detect.feed import Feed, merge_feed
 from logtallyd.stats.aggregate import Partial
 
@@ -24,16 +24,23 @@ class OutboxFigures(msgspec.Struct, frozen=True):
     # Lines counted again from the archive at start (after a kill -9) and not published: the
     # previous process published them already, all but those of its last second or so.
     replayed_lines: int = 0
+    held: int = 0  # sealed seconds waiting for a snapshot to count them (`publish = "durable"`)
+    restored: int = 0  # sealed seconds a snapshot kept unpublished, queued again at start
 
 
 class Outbox:
     """`add()` is all the ingest path does (append bytes); `seal()` runs once a second."""
 
-    def __init__(self, node: str, boot: str, buffer_seconds: int, max_message_bytes: int = 1_000_000) -> None:
+    def __init__(self, node: str, boot: str, buffer_seconds: int, max_message_bytes: int = 1_000_000,
+                 durable: bool = False, restored: list[bytes] | None = None) -> None:
         self.node = node
         self.boot = boot
         self.buffer_seconds = buffer_seconds
         self.max_message_bytes = max_message_bytes
+        # `[cluster] publish = "durable"`: a sealed second waits in `held` until a snapshot that
+        # counts its lines is on disk, so the fleet never has a line a restart counts again.
+        self.durable = durable
+        self.held: collections.deque[tuple[NodeSecond, bytes]] = collections.deque()
         self._open: list[tuple[bytes, int]] = []  # encoded partials of the second being filled, and their lines
         self._open_feeds: list[bytes] = []  # encoded feeds of the second being filled
         self._detect_watermark: int | None = None  # as of the last seal
@@ -48,6 +55,14 @@ class Outbox:
         # the process that archived them): they are counted locally, not sent a second time.
         self.replaying = False
         self.replayed_lines = 0
+        # Seconds a snapshot held unpublished (a previous process's, under their own boot and seq:
+        # the stream's duplicate window and the view's per-boot seq store each once).
+        for data in restored or ():
+            try:
+                self.queue.append((decode(data), data))
+            except msgspec.DecodeError:  # a snapshot of another version: its lines stay local
+                self.unpublished_seconds += 1
+        self.restored = len(self.queue)
 
     def add(self, partial: Partial) -> None:
         """A partial about to be merged locally (`Stats.tee`); encoded now, as the merge changes it."""
@@ -76,13 +91,28 @@ class Outbox:
             message = NodeSecond(self.node, self.boot, self.seq, tick, newest, received, partial, feed,
                                  detect_watermark if last else self._detect_watermark)
             self.seq += 1
-            self.queue.append((message, encode(message)))
+            (self.held if self.durable else self.queue).append((message, encode(message)))
         self._detect_watermark = detect_watermark
-        while len(self.queue) > self.buffer_seconds:
-            dropped, _ = self.queue.popleft()
+        while len(self.queue) + len(self.held) > self.buffer_seconds:
+            dropped, _ = (self.queue or self.held).popleft()
             self.unpublished_seconds += 1
             self.unpublished_lines += dropped.received
         return message
+
+    def checkpoint(self) -> tuple[list[bytes], int]:
+        """What a snapshot taken now keeps (every sealed second not yet confirmed: a restart
+        publishes them), and the mark to pass to `durable_up_to` once that snapshot is written
+        (the seq of the newest held second). Call right after a `seal()`, in the same step as the
+        totals are taken."""
+        blobs = [data for _, data in self.queue] + [data for _, data in self.held]
+        return blobs, self.held[-1][0].seq if self.held else -1
+
+    def durable_up_to(self, mark: int) -> None:
+        """The snapshot of `checkpoint()` is on disk: the held seconds up to seq `mark` may go
+        out; those sealed while it was written wait for the next one. (Held seconds are all of
+        this boot: a restored one is durable already.)"""
+        while self.held and self.held[0][0].seq <= mark:
+            self.queue.append(self.held.popleft())
 
     def head(self) -> tuple[NodeSecond, bytes] | None:
         """The oldest sealed second not yet confirmed: seconds go out in order."""
@@ -109,7 +139,8 @@ class Outbox:
 
     def figures(self) -> OutboxFigures:
         return OutboxFigures(self.published, len(self.queue), self.unpublished_seconds,
-                             self.unpublished_lines, self.oversize, self.bus_bytes, self.replayed_lines)
+                             self.unpublished_lines, self.oversize, self.bus_bytes, self.replayed_lines,
+                             len(self.held), self.restored)
 
 
 Sealed = tuple[bytes, int, bytes]  # (merged partial, its lines, merged feed) of one message

@@ -69,8 +69,10 @@ class Server:
             # Lines archived after the snapshot were never counted: count them before listening.
             if parts.restored_archive is not None:
                 outbox = parts.cluster.outbox if parts.cluster is not None else None
-                if outbox is not None:
-                    outbox.replaying = True  # the fleet has these lines: the previous process sent them
+                if outbox is not None and not outbox.durable:
+                    # The fleet has these lines: the previous process sent them live. (Sent
+                    # durably, it sent none a snapshot did not count: they go out once, now.)
+                    outbox.replaying = True
                 try:
                     archive.replayed_lines = await replay_archive(parts.pipeline, archive, parts.restored_archive)
                 finally:
@@ -189,11 +191,15 @@ class Server:
         # then counts exactly the lines these totals lack.
         source = parts.nats_source
         nats = source.position() if source is not None else None
-        data = parts.state.encode(parts.stats, parts.driver.engine, parts.pipeline.archived, clean, nats)
+        fleet = parts.cluster.checkpoint() if parts.cluster is not None else None
+        data = parts.state.encode(parts.stats, parts.driver.engine, parts.pipeline.archived, clean, nats,
+                                  None if fleet is None else fleet[0])
         if archive is not None and archive.config.fsync != "never":
             await archive.sync()  # the snapshot never points past what a power loss leaves on disk
         saved = parts.state.saved
         await parts.state.write(data, parts.clock())
+        if parts.state.saved > saved and fleet is not None:
+            parts.cluster.outbox.durable_up_to(fleet[1])  # type: ignore[union-attr]
         if source is not None and nats is not None and parts.state.saved > saved:
             await source.acknowledge(nats)  # only now: a kill -9 from here on restores these counts
 
@@ -273,13 +279,15 @@ class Server:
         if self._tick_task is not None:
             self._tick_task.cancel()
         parts.publish_events(parts.driver.tick(time.monotonic()))
-        if parts.cluster is not None:
-            await parts.cluster.close()  # the last seconds go out, one try each
-        # The last notifications (each route gets one try's timeout), then the routes stop.
-        await parts.alerts.close()
-        # What survives a restart, then the files that hold every line.
+        # What survives a restart (the fleet seconds still unpublished included: a durable
+        # second may go out once this is written), then the last seconds go out, one try each.
         if parts.state.enabled:
             await self.snapshot(clean=True)
+        if parts.cluster is not None:
+            await parts.cluster.close()
+        # The last notifications (each route gets one try's timeout), then the routes stop.
+        await parts.alerts.close()
+        # Then the files that hold every line.
         if parts.nats_source is not None:
             if not parts.state.enabled:
                 await parts.nats_source.acknowledge(parts.nats_source.position())

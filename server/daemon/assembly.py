@@ -292,7 +292,8 @@ def build(config: Config) -> Parts:
         from logtallyd.cluster.node import ClusterNode
 
         cluster = ClusterNode(config.cluster, node_name(config.cluster), config.stats, config.detect, stats, driver,
-                              clock, on_event=lambda event: parts.publish_cluster_event(event))
+                              clock, on_event=lambda event: parts.publish_cluster_event(event),
+                              restored=restored.cluster if restored else None)
     commands = Commands(
         config, stats, jobs, clock,
         lambda window: parts.stats_report(window), lambda n: parts.recent_events(n), lambda: parts.metrics_text(),

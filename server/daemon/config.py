@@ -173,6 +173,8 @@ def check_config(config: Config) -> str | None:
                     re.compile(step[3:])
                 except re.error as exc:
                     return f"{where}.steps[{j}]: invalid regular expression: {exc}"
+    if config.cluster.publish == "durable" and config.state.directory == "":
+        return 'cluster.publish = "durable" needs [state] (a second goes out once a snapshot counts it)'
     source = config.sources.nats
     if source.subjects and not config.cluster.nats:
         return "sources.nats.subjects needs cluster.nats (the NATS server to read them from)"

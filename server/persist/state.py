@@ -35,6 +35,7 @@ class _Payload(msgspec.Struct):
     clean: bool = False  # written by an orderly shutdown: nothing came after it
     archive: ArchivePosition | None = None  # the totals hold every archived line before this
     nats: NatsPosition | None = None  # ...and every message of the NATS source's stream up to this
+    cluster: list[bytes] = []  # sealed fleet seconds not yet published (encoded `NodeSecond`s)
 
 
 class Restored(msgspec.Struct):
@@ -44,6 +45,7 @@ class Restored(msgspec.Struct):
     archive: ArchivePosition | None
     clean: bool
     nats: NatsPosition | None = None
+    cluster: list[bytes] = []
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -95,14 +97,14 @@ class StateStore:
                 snapshot_ts=snapshot.created_ts,
             )
         return Restored(stats=restored_stats, engine=engine, created_ts=snapshot.created_ts,
-                        archive=payload.archive, clean=payload.clean, nats=payload.nats)
+                        archive=payload.archive, clean=payload.clean, nats=payload.nats, cluster=payload.cluster)
 
     def encode(self, stats: Stats, engine: Engine, archive: ArchivePosition | None, clean: bool = False,
-               nats: NatsPosition | None = None) -> bytes:
-        """The snapshot payload, taken in one step so that `archive` and `nats` are exactly what the
-        totals hold."""
+               nats: NatsPosition | None = None, cluster: list[bytes] | None = None) -> bytes:
+        """The snapshot payload, taken in one step so that `archive`, `nats` and the unpublished
+        fleet seconds `cluster` are exactly what the totals hold."""
         return _encoder.encode(_Payload(stats=stats.to_bytes(), engine=engine.to_bytes(), clean=clean,
-                                        archive=archive, nats=nats))
+                                        archive=archive, nats=nats, cluster=cluster or []))
 
     async def save(self, stats: Stats, engine: Engine, now: float, clean: bool = False,
                    archive: ArchivePosition | None = None) -> None:
