@@ -211,6 +211,8 @@ def _sieved(lo: int, hi: int, base: bytes | np.ndarray, lane: str | None = None,
 
 def _index(P: np.ndarray, x: int) -> int:
     """How many of the ascending primes P are below x."""
+    import numpy as np
+
     # x as P's own dtype: a Python int would make numpy search an int64 copy of P (16 MB at 1e15)
     return int(np.searchsorted(P, P.dtype.type(min(x, np.iinfo(P.dtype).max)))) if x > 0 else 0
 
