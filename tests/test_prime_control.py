@@ -62,7 +62,7 @@ def test_list_streams_chunks(server: ServerProcess) -> None:
 
 
 def test_long_job_returns_id_reports_progress_and_cancels(server: ServerProcess) -> None:
-    with socket.create_connection(server.address("control")) as sock:
+    with socket.create_connection(server.address("control"), timeout=60) as sock:  # never hang on a lost answer
         f = sock.makefile("rb")
         sock.sendall(f"AUTH {server.token}\nSUBSCRIBE jobs\n".encode())
         assert json.loads(f.readline()) == {"auth": "ok"}
@@ -74,6 +74,7 @@ def test_long_job_returns_id_reports_progress_and_cancels(server: ServerProcess)
         job = next(m["job"] for m in messages if "job" in m)
         while not any(m.get("type") == "job_progress" for m in messages):
             messages.append(json.loads(f.readline()))
+            assert messages[-1].get("type") not in ("job_failed", "job_done"), messages[-1]
         progress = next(m for m in messages if m.get("type") == "job_progress")
         assert progress["id"] == job
         assert 0 <= progress["percent"] <= 100
