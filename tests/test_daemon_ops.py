@@ -195,6 +195,16 @@ def test_sighup_keeps_what_needs_a_restart_and_says_so(server: ServerProcess) ->
     assert server.wait_received(5)["received"] == 5
 
 
+def test_sighup_applies_the_command_lines_nats_options_again(start_server) -> None:
+    """`--nats`/`--node` win over the file on SIGHUP as at start: an unchanged file is no change."""
+    server = start_server(extra_args=["--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0",
+                                      "--nats", "nats://127.0.0.1:9", "--node", "web-9"])
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reloaded")
+    assert not [e for e in server.logs if e.get("event") == "reload_needs_restart"]
+    assert server.stats()["cluster"]["node"] == "web-9"
+
+
 def test_invalid_config_on_sighup_keeps_the_old_one(server: ServerProcess) -> None:
     server.config_path.write_text("[ingest]\nmax_connections = -5\n")
     server.proc.send_signal(signal.SIGHUP)

@@ -32,9 +32,12 @@ _json = msgspec.json.Encoder()
 
 
 class Server:
-    def __init__(self, parts: Parts, config_path: str | None = None, pinned: set[str] | None = None) -> None:
+    def __init__(self, parts: Parts, config_path: str | None = None, pinned: set[str] | None = None,
+                 overrides: Callable[[Config], Config] = lambda config: config) -> None:
         self.parts = parts
         self.config_path = config_path
+        # The command line's --nats/--node/--nats-ingest, applied to the file again on SIGHUP.
+        self.overrides = overrides
         # Listeners whose address came from the command line or from systemd: SIGHUP leaves them.
         self.endpoints = Endpoints(openers(parts), pinned)
         self._stopping = asyncio.Event()
@@ -214,7 +217,7 @@ class Server:
         """SIGHUP: apply a new config without dropping connections or state."""
         sdnotify.notify(*sdnotify.reloading_lines())
         try:
-            new = load_config(self.config_path) if self.config_path else self.config
+            new = self.overrides(load_config(self.config_path)) if self.config_path else self.config
             token = load_token(new.control)
             http_token = self._http_token(new)
         except ConfigError as exc:
@@ -330,10 +333,11 @@ async def replay_archive(pipeline: Pipeline, archive: Archive, since: ArchivePos
     return replayed
 
 
-async def serve(config: Config, config_path: str | None = None, pinned: set[str] | None = None) -> int:
+async def serve(config: Config, config_path: str | None = None, pinned: set[str] | None = None,
+                overrides: Callable[[Config], Config] = lambda config: config) -> int:
     from logtallyd.daemon.activation import inherited_listeners
 
-    server = Server(build(config), config_path, pinned)
+    server = Server(build(config), config_path, pinned, overrides)
     await server.start(inherited_listeners())
     await server.wait_stopped()
     await server.stop()

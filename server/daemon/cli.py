@@ -91,7 +91,8 @@ def run_daemon(argv: list[str]) -> int:
 
     pinned = {name for name in ("tcp", "udp", "control", "http") if getattr(args, name) is not None}
     try:
-        return uvloop.run(serve(config, args.config, pinned))
+        return uvloop.run(serve(config, args.config, pinned,
+                                lambda c: apply_nats_overrides(c, args.nats, args.node, args.nats_ingest)))
     except OSError as exc:  # e.g. the port is taken
         log.error("start_failed", error=str(exc))
         return 1
