@@ -217,6 +217,12 @@ def test_the_view_counts_a_second_republished_after_a_restart_once() -> None:
 
 def test_durable_publishing_needs_snapshots() -> None:
     assert decode_config({"cluster": {"publish": "durable"}}).cluster.publish == "durable"
+    # held seconds wait up to two snapshot intervals: the buffer must be longer, exactly
+    at = {"publish": "durable", "buffer_seconds": 61}
+    assert decode_config({"cluster": at, "state": {"snapshot_interval_s": 30}}).cluster.buffer_seconds == 61
+    with pytest.raises(ConfigError, match="buffer_seconds must exceed twice state.snapshot_interval_s"):
+        decode_config({"cluster": {**at, "buffer_seconds": 60}, "state": {"snapshot_interval_s": 30}})
+    assert decode_config({"cluster": {"buffer_seconds": 60}, "state": {"snapshot_interval_s": 30}})  # live: no wait
     with pytest.raises(ConfigError, match="needs \\[state\\]"):
         decode_config({"cluster": {"publish": "durable"}, "state": {"directory": ""}})
 

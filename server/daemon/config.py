@@ -175,6 +175,11 @@ def check_config(config: Config) -> str | None:
                     return f"{where}.steps[{j}]: invalid regular expression: {exc}"
     if config.cluster.publish == "durable" and config.state.directory == "":
         return 'cluster.publish = "durable" needs [state] (a second goes out once a snapshot counts it)'
+    if config.cluster.publish == "durable" and config.cluster.buffer_seconds <= 2 * config.state.snapshot_interval_s:
+        # Seconds wait for the snapshot that counts them: the buffer must outlast two intervals
+        # (one being filled, one being written), or held seconds are dropped before they may go.
+        return (f'cluster.buffer_seconds must exceed twice state.snapshot_interval_s with publish = "durable"'
+                f" (got {config.cluster.buffer_seconds} <= 2 * {config.state.snapshot_interval_s})")
     source = config.sources.nats
     if source.subjects and not config.cluster.nats:
         return "sources.nats.subjects needs cluster.nats (the NATS server to read them from)"
