@@ -205,6 +205,19 @@ def test_sighup_applies_the_command_lines_nats_options_again(start_server) -> No
     assert server.stats()["cluster"]["node"] == "web-9"
 
 
+def test_a_node_started_while_nats_is_away_seals_its_seconds_into_the_bounded_buffer(start_server) -> None:
+    """Before the first connection as after a lost one: a second a second, at most
+    `buffer_seconds` of them, the rest dropped and counted (not an ever-growing open second)."""
+    server = start_server("[cluster]\nbuffer_seconds = 2\n",
+                          extra_args=["--tcp", "127.0.0.1:0", "--udp", "", "--control", "127.0.0.1:0",
+                                      "--nats", "nats://127.0.0.1:9", "--node", "web-9"])
+    send_tcp(server.address("tcp"), app_lines(30))
+    server.wait_received(30)
+    report = server.wait_stats(lambda r: r["cluster"]["unpublished_seconds"] >= 2, timeout=30)["cluster"]
+    assert (report["connected"], report["buffered"], report["published"]) == (False, 2, 0)
+    assert report["unpublished_lines"] <= 30
+
+
 def test_invalid_config_on_sighup_keeps_the_old_one(server: ServerProcess) -> None:
     server.config_path.write_text("[ingest]\nmax_connections = -5\n")
     server.proc.send_signal(signal.SIGHUP)

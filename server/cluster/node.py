@@ -84,7 +84,10 @@ class ClusterNode:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        self._seal()
+        try:
+            self._seal()
+        except Exception as exc:
+            log.error("cluster_seal_failed", error=repr(exc))
         client = self.client
         if client is not None and client.is_connected:
             try:
@@ -110,7 +113,10 @@ class ClusterNode:
     def checkpoint(self) -> tuple[list[bytes], int]:
         """For the snapshot being taken: the open second sealed now, so that what the totals hold
         and what the outbox holds part at the same line; then `Outbox.checkpoint`."""
-        self._seal()
+        try:
+            self._seal()
+        except Exception as exc:  # a bug here must not fail the snapshot: the open second waits
+            log.error("cluster_seal_failed", error=repr(exc))
         return self.outbox.checkpoint()
 
     def reconfigure(self, detect_config: DetectConfig) -> None:
@@ -140,17 +146,25 @@ class ClusterNode:
     # -- the task ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        self.client = await connect(self.config, self.name)  # retries until NATS answers
-        while True:
-            self._seal()
-            try:
-                await self._step(self.client)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS away or slow: keep buffering, try again next second
-                self._outage.log("warning", "cluster_publish_failed", key="publish", error=repr(exc),
-                                 buffered=len(self.outbox.queue))
-            await asyncio.sleep(1.0)
+        # nats-py retries until NATS answers; meanwhile seconds are sealed (and the buffer bounded)
+        # as they are while connected, so an outage at start costs no more memory than a later one.
+        connecting = asyncio.get_running_loop().create_task(connect(self.config, self.name))
+        try:
+            while True:
+                try:
+                    self._seal()
+                    if self.client is None and connecting.done():
+                        self.client = connecting.result()
+                    if self.client is not None:
+                        await self._step(self.client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # NATS away or slow: keep buffering, try again next second
+                    self._outage.log("warning", "cluster_publish_failed", key="publish", error=repr(exc),
+                                     buffered=len(self.outbox.queue))
+                await asyncio.sleep(1.0)
+        finally:
+            connecting.cancel()
 
     async def _step(self, client: Client) -> None:
         if not client.is_connected:
