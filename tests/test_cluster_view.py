@@ -215,6 +215,29 @@ def test_the_view_counts_a_second_republished_after_a_restart_once() -> None:
     assert view.duplicates == 3
 
 
+def test_seconds_of_an_older_boot_sent_again_after_a_newer_ones_count_once() -> None:
+    """Boot b0's kept seconds go out under b0 from b1, then b1's own, then from b2 the same b0
+    seconds once more (past the stream's duplicate window): each is merged once."""
+    rng = random.Random(6)
+    b0 = Outbox("n1", "b0", 10)
+    for tick in range(2):
+        b0.add(partial(rng, 3))
+        b0.seal(NOW + tick, START)
+    kept = [data for _, data in b0.queue]
+    b1 = Outbox("n1", "b1", 10, restored=kept)
+    b1.add(partial(rng, 2))
+    b1.seal(NOW + 3, START)
+    b2 = Outbox("n1", "b2", 10, restored=kept)
+    b2.seal(NOW + 4, START)
+    view = ClusterView(StatsConfig(), 15.0, NOW)
+    for outbox in (b0, b1, b2):
+        for message, _ in list(outbox.queue):
+            view.apply(message, NOW)
+    expected = sum(m.received for m, _ in b0.queue) + b1.queue[-1][0].received
+    assert view.stats.received == expected and view.nodes["n1"].lines == expected
+    assert (view.duplicates, view.nodes["n1"].restarts) == (4, 2)
+
+
 def test_durable_publishing_needs_snapshots() -> None:
     assert decode_config({"cluster": {"publish": "durable"}}).cluster.publish == "durable"
     # held seconds wait up to two snapshot intervals: the buffer must be longer, exactly

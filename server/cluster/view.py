@@ -27,6 +27,12 @@ class NodeState(msgspec.Struct):
     seconds: int  # messages merged from it
     restarts: int = 0  # boots seen after the first
     detect_watermark: int | None = None  # its own detector watermark, as of its last second
+    # The last seq merged of each of its recent boots: a restarted node sends the seconds its
+    # snapshot kept under their old boot, possibly after its newer boot's own.
+    boots: dict[str, int] = {}
+
+
+_KEPT_BOOTS = 16  # per node; a boot older than the last 16 restarts sends nothing any more
 
 
 class ClusterView:
@@ -47,13 +53,17 @@ class ClusterView:
         if state is None:
             state = self.nodes[message.node] = NodeState(message.node, message.boot, -1, message.tick,
                                                           None, 0, 0)
-        elif state.boot != message.boot:
-            state.boot, state.last_seq = message.boot, -1
-            state.restarts += 1
-        elif message.seq <= state.last_seq:
+        last = state.boots.get(message.boot)
+        if last is not None and message.seq <= last:
             self.duplicates += 1
             return []
-        state.last_seq = message.seq
+        if last is None and state.boots:
+            state.restarts += 1
+        state.boots.pop(message.boot, None)
+        state.boots[message.boot] = message.seq  # the most recently heard boot last
+        while len(state.boots) > _KEPT_BOOTS:
+            del state.boots[next(iter(state.boots))]
+        state.boot, state.last_seq = message.boot, message.seq
         state.last_tick = max(state.last_tick, message.tick)
         if message.newest is not None and (state.newest is None or message.newest > state.newest):
             state.newest = message.newest
