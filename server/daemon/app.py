@@ -43,6 +43,7 @@ class Server:
         self._stopping = asyncio.Event()
         self._tick_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._snapshot_lock = asyncio.Lock()
         self._job_log = RateLimitedLog(RateLimiter(1, 60.0))
         self.job_failures = parts.job_failures  # shown in STATS and METRICS
 
@@ -189,6 +190,19 @@ class Server:
             await parts.pipeline.archive.tick()
 
     async def snapshot(self, clean: bool = False) -> None:
+        """Write a snapshot. The write runs to its end even when the caller is cancelled (the
+        periodic one at shutdown), and one snapshot at a time: the final one is never overwritten
+        by an older one still being written."""
+        task = asyncio.get_running_loop().create_task(self._snapshot(clean))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
+    async def _snapshot(self, clean: bool) -> None:
+        async with self._snapshot_lock:
+            await self._write_snapshot(clean)
+
+    async def _write_snapshot(self, clean: bool) -> None:
         parts, archive = self.parts, self.parts.pipeline.archive
         # Totals and archive position in one step, with no await between: replay after a crash
         # then counts exactly the lines these totals lack.
