@@ -262,7 +262,8 @@ class Server:
         token = read_token(new.http.token_file, "http.token_file")
         bound = self.endpoints.addresses.get("http")
         if (token is None and bound is not None and not new.http.allow_unauthenticated
-                and new.http.listen == self.config.http.listen and not is_loopback(split_address(bound)[0])):
+                and ("http" in self.endpoints.pinned or new.http.listen == self.config.http.listen)
+                and not is_loopback(split_address(bound)[0])):
             raise ConfigError(f"http listener {bound} is not on loopback and http.token_file is not set "
                               "(http.allow_unauthenticated = true serves it anyway)")
         return token
