@@ -205,6 +205,19 @@ def test_the_queue_holds_exactly_events_queue_then_drops_the_oldest() -> None:
     assert ledger.head().event == events[1]  # type: ignore[union-attr]
 
 
+def test_an_event_dropped_while_its_publish_was_in_flight_counts_as_published_only() -> None:
+    ledger = EventLedger(keep_events=10, max_ids=100, queue_size=1)
+    first, second = (ErrorSpike(float(S + i), "spike", "api", 31, 10, 30, []) for i in range(2))
+    ledger.found([first])
+    outgoing = ledger.head()
+    ledger.found([second])  # the bound drops `first` while it is being sent
+    assert ledger.figures().dropped == 1
+    ledger.sent(outgoing, duplicate=False)  # type: ignore[arg-type]
+    figures = ledger.figures()
+    assert (figures.published, figures.dropped, figures.queued) == (1, 0, 1)
+    assert figures.found == figures.published + figures.duplicates + figures.skipped + figures.dropped + figures.queued
+
+
 def test_remembered_ids_are_bounded_at_max_ids() -> None:
     ledger = EventLedger(keep_events=2, max_ids=2, queue_size=10)
     events = [ErrorSpike(float(S + i), "spike", "api", 31, 10, 30, []) for i in range(3)]

@@ -66,6 +66,8 @@ class EventLedger:
         """The stream acknowledged `outgoing` (a `head()`); `duplicate`: it held the id already."""
         if self.queue and self.queue[0] is outgoing:
             self.queue.popleft()
+        else:  # dropped while its publish was in flight, yet stored: not lost after all
+            self.dropped -= 1
         if duplicate:
             self.duplicates += 1
         else:

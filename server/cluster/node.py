@@ -171,6 +171,9 @@ class ClusterNode:
             return
         js = client.jetstream(timeout=_PUBLISH_TIMEOUT_S)
         if client.stats["reconnects"] != self._reconnects:  # a new connection (or the first)
+            # A message past the server's max_payload (headers and envelope included) closes the
+            # connection: split seconds below what this server takes, whatever the config says.
+            self.outbox.max_message_bytes = max(16384, min(self.config.max_message_bytes, client.max_payload - 8192))
             await self._ensure_stream(js)
             if self.config.view:
                 await self._subscribe_events(js)
