@@ -7,7 +7,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from logtallyd.primes.wheel import BIT, WHEEL, jit
+from logtallyd.primes.wheel import BIT, WHEEL, inline, jit
 
 
 def _byte_tables() -> tuple[np.ndarray, ...]:
@@ -60,6 +60,22 @@ def _nonzero_bytes(x):  # pragma: no cover - compiled
     return np.int64((x * np.uint64(0x0102040810204080)) >> np.uint64(56))
 
 
+@inline
+def _scan_bytes(buf, lo, hi, prev_i, longest, cand, nc):  # pragma: no cover - compiled
+    """`stats`' first pass byte by byte over buf[lo:hi] (the words' unaligned head and tail):
+    the nonzero bytes' longest distance, and where one came within one of it. Returns the new
+    (prev_i, longest, nc)."""
+    for i in range(lo, hi):
+        if buf[i] != 0:
+            if i - prev_i >= longest - 1:
+                if nc < _CANDIDATES:
+                    cand[nc] = i
+                nc += 1
+            longest = max(longest, i - prev_i)
+            prev_i = i
+    return prev_i, longest, nc
+
+
 @jit
 def stats(buf, c0):  # pragma: no cover - compiled
     """(count, first, last, gap, gap_after, twins) of the set bits; -1 for none / no gap."""
@@ -108,14 +124,7 @@ def stats(buf, c0):  # pragma: no cover - compiled
     prev_i = i0
     cand = np.empty(_CANDIDATES, np.int64)
     nc = 0
-    for i in range(i0 + 1, min(n, (i0 + 8) & ~7)):
-        if buf[i] != 0:
-            if i - prev_i >= longest - 1:
-                if nc < _CANDIDATES:
-                    cand[nc] = i
-                nc += 1
-            longest = max(longest, i - prev_i)
-            prev_i = i
+    prev_i, longest, nc = _scan_bytes(buf, i0 + 1, min(n, (i0 + 8) & ~7), prev_i, longest, cand, nc)
     for w in range((i0 + 8) >> 3, nw):
         m = _nonzero_bytes(words[w])
         if m:
@@ -126,14 +135,7 @@ def stats(buf, c0):  # pragma: no cover - compiled
                 nc += 1
                 longest = max(longest, d)
             prev_i = 8 * w + _HIGH[m]
-    for i in range(max(8 * nw, min(n, (i0 + 8) & ~7)), n):
-        if buf[i] != 0:
-            if i - prev_i >= longest - 1:
-                if nc < _CANDIDATES:
-                    cand[nc] = i
-                nc += 1
-            longest = max(longest, i - prev_i)
-            prev_i = i
+    prev_i, longest, nc = _scan_bytes(buf, max(8 * nw, min(n, (i0 + 8) & ~7)), n, prev_i, longest, cand, nc)
     last = 30 * (c0 + prev_i) + WHEEL[_HIGH[buf[prev_i]]]
     near = longest - 1
     if near >= 1 and nc <= _CANDIDATES:

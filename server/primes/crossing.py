@@ -122,24 +122,9 @@ def _spill_turns(buf, x, e, pu, a, i):  # pragma: no cover - compiled
     """`_full_turns` for every turn that starts before e: the last one may reach up to p - 1
     bytes past e (the caller leaves that room). Called with a constant i (`_block_turns`), so
     the eight masks are immediates."""
-    d1 = np.uint64(a * 6 + TURN[i + 1] - TURN[i])
-    d2 = np.uint64(a * 10 + TURN[i + 2] - TURN[i])
-    d3 = np.uint64(a * 12 + TURN[i + 3] - TURN[i])
-    d4 = np.uint64(a * 16 + TURN[i + 4] - TURN[i])
-    d5 = np.uint64(a * 18 + TURN[i + 5] - TURN[i])
-    d6 = np.uint64(a * 22 + TURN[i + 6] - TURN[i])
-    d7 = np.uint64(a * 28 + TURN[i + 7] - TURN[i])
-    while x < e:
-        buf[x] &= UNSET[i]
-        buf[x + d1] &= UNSET[i + 1]
-        buf[x + d2] &= UNSET[i + 2]
-        buf[x + d3] &= UNSET[i + 3]
-        buf[x + d4] &= UNSET[i + 4]
-        buf[x + d5] &= UNSET[i + 5]
-        buf[x + d6] &= UNSET[i + 6]
-        buf[x + d7] &= UNSET[i + 7]
-        x += pu
-    return x
+    # "ends before e + d7" is "starts before e": the whole-turn loop with its bound moved by the
+    # turn's last offset
+    return _full_turns(buf, x, e + np.uint64(a * 28 + TURN[i + 7] - TURN[i]), pu, a, i)
 
 
 @inline
