@@ -14,7 +14,7 @@ import threading
 import time
 import multiprocessing
 import operator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -47,6 +47,9 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     # for `analyze`, whose main process is its bottleneck; a daemon's worker then stays without
     # the sketch library.
     sketch: bool = False
+    # Seconds one bucket of the result spans (`Partial.grain`): 1 for windows; 86400 for a
+    # `Stats` without them (`analyze` without `--html`), which needs one bucket per day.
+    grain: Literal[1, 86400] = 1
 
 
 class BatchResult(msgspec.Struct):
@@ -148,7 +151,7 @@ def summarise_partial(
     senders: list[tuple[str, int]] | None = None,
     claims: dict[str, list[str]] | None = None,
 ) -> tuple[Partial, list[tuple[int, str]], int]:
-    partial = Partial(lg_k=options.distinct_lg_k)
+    partial = Partial(lg_k=options.distinct_lg_k, grain=options.grain)
     rejected: list[tuple[int, str]] = []
     texts = _decode_all(frames, partial)
     # The per-line loop only decodes and parses; everything counted is then pulled out of the

@@ -380,8 +380,20 @@ def by_second(seconds: Sequence[int]) -> Groups:
     return [(second, groups[second]) for second in distinct]
 
 
+class Span(msgspec.Struct, array_like=True):
+    """One event second of a `Partial` whose buckets span more than a second: its lines and the
+    range of their timestamps, what a `Stats` without windows needs to count `late` and
+    `future` lines exactly as the windows would."""
+
+    lines: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+
 class Partial(msgspec.Struct, dict=True):
-    """A batch's accounting plus its per-event-second buckets (`buckets`: second -> Bucket)."""
+    """A batch's accounting plus its buckets (`buckets`: start second -> Bucket), one per event
+    second, or one per `grain` seconds (a UTC day: `analyze` when nothing reads its windows)
+    with each second's lines in `spans`."""
 
     received: int = 0
     parsed: int = 0
@@ -391,6 +403,10 @@ class Partial(msgspec.Struct, dict=True):
     notes: dict[str, int] = {}  # counted facts that are not rejections (e.g. invalid_utf8 kept)
     buckets: dict[int, Bucket] = {}
     lg_k: int = DISTINCT_LG_K  # of the HLL distinct counts (`[stats] distinct_lg_k`)
+    # Seconds one bucket spans: 1, or 86400 (one bucket per UTC day, so unique visitors, whose
+    # key holds the day, count as per second). With 86400, `spans` holds every second's lines.
+    grain: int = 1
+    spans: dict[int, Span] = {}
 
     def __post_init__(self) -> None:
         self._scratch: dict[int, _Scratch] = {}
@@ -413,7 +429,15 @@ class Partial(msgspec.Struct, dict=True):
         self.parsed += n
         self.bytes += sum(sizes)
         _count(self.by_format, map(_FORMAT, records))
-        for second, positions in by_second(seconds) if groups is None else groups:
+        if groups is None:
+            groups = by_second(seconds)
+        grain = self.grain
+        if grain > 1:
+            # One bucket per day of the batch (one, nearly always): the per-second costs of a
+            # replayed file (~10 lines a second) go; what is left per second is its span.
+            self._add_spans(records, groups)
+            groups = by_second([s - s % grain for s in seconds])
+        for second, positions in groups:
             if positions is None:
                 recs, nbytes, tmpl = records, sum(sizes), templates
             else:
@@ -421,6 +445,24 @@ class Partial(msgspec.Struct, dict=True):
                 nbytes = sum(map(sizes.__getitem__, positions))
                 tmpl = list(map(templates.__getitem__, positions))
             self._add_second(second, recs, nbytes, tmpl)
+
+    def _add_spans(self, records: Sequence[Record], groups: Groups) -> None:
+        spans = self.spans
+        stamps = list(map(_TS, records))
+        for second, positions in groups:
+            ts = stamps if positions is None else list(map(stamps.__getitem__, positions))
+            span = spans.get(second)
+            if span is None:
+                span = spans[second] = Span()
+            span.lines += len(ts)
+            if None in ts:
+                ts = [t for t in ts if t is not None]
+            if ts:
+                first, last = min(ts), max(ts)
+                if span.first_ts is None or first < span.first_ts:
+                    span.first_ts = first
+                if span.last_ts is None or last > span.last_ts:
+                    span.last_ts = last
 
     def _add_second(
         self, second: int, recs: Sequence[Record], nbytes: int, templates: Sequence[str | None]
@@ -496,9 +538,18 @@ class Partial(msgspec.Struct, dict=True):
         self._scratch = {}
 
     def merge(self, other: Partial) -> None:
+        if other.grain != self.grain:
+            raise ValueError(f"cannot merge a partial of grain {other.grain} into one of grain {self.grain}")
         merge_totals(self, other)
         self.fold()
         other.fold()
+        for second, theirs in other.spans.items():
+            span = self.spans.setdefault(second, Span())
+            span.lines += theirs.lines
+            for ts in (theirs.first_ts, theirs.last_ts):
+                if ts is not None:
+                    span.first_ts = ts if span.first_ts is None else min(span.first_ts, ts)
+                    span.last_ts = ts if span.last_ts is None else max(span.last_ts, ts)
         for second, bucket in other.buckets.items():
             mine = self.buckets.get(second)
             if mine is None:

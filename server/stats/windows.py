@@ -19,7 +19,7 @@ import msgspec
 
 from logtallyd.stats import sketches
 from logtallyd.stats.config import StatsConfig
-from logtallyd.stats.aggregate import DISTINCT_FIELDS, KLL_K, Bucket, Partial, Sizes, add_counts, merge_totals
+from logtallyd.stats.aggregate import DISTINCT_FIELDS, KLL_K, Bucket, Partial, Sizes, Span, add_counts, merge_totals
 from logtallyd.stats.tally import Row, Tally, rank_key
 from logtallyd.stats.grouping import group_rows
 from logtallyd.records import LEVELS
@@ -67,8 +67,11 @@ def _adoptable(bucket: Bucket, sizes: Sizes) -> bool:
 class Stats:
     """Everything counted since start, in buckets that windows are built from."""
 
-    def __init__(self, config: StatsConfig, started_at: float) -> None:
+    def __init__(self, config: StatsConfig, started_at: float, windows: bool = True) -> None:
         self.config = config
+        # False: only "all" (`analyze` when nothing reads its windows). Lines are still judged
+        # `late` and `future` against the windows they would have entered, so "all" is the same.
+        self.windows = windows
         self.started_at = started_at
         self.horizon = max(config.windows.values())
         # Minute rollups, the total and query results; per-second buckets have their own budget.
@@ -110,6 +113,11 @@ class Stats:
             self.tee(partial)
         merge_totals(self, partial)
         partial.fold()
+        if not self.windows:
+            self._merge_total(partial, now)
+            return
+        if partial.grain != 1:
+            raise ValueError(f"windows are built from per-second buckets, not grain {partial.grain}")
         limit = int(now) + cfg.max_future_s
         accepted = [s for s in partial.buckets if s <= limit]
         if accepted:
@@ -160,6 +168,42 @@ class Stats:
         self._prune(lo)
         self._compact(ref)
 
+    def _merge_total(self, partial: Partial, now: float) -> None:
+        """`merge` without windows: the same `total`, `late`, `future` and anchor, from each
+        second's lines (`spans`, or the per-second buckets of a grain-1 partial)."""
+        spans = partial.spans if partial.grain != 1 else {
+            s: Span(b.lines, b.first_ts, b.last_ts) for s, b in partial.buckets.items()}
+        limit = int(now) + self.config.max_future_s
+        accepted = [s for s in spans if s <= limit]
+        if accepted:
+            newest = max(accepted)
+            if self.newest is None or newest > self.newest:
+                self.newest = newest
+            oldest = min(accepted)
+            if self.first_second is None or oldest < self.first_second:
+                self.first_second = oldest
+        lo = self.anchor(now) - self.horizon + 1
+        future = False
+        for second, span in spans.items():
+            if second > limit:
+                self.future += span.lines
+                future = True
+            elif second < lo:
+                self.late += span.lines
+        total, sizes = self.total, self.sizes
+        for bucket in partial.buckets.values():
+            if future:
+                # A bad clock must not move first/last: take them from the seconds within it.
+                bucket.first_ts = bucket.last_ts = None
+            total.merge(bucket, sizes)
+        if future:
+            firsts = [sp.first_ts for s, sp in spans.items() if s <= limit and sp.first_ts is not None]
+            lasts = [sp.last_ts for s, sp in spans.items() if s <= limit and sp.last_ts is not None]
+            if firsts:
+                first, last = min(firsts), max(lasts)
+                total.first_ts = first if total.first_ts is None else min(total.first_ts, first)
+                total.last_ts = last if total.last_ts is None else max(total.last_ts, last)
+
     def _count_rejected(self, partial: Partial, second: int) -> None:
         # Rejected lines have no event time: count them at the batch's newest live second
         # (their neighbours in the stream), else at the anchor.
@@ -201,6 +245,8 @@ class Stats:
     # -- queries ----------------------------------------------------------------------------
 
     def _window(self, window: str, now: float) -> tuple[int, int]:
+        if not self.windows:
+            raise ValueError(f"window {window!r}: these statistics keep only 'all'")
         if window not in self.config.windows:
             raise ValueError(f"unknown window {window!r}; known: all, {', '.join(self.config.windows)}")
         ref = self.anchor(now)
