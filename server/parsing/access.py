@@ -19,7 +19,8 @@ import re
 from logtallyd.records import LEVELS, MAX_RESPONSE_BYTES, Http, Record
 from logtallyd.parsing.timestamps import clf_epoch
 
-_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_QUOTED_BODY = r'([^"\\]*(?:\\.[^"\\]*)*)"'
+_QUOTED = '"' + _QUOTED_BODY
 # One match per line (no nested quantifiers over the same characters, so no runaway
 # backtracking): [vhost ]client ident user [time] "request" status bytes[ "referer" "ua"]tail
 _LINE = re.compile(
@@ -37,38 +38,105 @@ def parse_access(line: str) -> Record | None:
     """An access-log line -> Record(format="access"); None when the line is not one."""
     if line.startswith("["):
         return _parse_ssl(line)
-    m = _LINE.match(line) if " [" in line else None
-    if m is None:
+    fields = _fields(line)
+    if fields is None:
         return None
-    vhost, client, time_text, request, status_text, bytes_text, referer, user_agent, tail = m.groups()
+    vhost, client, time_text, request, status_text, bytes_text, referer, user_agent, tail = fields
     ts = clf_epoch(time_text)
     if ts is None:
         return None
     method, path, protocol = _request(request)
+    status, severity, level = _STATUS.get(status_text) or _status(status_text)
+    # Positional arguments, in the field order of `Record` and `Http`: cheaper than keywords.
+    return Record(
+        "access", line, ts, vhost, None, level, severity, None, None, None, None,
+        Http(
+            client, method, path, protocol, status,
+            None if bytes_text == "-" or len(bytes_text) > _MAX_DIGITS else int(bytes_text),
+            None if referer == "-" else referer,
+            None if user_agent == "-" else user_agent,
+            _latency(tail) if tail else None,
+        ),
+    )
+
+
+def _fields(line: str) -> tuple[str | None, ...] | None:
+    """The groups `_LINE` would match, found with string methods for the usual shape.
+
+    The usual shape is `client ident user [time] "request" ...` with the first ` [` being the third
+    space and no backslash in the quoted parts. Then `_LINE` has one way to match the head (a vhost
+    would need a fourth space followed by `[`), and its tail has one way too, which the slicing
+    below follows. Anything else is left to the regular expressions.
+    """
+    i = line.find(" [")
+    if i < 0:
+        return None
+    p1 = line.find(" ")
+    p2 = line.find(" ", p1 + 1)
+    p4 = line.find(" ", i + 1)
+    if (not (0 < p1 < p2 - 1 < i - 2) or line.find(" ", p2 + 1) != i or "[" in line[:p1]
+            or (p4 > 0 and line[p4 + 1:p4 + 2] == "[")):
+        m = _LINE.match(line)
+        return None if m is None else m.groups()
+    time_text = line[i + 2:i + 28]
+    if line[i + 28:i + 31] != _HEAD_END or "]" in time_text:
+        return None  # the head is fixed, so `_LINE` fails too
+    q = line.find('"', i + 31)
+    request = line[i + 31:q]
+    if q < 0 or "\\" in request:
+        return _rest(line, i, time_text)
+    parts = line[q + 1:].split(" ", 3)
+    n = len(parts)
+    if n < 3 or parts[0]:
+        return _rest(line, i, time_text)
+    status_text, bytes_text = parts[1], parts[2]
+    if not ((status_text == "-" or (len(status_text) == 3 and status_text.isdecimal() and status_text.isascii()))
+            and (bytes_text == "-" or (bytes_text.isdecimal() and bytes_text.isascii()))):
+        return _rest(line, i, time_text)
+    client = line[:p1]
+    if n == 3:
+        return None, client, time_text, request, status_text, bytes_text, None, None, ""
+    seg = parts[3]
+    if "\\" in seg:
+        return _rest(line, i, time_text)
+    if seg[:1] == '"':
+        a = seg.find('"', 1)
+        if a > 0 and seg[a + 1:a + 3] == ' "':
+            b = seg.find('"', a + 3)
+            if b > 0:
+                after = seg[b + 1:]
+                if not after or after[0] == " ":
+                    return None, client, time_text, request, status_text, bytes_text, seg[1:a], seg[a + 3:b], after
+    return None, client, time_text, request, status_text, bytes_text, None, None, " " + seg
+
+
+_HEAD_END = '] "'
+_REST = re.compile(
+    rf'"{_QUOTED_BODY} ([0-9]{{3}}|-) ([0-9]+|-)(?: {_QUOTED} {_QUOTED})?((?: .*)?)\Z', re.DOTALL,
+)
+
+
+def _rest(line: str, i: int, time_text: str) -> tuple[str | None, ...] | None:
+    """`_LINE`'s groups from the request on, the head (client at 0, ` [` at `i`) being fixed."""
+    m = _REST.match(line, i + 30)
+    if m is None:
+        return None
+    return (None, line[:line.find(" ")], time_text) + m.groups()
+
+
+def _status(status_text: str) -> tuple[int | None, int | None, str | None]:
+    """Status, severity and level of a status field (3 digits or `-`), memoised in `_STATUS`."""
     if status_text == "-":
-        status = severity = None
+        reading: tuple[int | None, int | None, str | None] = (None, None, None)
     else:
         status = int(status_text)
         severity = _ERROR if status >= 500 else _WARNING if status >= 400 else _INFO
-    return Record(
-        format="access",
-        message=line,
-        ts=ts,
-        host=vhost,
-        level=LEVELS[severity] if severity is not None else None,
-        severity=severity,
-        http=Http(
-            ip=client,
-            method=method,
-            path=path,
-            protocol=protocol,
-            status=status,
-            bytes=_size(bytes_text),
-            referer=None if referer == "-" else referer,
-            user_agent=None if user_agent == "-" else user_agent,
-            latency_ms=_latency(tail) if tail else None,
-        ),
-    )
+        reading = (status, severity, LEVELS[severity])
+    _STATUS[status_text] = reading  # at most 1001 keys: `-` and 000..999
+    return reading
+
+
+_STATUS: dict[str, tuple[int | None, int | None, str | None]] = {}
 
 
 # Request lines and trailing request times repeat (the same URLs, millisecond latencies): their
