@@ -46,7 +46,7 @@ def parse_access(line: str) -> Record | None:
     if ts is None:
         return None
     method, path, protocol = _request(request)
-    status, severity, level = _STATUS.get(status_text) or _status(status_text)
+    status, severity, level = _STATUS[status_text]
     # Positional arguments, in the field order of `Record` and `Http`: cheaper than keywords.
     return Record(
         "access", line, ts, vhost, None, level, severity, None, None, None, None,
@@ -63,80 +63,54 @@ def parse_access(line: str) -> Record | None:
 def _fields(line: str) -> tuple[str | None, ...] | None:
     """The groups `_LINE` would match, found with string methods for the usual shape.
 
-    The usual shape is `client ident user [time] "request" ...` with the first ` [` being the third
-    space and no backslash in the quoted parts. Then `_LINE` has one way to match the head (a vhost
-    would need a fourth space followed by `[`), and its tail has one way too, which the slicing
-    below follows. Anything else is left to the regular expressions.
+    The usual shape: no backslash, `client ident user [time] "request" status bytes` and then
+    nothing, an unquoted tail, or `"referer" "ua"` and an unquoted tail. There `_LINE` has one way
+    to match (a vhost would need ` [` inside the time), which the slicing below follows; it costs
+    a few C-level calls where the regex steps through every character. Anything else is left to
+    `_LINE`.
     """
-    i = line.find(" [")
-    if i < 0:
-        return None
-    p1 = line.find(" ")
-    p2 = line.find(" ", p1 + 1)
-    p4 = line.find(" ", i + 1)
-    if (not (0 < p1 < p2 - 1 < i - 2) or line.find(" ", p2 + 1) != i or "[" in line[:p1]
-            or (p4 > 0 and line[p4 + 1:p4 + 2] == "[")):
-        m = _LINE.match(line)
-        return None if m is None else m.groups()
-    time_text = line[i + 2:i + 28]
-    if line[i + 28:i + 31] != _HEAD_END or "]" in time_text:
-        return None  # the head is fixed, so `_LINE` fails too
-    q = line.find('"', i + 31)
-    request = line[i + 31:q]
-    if q < 0 or "\\" in request:
-        return _rest(line, i, time_text)
-    parts = line[q + 1:].split(" ", 3)
-    n = len(parts)
-    if n < 3 or parts[0]:
-        return _rest(line, i, time_text)
-    status_text, bytes_text = parts[1], parts[2]
-    if not ((status_text == "-" or (len(status_text) == 3 and status_text.isdecimal() and status_text.isascii()))
-            and (bytes_text == "-" or (bytes_text.isdecimal() and bytes_text.isascii()))):
-        return _rest(line, i, time_text)
-    client = line[:p1]
-    if n == 3:
-        return None, client, time_text, request, status_text, bytes_text, None, None, ""
-    seg = parts[3]
-    if "\\" in seg:
-        return _rest(line, i, time_text)
-    if seg[:1] == '"':
-        a = seg.find('"', 1)
-        if a > 0 and seg[a + 1:a + 3] == ' "':
-            b = seg.find('"', a + 3)
-            if b > 0:
-                after = seg[b + 1:]
-                if not after or after[0] == " ":
-                    return None, client, time_text, request, status_text, bytes_text, seg[1:a], seg[a + 3:b], after
-    return None, client, time_text, request, status_text, bytes_text, None, None, " " + seg
+    if "\\" not in line:
+        parts = line.split('"')
+        n = len(parts)
+        if n == 7 or n == 3:
+            head = parts[0].split(" ", 3)
+            if len(head) == 4:
+                client, ident, user, stamp = head
+                time_text = stamp[1:27]
+                if (client and ident and user and len(stamp) == 29 and stamp[0] == "[" and stamp[27:] == "] "
+                        and "[" not in client and "]" not in time_text and " [" not in time_text):
+                    if n == 3:  # common: no quote after the request
+                        sb = parts[2].split(" ", 3)
+                        if len(sb) >= 3 and not sb[0] and sb[1] in _STATUS and _is_size(sb[2]):
+                            return (None, client, time_text, parts[1], sb[1], sb[2], None, None,
+                                    " " + sb[3] if len(sb) == 4 else "")
+                    else:
+                        sb = parts[2].split(" ")
+                        after = parts[6]
+                        if (len(sb) == 4 and not sb[0] and not sb[3] and sb[1] in _STATUS and _is_size(sb[2])
+                                and parts[4] == " " and (not after or after[0] == " ")):
+                            return None, client, time_text, parts[1], sb[1], sb[2], parts[3], parts[5], after
+    m = _LINE.match(line)
+    return None if m is None else m.groups()
 
 
-_HEAD_END = '] "'
-_REST = re.compile(
-    rf'"{_QUOTED_BODY} ([0-9]{{3}}|-) ([0-9]+|-)(?: {_QUOTED} {_QUOTED})?((?: .*)?)\Z', re.DOTALL,
-)
-
-
-def _rest(line: str, i: int, time_text: str) -> tuple[str | None, ...] | None:
-    """`_LINE`'s groups from the request on, the head (client at 0, ` [` at `i`) being fixed."""
-    m = _REST.match(line, i + 30)
-    if m is None:
-        return None
-    return (None, line[:line.find(" ")], time_text) + m.groups()
+def _is_size(text: str) -> bool:
+    """`([0-9]+|-)`: `isdecimal` alone would take other scripts' digits."""
+    return text == "-" or (text.isdecimal() and text.isascii())
 
 
 def _status(status_text: str) -> tuple[int | None, int | None, str | None]:
-    """Status, severity and level of a status field (3 digits or `-`), memoised in `_STATUS`."""
     if status_text == "-":
-        reading: tuple[int | None, int | None, str | None] = (None, None, None)
-    else:
-        status = int(status_text)
-        severity = _ERROR if status >= 500 else _WARNING if status >= 400 else _INFO
-        reading = (status, severity, LEVELS[severity])
-    _STATUS[status_text] = reading  # at most 1001 keys: `-` and 000..999
-    return reading
+        return None, None, None
+    status = int(status_text)
+    severity = _ERROR if status >= 500 else _WARNING if status >= 400 else _INFO
+    return status, severity, LEVELS[severity]
 
 
-_STATUS: dict[str, tuple[int | None, int | None, str | None]] = {}
+# Every status field `_LINE` accepts (`-`, 000..999) -> (status, severity, level).
+_STATUS: dict[str, tuple[int | None, int | None, str | None]] = {
+    text: _status(text) for text in ["-"] + [f"{n:03d}" for n in range(1000)]
+}
 
 
 # Request lines and trailing request times repeat (the same URLs, millisecond latencies): their
