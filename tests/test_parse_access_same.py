@@ -166,3 +166,15 @@ def test_parse_line_agrees_on_access_lines() -> None:
         got = parse_line(line, 1764000000.0)
         if isinstance(got, Record) and got.format == "access":
             assert got == old_parse_access(line.strip(" \t\ufeff\x00").rstrip()), line
+
+
+def test_records_are_not_tracked_by_the_cyclic_collector() -> None:
+    """`gc=False` on Record, Http and Rejected: what every format's parser makes stays untracked."""
+    import gc
+
+    lines = ['<34>1 2003-10-11T22:14:15.003Z mymachine su - ID47 [ex@1 a="b"] hi', "<13>Jan  5 10:00:00 h app: x",
+             '{"message": "m", "level": "warn", "http": {"status": 500}}', "2025-01-30 12:00:00,123 ERROR [a] b",
+             '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326 "-" "ua"', "free text", "{bad", ""]
+    results = [parse_line(line, 1764000000.0) for line in lines]
+    assert {type(r).__name__ for r in results} == {"Record", "Rejected"}
+    assert not any(gc.is_tracked(r) or gc.is_tracked(getattr(r, "http", None)) for r in results)
