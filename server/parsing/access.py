@@ -19,8 +19,7 @@ import re
 from logtallyd.records import LEVELS, MAX_RESPONSE_BYTES, Http, Record
 from logtallyd.parsing.timestamps import clf_epoch
 
-_QUOTED_BODY = r'([^"\\]*(?:\\.[^"\\]*)*)"'
-_QUOTED = '"' + _QUOTED_BODY
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 # One match per line (no nested quantifiers over the same characters, so no runaway
 # backtracking): [vhost ]client ident user [time] "request" status bytes[ "referer" "ua"]tail
 _LINE = re.compile(
@@ -69,6 +68,8 @@ def _fields(line: str) -> tuple[str | None, ...] | None:
     a few C-level calls where the regex steps through every character. Anything else is left to
     `_LINE`.
     """
+    if " [" not in line:  # no time field: most lines that are not access lines stop here
+        return None
     if "\\" not in line:
         parts = line.split('"')
         n = len(parts)
