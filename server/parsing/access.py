@@ -37,38 +37,81 @@ def parse_access(line: str) -> Record | None:
     """An access-log line -> Record(format="access"); None when the line is not one."""
     if line.startswith("["):
         return _parse_ssl(line)
-    m = _LINE.match(line) if " [" in line else None
-    if m is None:
+    fields = _fields(line)
+    if fields is None:
         return None
-    vhost, client, time_text, request, status_text, bytes_text, referer, user_agent, tail = m.groups()
+    vhost, client, time_text, request, status_text, bytes_text, referer, user_agent, tail = fields
     ts = clf_epoch(time_text)
     if ts is None:
         return None
     method, path, protocol = _request(request)
-    if status_text == "-":
-        status = severity = None
-    else:
-        status = int(status_text)
-        severity = _ERROR if status >= 500 else _WARNING if status >= 400 else _INFO
+    status, severity, level = _STATUS[status_text]
+    # Positional arguments, in the field order of `Record` and `Http`: cheaper than keywords.
     return Record(
-        format="access",
-        message=line,
-        ts=ts,
-        host=vhost,
-        level=LEVELS[severity] if severity is not None else None,
-        severity=severity,
-        http=Http(
-            ip=client,
-            method=method,
-            path=path,
-            protocol=protocol,
-            status=status,
-            bytes=_size(bytes_text),
-            referer=None if referer == "-" else referer,
-            user_agent=None if user_agent == "-" else user_agent,
-            latency_ms=_latency(tail) if tail else None,
+        "access", line, ts, vhost, None, level, severity, None, None, None, None,
+        Http(
+            client, method, path, protocol, status,
+            None if bytes_text == "-" or len(bytes_text) > _MAX_DIGITS else int(bytes_text),
+            None if referer == "-" else referer,
+            None if user_agent == "-" else user_agent,
+            _latency(tail) if tail else None,
         ),
     )
+
+
+def _fields(line: str) -> tuple[str | None, ...] | None:
+    """The groups `_LINE` would match, found with string methods for the usual shape.
+
+    The usual shape: no backslash, `client ident user [time] "request" status bytes` and then
+    nothing, an unquoted tail, or `"referer" "ua"` and an unquoted tail. There `_LINE` has one way
+    to match (a vhost would need ` [` inside the time), which the slicing below follows; it costs
+    a few C-level calls where the regex steps through every character. Anything else is left to
+    `_LINE`.
+    """
+    if " [" not in line:  # no time field: most lines that are not access lines stop here
+        return None
+    if "\\" not in line:
+        parts = line.split('"')
+        n = len(parts)
+        if n == 7 or n == 3:
+            head = parts[0].split(" ", 3)
+            if len(head) == 4:
+                client, ident, user, stamp = head
+                time_text = stamp[1:27]
+                if (client and ident and user and len(stamp) == 29 and stamp[0] == "[" and stamp[27:] == "] "
+                        and "[" not in client and "]" not in time_text and " [" not in time_text):
+                    if n == 3:  # common: no quote after the request
+                        sb = parts[2].split(" ", 3)
+                        if len(sb) >= 3 and not sb[0] and sb[1] in _STATUS and _is_size(sb[2]):
+                            return (None, client, time_text, parts[1], sb[1], sb[2], None, None,
+                                    " " + sb[3] if len(sb) == 4 else "")
+                    else:
+                        sb = parts[2].split(" ")
+                        after = parts[6]
+                        if (len(sb) == 4 and not sb[0] and not sb[3] and sb[1] in _STATUS and _is_size(sb[2])
+                                and parts[4] == " " and (not after or after[0] == " ")):
+                            return None, client, time_text, parts[1], sb[1], sb[2], parts[3], parts[5], after
+    m = _LINE.match(line)
+    return None if m is None else m.groups()
+
+
+def _is_size(text: str) -> bool:
+    """`([0-9]+|-)`: `isdecimal` alone would take other scripts' digits."""
+    return text == "-" or (text.isdecimal() and text.isascii())
+
+
+def _status(status_text: str) -> tuple[int | None, int | None, str | None]:
+    if status_text == "-":
+        return None, None, None
+    status = int(status_text)
+    severity = _ERROR if status >= 500 else _WARNING if status >= 400 else _INFO
+    return status, severity, LEVELS[severity]
+
+
+# Every status field `_LINE` accepts (`-`, 000..999) -> (status, severity, level).
+_STATUS: dict[str, tuple[int | None, int | None, str | None]] = {
+    text: _status(text) for text in ["-"] + [f"{n:03d}" for n in range(1000)]
+}
 
 
 # Request lines and trailing request times repeat (the same URLs, millisecond latencies): their
