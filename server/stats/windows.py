@@ -119,14 +119,7 @@ class Stats:
         if partial.grain != 1:
             raise ValueError(f"windows are built from per-second buckets, not grain {partial.grain}")
         limit = int(now) + cfg.max_future_s
-        accepted = [s for s in partial.buckets if s <= limit]
-        if accepted:
-            newest = max(accepted)
-            if self.newest is None or newest > self.newest:
-                self.newest = newest
-            oldest = min(accepted)
-            if self.first_second is None or oldest < self.first_second:
-                self.first_second = oldest
+        self._extend([s for s in partial.buckets if s <= limit])
         ref = self.anchor(now)
         lo = ref - self.horizon + 1
         sizes = self.sizes
@@ -168,13 +161,8 @@ class Stats:
         self._prune(lo)
         self._compact(ref)
 
-    def _merge_total(self, partial: Partial, now: float) -> None:
-        """`merge` without windows: the same `total`, `late`, `future` and anchor, from each
-        second's lines (`spans`, or the per-second buckets of a grain-1 partial)."""
-        spans = partial.spans if partial.grain != 1 else {
-            s: Span(b.lines, b.first_ts, b.last_ts) for s, b in partial.buckets.items()}
-        limit = int(now) + self.config.max_future_s
-        accepted = [s for s in spans if s <= limit]
+    def _extend(self, accepted: list[int]) -> None:
+        """Move the newest and oldest accepted event seconds out to those of `accepted`."""
         if accepted:
             newest = max(accepted)
             if self.newest is None or newest > self.newest:
@@ -182,6 +170,14 @@ class Stats:
             oldest = min(accepted)
             if self.first_second is None or oldest < self.first_second:
                 self.first_second = oldest
+
+    def _merge_total(self, partial: Partial, now: float) -> None:
+        """`merge` without windows: the same `total`, `late`, `future` and anchor, from each
+        second's lines (`spans`, or the per-second buckets of a grain-1 partial)."""
+        spans = partial.spans if partial.grain != 1 else {
+            s: Span(b.lines, b.first_ts, b.last_ts) for s, b in partial.buckets.items()}
+        limit = int(now) + self.config.max_future_s
+        self._extend([s for s in spans if s <= limit])
         lo = self.anchor(now) - self.horizon + 1
         future = False
         for second, span in spans.items():
