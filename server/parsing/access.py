@@ -51,7 +51,7 @@ def parse_access(line: str) -> Record | None:
         "access", line, ts, vhost, None, level, severity, None, None, None, None,
         Http(
             client, method, path, protocol, status,
-            None if bytes_text == "-" or len(bytes_text) > _MAX_DIGITS else int(bytes_text),
+            _size(bytes_text),
             None if referer == "-" else referer,
             None if user_agent == "-" else user_agent,
             _latency(tail) if tail else None,
