@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from logtallyd.records import LEVELS, MAX_RESPONSE_BYTES, Http, Record
 from logtallyd.parsing.timestamps import clf_epoch
@@ -59,7 +60,7 @@ def parse_access(line: str) -> Record | None:
     )
 
 
-def _fields(line: str) -> tuple[str | None, ...] | None:
+def _fields(line: str) -> tuple[Any, ...] | None:
     """The groups `_LINE` would match, found with string methods for the usual shape.
 
     The usual shape: no backslash, `client ident user [time] "request" status bytes` and then
@@ -67,6 +68,8 @@ def _fields(line: str) -> tuple[str | None, ...] | None:
     to match (a vhost would need ` [` inside the time), which the slicing below follows; it costs
     a few C-level calls where the regex steps through every character. Anything else is left to
     `_LINE`.
+
+    Typed `Any` for mypyc (logtallyd.native): the fields that may be None are tested where used.
     """
     if " [" not in line:  # no time field: most lines that are not access lines stop here
         return None

@@ -12,8 +12,10 @@ from __future__ import annotations
 import msgspec
 
 from logtallyd.records import Record
-from logtallyd.parsing.access import parse_access
+from logtallyd import native
 from logtallyd.parsing.jsonlog import parse_json
+
+parse_access = native.load("logtallyd.parsing.access").parse_access  # compiled when built
 
 
 def nest(outer: Record, allowed: frozenset[str]) -> Record:

@@ -19,7 +19,7 @@ import re
 import msgspec
 
 from logtallyd.records import FORMATS, LEVELS, Record, Rejected
-from logtallyd.parsing.access import parse_access
+from logtallyd import native
 from logtallyd.parsing.applog import parse_app
 from logtallyd.parsing.jsonlog import INVALID_JSON, parse_json
 from logtallyd.parsing.levels import infer_severity
@@ -28,6 +28,8 @@ from logtallyd.parsing.options import ParseOptions
 from logtallyd.parsing.rfc3164 import parse_rfc3164
 from logtallyd.parsing.rfc5424 import parse_rfc5424
 from logtallyd.parsing.timestamps import MONTHS
+
+parse_access = native.load("logtallyd.parsing.access").parse_access  # compiled when built
 
 EMPTY = Rejected("empty")
 BAD_PRI = Rejected("bad_pri")

@@ -6,14 +6,18 @@ values for the text, HTML and JSON reports.
 """
 from __future__ import annotations
 
-import functools
-import time
 from typing import Annotated, Any, Iterable, Sequence
 
 import msgspec
 
 from logtallyd.records import Record
 from logtallyd.stats.sketches import ds, hll_type
+from logtallyd import native
+
+# The per-line tally, compiled when built (logtallyd.native); the two readings are public here.
+_tally = native.load("logtallyd.stats.webtally")
+Scratch, tally = _tally.Scratch, _tally.tally
+browser_and_os, referring_site = _tally.browser_and_os, _tally.referring_site
 
 __all__ = [
     "PANELS", "STATUS_CLASSES", "WebConfig", "WebPartial", "browser_and_os", "collect",
@@ -60,6 +64,8 @@ PANELS: dict[str, str] = {
     "status": "HTTP status codes",
     "endpoints": "Latency per endpoint (ms)",
 }
+if tuple(PANELS) != _tally.PANELS:
+    raise ImportError("webtally.PANELS must list webreport.PANELS in order")
 _BY_KEY = ("days", "hours")  # shown in key order (time), the others heaviest first
 
 # RFC 9110 §15: the first digit of a status code defines its class.
@@ -76,29 +82,7 @@ def visitor_rel_err(lg_k: int) -> float:
 # -- the user agent and referrer readings ------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8192)
-def browser_and_os(user_agent: str) -> tuple[str, str]:
-    """(browser family, OS family) as ua-parser names them; "Other" when it does not know.
-
-    A file holds few distinct user agents and ua-parser takes about a millisecond for each, so
-    the readings are cached per exact string (bounded; the least recently used go first)."""
-    import ua_parser  # loaded by the workers that build a web report, not by every worker
-
-    result = ua_parser.parser(user_agent, ua_parser.Domain.USER_AGENT | ua_parser.Domain.OS)
-    browser = result.user_agent.family if result.user_agent is not None else "Other"
-    os_family = result.os.family if result.os is not None else "Other"
-    return browser, os_family
-
-
-def referring_site(referer: str) -> str:
-    """The host of a referrer URL (RFC 3986 §3.2: authority without userinfo and port)."""
-    rest = referer.partition("://")[2] or referer
-    for stop in "/?#":
-        rest = rest.partition(stop)[0]
-    rest = rest.rpartition("@")[2]
-    if rest.startswith("["):  # IPv6 literal, RFC 3986 §3.2.2
-        return rest.partition("]")[0] + "]"
-    return rest.partition(":")[0].lower()
+# `browser_and_os` and `referring_site` live with the per-line tally, which calls them.
 
 
 # -- the partial -------------------------------------------------------------------------------
@@ -282,146 +266,22 @@ def _row_from_wire(rw: _RowWire, lg_k: int) -> _Row:
 # -- collecting a batch ------------------------------------------------------------------------
 
 
-class _Scratch:
-    """One panel key within a batch: plain counters and its visitors' keys, in the order first seen.
-
-    A dict rather than a set: an HLL estimate (HIP) depends on the order of its updates, and a
-    set's order follows the per-process string hash, so a report would change with the workers."""
-
-    __slots__ = ("hits", "bytes", "visitors", "latencies")
-
-    def __init__(self) -> None:
-        self.hits = 0
-        self.bytes = 0
-        self.visitors: dict[str, None] = {}
-        self.latencies: list[float] = []
-
-
 def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
     """The web panels of one batch's parsed records (those with an HTTP request)."""
     out = WebPartial(config)
-    scratch: dict[str, dict[str, _Scratch]] = {name: {} for name in PANELS}
     static = tuple(ext.lower() for ext in config.static_extensions)
-    # One pass per line builds aligned columns (None: the panel skips the line); each panel is
-    # then counted in one tight loop over its column. Per line this costs a few list appends
-    # instead of nine function calls; keys and visitors are still met in line order, so every
-    # table and sketch is fed as before.
-    nbytes_col: list[int] = []
-    visitor_col: list[str | None] = []
-    day_col: list[str | None] = []
-    hour_col: list[str | None] = []
-    request_col: list[str | None] = []
-    static_col: list[str | None] = []
-    missing_col: list[str | None] = []
-    host_col: list[str | None] = []
-    browser_col: list[str] = []
-    os_col: list[str] = []
-    referrer_col: list[str | None] = []
-    site_col: list[str | None] = []
-    status_col: list[str] = []
-    endpoints: list[tuple[str, int, str | None, float]] = []  # rare: only lines with a latency
-    day_names: dict[int, str] = {}
-    sites: dict[str, str] = {}  # referrer -> site, within the batch
-    statuses: dict[int | None, str] = {}
-    count_4xx = config.visitors_4xx
-    requests = sent = undated = 0
-    for record in records:
-        http = record.http
-        if http is None:
-            continue
-        requests += 1
-        nbytes = http.bytes or 0
-        sent += nbytes
-        status = http.status
-        ts = record.ts
-        if ts is None:
-            undated += 1
-            day = "-"
-            day_col.append(None)
-            hour_col.append(None)
-        else:
-            days = int(ts // 86400)
-            day = day_names.get(days)  # type: ignore[assignment]
-            if day is None:
-                day = day_names[days] = time.strftime("%Y-%m-%d", time.gmtime(days * 86400))
-            day_col.append(day)
-            hour_col.append(_HOURS[int(ts % 86400) // 3600])
-        agent = http.user_agent
-        # GoAccess's unique visitor: one (IP, date, user agent); 4xx answers do not make one.
-        visitor: str | None = f"{http.ip}|{day}|{agent or ''}"
-        if status is not None and 400 <= status < 500 and not count_4xx:
-            visitor = None
-        nbytes_col.append(nbytes)
-        visitor_col.append(visitor)
-        path = http.path
-        if path is None:
-            missing_col.append(None)
-            static_col.append(None)
-            request_col.append(None)
-        else:
-            bare = path.partition("?")[0]
-            if status == 404:
-                missing_col.append(path)
-                static_col.append(None)
-                request_col.append(None)
-            elif bare.lower().endswith(static):
-                missing_col.append(None)
-                static_col.append(path)
-                request_col.append(None)
-            else:
-                missing_col.append(None)
-                static_col.append(None)
-                request_col.append(path)
-            if http.latency_ms is not None:
-                endpoints.append((f"{http.method or '-'} {bare}", nbytes, visitor, http.latency_ms))
-        host_col.append(http.ip)
-        browser, os_family = browser_and_os(agent) if agent else ("Other", "Other")
-        browser_col.append(browser)
-        os_col.append(os_family)
-        referer = http.referer
-        if referer:
-            referrer_col.append(referer)
-            site = sites.get(referer)
-            if site is None:
-                site = sites[referer] = referring_site(referer)
-            site_col.append(site)
-        else:
-            referrer_col.append(None)
-            site_col.append(None)
-        name = statuses.get(status)
-        if name is None:
-            name = statuses[status] = "-" if status is None else str(status)
-        status_col.append(name)
-    out.requests, out.bytes, out.undated = requests, sent, undated
-    everyone = dict.fromkeys(v for v in visitor_col if v is not None)  # ordered, as _Scratch.visitors
-    # The order panels were filled in before: it fixes nothing between panels, but keep it.
-    for panel, column in (
-        ("days", day_col), ("hours", hour_col), ("not_found", missing_col), ("static", static_col),
-        ("requests", request_col), ("hosts", host_col), ("browsers", browser_col), ("os", os_col),
-        ("referrers", referrer_col), ("referring_sites", site_col), ("status", status_col),
-    ):
-        _count_column(scratch[panel], column, nbytes_col, visitor_col)
-    rows = scratch["endpoints"]
-    for key, nbytes, visitor, latency in endpoints:
-        s = rows.get(key)
-        if s is None:
-            s = rows[key] = _Scratch()
-        s.hits += 1
-        s.bytes += nbytes
-        if visitor is not None:
-            s.visitors[visitor] = None
-        s.latencies.append(latency)
-
+    counted = tally(records, static, config.visitors_4xx)
+    out.requests, out.bytes, out.undated = counted.requests, counted.sent, counted.undated
     lg_k, kll_k = config.lg_k, config.kll_k
-    _update(out.visitors, everyone, lg_k)
-    for name, rows in scratch.items():
+    _update(out.visitors, counted.everyone, lg_k)
+    for name, rows in counted.rows.items():
         panel = out.panels[name]
         other = other_keys = None
         if len(rows) > panel.limit:
             # Fold the lightest keys before any sketch is built for them (as `_Panel.merge`
             # would fold them after): a batch of unique client IPs costs counters, not sketches.
             ranked = sorted((-s.hits, key) for key, s in rows.items())
-            rest = _Scratch()
+            rest = Scratch()
             other_keys = ds.hll_union(lg_k)
             names: dict[str, None] = {}
             for _, key in ranked[panel.limit:]:
@@ -438,26 +298,6 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
     return out
 
 
-_HOURS = [f"{h:02d}" for h in range(24)]
-
-
-def _count_column(
-    rows: dict[str, _Scratch], keys: list[str | None], nbytes: list[int], visitors: list[str | None]
-) -> None:
-    """Count one panel's column of keys (None: not in this panel) with the lines' bytes and visitors."""
-    get = rows.get
-    for key, n, visitor in zip(keys, nbytes, visitors):
-        if key is None:
-            continue
-        s = get(key)
-        if s is None:
-            s = rows[key] = _Scratch()
-        s.hits += 1
-        s.bytes += n
-        if visitor is not None:
-            s.visitors[visitor] = None
-
-
 def _update(union: Any, keys: dict[str, None], lg_k: int) -> None:
     if keys:
         sk = ds.hll_sketch(lg_k, hll_type())
@@ -466,7 +306,7 @@ def _update(union: Any, keys: dict[str, None], lg_k: int) -> None:
         union.update(sk)
 
 
-def _seal(s: _Scratch, lg_k: int, kll_k: int) -> _Row:
+def _seal(s: Scratch, lg_k: int, kll_k: int) -> _Row:
     visitors = None
     if s.visitors:
         visitors = ds.hll_union(lg_k)

@@ -1,0 +1,106 @@
+"""The mypyc-compiled twins (logtallyd.native) run the same code as the pure-Python modules.
+
+Each twin gives the same records (access lines) and the same tallies (web report) as its module,
+on the parser tests' strings, bent and hypothesis-edited lines, the shared corpus and generated
+batches. Under CI, which installs the package the README's way, the twins must have been built
+and be in use; elsewhere the comparisons skip when they are not. A twin built from an older
+source, or LOGTALLY_NATIVE=0, leaves the pure module in use.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from logtallyd import native
+from logtallyd.parsing import access, sniff
+from logtallyd.records import Http
+from logtallyd.stats import webreport, webtally
+
+from test_parse_access_same import CORPUS, corpus_lines, generated, parser_test_strings
+from test_webtally_same import CONFIGS, batch
+
+ACCESS = native.twin("logtallyd.parsing.access")
+TALLY = native.twin("logtallyd.stats.webtally")
+needs_twins = pytest.mark.skipif((ACCESS is None or TALLY is None) and os.environ.get("CI") != "true",
+                                 reason="the compiled twins are not built (pip install -e . builds them)")
+
+
+def test_twins_are_built_and_used_under_ci() -> None:
+    if os.environ.get("CI") != "true":
+        pytest.skip("only CI is sure to have installed the package with its build step")
+    assert native.status() == {name: True for name in native.MODULES}
+    assert sniff.parse_access is ACCESS.parse_access  # type: ignore[union-attr]
+    assert webreport.tally is TALLY.tally  # type: ignore[union-attr]
+
+
+def test_a_stale_twin_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "_source_of", lambda name: b"# edited since the build\n")
+    for name in native.MODULES:
+        assert native.twin(name) is None
+        assert native.load(name).__name__ == name
+    assert native.status() == {name: False for name in native.MODULES}
+
+
+def test_the_environment_can_turn_the_twins_off() -> None:
+    code = "from logtallyd import native, parsing; import logtallyd.parsing.sniff as s; " \
+           "print(native.status(), s.parse_access.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, native.ENV: "0"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() [-1] == "logtallyd.parsing.access"
+    assert "True" not in out
+
+
+def test_only_the_listed_modules_load() -> None:
+    with pytest.raises(ValueError):
+        native.load("logtallyd.records")
+
+
+def same_record(line: str) -> None:
+    compiled, pure = ACCESS.parse_access(line), access.parse_access(line)  # type: ignore[union-attr]
+    assert compiled == pure, line
+    if pure is not None:
+        assert [type(getattr(compiled.http, f)) for f in Http.__struct_fields__] == \
+               [type(getattr(pure.http, f)) for f in Http.__struct_fields__], line
+
+
+@needs_twins
+def test_access_twin_reads_the_test_strings_and_bent_lines_the_same() -> None:
+    lines = parser_test_strings() + generated(30_000, seed=5)
+    assert sum(access.parse_access(x) is not None for x in lines) > 5_000
+    for line in lines:
+        same_record(line)
+
+
+@needs_twins
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+def test_access_twin_reads_the_corpus_the_same() -> None:
+    for line in corpus_lines():
+        same_record(line)
+
+
+@needs_twins
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(generated(300, seed=13)), st.integers(0, 400), st.text(alphabet=' "[]\\-0a\t.', max_size=4))
+def test_access_twin_reads_any_edit_the_same(line: str, at: int, insert: str) -> None:
+    same_record(line[:at] + insert + line[at:])
+
+
+def tallied(module: object, records: list, config: webreport.WebConfig) -> object:
+    t = module.tally(records, tuple(e.lower() for e in config.static_extensions), config.visitors_4xx)  # type: ignore[attr-defined]
+    rows = {name: [(k, s.hits, s.bytes, list(s.visitors), list(s.latencies)) for k, s in panel.items()]
+            for name, panel in t.rows.items()}
+    return t.requests, t.sent, t.undated, list(t.everyone), rows
+
+
+@needs_twins
+@pytest.mark.parametrize("seed", range(8))
+def test_tally_twin_counts_the_same(seed: int) -> None:
+    rng = random.Random(seed)
+    records = batch(rng, 3000, unique_ips=seed % 2 == 0, undated=0.1, days=3)
+    for config in CONFIGS:
+        assert tallied(TALLY, records, config) == tallied(webtally, records, config)
