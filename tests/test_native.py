@@ -104,3 +104,84 @@ def test_tally_twin_counts_the_same(seed: int) -> None:
     records = batch(rng, 3000, unique_ips=seed % 2 == 0, undated=0.1, days=3)
     for config in CONFIGS:
         assert tallied(TALLY, records, config) == tallied(webtally, records, config)
+
+
+# -- the line counter of Partial.add_many --------------------------------------------------------
+
+from logtallyd.records import ERROR_SEVERITY, Record
+from logtallyd.stats import linecount
+from logtallyd.stats.aggregate import _Scratch
+
+COUNT = native.twin("logtallyd.stats.linecount")
+
+
+def old_count(s: _Scratch, recs: list) -> None:
+    """`Partial._add_second`'s counting as it was: a C-level pass per field (frozen)."""
+    import collections
+    import operator
+
+    def count(counts: dict, values) -> None:
+        collections._count_elements(counts, values)  # type: ignore[attr-defined]
+        counts.pop(None, None)
+
+    count(s.by_format, map(operator.attrgetter("format"), recs))
+    count(s.by_level, map(operator.attrgetter("level"), recs))
+    severities = collections.Counter(map(operator.attrgetter("severity"), recs))
+    s.errors += sum(n for sev, n in severities.items() if sev is not None and sev <= ERROR_SEVERITY)
+    ts = [t for t in map(operator.attrgetter("ts"), recs) if t is not None]
+    s.ts += ts
+    count(s.services, map(operator.attrgetter("service"), recs))
+    count(s.hosts, map(operator.attrgetter("host"), recs))
+    https = list(filter(None, map(operator.attrgetter("http"), recs)))
+    if not https:
+        return
+    s.requests += len(https)
+    count(s.by_method, map(operator.attrgetter("method"), https))
+    statuses = list(map(operator.attrgetter("status"), https))
+    count(s.by_status, statuses)
+    ips = list(map(operator.attrgetter("ip"), https))
+    count(s.bad_ips, [ip for ip, st in zip(ips, statuses) if st is not None and st >= 400])
+    s.bytes_sent += sum(filter(None, map(operator.attrgetter("bytes"), https)))
+    s.latencies += [v for v in map(operator.attrgetter("latency_ms"), https) if v is not None]
+    count(s.ips, ips)
+    agents = list(map(operator.attrgetter("user_agent"), https))
+    count(s.user_agents, agents)
+    pairs = [pair for pair, st in zip(zip(ips, agents), statuses) if st is None or not 400 <= st < 500]
+    s.visitors.update(pairs)
+    count(s.paths, map(operator.attrgetter("path"), https))
+
+
+def scratch_state(s: _Scratch) -> list:
+    # dicts as item lists: equal only in the same order (the order sketches are fed in)
+    return [list(v.items()) if isinstance(v, dict) else sorted(v, key=repr) if isinstance(v, set) else v
+            for v in (getattr(s, name) for name in _Scratch.__slots__)]
+
+
+def mixed_records(rng: random.Random, n: int) -> list:
+    out = batch(rng, n, undated=0.1)
+    for i in range(n // 3):  # lines of other formats, with levels, services and hosts
+        sev = rng.choice([None, 0, 2, 3, 4, 6, 7])
+        out.insert(rng.randrange(len(out) + 1), Record(
+            rng.choice(["rfc5424", "rfc3164", "json", "app"]), f"m{i}", rng.choice([None, 1.5e9 + i, 1_700_000_000]),
+            host=rng.choice([None, "web1", "db"]), service=rng.choice([None, "nginx", "cron"]),
+            level=None if sev is None else ["EMERG", "ALERT", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"][sev],
+            severity=sev))
+    return out
+
+
+def test_line_counter_agrees_with_the_records_module() -> None:
+    assert linecount.ERROR_SEVERITY == ERROR_SEVERITY
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_line_counter_counts_as_the_old_passes(seed: int) -> None:
+    rng = random.Random(seed)
+    recs = mixed_records(rng, rng.choice([0, 1, 50, 2000]))
+    expected = _Scratch()
+    old_count(expected, recs)
+    old_count(expected, recs[: len(recs) // 2])  # counted into a scratch that already holds some
+    for module in [linecount] + ([COUNT] if COUNT is not None else []):
+        got = _Scratch()
+        module.count_records(got, recs)
+        module.count_records(got, recs[: len(recs) // 2])
+        assert scratch_state(got) == scratch_state(expected), module.__name__

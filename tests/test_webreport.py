@@ -3,6 +3,7 @@ combined-format lines: exact hits and bytes, visitors within the sketch's stated
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 import random
 import time
 
@@ -221,3 +222,48 @@ def test_records_without_http_or_time() -> None:
     no_time = Record(format="json", message="x", http=parse_all(generate(1))[0].http)
     summary = summarise(collect([no_time], config))
     assert (summary["requests"], summary["undated"], summary["panels"]["days"]["rows"]) == (1, 1, [])
+
+
+# Browsers, systems, bots and tools of many kinds, old and new.
+MANY_AGENTS = [
+    CHROME_WIN, FIREFOX_LINUX, CURL, IPHONE, "",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; K; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.144 Mobile Safari/537.36",
+    "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; Trident/5.0)",
+    "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko",
+    "Opera/9.80 (Windows NT 6.0) Presto/2.12.388 Version/12.14",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36 OPR/105.0.0.0",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Wget/1.21.3", "python-requests/2.31.0", "Go-http-client/1.1", "Apache-HttpClient/4.5.13 (Java/17.0.8)",
+    "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0",
+    "Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/2.2 Chrome/63.0.3239.84 TV Safari/537.36",
+    "Dalvik/2.1.0 (Linux; U; Android 11; Pixel 5 Build/RQ3A.210805.001.A1)",
+    "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1)", "Lynx/2.8.9rel.1 libwww-FM/2.14", "-", "x",
+    "Mozilla/5.0 (Windows Phone 10.0; Android 6.0.1; Microsoft; Lumia 950) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/52.0.2743.116 Mobile Safari/537.36 Edge/15.14977",
+]
+
+
+def test_rules_compiled_as_tried_read_as_all_compiled() -> None:
+    """browser_and_os compiles ua-parser's rules lazily (worker start-up); ua-parser's own global
+    parser compiles them all first. Same rules, same order: the same readings."""
+    import ua_parser
+
+    domains = ua_parser.Domain.USER_AGENT | ua_parser.Domain.OS
+    agents = list(MANY_AGENTS)
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "filebeat-apache-access"
+    for path in sorted(corpus.glob("*.log")) if corpus.is_dir() else []:
+        agents += [line.rsplit('"', 2)[-2] for line in path.read_text(errors="replace").splitlines() if line.count('"') >= 6]
+    families = set()
+    for agent in agents:
+        eager = ua_parser.parser(agent, domains)
+        expected = (eager.user_agent.family if eager.user_agent else "Other", eager.os.family if eager.os else "Other")
+        assert browser_and_os(agent) == expected, agent
+        families.add(expected)
+    assert len(families) > 20  # the agents above are of many kinds

@@ -18,10 +18,13 @@ import msgspec
 
 from logtallyd.stats import sketches
 from logtallyd.stats.tally import Tally
-from logtallyd.records import ERROR_SEVERITY, SEVERITY_OF, Record
+from logtallyd import native
+from logtallyd.records import SEVERITY_OF, Record
 
 KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
 DISTINCT_LG_K = 12  # as `[stats] distinct_lg_k`
+count_records = native.load("logtallyd.stats.linecount").count_records
+
 MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
 
 # The unbounded fields, each kept in a `Tally`.
@@ -341,19 +344,8 @@ _count_elements = getattr(collections, "_count_elements", None) or (
 
 
 _FORMAT = operator.attrgetter("format")
-_LEVEL = operator.attrgetter("level")
-_SEVERITY = operator.attrgetter("severity")
 _TS = operator.attrgetter("ts")
-_SERVICE = operator.attrgetter("service")
 _HOST = operator.attrgetter("host")
-_HTTP = operator.attrgetter("http")
-_METHOD = operator.attrgetter("method")
-_STATUS = operator.attrgetter("status")
-_IP = operator.attrgetter("ip")
-_BYTES = operator.attrgetter("bytes")
-_LATENCY = operator.attrgetter("latency_ms")
-_USER_AGENT = operator.attrgetter("user_agent")
-_PATH = operator.attrgetter("path")
 
 
 Groups = list[tuple[int, "list[int] | None"]]
@@ -472,10 +464,7 @@ class Partial(msgspec.Struct, dict=True):
             s = self._scratch[second] = _Scratch()
         s.lines += len(recs)
         s.nbytes += nbytes
-        _count(s.by_format, map(_FORMAT, recs))
-        _count(s.by_level, map(_LEVEL, recs))
-        severities = collections.Counter(map(_SEVERITY, recs))
-        s.errors += sum(n for sev, n in severities.items() if sev is not None and sev <= ERROR_SEVERITY)
+        count_records(s, recs)  # every per-line counter, one pass (compiled when built)
         if templates.count(None) != len(templates):
             counts, examples = s.templates, s.examples
             for record, template in zip(recs, templates):
@@ -486,35 +475,6 @@ class Partial(msgspec.Struct, dict=True):
                 message = record.message[:MAX_VALUE_LEN]
                 if example is None or message < example:
                     examples[template] = message
-        ts = list(map(_TS, recs))
-        if None in ts:
-            ts = [t for t in ts if t is not None]
-        s.ts += ts
-        _count(s.services, map(_SERVICE, recs))
-        _count(s.hosts, map(_HOST, recs))
-        https = list(filter(None, map(_HTTP, recs)))  # an Http struct is always true
-        if not https:
-            return
-        s.requests += len(https)
-        _count(s.by_method, map(_METHOD, https))
-        statuses = list(map(_STATUS, https))
-        _count(s.by_status, statuses)
-        ips = list(map(_IP, https))
-        _count(s.bad_ips, [ip for ip, st in zip(ips, statuses) if st is not None and st >= 400])
-        s.bytes_sent += sum(filter(None, map(_BYTES, https)))
-        latencies = list(map(_LATENCY, https))
-        if None in latencies:
-            latencies = [v for v in latencies if v is not None]
-        s.latencies += latencies
-        _count(s.ips, ips)
-        agents = list(map(_USER_AGENT, https))
-        _count(s.user_agents, agents)
-        # GoAccess's unique visitors leave out 4xx answers (its default, as the web report).
-        pairs: Iterable[tuple[str, str | None]] = zip(ips, agents)
-        if any(st is not None and 400 <= st < 500 for st in statuses):
-            pairs = [pair for pair, st in zip(pairs, statuses) if st is None or not 400 <= st < 500]
-        s.visitors.update(pairs)
-        _count(s.paths, map(_PATH, https))
 
     def reject(self, reason: str, nbytes: int) -> None:
         self.received += 1

@@ -1,0 +1,76 @@
+"""The per-line part of `Partial.add_many`: one event second's records counted into its scratch.
+
+Plain typed Python that mypyc compiles when the package is built (logtallyd.native); the same file
+is the pure-Python fallback. One pass over the records updates every counter, where the
+interpreter needed a C-level `map`/`Counter` pass per field (about fifteen): compiled, the single
+pass costs about half as much. Every dict still meets its keys in line order.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+ERROR_SEVERITY = 3  # as logtallyd.records.ERROR_SEVERITY (tests/test_native.py checks they agree)
+
+
+def _bump(counts: dict[Any, int], key: Any) -> None:
+    if key is not None:
+        counts[key] = counts.get(key, 0) + 1
+
+
+def count_records(s: Any, recs: Sequence[Any]) -> None:
+    """Add `recs` to scratch `s` (a `logtallyd.stats.aggregate._Scratch`): formats, levels,
+    errors, timestamps, services, hosts and, of HTTP requests, methods, statuses, 4xx/5xx client
+    IPs, bytes sent, latencies, IPs, user agents, visitors (IP, agent; not of 4xx answers) and
+    paths. None is never counted."""
+    by_format: dict[Any, int] = s.by_format
+    by_level: dict[Any, int] = s.by_level
+    services: dict[Any, int] = s.services
+    hosts: dict[Any, int] = s.hosts
+    by_method: dict[Any, int] = s.by_method
+    by_status: dict[Any, int] = s.by_status
+    bad_ips: dict[Any, int] = s.bad_ips
+    ips: dict[Any, int] = s.ips
+    user_agents: dict[Any, int] = s.user_agents
+    paths: dict[Any, int] = s.paths
+    stamps: list[Any] = s.ts
+    latencies: list[Any] = s.latencies
+    visitors: set[Any] = s.visitors
+    errors = 0
+    requests = 0
+    sent: Any = 0
+    for record in recs:
+        _bump(by_format, record.format)
+        _bump(by_level, record.level)
+        severity: Any = record.severity
+        if severity is not None and severity <= ERROR_SEVERITY:
+            errors += 1
+        ts: Any = record.ts
+        if ts is not None:
+            stamps.append(ts)
+        _bump(services, record.service)
+        _bump(hosts, record.host)
+        http: Any = record.http
+        if http is None:
+            continue
+        requests += 1
+        _bump(by_method, http.method)
+        status: Any = http.status
+        _bump(by_status, status)
+        ip: Any = http.ip
+        if status is not None and status >= 400:
+            _bump(bad_ips, ip)
+        size: Any = http.bytes
+        if size:
+            sent += size
+        latency: Any = http.latency_ms
+        if latency is not None:
+            latencies.append(latency)
+        _bump(ips, ip)
+        agent: Any = http.user_agent
+        _bump(user_agents, agent)
+        if status is None or not 400 <= status < 500:  # GoAccess's unique visitors leave out 4xx
+            visitors.add((ip, agent))
+        _bump(paths, http.path)
+    s.errors += errors
+    s.requests += requests
+    s.bytes_sent += sent
