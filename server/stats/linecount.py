@@ -37,7 +37,7 @@ def count_records(s: Any, recs: Sequence[Any]) -> None:
     visitors: set[Any] = s.visitors
     errors = 0
     requests = 0
-    sent: Any = 0
+    sent = 0
     for record in recs:
         _bump(by_format, record.format)
         _bump(by_level, record.level)
@@ -54,12 +54,12 @@ def count_records(s: Any, recs: Sequence[Any]) -> None:
             continue
         requests += 1
         _bump(by_method, http.method)
-        status: Any = http.status
+        status: int | None = http.status  # ints, as the parsers make them
         _bump(by_status, status)
         ip: Any = http.ip
         if status is not None and status >= 400:
             _bump(bad_ips, ip)
-        size: Any = http.bytes
+        size: int | None = http.bytes
         if size:
             sent += size
         latency: Any = http.latency_ms

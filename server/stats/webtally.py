@@ -88,7 +88,7 @@ def referring_site(referer: str) -> str:
     return rest.partition(":")[0].lower()
 
 
-def _add(rows: dict[str, Scratch], key: str, nbytes: Any, visitor: str | None) -> None:
+def _add(rows: dict[str, Scratch], key: str, nbytes: int, visitor: str | None) -> None:
     s = rows.get(key)
     if s is None:
         s = rows[key] = Scratch()
@@ -112,7 +112,8 @@ def tally(records: Iterable[Any], static: tuple[str, ...], count_4xx: bool) -> T
     everyone = out.everyone
     day_names: dict[int, str] = {}
     sites: dict[str, str] = {}  # referrer -> site, within the batch
-    statuses: dict[Any, str] = {}
+    paths: dict[str, tuple[str, bool]] = {}  # path -> (without its query, whether static)
+    statuses: dict[int | None, str] = {}
     agents: dict[str, tuple[str, str]] = {}  # user agent -> (browser, OS), within the batch
     requests = sent = undated = 0
     for record in records:
@@ -120,17 +121,19 @@ def tally(records: Iterable[Any], static: tuple[str, ...], count_4xx: bool) -> T
         if http is None:
             continue
         requests += 1
-        # Numbers stay untyped (Any): a record's fields are not checked, and mypyc would reject
-        # an int where a float is declared.
-        size: Any = http.bytes
-        nbytes: Any = 0 if size is None else size
+        # Sizes and statuses are ints (the parsers make them so); timestamps stay untyped (Any):
+        # a parser may give an int, which mypyc would reject where a float is declared.
+        size: int | None = http.bytes
+        nbytes = 0 if size is None else size
         sent += nbytes
-        status: Any = http.status
-        ts: Any = record.ts
-        if ts is None:
+        status: int | None = http.status
+        stamp: Any = record.ts
+        ts = 0.0
+        if stamp is None:
             undated += 1
             day = "-"
         else:
+            ts = float(stamp)  # exact: an int timestamp is far below 2**53
             days = int(ts // 86400)
             found = day_names.get(days)
             if found is None:
@@ -143,15 +146,19 @@ def tally(records: Iterable[Any], static: tuple[str, ...], count_4xx: bool) -> T
         if status is None or not 400 <= status < 500 or count_4xx:
             visitor = f"{ip}|{day}|{agent or ''}"
             everyone[visitor] = None
-        if ts is not None:
+        if stamp is not None:
             _add(days_rows, day, nbytes, visitor)
             _add(hours_rows, _HOURS[int(ts % 86400) // 3600], nbytes, visitor)
         path: str | None = http.path
         if path is not None:
-            bare = path.partition("?")[0]
+            reading = paths.get(path)
+            if reading is None:
+                bare = path.partition("?")[0]
+                reading = paths[path] = (bare, bare.lower().endswith(static))
+            bare, is_static = reading
             if status == 404:
                 _add(missing_rows, path, nbytes, visitor)
-            elif bare.lower().endswith(static):
+            elif is_static:
                 _add(static_rows, path, nbytes, visitor)
             else:
                 _add(requests_rows, path, nbytes, visitor)
