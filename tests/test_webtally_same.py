@@ -311,3 +311,19 @@ def test_collect_counts_what_it_is_given() -> None:
 
 def test_panels_agree() -> None:
     assert tuple(PANELS) == webtally.PANELS
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("config", CONFIGS, ids=["default", "4xx", "tiny"])
+def test_merging_bytes_is_merging_the_decoded_partial(seed: int, config: WebConfig) -> None:
+    """`merge_bytes` (analyze's main process) skips building the other partial's unions; the
+    merged partial is the one `merge(from_bytes(...))` gives."""
+    rng = random.Random(seed)
+    parts = [webreport.collect(batch(rng, rng.choice([1, 50, 800]), unique_ips=rng.random() < 0.3,
+                                     days=rng.choice([1, 3])), config).to_bytes() for _ in range(6)]
+    decoded, lean = WebPartial(config), WebPartial(config)
+    for data in parts:
+        decoded.merge(WebPartial.from_bytes(data, config))
+        lean.merge_bytes(data)
+    assert canonical(lean.to_bytes()) == canonical(decoded.to_bytes())
+    assert without_quantiles(webreport.summarise(lean, 20)) == without_quantiles(webreport.summarise(decoded, 20))

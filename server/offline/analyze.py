@@ -320,7 +320,7 @@ def run_analyze(argv: list[str]) -> int:
         if driver is not None:
             events.extend(driver.add(Feed.from_bytes(result.feed), 0.0))
         if web is not None and result.web:
-            web.merge(WebPartial.from_bytes(result.web, web.config))
+            web.merge_bytes(result.web)
 
     settings["on_result"] = on_result
     stats = Stats(config.stats, time.time(), windows=bool(args.html))

@@ -106,7 +106,7 @@ class _Row:
         if other.visitors is not None:
             if self.visitors is None:
                 self.visitors = ds.hll_union(lg_k)
-            self.visitors.update(other.visitors.get_result(hll_type()))
+            self.visitors.update(_sketch_of(other.visitors))
         if other.latency is not None:
             if self.latency is None:
                 self.latency = ds.kll_floats_sketch(other.latency.k)
@@ -157,11 +157,13 @@ class _Panel:
             if key in mine:
                 mine[key].absorb(row, lg_k)
             else:
+                if row.visitors is not None and not isinstance(row.visitors, ds.hll_union):
+                    row.visitors = _union_of(row.visitors, lg_k)  # a kept row holds a union
                 new[key] = row
         if other is not None:
             self._overflow_row(other, lg_k)
         if other_keys is not None:
-            self._overflow_keys(other_keys.get_result(hll_type()), lg_k)
+            self._overflow_keys(_sketch_of(other_keys), lg_k)
         excess = len(mine) + len(new) - self.limit
         if excess > 0:
             # Keep the heaviest keys (ties: the smaller key stays), whichever side they came
@@ -214,6 +216,24 @@ class WebPartial:
             theirs = other.panels[name]
             panel.merge(theirs.rows, theirs.other, theirs.other_keys, lg_k)
 
+    def merge_bytes(self, data: bytes) -> None:
+        """`merge(WebPartial.from_bytes(data, config))`, without building the other partial:
+        its rows' visitor sketches go into this partial's unions as decoded, where a union of
+        each would be built only to be read once (the unions come out the same, byte for byte)."""
+        wire = _decoder.decode(data)
+        lg_k = self.config.lg_k
+        self.requests += wire.requests
+        self.bytes += wire.sent
+        self.undated += wire.undated
+        self.visitors.update(ds.hll_sketch.deserialize(wire.visitors))
+        for name, pw in wire.panels.items():
+            self.panels[name].merge(
+                {rw.key: _row_from_wire(rw, lg_k, union=False) for rw in pw.rows},
+                None if pw.other is None else _row_from_wire(pw.other, lg_k, union=False),
+                ds.hll_sketch.deserialize(pw.other_keys) if pw.other_keys else None,
+                lg_k,
+            )
+
     def to_bytes(self) -> bytes:
         panels = {}
         for name, panel in self.panels.items():
@@ -255,13 +275,26 @@ def _row_wire(key: str, row: _Row) -> _RowWire:
     )
 
 
-def _row_from_wire(rw: _RowWire, lg_k: int) -> _Row:
+def _row_from_wire(rw: _RowWire, lg_k: int, union: bool = True) -> _Row:
+    """A decoded row; its visitors a union (`union`), or the sketch as sent, to be merged."""
     visitors = None
     if rw.visitors:
-        visitors = ds.hll_union(lg_k)
-        visitors.update(ds.hll_sketch.deserialize(rw.visitors))
+        visitors = ds.hll_sketch.deserialize(rw.visitors)
+        if union:
+            visitors = _union_of(visitors, lg_k)
     latency = ds.kll_floats_sketch.deserialize(rw.latency) if rw.latency else None
     return _Row(rw.hits, rw.sent, visitors, latency)
+
+
+def _union_of(sketch: Any, lg_k: int) -> Any:
+    union = ds.hll_union(lg_k)
+    union.update(sketch)
+    return union
+
+
+def _sketch_of(visitors: Any) -> Any:
+    """What a union takes in: a union's result, or a decoded sketch as it is."""
+    return visitors.get_result(hll_type()) if isinstance(visitors, ds.hll_union) else visitors
 
 
 # -- collecting a batch ------------------------------------------------------------------------
