@@ -14,11 +14,34 @@ import pytest
 from logtallyd import native
 from logtallyd.records import Http, Record
 from logtallyd.stats import webreport, webtally
-from logtallyd.stats.webreport import _decoder, PANELS, WebConfig, WebPartial, _seal, _update, browser_and_os, referring_site
-from logtallyd.stats.sketches import ds
+from logtallyd.stats.webreport import _decoder, PANELS, WebConfig, WebPartial, _Row, browser_and_os, referring_site
+from logtallyd.stats.sketches import ds, hll_type
 
 
 # -- the reference: collect as it was, columns filled per line and counted per panel ----------
+
+
+def _update(union: Any, keys: dict[str, None], lg_k: int) -> None:
+    if keys:
+        sk = ds.hll_sketch(lg_k, hll_type())
+        for key in keys:
+            sk.update(key)
+        union.update(sk)
+
+
+def _seal(s: Any, lg_k: int, kll_k: int) -> _Row:
+    visitors = None
+    if s.visitors:
+        visitors = ds.hll_union(lg_k)
+        _update(visitors, s.visitors, lg_k)
+    latency = None
+    if s.latencies:
+        import numpy as np
+
+        latency = ds.kll_floats_sketch(kll_k)
+        latency.update(np.asarray(s.latencies, dtype=np.float32))
+    return _Row(s.hits, s.bytes, visitors, latency)
+
 class _OldScratch:
     """One panel key within a batch: plain counters and its visitors' keys, in the order first seen.
 

@@ -307,7 +307,9 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
     counted = tally(records, static, config.visitors_4xx)
     out.requests, out.bytes, out.undated = counted.requests, counted.sent, counted.undated
     lg_k, kll_k = config.lg_k, config.kll_k
-    _update(out.visitors, counted.everyone, lg_k)
+    seal = _Sealer(lg_k, kll_k)
+    if counted.everyone:
+        out.visitors.update(seal.sketch(counted.everyone))
     for name, rows in counted.rows.items():
         panel = out.panels[name]
         other = other_keys = None
@@ -325,33 +327,53 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
                 rest.visitors.update(s.visitors)
                 rest.latencies += s.latencies
                 names[key] = None
-            _update(other_keys, names, lg_k)
-            other = _seal(rest, lg_k, kll_k)
-        sealed = {key: _seal(s, lg_k, kll_k) for key, s in rows.items()}
+            other_keys.update(_sketch(names, lg_k))
+            other = seal.row(rest)
+        sealed = {key: seal.row(s) for key, s in rows.items()}
         panel.merge(sealed, other, other_keys, lg_k)
     return out
 
 
-def _update(union: Any, keys: dict[str, None], lg_k: int) -> None:
-    if keys:
-        sk = ds.hll_sketch(lg_k, hll_type())
-        _drain(map(sk.update, keys))  # one C-level loop over the keys, in their order
-        union.update(sk)
+class _Sealer:
+    """Turns a batch's counters into rows, one visitor sketch per distinct visitor sequence.
+
+    Keys of different panels often have the same visitors in the same order: the batch's one
+    day and its hour hold everyone, so does a referrer that every line gives, and a browser its
+    OS. Their sketches would be fed the same updates (about 70 ns each, the web report's largest
+    cost): the sequence is looked up first (a tuple of strings whose hashes are cached) and an
+    equal one reuses the sketch built for it. Same updates, same order: the same sketch."""
+
+    def __init__(self, lg_k: int, kll_k: int) -> None:
+        self.lg_k, self.kll_k = lg_k, kll_k
+        self.sketches: dict[tuple[str, ...], Any] = {}
+
+    def sketch(self, visitors: dict[str, None]) -> Any:
+        seq = tuple(visitors)
+        sk = self.sketches.get(seq)
+        if sk is None:
+            sk = self.sketches[seq] = _sketch(seq, self.lg_k)
+        return sk
+
+    def row(self, s: Scratch) -> _Row:
+        visitors = None
+        if s.visitors:
+            visitors = ds.hll_union(self.lg_k)
+            visitors.update(self.sketch(s.visitors))
+        latency = None
+        if s.latencies:
+            latency = ds.kll_floats_sketch(self.kll_k)
+            latency.update(_float32s(s.latencies))
+        return _Row(s.hits, s.bytes, visitors, latency)
+
+
+def _sketch(keys: Iterable[str], lg_k: int) -> Any:
+    """An HLL sketch fed `keys` in their order."""
+    sk = ds.hll_sketch(lg_k, hll_type())
+    _drain(map(sk.update, keys))  # one C-level loop over the keys
+    return sk
 
 
 _drain = collections.deque(maxlen=0).extend
-
-
-def _seal(s: Scratch, lg_k: int, kll_k: int) -> _Row:
-    visitors = None
-    if s.visitors:
-        visitors = ds.hll_union(lg_k)
-        _update(visitors, s.visitors, lg_k)
-    latency = None
-    if s.latencies:
-        latency = ds.kll_floats_sketch(kll_k)
-        latency.update(_float32s(s.latencies))
-    return _Row(s.hits, s.bytes, visitors, latency)
 
 
 # -- the summary -------------------------------------------------------------------------------
