@@ -185,3 +185,14 @@ def test_line_counter_counts_as_the_old_passes(seed: int) -> None:
         module.count_records(got, recs)
         module.count_records(got, recs[: len(recs) // 2])
         assert scratch_state(got) == scratch_state(expected), module.__name__
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_error_templates_are_those_of_the_errors(seed: int) -> None:
+    from logtallyd.stats.templates import record_template
+
+    recs = mixed_records(random.Random(seed), 500)
+    expected = [record_template(r) if r.severity is not None and r.severity <= ERROR_SEVERITY else None for r in recs]
+    assert any(expected) and None in expected
+    for module in [linecount] + ([COUNT] if COUNT is not None else []):
+        assert module.error_templates(recs, record_template) == expected, module.__name__

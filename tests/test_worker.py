@@ -1,6 +1,8 @@
 """Worker side of ingestion (logtallyd.pool.worker): one batch in, one mergeable result out."""
 from __future__ import annotations
 
+import pytest
+
 from logtallyd.stats.aggregate import Partial
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.feed import Feed
@@ -77,3 +79,20 @@ def test_claimed_hosts_stop_at_sender_hostnames() -> None:
         options = WorkerOptions(sender_hostnames=limit)
         result = decode_result(process_batch(frames, ARRIVAL, options, 0, None, [("10.0.0.1", 4)]))
         assert result.claims == {"10.0.0.1": expected}
+
+
+def test_quiet_gc_is_undone_after() -> None:
+    """`analyze`'s main process quiets the cyclic GC while it merges, then puts it back as it was
+    (a test session or a caller keeps running)."""
+    import gc
+
+    from logtallyd.pool.worker import quiet_gc
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with quiet_gc():
+        assert gc.get_threshold()[0] == 20_000 and gc.get_freeze_count() >= max(frozen, 1)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+    with pytest.raises(KeyError):
+        with quiet_gc():
+            raise KeyError("an error inside")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen

@@ -284,7 +284,7 @@ def run_analyze(argv: list[str]) -> int:
     from logtallyd.daemon.config import ConfigError, load_config
     from logtallyd.offline.report import AnalyzeResult, format_html, format_text
     from logtallyd.offline.trends import Trends
-    from logtallyd.pool.worker import WorkerOptions
+    from logtallyd.pool.worker import WorkerOptions, quiet_gc
     from logtallyd.stats.webreport import WebConfig, WebPartial, summarise
 
     try:
@@ -343,7 +343,10 @@ def run_analyze(argv: list[str]) -> int:
         settings["executor"] = fleet
         settings["in_flight"] = args.in_flight or 4 * max(args.workers, 1)
     try:
-        analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), into=stats, **settings)
+        # The merges allocate ~170k rows and buckets a file, none in a cycle: young collections
+        # walking the process's modules each time cost ~12% of this process's CPU.
+        with quiet_gc():
+            analyze_paths(args.paths, workers=args.workers, progress=sys.stderr.isatty(), into=stats, **settings)
     except Exception as exc:
         if args.nats and isinstance(exc, NoNodeAnswered):
             print(f"logtallyd analyze: {exc}", file=sys.stderr)

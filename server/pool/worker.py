@@ -5,6 +5,7 @@ few lines that were rejected (for the rejects file) and records asked for by `ta
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
@@ -14,16 +15,16 @@ import threading
 import time
 import multiprocessing
 import operator
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import msgspec
 
-from logtallyd.stats.aggregate import Partial, by_second
+from logtallyd.stats.aggregate import Partial, by_second, error_templates
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.feed import Feed
 from logtallyd.parsing import ParseOptions
 from logtallyd.parsing.sniff import parse, plan_for
-from logtallyd.records import ERROR_SEVERITY, Record, Rejected, record_view
+from logtallyd.records import Record, Rejected, record_view
 from logtallyd.publish.tailfilter import Predicate, compile_filter
 from logtallyd.stats.templates import record_template
 from logtallyd.stats.webreport import WebConfig, collect
@@ -105,7 +106,28 @@ def tune_gc() -> None:
         return  # the main process, `analyze` in-process or a test: its GC is not ours to tune
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 10, 10)
+    gc.set_threshold(*_QUIET_THRESHOLDS)
+
+
+_QUIET_THRESHOLDS = (20_000, 10, 10)
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """`tune_gc` for a stretch of a main process (`analyze` merging its workers' results), undone
+    after: the process may be a test session or a caller that keeps running. What exists when it
+    starts is frozen out of the collections in between; cycles are still collected."""
+    before = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0  # an earlier freeze is someone else's: left as it is
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(*_QUIET_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        if freeze:
+            gc.unfreeze()
 
 
 def decode_result(data: bytes) -> BatchResult:
@@ -196,10 +218,7 @@ def summarise_partial(
         seconds = [fallback_second if ts is None else int(ts) for ts in stamps]
     else:
         seconds = list(map(int, stamps))
-    templates = [
-        record_template(r) if (sev := r.severity) is not None and sev <= ERROR_SEVERITY else None
-        for r in records
-    ]
+    templates = error_templates(records, record_template)
     groups = by_second(seconds)
     partial.add_many(records, sizes, seconds, templates, groups)
     if options.sketch:

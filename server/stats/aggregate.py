@@ -23,7 +23,8 @@ from logtallyd.records import SEVERITY_OF, Record
 
 KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
 DISTINCT_LG_K = 12  # as `[stats] distinct_lg_k`
-count_records = native.load("logtallyd.stats.linecount").count_records
+_linecount = native.load("logtallyd.stats.linecount")  # compiled when built
+count_records, error_templates = _linecount.count_records, _linecount.error_templates
 
 MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
 

@@ -7,7 +7,7 @@ pass costs about half as much. Every dict still meets its keys in line order.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ERROR_SEVERITY = 3  # as logtallyd.records.ERROR_SEVERITY (tests/test_native.py checks they agree)
 
@@ -74,3 +74,12 @@ def count_records(s: Any, recs: Sequence[Any]) -> None:
     s.errors += errors
     s.requests += requests
     s.bytes_sent += sent
+
+
+def error_templates(records: Sequence[Any], template: Callable[[Any], Any]) -> list[Any]:
+    """`template(record)` for each record of an error (severity ERROR_SEVERITY or worse), else None."""
+    out: list[Any] = []
+    for record in records:
+        severity: Any = record.severity
+        out.append(template(record) if severity is not None and severity <= ERROR_SEVERITY else None)
+    return out
