@@ -342,6 +342,15 @@ def run_analyze(argv: list[str]) -> int:
             return 2
         settings["executor"] = fleet
         settings["in_flight"] = args.in_flight or 4 * max(args.workers, 1)
+    if web_config is not None and args.workers and not args.nats:
+        # What each worker would load for its first web batch (the sketch library with numpy,
+        # ua-parser's rules), loaded once here before the pool forks them: this process merges
+        # with the sketches anyway, and the workers start with them.
+        from logtallyd.stats import webreport
+        from logtallyd.stats.sketches import ds
+
+        ds.hll_union  # noqa: B018 (the lazy module is executed on its first attribute)
+        webreport.preload_ua_parser()
     try:
         # The merges allocate ~170k rows and buckets a file, none in a cycle: young collections
         # walking the process's modules each time cost ~12% of this process's CPU.

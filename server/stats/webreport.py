@@ -19,6 +19,7 @@ from logtallyd import native
 _tally = native.load("logtallyd.stats.webtally")
 Scratch, tally = _tally.Scratch, _tally.tally
 browser_and_os, referring_site = _tally.browser_and_os, _tally.referring_site
+preload_ua_parser = _tally.preload_ua_parser
 
 __all__ = [
     "PANELS", "STATUS_CLASSES", "WebConfig", "WebPartial", "browser_and_os", "collect",

@@ -63,6 +63,11 @@ def browser_and_os(user_agent: str) -> tuple[str, str]:
 _PARSER: list[Any] = []
 
 
+def preload_ua_parser() -> None:
+    """Load ua-parser and its rules now (a process about to fork its workers)."""
+    _ua_parser()
+
+
 def _ua_parser() -> Any:
     """ua-parser's parser over its rules compiled as they are first tried (`load_lazy_builtins`).
 
