@@ -98,7 +98,9 @@ class _Row:
     def __init__(self, hits: int = 0, nbytes: int = 0, visitors: Any = None, latency: Any = None) -> None:
         self.hits = hits
         self.bytes = nbytes
-        self.visitors = visitors  # ds.hll_union or None
+        # ds.hll_union, or None; a batch's own rows (from `collect`, or decoded to be merged)
+        # hold its ds.hll_sketch instead
+        self.visitors = visitors
         self.latency = latency  # ds.kll_floats_sketch or None
 
     def absorb(self, other: _Row, lg_k: int) -> None:
@@ -264,8 +266,9 @@ class WebPartial:
         return out
 
 
-def _hll_bytes(union: Any) -> bytes:
-    return union.get_result(hll_type()).serialize_compact()
+def _hll_bytes(visitors: Any) -> bytes:
+    """A union's result, or a batch's sketch, serialised (compact)."""
+    return _sketch_of(visitors).serialize_compact()
 
 
 def _row_wire(key: str, row: _Row) -> _RowWire:
@@ -330,8 +333,14 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
                 names[key] = None
             other_keys.update(_sketch(names, lg_k))
             other = seal.row(rest)
-        sealed = {key: seal.row(s) for key, s in rows.items()}
-        panel.merge(sealed, other, other_keys, lg_k)
+        # The panel is empty and the batch holds at most `limit` keys now: its rows are these
+        # (each with its batch's sketch, not a union of it: the union is built where the row is
+        # merged, and comes out the same).
+        panel.rows = {key: seal.row(s) for key, s in rows.items()}
+        if other is not None:
+            panel._overflow_row(other, lg_k)
+        if other_keys is not None:
+            panel._overflow_keys(_sketch_of(other_keys), lg_k)
     return out
 
 
@@ -356,10 +365,7 @@ class _Sealer:
         return sk
 
     def row(self, s: Scratch) -> _Row:
-        visitors = None
-        if s.visitors:
-            visitors = ds.hll_union(self.lg_k)
-            visitors.update(self.sketch(s.visitors))
+        visitors = self.sketch(s.visitors) if s.visitors else None
         latency = None
         if s.latencies:
             latency = ds.kll_floats_sketch(self.kll_k)
@@ -380,8 +386,14 @@ _drain = collections.deque(maxlen=0).extend
 # -- the summary -------------------------------------------------------------------------------
 
 
-def _estimate(union: Any) -> int:
-    return 0 if union is None else round(union.get_estimate())
+def _estimate(visitors: Any) -> int:
+    """A union's estimate; a batch's sketch (a partial straight from `collect`) is read as the
+    union of it that a merge would make, so the figure does not depend on where it is read."""
+    if visitors is None:
+        return 0
+    if not isinstance(visitors, ds.hll_union):
+        visitors = _union_of(visitors, visitors.lg_config_k)
+    return round(visitors.get_estimate())
 
 
 def _row_values(key: str, row: _Row, with_latency: bool) -> dict[str, Any]:
