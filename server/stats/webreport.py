@@ -182,6 +182,32 @@ class _Panel:
             self._overflow_keys(names, lg_k)
         mine.update(new)
 
+    def merge_wire(self, pw: _PanelWire, lg_k: int) -> None:
+        """`merge` of a decoded panel: a row whose key is kept here is added in place, as
+        `_Row.absorb` would add it, without a row built for it first (most rows of a batch)."""
+        mine = self.rows
+        rows: dict[str, _Row] = {}
+        for rw in pw.rows:
+            row = mine.get(rw.key)
+            if row is None:
+                rows[rw.key] = _row_from_wire(rw, lg_k, union=False)
+                continue
+            row.hits += rw.hits
+            row.bytes += rw.sent
+            if rw.visitors:
+                if row.visitors is None:
+                    row.visitors = ds.hll_union(lg_k)
+                row.visitors.update(ds.hll_sketch.deserialize(rw.visitors))
+            if rw.latency:
+                latency = ds.kll_floats_sketch.deserialize(rw.latency)
+                if row.latency is None:
+                    row.latency = ds.kll_floats_sketch(latency.k)
+                row.latency.merge(latency)
+        self.merge(
+            rows, None if pw.other is None else _row_from_wire(pw.other, lg_k, union=False),
+            ds.hll_sketch.deserialize(pw.other_keys) if pw.other_keys else None, lg_k,
+        )
+
     def _overflow_row(self, row: _Row, lg_k: int) -> None:
         if self.other is None:
             self.other = _Row()
@@ -230,12 +256,7 @@ class WebPartial:
         self.undated += wire.undated
         self.visitors.update(ds.hll_sketch.deserialize(wire.visitors))
         for name, pw in wire.panels.items():
-            self.panels[name].merge(
-                {rw.key: _row_from_wire(rw, lg_k, union=False) for rw in pw.rows},
-                None if pw.other is None else _row_from_wire(pw.other, lg_k, union=False),
-                ds.hll_sketch.deserialize(pw.other_keys) if pw.other_keys else None,
-                lg_k,
-            )
+            self.panels[name].merge_wire(pw, lg_k)
 
     def to_bytes(self) -> bytes:
         panels = {}
