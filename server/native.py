@@ -60,5 +60,5 @@ def load(name: str) -> ModuleType:
 
 
 def status() -> dict[str, bool]:
-    """Module name -> whether its compiled twin is in use (for `--version` and the tests)."""
+    """Module name -> whether its compiled twin is in use (the tests ask)."""
     return {name: load(name) is not importlib.import_module(name) for name in MODULES}

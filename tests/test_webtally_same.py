@@ -350,3 +350,15 @@ def test_merging_bytes_is_merging_the_decoded_partial(seed: int, config: WebConf
         lean.merge_bytes(data)
     assert canonical(lean.to_bytes()) == canonical(decoded.to_bytes())
     assert without_quantiles(webreport.summarise(lean, 20)) == without_quantiles(webreport.summarise(decoded, 20))
+
+
+def test_a_partial_straight_from_collect_merges_and_reads_as_a_decoded_one() -> None:
+    """A batch's rows hold its sketches (not unions) until merged: merging into such a partial,
+    and reading it, gives what the same partial decoded from its bytes gives."""
+    config = WebConfig()
+    a, b = (webreport.collect(batch(random.Random(seed), 400), config) for seed in (1, 2))
+    decoded = WebPartial.from_bytes(a.to_bytes(), config)
+    assert without_quantiles(webreport.summarise(a)) == without_quantiles(webreport.summarise(decoded))
+    decoded.merge(WebPartial.from_bytes(b.to_bytes(), config))
+    a.merge(b)
+    assert without_quantiles(webreport.summarise(a)) == without_quantiles(webreport.summarise(decoded))

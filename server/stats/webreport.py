@@ -107,8 +107,7 @@ class _Row:
         self.hits += other.hits
         self.bytes += other.bytes
         if other.visitors is not None:
-            if self.visitors is None:
-                self.visitors = ds.hll_union(lg_k)
+            self.visitors = _as_union(self.visitors, lg_k)
             self.visitors.update(_sketch_of(other.visitors))
         if other.latency is not None:
             if self.latency is None:
@@ -195,8 +194,7 @@ class _Panel:
             row.hits += rw.hits
             row.bytes += rw.sent
             if rw.visitors:
-                if row.visitors is None:
-                    row.visitors = ds.hll_union(lg_k)
+                row.visitors = _as_union(row.visitors, lg_k)
                 row.visitors.update(ds.hll_sketch.deserialize(rw.visitors))
             if rw.latency:
                 latency = ds.kll_floats_sketch.deserialize(rw.latency)
@@ -315,6 +313,13 @@ def _union_of(sketch: Any, lg_k: int) -> Any:
     union = ds.hll_union(lg_k)
     union.update(sketch)
     return union
+
+
+def _as_union(visitors: Any, lg_k: int) -> Any:
+    """A row's visitors as a union to merge into: a new one, or one around a batch's sketch."""
+    if visitors is None:
+        return ds.hll_union(lg_k)
+    return visitors if isinstance(visitors, ds.hll_union) else _union_of(visitors, lg_k)
 
 
 def _sketch_of(visitors: Any) -> Any:
