@@ -16,7 +16,8 @@ import os
 from types import ModuleType
 
 # The modules compiled by setup.py, by import name (their files: the package folders, server/...).
-MODULES = ("logtallyd.parsing.access", "logtallyd.stats.linecount", "logtallyd.stats.webtally")
+MODULES = ("logtallyd.parsing.access", "logtallyd.parsing.applog", "logtallyd.parsing.rfc5424",
+           "logtallyd.stats.linecount", "logtallyd.stats.webtally")
 ENV = "LOGTALLY_NATIVE"  # "0": always the pure-Python modules
 
 

@@ -196,3 +196,41 @@ def test_error_templates_are_those_of_the_errors(seed: int) -> None:
     assert any(expected) and None in expected
     for module in [linecount] + ([COUNT] if COUNT is not None else []):
         assert module.error_templates(recs, record_template) == expected, module.__name__
+
+
+# -- every format, through parse_line, compiled against pure ------------------------------------
+
+_DUMP = """
+import sys, msgspec
+from logtallyd import native
+from logtallyd.parsing import ParseOptions, parse_line
+lines = msgspec.json.decode(open(sys.argv[1], "rb").read())
+options = [None, ParseOptions(nested=False, infer_level_from_keywords=False), ParseOptions(force="app"),
+           ParseOptions(force="rfc5424"), ParseOptions(formats=["access", "app"])]
+out = [[parse_line(line, ref, opts) for opts in options] for line, ref in lines]
+sys.stdout.buffer.write(msgspec.json.encode(out))
+sys.stderr.write(msgspec.json.encode(native.status()).decode())
+"""
+
+
+def _read_all(lines: list[tuple[str, float]], tmp_path, compiled: bool) -> tuple[dict, bytes]:
+    import json
+
+    src = tmp_path / "lines.json"
+    src.write_text(json.dumps(lines))
+    env = {**os.environ, native.ENV: "1" if compiled else "0"}
+    done = subprocess.run([sys.executable, "-c", _DUMP, str(src)], env=env, capture_output=True, check=True)
+    return json.loads(done.stderr), done.stdout
+
+
+@needs_twins
+def test_every_format_reads_the_same_compiled_and_pure(tmp_path) -> None:
+    """The records of every line of the parser tests, bent access lines and the corpus, in five
+    option sets, as JSON (so an int timestamp and a float one differ): compiled and pure alike."""
+    texts = parser_test_strings() + generated(3_000, seed=9) + (corpus_lines() if CORPUS.is_dir() else [])
+    lines = [(t, [1_733_000_000.25, 1_733_000_000, 0.0][i % 3]) for i, t in enumerate(texts)]
+    status, compiled = _read_all(lines, tmp_path, True)
+    assert all(status.values()), status
+    status, pure = _read_all(lines, tmp_path, False)
+    assert not any(status.values()), status
+    assert len(compiled) > 100_000 and compiled == pure

@@ -20,16 +20,17 @@ import msgspec
 
 from logtallyd.records import FORMATS, LEVELS, Record, Rejected
 from logtallyd import native
-from logtallyd.parsing.applog import parse_app
 from logtallyd.parsing.jsonlog import INVALID_JSON, parse_json
 from logtallyd.parsing.levels import infer_severity
 from logtallyd.parsing.nested import nest
 from logtallyd.parsing.options import ParseOptions
 from logtallyd.parsing.rfc3164 import parse_rfc3164
-from logtallyd.parsing.rfc5424 import parse_rfc5424
 from logtallyd.parsing.timestamps import MONTHS
 
-parse_access = native.load("logtallyd.parsing.access").parse_access  # compiled when built
+# Compiled when built (logtallyd.native).
+parse_access = native.load("logtallyd.parsing.access").parse_access
+parse_app = native.load("logtallyd.parsing.applog").parse_app
+parse_rfc5424 = native.load("logtallyd.parsing.rfc5424").parse_rfc5424
 
 EMPTY = Rejected("empty")
 BAD_PRI = Rejected("bad_pri")
