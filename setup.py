@@ -65,14 +65,16 @@ def native_extensions() -> list:
         target = folder / f"_{last}_native.py"
         target.write_bytes(source + f'\n__native_source__ = "{native.source_digest(source)}"\n'.encode())
         paths.append(str(target))
-    try:
-        # Imports of the rest of the package are not followed: they are typed Any in the twins,
-        # which call them as the interpreter would.
-        return mypycify(["--ignore-missing-imports", "--follow-imports=skip", *paths],
-                        opt_level="3", separate=True)
-    except (Exception, SystemExit) as exc:  # mypy's type errors end in SystemExit
-        print(f"logtally: mypyc failed ({exc}); the pure-Python modules are used", file=sys.stderr)
-        return []
+    extensions = []
+    for path in paths:  # one at a time: a module mypy rejects leaves the others compiled
+        try:
+            # Imports of the rest of the package are not followed: they are typed Any in the
+            # twins, which call them as the interpreter would.
+            extensions += mypycify(["--ignore-missing-imports", "--follow-imports=skip", path],
+                                   opt_level="3", separate=True)
+        except (Exception, SystemExit) as exc:  # mypy's type errors end in SystemExit
+            print(f"logtally: mypyc failed on {path} ({exc}); its pure-Python module is used", file=sys.stderr)
+    return extensions
 
 
 setup(cmdclass={"build_py": BuildWithShipped, "build_ext": OptionalBuildExt}, ext_modules=native_extensions())
