@@ -251,9 +251,10 @@ _MESSAGE_START = frozenset(b"<{")  # syslog's PRI, GELF's JSON object
 
 def _maybe_octet(buf: bytearray) -> bool:
     """Could a frame in `buf` open with an octet count (`[1-9][0-9]{0,8} <` at a frame start)?"""
-    # "<" first: one memchr, where the two-byte search crawls through text full of spaces
-    # (200 us for 256 KiB of access log, which holds no "<" at all).
-    return b"<" in buf and b" <" in buf and (
+    # "<" first: one memchr settles text logs, which hold none. Where there is one (syslog), the
+    # patterns' own scans (131 us for 256 KiB) cost less than a search for " <" first (235 us:
+    # a two-byte search crawls through text full of spaces).
+    return b"<" in buf and (
         _OCTET_FIRST.match(buf) is not None or _OCTET_AFTER_LF.search(buf) is not None
     )
 
