@@ -1,8 +1,8 @@
 """The mypyc-compiled twins (logtallyd.native) run the same code as the pure-Python modules.
 
-Each twin gives the same records (access lines) and the same tallies (web report) as its module,
-on the parser tests' strings, bent and hypothesis-edited lines, the shared corpus and generated
-batches. Under CI, which installs the package the README's way, the twins must have been built
+Each twin gives the same records (every format, through `parse_line`), counts (the line counter)
+and tallies (web report) as its module, on the parser tests' strings, bent and hypothesis-edited
+lines, the shared corpus and generated batches. Under CI, which installs the package the README's way, the twins must have been built
 and be in use; elsewhere the comparisons skip when they are not. A twin built from an older
 source, or LOGTALLY_NATIVE=0, leaves the pure module in use.
 """
@@ -51,7 +51,7 @@ def test_the_environment_can_turn_the_twins_off() -> None:
            "print(native.status(), s.parse_access.__module__)"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, native.ENV: "0"},
                          capture_output=True, text=True, check=True).stdout
-    assert out.split() [-1] == "logtallyd.parsing.access"
+    assert out.split()[-1] == "logtallyd.parsing.access"
     assert "True" not in out
 
 
