@@ -104,15 +104,20 @@ class _Row:
         self.latency = latency  # ds.kll_floats_sketch or None
 
     def absorb(self, other: _Row, lg_k: int) -> None:
-        self.hits += other.hits
-        self.bytes += other.bytes
-        if other.visitors is not None:
+        self.add(other.hits, other.bytes, None if other.visitors is None else _sketch_of(other.visitors),
+                 other.latency, lg_k)
+
+    def add(self, hits: int, nbytes: int, visitors: Any, latency: Any, lg_k: int) -> None:
+        """Add counts, a visitor sketch (or None) and a latency sketch (or None) to this row."""
+        self.hits += hits
+        self.bytes += nbytes
+        if visitors is not None:
             self.visitors = _as_union(self.visitors, lg_k)
-            self.visitors.update(_sketch_of(other.visitors))
-        if other.latency is not None:
+            self.visitors.update(visitors)
+        if latency is not None:
             if self.latency is None:
-                self.latency = ds.kll_floats_sketch(other.latency.k)
-            self.latency.merge(other.latency)
+                self.latency = ds.kll_floats_sketch(latency.k)
+            self.latency.merge(latency)
 
 
 class _RowWire(msgspec.Struct, array_like=True):
@@ -159,8 +164,8 @@ class _Panel:
             if key in mine:
                 mine[key].absorb(row, lg_k)
             else:
-                if row.visitors is not None and not isinstance(row.visitors, ds.hll_union):
-                    row.visitors = _union_of(row.visitors, lg_k)  # a kept row holds a union
+                if row.visitors is not None:
+                    row.visitors = _as_union(row.visitors, lg_k)  # a kept row holds a union
                 new[key] = row
         if other is not None:
             self._overflow_row(other, lg_k)
@@ -190,17 +195,9 @@ class _Panel:
             row = mine.get(rw.key)
             if row is None:
                 rows[rw.key] = _row_from_wire(rw, lg_k, union=False)
-                continue
-            row.hits += rw.hits
-            row.bytes += rw.sent
-            if rw.visitors:
-                row.visitors = _as_union(row.visitors, lg_k)
-                row.visitors.update(ds.hll_sketch.deserialize(rw.visitors))
-            if rw.latency:
-                latency = ds.kll_floats_sketch.deserialize(rw.latency)
-                if row.latency is None:
-                    row.latency = ds.kll_floats_sketch(latency.k)
-                row.latency.merge(latency)
+            else:
+                row.add(rw.hits, rw.sent, ds.hll_sketch.deserialize(rw.visitors) if rw.visitors else None,
+                        ds.kll_floats_sketch.deserialize(rw.latency) if rw.latency else None, lg_k)
         self.merge(
             rows, None if pw.other is None else _row_from_wire(pw.other, lg_k, union=False),
             ds.hll_sketch.deserialize(pw.other_keys) if pw.other_keys else None, lg_k,
@@ -342,13 +339,11 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
         out.visitors.update(seal.sketch(counted.everyone))
     for name, rows in counted.rows.items():
         panel = out.panels[name]
-        other = other_keys = None
         if len(rows) > panel.limit:
             # Fold the lightest keys before any sketch is built for them (as `_Panel.merge`
             # would fold them after): a batch of unique client IPs costs counters, not sketches.
             ranked = sorted((-s.hits, key) for key, s in rows.items())
             rest = Scratch()
-            other_keys = ds.hll_union(lg_k)
             names: dict[str, None] = {}
             for _, key in ranked[panel.limit:]:
                 s = rows.pop(key)
@@ -357,16 +352,12 @@ def collect(records: Iterable[Record], config: WebConfig) -> WebPartial:
                 rest.visitors.update(s.visitors)
                 rest.latencies += s.latencies
                 names[key] = None
-            other_keys.update(_sketch(names, lg_k))
-            other = seal.row(rest)
-        # The panel is empty and the batch holds at most `limit` keys now: its rows are these
+            panel._overflow_row(seal.row(rest), lg_k)
+            panel._overflow_keys(_sketch(names, lg_k), lg_k)
+        # The panel held nothing and the batch holds at most `limit` keys now: its rows are these
         # (each with its batch's sketch, not a union of it: the union is built where the row is
         # merged, and comes out the same).
         panel.rows = {key: seal.row(s) for key, s in rows.items()}
-        if other is not None:
-            panel._overflow_row(other, lg_k)
-        if other_keys is not None:
-            panel._overflow_keys(_sketch_of(other_keys), lg_k)
     return out
 
 
