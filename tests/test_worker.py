@@ -1,6 +1,9 @@
 """Worker side of ingestion (logtallyd.pool.worker): one batch in, one mergeable result out."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from logtallyd.stats.aggregate import Partial
@@ -96,3 +99,13 @@ def test_quiet_gc_is_undone_after() -> None:
         with quiet_gc():
             raise KeyError("an error inside")
     assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+
+
+def test_quiet_process_gc_freezes_for_good() -> None:
+    """A process of our own (a pool worker, the daemon once it listens) freezes what it holds
+    and makes young collections rarer, for good: run in a child, as it never undoes itself."""
+    code = ("import gc; from logtallyd.pool.worker import quiet_process_gc; "
+            "before = gc.get_freeze_count(); quiet_process_gc(); "
+            "print(before, gc.get_freeze_count() > 0, gc.get_threshold())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "True", "(20000,", "10,", "10)"]

@@ -23,7 +23,7 @@ from logtallyd.daemon.tokenfile import load_token, read_token
 from logtallyd.ingest.pipeline import Pipeline
 from logtallyd.persist.archive import Archive, ArchivePosition
 from logtallyd.persist.recovery import plan_directory, read_frames
-from logtallyd.pool.worker import warm_up
+from logtallyd.pool.worker import quiet_process_gc, warm_up
 from logtallyd.publish.sse import end_streams
 from logtallyd.ratelog import RateLimitedLog, RateLimiter
 
@@ -354,6 +354,7 @@ async def serve(config: Config, config_path: str | None = None, pinned: set[str]
 
     server = Server(build(config), config_path, pinned, overrides)
     await server.start(inherited_listeners())
+    quiet_process_gc()  # this process is the daemon's own: its GC is tuned like a worker's
     await server.wait_stopped()
     await server.stop()
     return 0
