@@ -82,7 +82,7 @@ def stats_answer(window: str, window_s: int | None) -> dict[str, Any]:
         "job_failures": {},
         "uptime_s": LIVE,
         "rejects_file": {"written": 0, "dropped": 0},
-        "history": {"rows_written": LIVE, "failed": 0},  # minute rows written to history.sqlite (timing)
+        "history": {"rows_written": LIVE, "rows_lost": 0, "failed": 0},  # minute rows written to history.sqlite (timing)
         "http_server": {"open": 0, "total": 0, "closed_by": {}, "responses_by_class": {}},  # on by default
     }
 

@@ -91,7 +91,7 @@ def test_history_survives_a_restart(start_server, tmp_path: Path) -> None:
     assert answer["series"]["errors"] == [[m0, 6], [m1, 0]]
     assert answer["series"]["error_rate"] == [[m0, 6 / 36], [m1, 0.0]]
     assert answer["step"] == 60 and "latency_p95" in answer["approximate"]
-    assert first.stats()["history"] == {"rows_written": 2, "failed": 0}
+    assert first.stats()["history"] == {"rows_written": 2, "rows_lost": 0, "failed": 0}
     hourly = first.command("HISTORY lines 3600 1d")["series"]["lines"]
     assert [v for _, v in hourly] == [56]  # the open minute (12:02) is not history yet
     assert "error" in first.command("HISTORY lines 60 3650d")  # more points than history.max_points

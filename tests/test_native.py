@@ -198,6 +198,21 @@ def test_error_templates_are_those_of_the_errors(seed: int) -> None:
         assert module.error_templates(recs, record_template) == expected, module.__name__
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_behind_lines_are_those_older_than_the_window_before_them(seed: int) -> None:
+    """A brute-force reading of `behind_lines`: later than the future guard sets no newest line."""
+    rng = random.Random(seed)
+    seconds, t = [], 1_700_000_000
+    for _ in range(rng.choice([0, 1, 40, 300])):
+        t += rng.choice([1, 0, -3, 50, -1200, 2000, -5000])
+        seconds.append(t)
+    horizon, future = rng.choice([60, 900]), 1_700_000_000 + rng.choice([0, 3000, 10**6])
+    expected = [i for i, x in enumerate(seconds)
+                if any(y - x >= horizon for y in seconds[:i] if y <= future)]
+    for module in [linecount] + ([COUNT] if COUNT is not None else []):
+        assert module.behind_lines(seconds, horizon, future) == expected, module.__name__
+
+
 # -- every format, through parse_line, compiled against pure ------------------------------------
 
 _DUMP = """

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtallyd.stats.aggregate import Partial
+from logtallyd.stats.aggregate import Partial, behind_lines
 from logtallyd.records import SEVERITY_OF, Http, Record
 from logtallyd.stats.windows import Stats, StatsConfig, quantile_rank_error
 
@@ -21,13 +21,16 @@ def rec(ts: float | None, level: str = "INFO", **http: object) -> Record:
                   http=Http(**http) if http else None)  # type: ignore[arg-type]
 
 
-def batch(records: list[Record], rejects: int = 0) -> Partial:
+def batch(records: list[Record], rejects: int = 0, horizon: int = 900) -> Partial:
+    """The records as a worker counts them, in this order; `horizon`: the largest window."""
     p = Partial()
+    seconds = [int(r.ts) if r.ts is not None else int(NOW) for r in records]
     p.add_many(
         records,
         [10] * len(records),
-        [int(r.ts) if r.ts is not None else int(NOW) for r in records],
+        seconds,
         ["boom <*>" if r.severity is not None and r.severity <= 3 else None for r in records],
+        behind=behind_lines(seconds, horizon, int(NOW) + 300),
     )
     for _ in range(rejects):
         p.reject("invalid_json", 3)
@@ -78,8 +81,15 @@ def test_windows_equal_brute_force(ages: list[int], anchor_off: int) -> None:
         r = s.report(name, NOW)
         assert r["parsed"] == len(inside), name
         assert r["errors"] == sum(1 for x in inside if x % 3 == 0)
-    assert s.late == sum(1 for x in seconds if x <= newest - horizon)
+    assert s.late == late_in_order(seconds, horizon)
     assert s.report("all", NOW)["parsed"] == len(seconds)
+
+
+def late_in_order(seconds: list[int], horizon: int, before: int | None = None) -> int:
+    """Lines at least `horizon` seconds older than a line read before them (`before`: the
+    newest second of what came earlier), by brute force."""
+    return sum(1 for i, x in enumerate(seconds)
+               if any(y - x >= horizon for y in seconds[:i] + ([] if before is None else [before])))
 
 
 def test_replay_in_any_batch_order_gives_the_same_windows() -> None:

@@ -28,7 +28,7 @@ from logtallyd.persist.history import History, open_history
 from logtallyd.persist.rejects import RejectsFile
 from logtallyd.persist.state import StateStore
 from logtallyd.pool.scheduler import PoolScheduler, worker_context
-from logtallyd.pool.worker import BatchResult, WorkerOptions, start_worker
+from logtallyd.pool.worker import BatchResult, WorkerOptions, late_options, start_worker
 from logtallyd.primes.jobs import JobManager
 from logtallyd.publish.commands import Commands
 from logtallyd.publish.control import ControlConnection
@@ -237,7 +237,7 @@ class Parts:
 def worker_options(config: Config, tail_filters: tuple[tuple[str, ...], ...] = ()) -> WorkerOptions:
     return WorkerOptions(parse=config.parse, detect=config.detect, listener_parse=config.listener_parse(),
                          tail_filters=tail_filters, distinct_lg_k=config.stats.distinct_lg_k,
-                         sender_hostnames=config.ingest.sender_hostnames)
+                         sender_hostnames=config.ingest.sender_hostnames, **late_options(config.stats))
 
 
 def build(config: Config) -> Parts:
@@ -286,6 +286,8 @@ def build(config: Config) -> Parts:
         peers=connections.peers,
     )
     history = open_history(config.history, None if state.path is None else str(state.path.parent))
+    if history is not None:
+        stats.on_retire = history.retire
     cluster = None
     if config.cluster.nats:  # imported only then: a node alone never loads nats-py
         from logtallyd.cluster.connect import node_name

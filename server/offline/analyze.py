@@ -31,7 +31,7 @@ from logtallyd.ingest.batching import Batch, Batcher
 from logtallyd.ingest.framing import Delimiter, FrameError, Framer
 from logtallyd.ingest.pressure import InFlight
 from logtallyd.ingest.reorder import Reorder
-from logtallyd.pool.worker import start_worker
+from logtallyd.pool.worker import late_options, start_worker
 from logtallyd.stats.windows import Stats, StatsConfig
 
 CHUNK_BYTES = 256 << 10  # read size; a batch is cut at this many bytes of frames
@@ -299,7 +299,7 @@ def run_analyze(argv: list[str]) -> int:
         # then does, where per-second buckets cost most of the time on a file of ~10 lines/s.
         "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config,
                                  distinct_lg_k=config.stats.distinct_lg_k, feed=args.events, sketch=True,
-                                 grain=1 if args.html else 86400),
+                                 grain=1 if args.html else 86400, **late_options(config.stats)),
         "max_message_bytes": config.ingest.max_message_bytes,
         "delimiter": config.ingest.delimiter,
         "batch_lines": config.pipeline.batch_lines,
@@ -327,6 +327,7 @@ def run_analyze(argv: list[str]) -> int:
     trends = Trends() if args.html else None
     if trends is not None:  # the hours and days of the HTML report, taken as the windows move
         settings["on_merge"] = lambda partial, now: trends.update(stats, now)
+        stats.on_retire = trends.retire
     if args.nats:
         import structlog
 

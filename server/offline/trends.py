@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from logtallyd.stats.history import SERIES, Rows, add_row, due_minutes, minute_row, series
+from logtallyd.stats.aggregate import Bucket
 from logtallyd.stats.windows import Stats
 
 __all__ = ["Trends"]
@@ -40,6 +41,14 @@ class Trends:
         for m in [m for m in self.written if m not in stats.minutes or final]:
             self._fold(m * 60)
             del self.written[m]
+
+    def retire(self, minute: int, bucket: Bucket) -> None:
+        """`Stats.on_retire`: the windows let go of `minute`; its row is final (it may have come
+        and gone within one merge, when a batch spans more than the largest window)."""
+        if self.written.get(minute) != bucket.lines:
+            self.open[minute * 60] = minute_row(bucket, close=True)
+        self.written.pop(minute, None)
+        self._fold(minute * 60)
 
     def _fold(self, start: int) -> None:
         row = self.open.pop(start, None)

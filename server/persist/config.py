@@ -69,3 +69,6 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     minute_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 7  # minute rows kept this long
     hour_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 90  # hour rows kept this long
     max_points: Annotated[int, msgspec.Meta(ge=10, le=100000)] = 10000  # per series in one answer
+    # minute rows the windows let go of before a write took them (a backlog read faster than
+    # `interval_s`), kept for the next write at most; beyond, counted as `rows_lost`
+    max_retired: Annotated[int, msgspec.Meta(ge=60, le=1000000)] = 10080

@@ -13,6 +13,7 @@ import structlog
 
 from logtallyd.persist.config import HistoryConfig
 from logtallyd.stats.history import COUNTS, STORED, Rows, due_minutes, minute_row, regroup, series
+from logtallyd.stats.aggregate import Bucket
 from logtallyd.stats.windows import Stats
 
 log = structlog.get_logger()
@@ -92,8 +93,21 @@ class History:
         self.config = config
         self.db = HistoryDb(Path(directory) / FILENAME)
         self.written: dict[int, int] = {}  # minute -> lines it held when written
+        # Rows of minutes the windows let go of before a tick wrote them (`Stats.on_retire`): a
+        # backlog read faster than the tick moves the anchor by more than the largest window.
+        self.retired: Rows = {}
         self.rows_written = 0
+        self.rows_lost = 0  # retired rows beyond `max_retired` before a tick: counted, not written
         self.failed = 0
+
+    def retire(self, minute: int, bucket: Bucket) -> None:
+        """`Stats.on_retire`: keep the minute's final row for the next tick."""
+        if self.written.pop(minute, None) == bucket.lines:
+            return  # written as it is
+        if len(self.retired) >= self.config.max_retired:
+            self.rows_lost += 1
+            return
+        self.retired[minute * 60] = minute_row(bucket)
 
     async def tick(self, stats: Stats, now: float) -> None:
         """Write the minutes closed (or changed by late lines) since the last tick, then prune."""
@@ -101,6 +115,9 @@ class History:
         due = due_minutes(stats.minutes, anchor, self.written)
         rows = {m * 60: minute_row(stats.minutes[m]) for m in due}  # on the loop: the buckets change
         lines = {m: stats.minutes[m].lines for m in due}
+        if self.retired:
+            rows = {**self.retired, **rows}
+            self.retired = {}
         try:
             await asyncio.to_thread(self._store, rows, anchor)
         except sqlite3.Error as exc:  # a broken history file costs the trends, never the daemon
@@ -136,7 +153,7 @@ class History:
                 "approximate": APPROXIMATE}
 
     def figures(self) -> dict[str, Any]:
-        return {"rows_written": self.rows_written, "failed": self.failed}
+        return {"rows_written": self.rows_written, "rows_lost": self.rows_lost, "failed": self.failed}
 
     def close(self) -> None:
         self.db.close()

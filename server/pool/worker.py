@@ -19,13 +19,14 @@ from typing import Any, Iterator, Literal
 
 import msgspec
 
-from logtallyd.stats.aggregate import Partial, by_second, error_templates
+from logtallyd.stats.aggregate import Partial, behind_lines, by_second, error_templates
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.feed import Feed
 from logtallyd.parsing import ParseOptions
 from logtallyd.parsing.sniff import parse, plan_for
 from logtallyd.records import Record, Rejected, record_view
 from logtallyd.publish.tailfilter import Predicate, compile_filter
+from logtallyd.stats.config import StatsConfig
 from logtallyd.stats.templates import record_template
 from logtallyd.stats.webreport import WebConfig, collect
 
@@ -51,6 +52,17 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     # Seconds one bucket of the result spans (`Partial.grain`): 1 for windows; 86400 for a
     # `Stats` without them (`analyze` without `--html`), which needs one bucket per day.
     grain: Literal[1, 86400] = 1
+    # `[stats]`: a line this many seconds (the largest window) older than the newest line before
+    # it is `late` (Partial.behind); None with `anchor = "wall"`, where the clock decides alone.
+    # Lines past the future guard (`max_future_s` after the batch's arrival) set no newest line.
+    behind_s: int | None = 900
+    max_future_s: int = 300
+
+
+def late_options(stats: StatsConfig) -> dict[str, Any]:
+    """The `WorkerOptions` that judge late lines as the `Stats` of `[stats]` will."""
+    return {"behind_s": None if stats.anchor == "wall" else max(stats.windows.values()),
+            "max_future_s": stats.max_future_s}
 
 
 class BatchResult(msgspec.Struct):
@@ -229,10 +241,12 @@ def summarise_partial(
         seconds = list(map(int, stamps))
     templates = error_templates(records, record_template)
     groups = by_second(seconds)
-    partial.add_many(records, sizes, seconds, templates, groups)
+    behind = [] if options.behind_s is None else behind_lines(seconds, options.behind_s,
+                                                              int(arrival) + options.max_future_s)
+    partial.add_many(records, sizes, seconds, templates, groups, behind)
     if options.sketch:
         partial.fold()
-        for bucket in partial.buckets.values():
+        for bucket in (*partial.buckets.values(), *partial.behind.values()):
             bucket.settle()
     if feed is not None:
         feed.add_many(records, seconds, templates, groups, by_sender)

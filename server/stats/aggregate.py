@@ -25,6 +25,7 @@ KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
 DISTINCT_LG_K = 12  # as `[stats] distinct_lg_k`
 _linecount = native.load("logtallyd.stats.linecount")  # compiled when built
 count_records, error_templates = _linecount.count_records, _linecount.error_templates
+behind_lines = _linecount.behind_lines
 
 MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
 
@@ -400,6 +401,10 @@ class Partial(msgspec.Struct, dict=True):
     # key holds the day, count as per second). With 86400, `spans` holds every second's lines.
     grain: int = 1
     spans: dict[int, Span] = {}
+    # The lines late within the batch (`behind_lines`), in buckets of their own (one per UTC day:
+    # the unique visitors' key holds it): they count in the totals and as `late`, never in a
+    # window, whatever the batch's newest line was.
+    behind: dict[int, Bucket] = {}
 
     def __post_init__(self) -> None:
         self._scratch: dict[int, _Scratch] = {}
@@ -411,10 +416,21 @@ class Partial(msgspec.Struct, dict=True):
         seconds: Sequence[int],
         templates: Sequence[str | None],
         groups: Groups | None = None,
+        behind: Sequence[int] = (),
     ) -> None:
         """Count parsed lines (aligned lists: record, size in bytes, event second, and the error
         template or None) at their event seconds, each field pulled out of the records with
-        C-level `map`/`Counter` calls. `groups` is `by_second(seconds)` when the caller has it."""
+        C-level `map`/`Counter` calls. `groups` is `by_second(seconds)` when the caller has it.
+        `behind`: the positions (ascending) of lines late within the batch (`behind_lines`),
+        counted into `self.behind` instead."""
+        if behind:
+            self._add_behind(records, sizes, seconds, templates, behind)
+            keep = sorted(set(range(len(records))).difference(behind))
+            records = list(map(records.__getitem__, keep))
+            sizes = list(map(sizes.__getitem__, keep))
+            seconds = list(map(seconds.__getitem__, keep))
+            templates = list(map(templates.__getitem__, keep))
+            groups = None
         n = len(records)
         if not n:
             return
@@ -438,6 +454,20 @@ class Partial(msgspec.Struct, dict=True):
                 nbytes = sum(map(sizes.__getitem__, positions))
                 tmpl = list(map(templates.__getitem__, positions))
             self._add_second(second, recs, nbytes, tmpl)
+
+    def _add_behind(self, records: Sequence[Record], sizes: Sequence[int], seconds: Sequence[int],
+                    templates: Sequence[str | None], behind: Sequence[int]) -> None:
+        side = Partial(lg_k=self.lg_k, grain=86400)
+        side.add_many(list(map(records.__getitem__, behind)), list(map(sizes.__getitem__, behind)),
+                      list(map(seconds.__getitem__, behind)), list(map(templates.__getitem__, behind)))
+        side.fold()
+        merge_totals(self, side)
+        for day, bucket in side.buckets.items():
+            mine = self.behind.get(day)
+            if mine is None:
+                self.behind[day] = bucket
+            else:
+                mine.merge(bucket)
 
     def _add_spans(self, records: Sequence[Record], groups: Groups) -> None:
         spans = self.spans
@@ -516,10 +546,17 @@ class Partial(msgspec.Struct, dict=True):
             if mine is None:
                 mine = self.buckets[second] = Bucket()
             mine.merge(bucket)
+        for day, bucket in other.behind.items():
+            mine = self.behind.get(day)
+            if mine is None:
+                mine = self.behind[day] = Bucket()
+            mine.merge(bucket)
 
     def to_bytes(self) -> bytes:
         self.fold()
         for bucket in self.buckets.values():
+            bucket.compact()
+        for bucket in self.behind.values():
             bucket.compact()
         return _encoder.encode(self)
 

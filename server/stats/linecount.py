@@ -83,3 +83,21 @@ def error_templates(records: Sequence[Any], template: Callable[[Any], Any]) -> l
         severity: Any = record.severity
         out.append(template(record) if severity is not None and severity <= ERROR_SEVERITY else None)
     return out
+
+
+def behind_lines(seconds: Sequence[int], horizon: int, future: int) -> list[int]:
+    """Positions of the lines that are late within their batch: at least `horizon` seconds (the
+    largest window) older than the newest line before them, so `late` does not depend on how a
+    stream was cut into batches. Lines after `future` (the future guard) never set the newest.
+    The newest line of earlier batches is the main process's to compare with (`Stats.merge`)."""
+    out: list[int] = []
+    newest = -(1 << 62)  # before any line
+    i = 0
+    for second in seconds:
+        if second > newest:
+            if second <= future:
+                newest = second
+        elif second <= newest - horizon:
+            out.append(i)
+        i += 1
+    return out

@@ -7,8 +7,10 @@
 # edges, so `15m` merges at most 15 + 118 buckets.
 #
 # Time guards: a line more than `max_future_s` ahead of the clock is `future`; a line older than
-# the largest window (relative to the anchor at merge time) is `late`. Both are counted in `all`
-# and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
+# the largest window, relative to the anchor when it is read (the newest line before it, in
+# stream order, with `anchor = "event"`), is `late`: a worker judges the lines of its batch
+# against each other (`Partial.behind`), the merge judges the rest against the earlier batches.
+# Both are counted in `all` and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
 # older than the largest window are dropped, and every unbounded field is exact up to a budget of
 # distinct values, a fixed-size sketch beyond (its answers carry their bounds).
 from __future__ import annotations
@@ -97,6 +99,9 @@ class Stats:
         self._pruned_to: int | None = None
         # Sees every partial before it is merged (and adopted, so changed): the cluster outbox.
         self.tee: Callable[[Partial], None] | None = None
+        # Sees each minute rollup (minute = second // 60) as the windows let go of it: the last
+        # word on that minute, which may have come and gone within one merge (history, trends).
+        self.on_retire: Callable[[int, Bucket], None] | None = None
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -119,6 +124,8 @@ class Stats:
         if partial.grain != 1:
             raise ValueError(f"windows are built from per-second buckets, not grain {partial.grain}")
         limit = int(now) + cfg.max_future_s
+        late_before = self._late_before(now)
+        self._merge_behind(partial)
         self._extend([s for s in partial.buckets if s <= limit])
         ref = self.anchor(now)
         lo = ref - self.horizon + 1
@@ -134,9 +141,12 @@ class Stats:
                 self.total.merge(bucket, sizes)
                 continue
             self.total.merge(bucket, sizes)
-            if second < lo:
+            if second < late_before:
                 self.late += bucket.lines
                 continue
+            # A second below `lo` was inside the windows when its lines were read and has left
+            # them with this batch's newer lines: it goes in and is pruned below (its minute's
+            # row goes to `on_retire` first), as it would streamed line by line.
             target = self.seconds.get(second)
             if target is None and _adoptable(bucket, self.second_sizes):
                 # A second no earlier batch touched (nearly all of them when a file is read):
@@ -154,12 +164,30 @@ class Stats:
                 rollup = self.minutes[minute] = Bucket()
             rollup.merge(bucket, sizes)
             self._live_minutes.add(minute)
-            if home is None or second > home:
+            if second >= lo and (home is None or second > home):
                 home = second
         if partial.rejected:
             self._count_rejected(partial, ref if home is None else home)
         self._prune(lo)
         self._compact(ref)
+
+    def _late_before(self, now: float) -> int:
+        """Seconds below this are late for a batch merged now: older than the largest window
+        before the anchor as the earlier batches left it (none before the first line)."""
+        if self.config.anchor == "wall":
+            return int(now) - self.horizon + 1
+        return -(1 << 62) if self.newest is None else self.newest - self.horizon + 1
+
+    def _merge_behind(self, partial: Partial) -> None:
+        """The lines the worker found late within their batch: in `all` and `late` only."""
+        for bucket in partial.behind.values():
+            bucket.thaw(distinct=False)
+            self.late += bucket.lines
+            self.total.merge(bucket, self.sizes)
+            if bucket.first_ts is not None:  # accepted, as every late line is: "all" spans it
+                oldest = int(bucket.first_ts)
+                if self.first_second is None or oldest < self.first_second:
+                    self.first_second = oldest
 
     def _extend(self, accepted: list[int]) -> None:
         """Move the newest and oldest accepted event seconds out to those of `accepted`."""
@@ -177,8 +205,9 @@ class Stats:
         spans = partial.spans if partial.grain != 1 else {
             s: Span(b.lines, b.first_ts, b.last_ts) for s, b in partial.buckets.items()}
         limit = int(now) + self.config.max_future_s
+        lo = self._late_before(now)
+        self._merge_behind(partial)
         self._extend([s for s in spans if s <= limit])
-        lo = self.anchor(now) - self.horizon + 1
         future = False
         for second, span in spans.items():
             if second > limit:
@@ -219,7 +248,9 @@ class Stats:
         for s in dead:
             del self.seconds[s]
             self._live.discard(s)
-        for m in [m for m in self.minutes if m * 60 + 59 < lo]:
+        for m in sorted(m for m in self.minutes if m * 60 + 59 < lo):
+            if self.on_retire is not None:
+                self.on_retire(m, self.minutes[m])
             del self.minutes[m]
             self._live_minutes.discard(m)
         self._pruned_to = lo
