@@ -213,6 +213,32 @@ def test_behind_lines_are_those_older_than_the_window_before_them(seed: int) -> 
         assert module.behind_lines(seconds, horizon, future) == expected, module.__name__
 
 
+def old_by_second(seconds: list[int]) -> list:
+    """`by_second` as it was: a C-level scan per distinct second, or one sort (frozen)."""
+    import itertools
+
+    first = seconds[0] if seconds else 0
+    if seconds.count(first) == len(seconds):
+        return [(first, None)] if seconds else []
+    distinct = list(dict.fromkeys(seconds))
+    if len(distinct) <= 8:
+        everywhere = range(len(seconds))
+        return [(second, list(itertools.compress(everywhere, map(second.__eq__, seconds)))) for second in distinct]
+    get = seconds.__getitem__
+    groups = {second: list(positions)
+              for second, positions in itertools.groupby(sorted(range(len(seconds)), key=get), get)}
+    return [(second, groups[second]) for second in distinct]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_by_second_groups_as_the_old_scans(seed: int) -> None:
+    rng = random.Random(seed)
+    base = 1_700_000_000
+    seconds = [base + rng.randrange(rng.choice([1, 3, 8, 9, 500])) for _ in range(rng.choice([0, 1, 7, 4000]))]
+    for module in [linecount] + ([COUNT] if COUNT is not None else []):
+        assert module.by_second(seconds) == old_by_second(seconds), module.__name__
+
+
 # -- every format, through parse_line, compiled against pure ------------------------------------
 
 _DUMP = """

@@ -8,7 +8,6 @@ commutative) into `logtallyd.stats.windows`.
 from __future__ import annotations
 
 import collections
-import itertools
 import math
 import operator
 import time
@@ -25,7 +24,7 @@ KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
 DISTINCT_LG_K = 12  # as `[stats] distinct_lg_k`
 _linecount = native.load("logtallyd.stats.linecount")  # compiled when built
 count_records, error_templates = _linecount.count_records, _linecount.error_templates
-behind_lines = _linecount.behind_lines
+behind_lines, by_second = _linecount.behind_lines, _linecount.by_second
 
 MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
 
@@ -351,27 +350,6 @@ _HOST = operator.attrgetter("host")
 
 
 Groups = list[tuple[int, "list[int] | None"]]
-
-
-def by_second(seconds: Sequence[int]) -> Groups:
-    """The positions of each distinct second, seconds in order of first occurrence, positions
-    ascending; None stands for "all of them" (the common batch that spans one second)."""
-    first = seconds[0] if seconds else 0
-    if seconds.count(first) == len(seconds):
-        return [(first, None)] if seconds else []
-    distinct = list(dict.fromkeys(seconds))
-    if len(distinct) <= 8:  # a batch spans a few seconds: one C-level scan per second
-        everywhere = range(len(seconds))
-        return [
-            (second, list(itertools.compress(everywhere, map(second.__eq__, seconds))))
-            for second in distinct
-        ]
-    get = seconds.__getitem__  # replayed old logs: many seconds, one sort
-    groups = {
-        second: list(positions)
-        for second, positions in itertools.groupby(sorted(range(len(seconds)), key=get), get)
-    }
-    return [(second, groups[second]) for second in distinct]
 
 
 class Span(msgspec.Struct, array_like=True):

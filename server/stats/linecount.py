@@ -101,3 +101,25 @@ def behind_lines(seconds: Sequence[int], horizon: int, future: int) -> list[int]
             out.append(i)
         i += 1
     return out
+
+
+def by_second(seconds: Sequence[int]) -> list[tuple[int, list[int] | None]]:
+    """The positions of each distinct second, seconds in order of first occurrence, positions
+    ascending; None stands for "all of them" (the common batch that spans one second). One pass
+    (compiled); the C-level scan per distinct second it replaced took ~0.3 µs a line over the
+    8 seconds of a typical daemon batch."""
+    if not seconds:
+        return []
+    first = seconds[0]
+    if seconds.count(first) == len(seconds):
+        return [(first, None)]
+    groups: dict[int, list[int]] = {}
+    i = 0
+    for second in seconds:
+        positions = groups.get(second)
+        if positions is None:
+            groups[second] = [i]
+        else:
+            positions.append(i)
+        i += 1
+    return [(second, positions) for second, positions in groups.items()]

@@ -10,9 +10,10 @@
 # the largest window, relative to the anchor when it is read (the newest line before it, in
 # stream order, with `anchor = "event"`), is `late`: a worker judges the lines of its batch
 # against each other (`Partial.behind`), the merge judges the rest against the earlier batches.
-# Both are counted in `all` and reported, but never enter a window bucket nor move the anchor. Memory is bounded: buckets
-# older than the largest window are dropped, and every unbounded field is exact up to a budget of
-# distinct values, a fixed-size sketch beyond (its answers carry their bounds).
+# Both are counted in `all` and reported, but never enter a window bucket nor move the anchor.
+# Memory is bounded: buckets older than the largest window are dropped, and every unbounded field
+# is exact up to a budget of distinct values, a fixed-size sketch beyond (its answers carry their
+# bounds).
 from __future__ import annotations
 
 from typing import Any, Callable
