@@ -38,7 +38,7 @@ FrameErrorReason = Literal[
 ]
 # ... a UDP listener one of these (a datagram past its peer's `ingest.peer_lines_per_s`) ...
 ListenerRejectReason = Literal["rate_limited"]
-# ... and a batch whose worker failed counts each of its lines as `internal_error`.
+# ... and `internal_error`: a line a parser failed on (a bug), or each line of a batch whose worker died.
 RejectReason = Literal[ParseRejectReason, FrameErrorReason, ListenerRejectReason, "internal_error"]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
@@ -89,7 +89,7 @@ class Record(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 class Rejected(msgspec.Struct, frozen=True, gc=False):
     """A line that could not be accepted, with a counted reason (`invalid_json`, `empty`, ...)."""
 
-    reason: ParseRejectReason
+    reason: ParseRejectReason | Literal["internal_error"]  # the latter: the parser failed (a bug)
 
 
 def is_error(record: Record) -> bool:

@@ -109,3 +109,28 @@ def test_quiet_process_gc_freezes_for_good() -> None:
             "print(before, gc.get_freeze_count() > 0, gc.get_threshold())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "True", "(20000,", "10,", "10)"]
+
+
+def test_a_line_the_parser_fails_on_costs_that_line_not_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser bug (an exception on some line) rejects that line as `internal_error`, with its
+    index for the rejects file; every other line of the batch is parsed and counted."""
+    from logtallyd.pool import worker
+
+    real = worker.parse
+
+    def buggy(text: str, arrival: float, plan: object) -> object:
+        if "BOOM" in text:
+            raise IndexError("a parser bug")
+        return real(text, arrival, plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker, "parse", buggy)
+    frames = [b'{"msg": "a", "level": "error"}', b"BOOM one", b"<134>1 2025-01-30T12:00:00Z h app - - - ok",
+              b"BOOM two", b""]
+    for listeners in (None, [("tcp", 3), ("udp", 2)]):
+        options = WorkerOptions(listener_parse={"udp": WorkerOptions().parse} if listeners else {})
+        result = decode_result(process_batch(frames, ARRIVAL, options, 0, listeners))
+        assert result.rejected == [(1, "internal_error"), (3, "internal_error"), (4, "empty")]
+        partial = Partial.from_bytes(result.partial)
+        assert (partial.received, partial.parsed) == (5, 2)
+        assert partial.rejected == {"internal_error": 2, "empty": 1}
+        assert partial.by_format == {"json": 1, "rfc5424": 1}

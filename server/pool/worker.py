@@ -15,7 +15,7 @@ import threading
 import time
 import multiprocessing
 import operator
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import msgspec
 
@@ -23,7 +23,7 @@ from logtallyd.stats.aggregate import Partial, behind_lines, by_second, error_te
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.feed import Feed
 from logtallyd.parsing import ParseOptions
-from logtallyd.parsing.sniff import parse, plan_for
+from logtallyd.parsing.sniff import Plan, parse, plan_for
 from logtallyd.records import Record, Rejected, record_view
 from logtallyd.publish.tailfilter import Predicate, compile_filter
 from logtallyd.stats.config import StatsConfig
@@ -199,16 +199,11 @@ def summarise_partial(
     texts = _decode_all(frames, partial)
     # The per-line loop only decodes and parses; everything counted is then pulled out of the
     # batch's records column by column (Partial.add_many, Feed.add_many).
-    if listeners and options.listener_parse:
-        results: list[Record | Rejected] = []
-        start = 0
-        for name, count in listeners:
-            plan = plan_for(options.listener_parse.get(name, options.parse))
-            results.extend(parse(text, arrival, plan) for text in texts[start : start + count])
-            start += count
-    else:
-        plan = plan_for(options.parse)
-        results = [parse(text, arrival, plan) for text in texts]
+    try:
+        results = _parse_all(texts, arrival, options, listeners, parse)
+    except Exception:
+        # A parser bug on some line must cost that line, not its batch: again, line by line.
+        results = _parse_all(texts, arrival, options, listeners, _guarded_parse)
     sizes = list(map(len, frames))
     records: list[Record] = results  # type: ignore[assignment]
     # Each record's sender address, one column built from the runs (None: no sender known).
@@ -262,6 +257,32 @@ def summarise_partial(
                 else:
                     skipped += 1
     return partial, rejected, skipped
+
+
+def _parse_all(texts: list[str], arrival: float, options: WorkerOptions, listeners: list[tuple[str, int]] | None,
+               parse_one: Callable[[str, float, Plan], Record | Rejected]) -> list[Record | Rejected]:
+    if listeners and options.listener_parse:
+        results: list[Record | Rejected] = []
+        start = 0
+        for name, count in listeners:
+            plan = plan_for(options.listener_parse.get(name, options.parse))
+            results.extend(parse_one(text, arrival, plan) for text in texts[start : start + count])
+            start += count
+        return results
+    plan = plan_for(options.parse)
+    return [parse_one(text, arrival, plan) for text in texts]
+
+
+INTERNAL_ERROR = Rejected("internal_error")
+
+
+def _guarded_parse(text: str, arrival: float, plan: Plan) -> Record | Rejected:
+    """`parse`, with an exception (a parser bug) turned into the line's rejection: counted as
+    `internal_error` and written to the rejects file with the line, the rest of the batch parsed."""
+    try:
+        return parse(text, arrival, plan)
+    except Exception:
+        return INTERNAL_ERROR
 
 
 def _claims(by_sender: list[str], records: list[Record], limit: int, claims: dict[str, list[str]]) -> None:
