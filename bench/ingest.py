@@ -33,39 +33,53 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def generate(n: int, seed: int = 1) -> bytes:
+MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+
+
+def generate(n: int, seed: int = 1, start: int | None = None) -> bytes:
+    """`n` lines of five formats in turn, 1,000 a second of event time from `start` (default:
+    ending a minute before now, as a live stream is stamped: every line falls in the windows and
+    the RFC 3164 lines, which carry no year, read as this year's)."""
     rng = random.Random(seed)
+    if start is None:
+        start = int(time.time()) - n // 1000 - 60
     services = ["api", "auth", "billing", "search", "web"]
     paths = ["/", "/login", "/api/v1/items", "/api/v1/users/42", "/static/app.js", "/health"]
     agents = ["curl/8.0", "Mozilla/5.0 (X11; Linux x86_64)", "Go-http-client/1.1", "python-requests/2.31"]
     out = []
+    stamps: tuple[str, str, str, str] = ("", "", "", "")
     for i in range(n):
         kind = i % 5
-        sec = i // 1000
-        hh, mm, ss = 12 + (sec // 3600) % 12, (sec // 60) % 60, sec % 60
+        if i % 1000 == 0:  # a new second: its stamps in each format
+            tm = time.gmtime(start + i // 1000)
+            clock = f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+            day = f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
+            stamps = (f"{day}T{clock}", f"{MONTHS[tm.tm_mon - 1]} {tm.tm_mday:2d} {clock}",
+                      f"{tm.tm_mday:02d}/{MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:{clock}", f"{day} {clock}")
+        iso, bsd, clf, app = stamps
         svc = rng.choice(services)
         if kind == 0:
             out.append(
-                f"<{rng.choice((134, 131, 132))}>1 2025-01-30T{hh:02d}:{mm:02d}:{ss:02d}.{i % 1000:03d}Z "
+                f"<{rng.choice((134, 131, 132))}>1 {iso}.{i % 1000:03d}Z "
                 f"host{i % 7} {svc} {1000 + i % 50} ID{i % 9} [meta seq=\"{i}\"] request {i} handled"
             )
         elif kind == 1:
-            out.append(f"<{rng.choice((30, 27))}>Jan 30 {hh:02d}:{mm:02d}:{ss:02d} host{i % 7} {svc}[{200 + i % 30}]: "
+            out.append(f"<{rng.choice((30, 27))}>{bsd} host{i % 7} {svc}[{200 + i % 30}]: "
                        f"session {i} opened for user u{i % 100}")
         elif kind == 2:
             ip = f"10.{i % 4}.{(i // 7) % 256}.{i % 251}"
             status = rng.choice((200, 200, 200, 201, 304, 404, 500))
             out.append(
-                f'{ip} - - [30/Jan/2025:{hh:02d}:{mm:02d}:{ss:02d} +0000] "GET {rng.choice(paths)} HTTP/1.1" '
+                f'{ip} - - [{clf} +0000] "GET {rng.choice(paths)} HTTP/1.1" '
                 f'{status} {rng.randint(100, 9000)} "-" "{rng.choice(agents)}" {rng.random() / 10:.3f}'
             )
         elif kind == 3:
             level = rng.choice(("INFO", "INFO", "WARN", "ERROR", "DEBUG"))
-            out.append(f"2025-01-30 {hh:02d}:{mm:02d}:{ss:02d},{i % 1000:03d} {level} [{svc}] "
+            out.append(f"{app},{i % 1000:03d} {level} [{svc}] "
                        f"Database connection failed for user {i % 97}")
         else:
             out.append(json.dumps({
-                "ts": f"2025-01-30T{hh:02d}:{mm:02d}:{ss:02d}Z", "level": rng.choice(("info", "error")),
+                "ts": f"{iso}Z", "level": rng.choice(("info", "error")),
                 "service": svc, "msg": f"job {i} finished", "duration_ms": rng.randint(1, 500),
             }))
     return ("\n".join(out) + "\n").encode()
