@@ -219,3 +219,38 @@ def test_corpus_logs_count_late_lines_by_their_order(capsys: pytest.CaptureFixtu
         if path.parent.name == "Apache":
             assert out["late"] == 0
     assert checked >= 5
+
+
+def test_a_view_merging_a_nodes_partials_counts_its_late_lines() -> None:
+    """The partials a node tees to its cluster outbox carry the lines it counted late, so a
+    view that merges them (several a second, as the outbox does) counts the same `late`."""
+    seconds = [int(NOW) - 50_000 + 10 * i for i in range(300)] + [int(NOW) - 60_000 + i for i in range(50)]
+    seconds += [int(NOW) - 40_000 + i for i in range(50)]
+    frames = [frame(s, i) for i, s in enumerate(seconds)]
+    node, view = Stats(StatsConfig(), NOW), Stats(StatsConfig(), NOW)
+    teed: list[bytes] = []
+    node.tee = lambda partial: teed.append(partial.to_bytes())
+    for seq, start in enumerate(range(0, len(frames), 37)):
+        result = decode_result(process_batch(frames[start:start + 37], NOW, WorkerOptions(), seq))
+        node.merge(Partial.from_bytes(result.partial), NOW)
+    for start in range(0, len(teed), 3):  # an outbox second merges what came in it
+        merged = Partial.from_bytes(teed[start])
+        for data in teed[start + 1:start + 3]:
+            merged.merge(Partial.from_bytes(data))
+        view.merge(Partial.from_bytes(merged.to_bytes()), NOW)
+    assert node.late == view.late == late_in_order(seconds) > 0
+    assert node.report("all", NOW) == view.report("all", NOW)
+
+
+def test_rejected_lines_of_a_batch_with_late_lines_keep_their_own_bytes() -> None:
+    """A batch's rejected lines are filed at its newest second with the bytes no bucket holds:
+    the late lines' bytes are not counted there a second time."""
+    now = int(NOW)
+    frames = [frame(now - 10, 0), frame(now - 5000, 1), b"", b"{broken", frame(now - 9, 2)]
+    stats = Stats(StatsConfig(), NOW)
+    result = decode_result(process_batch(frames, NOW, WorkerOptions(), 0))
+    stats.merge(Partial.from_bytes(result.partial), NOW)
+    assert stats.late == 1
+    assert stats.report("all", NOW)["bytes"] == sum(map(len, frames))
+    window = stats.report("15m", NOW)
+    assert window["bytes"] == len(frames[0]) + len(frames[4]) + len(b"{broken")

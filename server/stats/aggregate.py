@@ -447,6 +447,18 @@ class Partial(msgspec.Struct, dict=True):
             else:
                 mine.merge(bucket)
 
+    def move_behind(self, before: int) -> None:
+        """Count the buckets of seconds before `before` as late lines (`behind`)."""
+        self.fold()
+        for second in [s for s in self.buckets if s < before]:
+            bucket = self.buckets.pop(second)
+            day = second - second % 86400
+            mine = self.behind.get(day)
+            if mine is None:
+                self.behind[day] = bucket
+            else:
+                mine.merge(bucket)
+
     def _add_spans(self, records: Sequence[Record], groups: Groups) -> None:
         spans = self.spans
         stamps = list(map(_TS, records))

@@ -115,6 +115,11 @@ class Stats:
     def merge(self, partial: Partial, now: float) -> None:
         """Merge one worker result; `now` is the clock used for the future guard."""
         cfg = self.config
+        late_before = self._late_before(now)
+        if self.windows and partial.grain == 1:
+            # The seconds late against the earlier batches join the lines late within this one,
+            # before the tee: a cluster view is told which lines this node counted late.
+            partial.move_behind(late_before)
         if self.tee is not None:
             self.tee(partial)
         merge_totals(self, partial)
@@ -125,7 +130,6 @@ class Stats:
         if partial.grain != 1:
             raise ValueError(f"windows are built from per-second buckets, not grain {partial.grain}")
         limit = int(now) + cfg.max_future_s
-        late_before = self._late_before(now)
         self._merge_behind(partial)
         self._extend([s for s in partial.buckets if s <= limit])
         ref = self.anchor(now)
@@ -142,10 +146,7 @@ class Stats:
                 self.total.merge(bucket, sizes)
                 continue
             self.total.merge(bucket, sizes)
-            if second < late_before:
-                self.late += bucket.lines
-                continue
-            # A second below `lo` was inside the windows when its lines were read and has left
+            # (A second below `late_before` has gone to `partial.behind`, above.) A second below `lo` was inside the windows when its lines were read and has left
             # them with this batch's newer lines: it goes in and is pruned below (its minute's
             # row goes to `on_retire` first), as it would streamed line by line.
             target = self.seconds.get(second)
@@ -233,7 +234,7 @@ class Stats:
     def _count_rejected(self, partial: Partial, second: int) -> None:
         # Rejected lines have no event time: count them at the batch's newest live second
         # (their neighbours in the stream), else at the anchor.
-        nbytes = partial.bytes - sum(b.bytes for b in partial.buckets.values())
+        nbytes = partial.bytes - sum(b.bytes for b in (*partial.buckets.values(), *partial.behind.values()))
         for b in (self.seconds.setdefault(second, Bucket()), self.minutes.setdefault(second // 60, Bucket())):
             add_counts(b.rejected, partial.rejected)
             b.bytes += nbytes
