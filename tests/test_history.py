@@ -120,3 +120,27 @@ def test_history_survives_a_restart(start_server, tmp_path: Path) -> None:
 def test_history_off_without_a_state_directory(start_server) -> None:
     server = start_server('[state]\ndirectory = ""\n')
     assert "history is off" in server.command("HISTORY")["error"]
+
+
+def test_a_backlog_sent_at_once_keeps_every_minute_in_history(start_server, tmp_path: Path) -> None:
+    """Lines one every 2 s over 67 minutes, sent in one burst: a batch spans more than the
+    largest window, so its first minutes enter and leave the windows in one merge. Their rows
+    still reach history.sqlite (held for the next write), every line but the open minute's."""
+    state = tmp_path / "state"
+    server = start_server(f'[state]\ndirectory = "{state}"\n[history]\ninterval_s = 1\n')
+    start = 1_738_238_400  # 2025-01-30T12:00:00Z, a minute boundary
+    text = "".join(json.dumps({"ts": start + 2 * i, "level": "info", "msg": f"job {i}"}) + "\n" for i in range(2000))
+    send_tcp(server.address("tcp"), text.encode())
+    assert server.wait_received(2000)["late"] == 0
+    points: list = []
+    for _ in range(100):
+        answer = server.command("HISTORY lines 60 2h")
+        points = answer.get("series", {}).get("lines", [])
+        if sum(n for _, n in points) >= 2000 - 30:
+            break
+        time.sleep(0.1)
+    newest = start + 2 * 1999
+    open_minute = newest - newest % 60
+    assert sum(n for _, n in points) == sum(1 for i in range(2000) if start + 2 * i < open_minute)
+    assert [ts for ts, _ in points] == list(range(start, open_minute, 60))
+    assert server.stats()["history"]["rows_lost"] == 0
