@@ -254,3 +254,28 @@ def test_rejected_lines_of_a_batch_with_late_lines_keep_their_own_bytes() -> Non
     assert stats.report("all", NOW)["bytes"] == sum(map(len, frames))
     window = stats.report("15m", NOW)
     assert window["bytes"] == len(frames[0]) + len(frames[4]) + len(b"{broken")
+
+
+def test_analyze_files_undated_lines_beside_their_neighbours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 2015 log with stack-trace lines (no timestamp of their own): filed at the time this run
+    read them, they moved the anchor to today and 2,994 of 3,030 lines were late. Now each is
+    filed with the stamped line before it, in one process or three, the daemon still at arrival."""
+    lines = []
+    for i in range(3000):
+        lines.append(f"2015-07-29 17:{i // 60 % 60:02d}:{i % 60:02d},000 - ERROR [main:Foo@1] - boom {i}")
+        if i % 100 == 5:
+            lines.append("\tat org.foo.Bar.baz(Bar.java:42)")
+    path = tmp_path / "trace.log"
+    path.write_text("\n".join(lines) + "\n")
+    for workers in ("0", "2"):
+        assert run_analyze([str(path), "--json", "--workers", workers]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["received"], out["late"], out["by_format"]) == (3030, 0, {"app": 3000, "raw": 30})
+        assert out["first_ts"] == 1438189200.0 and out["last_ts"] == 1438189200.0 + 2999
+    frames = [b"\tat first", b'{"ts": 1438189200.5, "msg": "a"}', b"\tat x", b'{"ts": 1438189260.5, "msg": "b"}']
+    filed = Partial.from_bytes(decode_result(process_batch(frames, NOW, WorkerOptions(undated="neighbour"))).partial)
+    assert {s: b.lines for s, b in filed.buckets.items()} == {1438189200: 3, 1438189260: 1}
+    live = Partial.from_bytes(decode_result(process_batch(frames, NOW, WorkerOptions())).partial)
+    # Live, an undated line is filed at its arrival: the 2015 lines after it are late.
+    assert {s: b.lines for s, b in live.buckets.items()} == {int(NOW): 2}
+    assert sum(b.lines for b in live.behind.values()) == 2

@@ -239,6 +239,19 @@ def test_by_second_groups_as_the_old_scans(seed: int) -> None:
         assert module.by_second(seconds) == old_by_second(seconds), module.__name__
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_neighbour_seconds_file_undated_lines_beside_their_neighbours(seed: int) -> None:
+    rng = random.Random(seed)
+    stamps = [rng.choice([None, None, 1_700_000_000 + rng.randrange(100) + 0.5])
+              for _ in range(rng.choice([0, 1, 5, 300]))]
+    known = [int(t) for t in stamps if t is not None]
+    expected = None if not known else [
+        int(next((t for t in reversed(stamps[:i + 1]) if t is not None), stamps[[t is not None for t in stamps].index(True)]))
+        for i in range(len(stamps))]
+    for module in [linecount] + ([COUNT] if COUNT is not None else []):
+        assert module.neighbour_seconds(stamps) == expected, module.__name__
+
+
 # -- every format, through parse_line, compiled against pure ------------------------------------
 
 _DUMP = """

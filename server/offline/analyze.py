@@ -92,7 +92,7 @@ def default_batch_fn() -> tuple[BatchFn, Any]:
     """The server's own worker function and its default options."""
     from logtallyd.pool.worker import WorkerOptions, process_batch
 
-    return process_batch, WorkerOptions(sketch=True)  # this main process is the bottleneck
+    return process_batch, WorkerOptions(sketch=True, undated="neighbour")  # this main process is the bottleneck
 
 
 def _decode(result: bytes) -> Any:
@@ -299,7 +299,8 @@ def run_analyze(argv: list[str]) -> int:
         # then does, where per-second buckets cost most of the time on a file of ~10 lines/s.
         "options": WorkerOptions(parse=config.parse, detect=config.detect, web=web_config,
                                  distinct_lg_k=config.stats.distinct_lg_k, feed=args.events, sketch=True,
-                                 grain=1 if args.html else 86400, **late_options(config.stats)),
+                                 grain=1 if args.html else 86400, undated="neighbour",
+                                 **late_options(config.stats)),
         "max_message_bytes": config.ingest.max_message_bytes,
         "delimiter": config.ingest.delimiter,
         "batch_lines": config.pipeline.batch_lines,

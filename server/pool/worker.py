@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import msgspec
 
-from logtallyd.stats.aggregate import Partial, behind_lines, by_second, error_templates
+from logtallyd.stats.aggregate import Partial, behind_lines, by_second, error_templates, neighbour_seconds
 from logtallyd.detect.config import DetectConfig
 from logtallyd.detect.feed import Feed
 from logtallyd.parsing import ParseOptions
@@ -57,6 +57,9 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     # Lines past the future guard (`max_future_s` after the batch's arrival) set no newest line.
     behind_s: int | None = 900
     max_future_s: int = 300
+    # The second a line without a timestamp is filed at: its arrival (live), or, for a file
+    # (`analyze`), that of the stamped line before it (`linecount.neighbour_seconds`).
+    undated: Literal["arrival", "neighbour"] = "arrival"
 
 
 def late_options(stats: StatsConfig) -> dict[str, Any]:
@@ -230,8 +233,12 @@ def summarise_partial(
         _claims(by_sender, records, options.sender_hostnames, claims)
     stamps = list(map(_TS, records))
     if None in stamps:
-        fallback_second = int(arrival)
-        seconds = [fallback_second if ts is None else int(ts) for ts in stamps]
+        neighbours = neighbour_seconds(stamps) if options.undated == "neighbour" else None
+        if neighbours is not None:
+            seconds = neighbours
+        else:
+            fallback_second = int(arrival)
+            seconds = [fallback_second if ts is None else int(ts) for ts in stamps]
     else:
         seconds = list(map(int, stamps))
     templates = error_templates(records, record_template)

@@ -24,7 +24,7 @@ KLL_K = 200  # rank error 1.33% (99% confidence) per quantile query
 DISTINCT_LG_K = 12  # as `[stats] distinct_lg_k`
 _linecount = native.load("logtallyd.stats.linecount")  # compiled when built
 count_records, error_templates = _linecount.count_records, _linecount.error_templates
-behind_lines, by_second = _linecount.behind_lines, _linecount.by_second
+behind_lines, by_second, neighbour_seconds = _linecount.behind_lines, _linecount.by_second, _linecount.neighbour_seconds
 
 MAX_VALUE_LEN = 200  # longer values (user agents, paths, messages) are cut before sketching
 

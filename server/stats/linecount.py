@@ -123,3 +123,21 @@ def by_second(seconds: Sequence[int]) -> list[tuple[int, list[int] | None]]:
             positions.append(i)
         i += 1
     return [(second, positions) for second, positions in groups.items()]
+
+
+def neighbour_seconds(stamps: Sequence[Any]) -> list[int] | None:
+    """The event second of each line of a file (`analyze`), a line without a timestamp (a stack
+    trace's `at ...`, a continuation) filed at the second of the stamped line before it, those
+    before the batch's first stamped line at that one's; None when no line is stamped. The time
+    a file is read says nothing about its lines: filed there, they moved the anchor years ahead."""
+    out: list[int] = []
+    current = -1
+    first = True
+    for ts in stamps:
+        if ts is not None:
+            current = int(ts)
+            if first:
+                out = [current] * len(out)
+                first = False
+        out.append(current)
+    return None if first else out
