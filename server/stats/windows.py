@@ -146,9 +146,10 @@ class Stats:
                 self.total.merge(bucket, sizes)
                 continue
             self.total.merge(bucket, sizes)
-            # (A second below `late_before` has gone to `partial.behind`, above.) A second below `lo` was inside the windows when its lines were read and has left
-            # them with this batch's newer lines: it goes in and is pruned below (its minute's
-            # row goes to `on_retire` first), as it would streamed line by line.
+            # (A second below `late_before` has gone to `partial.behind`, above.) A second below
+            # `lo` was inside the windows when its lines were read and has left them with this
+            # batch's newer lines: it goes in and is pruned below (its minute's row goes to
+            # `on_retire` first), as it would streamed line by line.
             target = self.seconds.get(second)
             if target is None and _adoptable(bucket, self.second_sizes):
                 # A second no earlier batch touched (nearly all of them when a file is read):
@@ -181,7 +182,8 @@ class Stats:
         return -(1 << 62) if self.newest is None else self.newest - self.horizon + 1
 
     def _merge_behind(self, partial: Partial) -> None:
-        """The lines the worker found late within their batch: in `all` and `late` only."""
+        """The batch's late lines (found by the worker within the batch, or moved there by
+        `Partial.move_behind` against the earlier batches): in `all` and `late` only."""
         for bucket in partial.behind.values():
             bucket.thaw(distinct=False)
             self.late += bucket.lines
