@@ -279,3 +279,12 @@ def test_analyze_files_undated_lines_beside_their_neighbours(tmp_path: Path, cap
     # Live, an undated line is filed at its arrival: the 2015 lines after it are late.
     assert {s: b.lines for s, b in live.buckets.items()} == {int(NOW): 2}
     assert sum(b.lines for b in live.behind.values()) == 2
+
+
+def test_with_the_wall_anchor_late_lines_still_span_all() -> None:
+    """`all` spans the late lines' seconds, newest included, with either anchor (lines_per_s)."""
+    seconds = [int(NOW) - 5000 + i for i in range(100)]
+    frames = [frame(s, i) for i, s in enumerate(seconds)]
+    stats = Stats(StatsConfig(anchor="wall"), NOW)
+    stats.merge(Partial.from_bytes(decode_result(process_batch(frames, NOW, WorkerOptions(behind_s=None))).partial), NOW)
+    assert stats.late == 100 and (stats.first_second, stats.newest) == (seconds[0], seconds[-1])

@@ -441,23 +441,20 @@ class Partial(msgspec.Struct, dict=True):
         side.fold()
         merge_totals(self, side)
         for day, bucket in side.buckets.items():
-            mine = self.behind.get(day)
-            if mine is None:
-                self.behind[day] = bucket
-            else:
-                mine.merge(bucket)
+            self._file_behind(day, bucket)
 
     def move_behind(self, before: int) -> None:
         """Count the buckets of seconds before `before` as late lines (`behind`)."""
         self.fold()
         for second in [s for s in self.buckets if s < before]:
-            bucket = self.buckets.pop(second)
-            day = second - second % 86400
-            mine = self.behind.get(day)
-            if mine is None:
-                self.behind[day] = bucket
-            else:
-                mine.merge(bucket)
+            self._file_behind(second - second % 86400, self.buckets.pop(second))
+
+    def _file_behind(self, day: int, bucket: Bucket) -> None:
+        mine = self.behind.get(day)
+        if mine is None:
+            self.behind[day] = bucket  # taken over, as `Stats.merge` adopts a second's bucket
+        else:
+            mine.merge(bucket)
 
     def _add_spans(self, records: Sequence[Record], groups: Groups) -> None:
         spans = self.spans

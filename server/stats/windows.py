@@ -188,10 +188,10 @@ class Stats:
             bucket.thaw(distinct=False)
             self.late += bucket.lines
             self.total.merge(bucket, self.sizes)
-            if bucket.first_ts is not None:  # accepted, as every late line is: "all" spans it
-                oldest = int(bucket.first_ts)
-                if self.first_second is None or oldest < self.first_second:
-                    self.first_second = oldest
+            if bucket.first_ts is not None and bucket.last_ts is not None:
+                # Accepted, as every late line is: "all" spans them, as it did when late seconds
+                # stayed among the buckets (with the event anchor, a newer line came before).
+                self._extend([int(bucket.first_ts), int(bucket.last_ts)])
 
     def _extend(self, accepted: list[int]) -> None:
         """Move the newest and oldest accepted event seconds out to those of `accepted`."""
